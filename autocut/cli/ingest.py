@@ -1,0 +1,51 @@
+"""`autocut ingest PATH... [--kind footage|bgm]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from autocut.ingest import FileResult, IngestConfig, ingest_paths
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="add footage or music to the material library",
+                       description="Validate, embed and segment media files (or directories of them) into the "
+                                   "library. Idempotent: content already present is skipped. A bad file is "
+                                   "reported and skipped; the others are ingested.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="media files or directories")
+    p.add_argument("--kind", choices=["footage", "bgm"], default="footage",
+                   help="footage (videos, default) or bgm (music, cut into excerpts)")
+    p.add_argument("--frame-encoder", default="efficientnet-lite0", choices=["efficientnet-lite0", "resnet50"],
+                   help="frame CNN (default: the embedded efficientnet-lite0)")
+    p.add_argument("--frame-weights", type=Path, default=None, metavar="DIR",
+                   help="local weights directory for resnet50 (a transformers ResNetModel directory)")
+    p.add_argument("--audio-encoder", default="aisfx", choices=["aisfx", "panns"],
+                   help="audio embedder (default: the embedded aisfx)")
+    p.add_argument("--audio-weights", type=Path, default=None, metavar="FILE",
+                   help="local PANNs checkpoint (Cnn14 .pth) for --audio-encoder panns")
+    p.add_argument("--excerpt-s", type=float, default=25.0,
+                   help="cut BGM files into excerpts of this many seconds (0 = whole file; default 25)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the encoders")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = IngestConfig(frame_encoder=args.frame_encoder, frame_weights=args.frame_weights,
+                       audio_encoder=args.audio_encoder, audio_weights=args.audio_weights,
+                       bgm_excerpt_s=args.excerpt_s or None, num_threads=args.threads)
+    bar = tqdm(total=None, unit="file", desc=f"ingest {args.kind}", disable=None, file=sys.stderr)
+
+    def progress(done: int, total: int, res: FileResult) -> None:
+        bar.total = total
+        bar.update(1)
+        if res.status == "failed":
+            bar.write(f"failed: {res.path}: {res.reason}")
+
+    report = ingest_paths(args.library, args.paths, kind=args.kind, config=cfg, progress=progress)
+    bar.close()
+    print(report.summary())
+    return 1 if report.failed and not (report.added or report.skipped) else 0

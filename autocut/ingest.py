@@ -1,0 +1,315 @@
+"""Ingest media into the material library: validate, embed, segment, store (idempotent, resumable).
+
+Footage: probe + validate -> content hash (skip if known) -> one ffmpeg decode giving 1 fps frames
+at the encoder's size and a dense thumbnail stream -> CNN features (raw, stored) -> PCA 128-d ->
+visual clips -> one catalog transaction. Decoding runs in ffmpeg while the previous batch is
+embedded, so a source costs about max(decode, encode), not their sum.
+
+BGM: decoded with pydub, resampled to the audio encoder's rate, cut into excerpts, embedded per
+block and pooled per excerpt (DESIGN method 1 and "Offline models").
+
+A bad file is reported (and recorded in the catalog's `failures`) and skipped; the rest of the
+batch goes on. Each source is committed on its own, so a kill loses at most the file in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from autocut.catalog import Catalog, NewBgm, NewSource
+from autocut.errors import AutoCutError, ConfigError, MediaError
+from autocut.ids import MAX_FRAME_INDEX
+from autocut.media import FrameBatch, MediaInfo, _run_sampler, probe, validate_footage
+from autocut.segmentation import SegmentationConfig, clip_embeddings, segment_clips
+
+__all__ = [
+    "FileResult",
+    "IngestConfig",
+    "IngestReport",
+    "content_hash",
+    "expand_paths",
+    "ingest_paths",
+    "load_audio_mono",
+]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["footage", "bgm"]
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
+AUDIO_SUFFIXES = {".mp3", ".ogg", ".oga", ".wav", ".flac", ".m4a", ".aac", ".opus", ".wma"}
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    frame_encoder: str = "efficientnet-lite0"
+    frame_weights: Path | None = None  # local weights dir (resnet50)
+    audio_encoder: str = "aisfx"
+    audio_weights: Path | None = None  # local checkpoint (panns)
+    frame_rate_hz: float = 1.0  # AutoCut 4.1 samples frames at 1 fps; ids assume it
+    thumb_rate_hz: float = 5.0  # dense stream for boundary detection
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    bgm_excerpt_s: float | None = 25.0  # None = whole file is one track
+    bgm_min_excerpt_s: float = 10.0  # shorter tails are dropped
+    num_threads: int | None = None
+    decode_threads: int = 2
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: Literal["added", "skipped", "failed"]
+    reason: str = ""
+    ids: list[int] = field(default_factory=list)  # photo_id, or audio_ids of the excerpts
+    duration_s: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    results: list[FileResult] = field(default_factory=list)
+
+    @property
+    def added(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "added"]
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "skipped"]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def summary(self) -> str:
+        media_s = sum(r.duration_s for r in self.added)
+        wall = sum(r.seconds for r in self.results)
+        lines = [f"added {len(self.added)} ({media_s:.0f} s of media in {wall:.1f} s), "
+                 f"already present {len(self.skipped)}, failed {len(self.failed)}"]
+        lines += [f"  FAILED {r.path}: {r.reason}" for r in self.failed]
+        return "\n".join(lines)
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """sha256 of the file's bytes (dedupe key: the same content under another name is not re-ingested)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]], kind: Kind) -> list[Path]:
+    """Files given directly are kept as they are; directories are walked for media of `kind`."""
+    suffixes = VIDEO_SUFFIXES if kind == "footage" else AUDIO_SUFFIXES
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in suffixes))
+        else:
+            out.append(p)
+    return out
+
+
+class _Models:
+    """Encoders and PCA, loaded once per ingest run (lazily: BGM-only runs never load the CNN)."""
+
+    def __init__(self, cfg: IngestConfig, catalog: Catalog) -> None:
+        self.cfg = cfg
+        self.catalog = catalog
+        self._frame = None
+        self._audio = None
+        self._pca = None
+
+    @property
+    def frame(self):  # noqa: ANN201
+        if self._frame is None:
+            from autocut.encoders import load_frame_encoder
+
+            self._frame = load_frame_encoder(self.cfg.frame_encoder, weights_dir=self.cfg.frame_weights,
+                                             num_threads=self.cfg.num_threads)
+        return self._frame
+
+    @property
+    def audio(self):  # noqa: ANN201
+        if self._audio is None:
+            from autocut.encoders import load_audio_encoder
+
+            self._audio = load_audio_encoder(self.cfg.audio_encoder, weights_path=self.cfg.audio_weights,
+                                             num_threads=self.cfg.num_threads)
+        return self._audio
+
+    @property
+    def pca(self):  # noqa: ANN201
+        if self._pca is None:
+            from autocut.library_pca import current_pca
+
+            self._pca = current_pca(self.catalog, self.cfg.frame_encoder)
+        return self._pca
+
+
+def _threaded(gen: Iterator[FrameBatch], depth: int = 4) -> Iterator[FrameBatch]:
+    """Run a generator in a thread so ffmpeg keeps decoding while the caller embeds."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    sentinel = object()
+    err: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for item in gen:
+                q.put(item)
+        except BaseException as exc:  # re-raised in the consumer
+            err.append(exc)
+        finally:
+            q.put(sentinel)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    while (item := q.get()) is not sentinel:
+        yield item
+    t.join()
+    if err:
+        raise err[0]
+
+
+def _ingest_footage(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig, kind: str) -> FileResult:
+    t0 = time.perf_counter()
+    info = validate_footage(probe(path))
+    if info.duration_s * cfg.frame_rate_hz > MAX_FRAME_INDEX + 1:
+        raise MediaError(path, f"longer than {MAX_FRAME_INDEX} s ({info.duration_s:.0f} s): AutoCut frame ids "
+                               "allow at most 9,999 1 fps frames per source; split the file first")
+    digest = content_hash(path)
+    if (pid := cat.has_source(digest)) is not None:
+        return FileResult(str(path), "skipped", "already in the library (same content)", [pid], info.duration_s,
+                          time.perf_counter() - t0)
+    enc = models.frame
+    thumbs: list[np.ndarray] = []
+    raw_parts: list[np.ndarray] = []
+    gen = _run_sampler(str(path), rate_hz=cfg.frame_rate_hz, size_hw=enc.input_size,
+                       thumb_rate_hz=cfg.thumb_rate_hz, thumb_size_hw=(36, 64), threads=cfg.decode_threads,
+                       batch_size=16, collect=True, thumbs_out=thumbs)
+    for batch in _threaded(gen):
+        raw_parts.append(enc.encode(batch.frames))
+    if not raw_parts:
+        raise MediaError(path, "no frames could be decoded (corrupt or truncated video stream)")
+    raw = np.concatenate(raw_parts)
+    vecs = models.pca.transform(raw)
+    thumb_arr = thumbs[0] if thumbs else np.zeros((0, 36, 64), np.uint8)
+    # Decoded length can be shorter than the container claims (truncated files): trust the decode.
+    decoded_s = max(len(raw) / cfg.frame_rate_hz, len(thumb_arr) / cfg.thumb_rate_hz)
+    duration_s = min(info.duration_s, decoded_s) if decoded_s > 0 else info.duration_s
+    spans = segment_clips(thumb_arr, cfg.thumb_rate_hz, duration_s, cfg.segmentation)
+    spans = [s for s in spans if s.start_frame < len(vecs)]
+    clips = clip_embeddings(spans, vecs)
+    probe_d = {k: v for k, v in info.__dict__.items() if k != "tags"}
+    photo_id = cat.add_source(NewSource(
+        content_hash=digest, path=str(path.resolve()), kind=kind, duration_s=duration_s, probe=probe_d,
+        frame_times_s=[i / cfg.frame_rate_hz for i in range(len(vecs))], frames_raw=raw, frames=vecs,
+        clip_spans=[(s.start_s, s.end_s) for s in spans], clips=clips))
+    return FileResult(str(path), "added", "", [photo_id], duration_s, time.perf_counter() - t0)
+
+
+def load_audio_mono(path: str | os.PathLike[str], sample_rate_hz: int,
+                    start_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
+    """Decode (part of) an audio file to mono float32 in [-1, 1] at `sample_rate_hz` (pydub + ffmpeg)."""
+    from pydub import AudioSegment
+
+    try:
+        kw = {"start_second": start_s} if start_s else {}
+        if duration_s is not None:
+            kw["duration"] = duration_s
+        seg = AudioSegment.from_file(str(path), **kw)
+    except Exception as exc:  # pydub raises CouldntDecodeError / IndexError on garbage
+        raise MediaError(path, f"cannot decode audio ({type(exc).__name__}: {str(exc).strip()[-200:]})") from None
+    seg = seg.set_channels(1).set_frame_rate(sample_rate_hz).set_sample_width(2)
+    samples = np.frombuffer(seg.raw_data, dtype=np.int16).astype(np.float32) / 32768.0
+    return samples
+
+
+def _excerpt_windows(duration_s: float, cfg: IngestConfig) -> list[tuple[float, float]]:
+    if cfg.bgm_excerpt_s is None or duration_s <= cfg.bgm_excerpt_s * 1.5:
+        return [(0.0, duration_s)]
+    n = int(duration_s // cfg.bgm_excerpt_s)
+    wins = [(k * cfg.bgm_excerpt_s, cfg.bgm_excerpt_s) for k in range(n)]
+    tail = duration_s - n * cfg.bgm_excerpt_s
+    if tail >= cfg.bgm_min_excerpt_s:
+        wins.append((n * cfg.bgm_excerpt_s, tail))
+    return wins
+
+
+def _ingest_bgm(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig) -> FileResult:
+    t0 = time.perf_counter()
+    info: MediaInfo = probe(path)
+    if not info.has_audio:
+        raise MediaError(path, "no audio stream (BGM needs audio)")
+    if info.duration_s < cfg.bgm_min_excerpt_s:
+        raise MediaError(path, f"too short for BGM: {info.duration_s:.1f} s < {cfg.bgm_min_excerpt_s:.0f} s")
+    digest = content_hash(path)
+    wins = _excerpt_windows(info.duration_s, cfg)
+    keys = [hashlib.sha256(f"{digest}:{a:.3f}:{d:.3f}".encode()).hexdigest() for a, d in wins]
+    todo = [(w, k) for w, k in zip(wins, keys) if cat.has_bgm(k) is None]
+    if not todo:
+        return FileResult(str(path), "skipped", "already in the library (same content)", [], info.duration_s,
+                          time.perf_counter() - t0)
+    enc = models.audio
+    wave = load_audio_mono(path, enc.sample_rate_hz)
+    tracks = []
+    for (start, dur), key in todo:
+        a, b = int(start * enc.sample_rate_hz), int((start + dur) * enc.sample_rate_hz)
+        piece = wave[a:b]
+        if len(piece) < enc.sample_rate_hz:  # decoded shorter than the container claimed
+            continue
+        blocks = enc.encode_blocks(piece)
+        track = blocks.mean(axis=0)
+        track = track / max(float(np.linalg.norm(track)), 1e-12)
+        tracks.append(NewBgm(content_hash=key, source_path=str(path.resolve()), start_s=start,
+                             duration_s=len(piece) / enc.sample_rate_hz, blocks=blocks, track=track,
+                             title=f"{path.stem} @{start:.0f}s"))
+    if not tracks:
+        raise MediaError(path, "no decodable audio in the file")
+    ids = cat.add_bgm(tracks)
+    return FileResult(str(path), "added", "", ids, sum(t.duration_s for t in tracks), time.perf_counter() - t0)
+
+
+ProgressFn = Callable[[int, int, FileResult], None]
+
+
+def ingest_paths(library: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], *,
+                 kind: Kind | Literal["ad"] = "footage", config: IngestConfig | None = None,
+                 progress: ProgressFn | None = None) -> IngestReport:
+    """Ingest files (or directories of them) into `library`. Bad files are reported and skipped."""
+    cfg = config or IngestConfig()
+    if kind not in ("footage", "bgm", "ad"):
+        raise ConfigError(f"unknown ingest kind {kind!r} (expected footage, bgm or ad)")
+    files = expand_paths(paths, "bgm" if kind == "bgm" else "footage")
+    report = IngestReport()
+    with Catalog.open(library, writable=True, frame_encoder=cfg.frame_encoder if kind != "bgm" else None,
+                      audio_encoder=cfg.audio_encoder if kind == "bgm" else None) as cat:
+        models = _Models(cfg, cat)
+        for i, path in enumerate(files):
+            t0 = time.perf_counter()
+            try:
+                if kind == "bgm":
+                    res = _ingest_bgm(path, cat, models, cfg)
+                else:
+                    res = _ingest_footage(path, cat, models, cfg, kind)
+            except AutoCutError as exc:
+                log.warning("skipping %s: %s", path, exc)
+                cat.record_failure(str(path), kind, str(exc))
+                res = FileResult(str(path), "failed", str(exc), seconds=time.perf_counter() - t0)
+            report.results.append(res)
+            if progress is not None:
+                progress(i + 1, len(files), res)
+    return report

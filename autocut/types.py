@@ -1,0 +1,232 @@
+"""Types shared across the planner, the renderer and the API.
+
+The planner produces an `EditPlan`, the renderer consumes it, and the API returns it
+(DESIGN method 7). These are pydantic models so the same definition validates JSON from
+users, serialises the plan sidecar, and documents the OpenAPI schema.
+
+Times are seconds (float) in source or output time, named with a `_s` suffix.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "PLAN_FORMAT_VERSION",
+    "Aspect",
+    "BgmChoice",
+    "EditPlan",
+    "FitMode",
+    "Language",
+    "OutputSpec",
+    "PlanRequest",
+    "PlanSegment",
+    "PoolItem",
+    "ProductInfo",
+    "Scenario",
+    "SegmentMode",
+    "SubtitleStyle",
+    "Transition",
+    "VoiceSpec",
+    "ASPECT_DEFAULT_SIZE",
+]
+
+PLAN_FORMAT_VERSION = 1
+
+Aspect = Literal["9:16", "16:9", "1:1"]
+FitMode = Literal["crop", "blur_pad"]
+Language = Literal["en", "zh"]
+Scenario = Literal["script", "footage"]
+# by_frame: start at a retrieved frame, length = the candidate's stored length;
+# by_clip: a whole visual clip found by segmentation (DESIGN method 6).
+SegmentMode = Literal["by_frame", "by_clip"]
+# "cut" plus a subset of ffmpeg's xfade transitions.
+Transition = Literal["cut", "fade", "dissolve", "wipeleft", "wiperight", "slideleft", "slideright", "circleopen"]
+
+# Default output size per aspect, portrait 1080x1920 first (short-video platforms).
+ASPECT_DEFAULT_SIZE: dict[str, tuple[int, int]] = {
+    "9:16": (1080, 1920),
+    "16:9": (1920, 1080),
+    "1:1": (1080, 1080),
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ProductInfo(_Model):
+    """What is being advertised; heads every prompt (DESIGN method 5)."""
+
+    name: str = Field(min_length=1, max_length=200, examples=["Juicer Cup"])
+    brand: str = Field(default="", max_length=200, examples=["FreshCo"])
+    category: str = Field(default="", max_length=100, examples=["kitchen"])
+    selling_points: list[str] = Field(default_factory=list, max_length=20,
+                                      examples=[["30 s juice", "washable blade"]])
+    description: str = Field(default="", max_length=4000)
+    # Path (inside the library or upload root) of a product photo, used by the similarity baseline.
+    image_path: str | None = None
+
+
+class OutputSpec(_Model):
+    """Target video format."""
+
+    aspect: Aspect = "9:16"
+    width: int = Field(default=1080, ge=64, le=4096)
+    height: int = Field(default=1920, ge=64, le=4096)
+    fps: float = Field(default=30.0, gt=0, le=120)
+    fit: FitMode = "crop"
+    transition: Transition = "cut"
+    transition_duration_s: float = Field(default=0.3, ge=0.0, le=2.0)
+    video_crf: int = Field(default=23, ge=0, le=51)
+    x264_preset: str = "veryfast"
+
+    @model_validator(mode="after")
+    def _even_and_matching(self) -> "OutputSpec":
+        if self.width % 2 or self.height % 2:
+            raise ValueError(f"width and height must be even for yuv420p, got {self.width}x{self.height}")
+        aw, ah = (int(x) for x in self.aspect.split(":"))
+        if abs(self.width * ah - self.height * aw) > max(aw, ah) * 2:
+            raise ValueError(f"{self.width}x{self.height} does not have aspect {self.aspect}")
+        return self
+
+    @classmethod
+    def for_aspect(cls, aspect: Aspect, *, short_side: int = 1080, **kw: object) -> "OutputSpec":
+        """Build a spec whose short side is `short_side` pixels for the given aspect."""
+        aw, ah = (int(x) for x in aspect.split(":"))
+        if aw >= ah:
+            h = short_side
+            w = int(round(short_side * aw / ah / 2)) * 2
+        else:
+            w = short_side
+            h = int(round(short_side * ah / aw / 2)) * 2
+        return cls(aspect=aspect, width=w, height=h, **kw)  # type: ignore[arg-type]
+
+
+class VoiceSpec(_Model):
+    """Voice-over settings; `engine` + `name` select a voice in `autocut.tts`."""
+
+    engine: Literal["espeak", "piper", "none"] = "espeak"
+    # espeak-ng voice name (e.g. "en-us", "cmn-latn-pinyin") or piper voice id; None = language default.
+    name: str | None = None
+    language: Language = "en"
+    # Base speaking rate; the renderer may stretch each sentence by at most +-15 % (DESIGN method 7).
+    words_per_minute: int = Field(default=165, ge=80, le=400)
+    volume_db: float = 0.0
+
+
+class SubtitleStyle(_Model):
+    """ASS styling for burned-in subtitles."""
+
+    enabled: bool = True
+    font: str = "Noto Sans CJK SC"
+    # Font size as a fraction of output height (scales with resolution).
+    size_frac: float = Field(default=0.045, gt=0.005, lt=0.2)
+    primary_colour: str = "&H00FFFFFF"
+    outline_colour: str = "&H00000000"
+    outline_px: float = 3.0
+    # Bottom margin as a fraction of output height.
+    margin_v_frac: float = Field(default=0.12, ge=0.0, lt=0.5)
+    bold: bool = True
+
+
+class PlanSegment(_Model):
+    """One clip of the ad: a source interval plus the sentence spoken over it."""
+
+    source_path: str = Field(description="Video file to cut from (absolute, or relative to the library root)")
+    start_s: float = Field(ge=0.0)
+    duration_s: float = Field(gt=0.0)
+    sentence: str = Field(description="Voice-over and subtitle text for this clip; one sentence")
+    mode: SegmentMode = "by_frame"
+    photo_id: int | None = None
+    clip_id: int | None = None
+    frame_id: int | None = None
+    # Playback speed of the voice for this sentence (1.0 = the voice's base rate);
+    # the planner may set it within [0.85, 1.15].
+    speech_rate: float = Field(default=1.0, ge=0.85, le=1.15)
+    # Keep the source's own audio under the voice (0 = mute source).
+    source_audio_gain: float = Field(default=0.0, ge=0.0, le=2.0)
+
+    @field_validator("sentence")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
+
+
+class BgmChoice(_Model):
+    """Background music: a library track (audio_id) and the file behind it."""
+
+    path: str
+    audio_id: int | None = None
+    start_s: float = Field(default=0.0, ge=0.0)
+    # Level of the music bed before ducking, relative to the voice.
+    gain_db: float = -8.0
+    fade_out_s: float = Field(default=1.5, ge=0.0)
+
+
+class EditPlan(_Model):
+    """Everything the renderer needs, and nothing it must guess."""
+
+    version: int = PLAN_FORMAT_VERSION
+    plan_id: str = ""
+    product: ProductInfo
+    scenario: Scenario = "footage"
+    language: Language = "en"
+    segments: list[PlanSegment] = Field(min_length=1)
+    bgm: BgmChoice | None = None
+    voice: VoiceSpec = Field(default_factory=VoiceSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
+    # Loudness target of the final mix (DESIGN/render issue: -14 LUFS, true peak <= -1 dBTP).
+    loudness_lufs: float = Field(default=-14.0, ge=-40, le=-5)
+    true_peak_db: float = Field(default=-1.0, ge=-9, le=0)
+    # A clip may appear twice only when the plan says so.
+    allow_reuse: bool = False
+    planner: str = ""
+    notes: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        """Output duration, accounting for transition overlaps."""
+        total = sum(s.duration_s for s in self.segments)
+        if self.output.transition != "cut":
+            total -= self.output.transition_duration_s * (len(self.segments) - 1)
+        return total
+
+
+class PoolItem(_Model):
+    """One entry of a request's clip pool: a library video or an uploaded clip."""
+
+    photo_id: int | None = None
+    path: str | None = None
+    # Optional text known for this item (e.g. an existing caption), used as a text snippet in prompts.
+    text: str = ""
+
+    @model_validator(mode="after")
+    def _one_ref(self) -> "PoolItem":
+        if (self.photo_id is None) == (self.path is None):
+            raise ValueError("a pool item needs exactly one of photo_id or path")
+        return self
+
+
+class PlanRequest(_Model):
+    """Planner input: product, pool and (script-driven) the script."""
+
+    product: ProductInfo
+    pool: list[PoolItem] = Field(min_length=1)
+    script: list[str] | None = Field(
+        default=None, description="One sentence per clip (script-driven); omit for footage-driven")
+    language: Language = "en"
+    max_duration_s: float = Field(default=60.0, gt=0, le=120)
+    n_variants: int = Field(default=1, ge=1, le=8)
+    exclude_audio_ids: list[int] = Field(default_factory=list)
+    allow_outside_pool: bool = False
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    voice: VoiceSpec = Field(default_factory=VoiceSpec)
+    seed: int = 0
+
+    @property
+    def scenario(self) -> Scenario:
+        return "script" if self.script else "footage"
