@@ -13,7 +13,7 @@ def ffmpeg(*args: str) -> None:
 def make_video(path: Path, *, duration_s: float = 3.0, size: str = "320x240", rate: int = 25,
                src: str = "testsrc2", pix_fmt: str = "yuv420p", codec: str = "libx264", audio: bool = False,
                extra: tuple[str, ...] = ()) -> Path:
-    args = ["-f", "lavfi", "-i", f"{src}=size={size}:rate={rate}:duration={duration_s}"]
+    args = ["-f", "lavfi", "-t", str(duration_s), "-i", f"{src}=size={size}:rate={rate}"]
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={duration_s}"]
     args += ["-c:v", codec, "-pix_fmt", pix_fmt]
@@ -25,24 +25,17 @@ def make_video(path: Path, *, duration_s: float = 3.0, size: str = "320x240", ra
     return path
 
 
-def make_shots(path: Path, colors_and_durations: list[tuple[str, float]], *, size: str = "320x240",
-               rate: int = 25) -> Path:
-    """A video made of hard cuts between distinct textured shots (testsrc2 / mandelbrot / colour cards)."""
-    srcs = []
-    for i, (kind, dur) in enumerate(colors_and_durations):
-        if kind in ("testsrc2", "mandelbrot", "smptebars", "rgbtestsrc", "cellauto", "life"):
-            srcs += ["-f", "lavfi", "-i", f"{kind}=size={size}:rate={rate}:duration={dur}" if kind != "cellauto" and kind != "life"
-                     else f"{kind}=size={size}:rate={rate}"]
-            if kind in ("cellauto", "life"):
-                srcs[-1] += ""
-                srcs.insert(len(srcs) - 2, "-t")
-                srcs.insert(len(srcs) - 2, str(dur))
-        else:
-            srcs += ["-f", "lavfi", "-i", f"color=c={kind}:size={size}:rate={rate}:duration={dur}"]
-    n = len(colors_and_durations)
+def make_shots(path: Path, shots: list[tuple[str, float]], *, size: str = "320x240", rate: int = 25) -> Path:
+    """A video of hard cuts between distinct shots; each shot is a lavfi source name or a colour name."""
+    sources = {"testsrc2", "mandelbrot", "smptebars", "rgbtestsrc", "testsrc", "yuvtestsrc"}
+    args: list[str] = []
+    for kind, dur in shots:
+        spec = f"{kind}=size={size}:rate={rate}" if kind in sources else f"color=c={kind}:size={size}:rate={rate}"
+        args += ["-f", "lavfi", "-t", str(dur), "-i", spec]
+    n = len(shots)
     graph = "".join(f"[{i}:v]format=yuv420p,setsar=1[v{i}];" for i in range(n))
     graph += "".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[out]"
-    ffmpeg(*srcs, "-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
+    ffmpeg(*args, "-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
            "-pix_fmt", "yuv420p", str(path))
     return path
 
