@@ -1,0 +1,61 @@
+"""`autocut plan REQUEST.json [--planner heuristic|random] -o PLAN.json`: plan an edit (logic in `autocut.plan`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from autocut.candidates import CandidateConfig
+from autocut.errors import PlanError
+from autocut.plan import PlanOptions, plan_edit, variant_distinctness
+from autocut.planners import PLANNERS
+from autocut.types import PlanRequest
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="plan an edit (clips, order, script, BGM) from a request JSON",
+                       description="Turn a PlanRequest (product info, clip pool, optional script) into EditPlan "
+                                   "JSON the renderer takes. With n_variants > 1 the extra plans are written "
+                                   "next to the output as NAME.v2.json, NAME.v3.json, ...")
+    p.add_argument("request", type=Path, metavar="REQUEST.json", help="plan request (PlanRequest JSON)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="PLAN.json", help="where to write the plan")
+    p.add_argument("--planner", choices=sorted(PLANNERS), default="heuristic", help="planner (default: heuristic)")
+    p.add_argument("--mode", choices=["by_frame", "by_clip"], default="by_frame",
+                   help="assemble by retrieved frame + stored length, or by retrieved visual clip")
+    p.add_argument("--split", choices=["clips", "whole"], default="clips",
+                   help="cut pool videos into visual clips (default) or keep each whole")
+    p.add_argument("--max-frames", type=int, default=CandidateConfig.max_frames, metavar="K",
+                   help=f"frames shown per candidate clip (default {CandidateConfig.max_frames})")
+    p.add_argument("--frame-weights", type=Path, default=None, metavar="DIR",
+                   help="local frame-encoder weights (resnet50 libraries), to embed the product photo")
+    p.set_defaults(func=run)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        request = PlanRequest.model_validate_json(args.request.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlanError(f"cannot read request {args.request}: {exc.strerror}") from None
+    except ValidationError as exc:
+        raise PlanError(f"{args.request} is not a valid plan request:\n{exc}") from None
+    options = PlanOptions(segment_mode=args.mode, frame_weights=args.frame_weights,
+                          candidates=CandidateConfig(split=args.split, max_frames=args.max_frames))
+    plans = plan_edit(args.library, request, args.planner, options=options)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    for k, plan in enumerate(plans):
+        out = args.output if k == 0 else args.output.with_name(f"{args.output.stem}.v{k + 1}{args.output.suffix}")
+        _write_atomic(out, plan.model_dump_json(indent=2))
+        print(f"{out}: {len(plan.segments)} clips, {plan.duration_s:.1f} s, "
+              f"BGM {plan.bgm.audio_id if plan.bgm else 'none'}")
+    if len(plans) > 1:
+        print(variant_distinctness(plans).to_text())
+    return 0

@@ -1,0 +1,27 @@
+"""Planners behind one interface: the baselines now, the token LM when a trained model exists."""
+
+from autocut.planners.base import (
+    PLANNERS,
+    Decision,
+    Planner,
+    PlanningTask,
+    check_decision,
+    get_planner,
+    select_under_budget,
+)
+from autocut.planners.heuristic import HeuristicPlanner, ReferenceStats, reference_stats
+from autocut.planners.random import RandomPlanner
+
+__all__ = [
+    "PLANNERS",
+    "Decision",
+    "HeuristicPlanner",
+    "Planner",
+    "PlanningTask",
+    "RandomPlanner",
+    "ReferenceStats",
+    "check_decision",
+    "get_planner",
+    "reference_stats",
+    "select_under_budget",
+]
