@@ -1,0 +1,223 @@
+"""The FastAPI application: `uvicorn server.main:app` or `python -m server api`.
+
+`app` is built on first access (PEP 562 module `__getattr__`), so importing this module to call
+`create_app(settings)` (tests, the CLI) does not read the environment or refuse placeholder
+secrets; uvicorn's `server.main:app` builds it from `Settings()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from autocut.errors import AutoCutError
+from server.auth import create_api_key
+from server.queue import JobQueue, Reconciler
+from server.routes import admin, clips, edits, health, jobs, library
+from server.routes.common import Services
+from server.settings import Settings
+from server.storage import Layout
+from server.store import JobStore
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# JSON bodies larger than this are refused before they are read (uploads have their own limits).
+MAX_JSON_BODY_BYTES = 4 * 1024 * 1024
+_UPLOAD_PATHS = ("/v1/clips", "/v1/images")
+
+DESCRIPTION = """
+AutoCut turns product information plus a pool of clips into finished short ads (MP4 with
+voice-over, subtitles and music).
+
+1. Upload footage with `POST /v1/clips` (or use videos of the material library, `GET /v1/library/videos`).
+2. `POST /v1/edits` with the product, the clip pool and an optional script: `202` with a job id.
+3. Poll `GET /v1/jobs/{job_id}` until `state` is `done`, then download the results it links to
+   (`video` MP4, `subtitles` SRT, `timeline` OTIO, `plan` JSON; HTTP Range supported). The
+   `signed_links` work without the key until they expire (for a `<video src>`).
+
+Every request needs an API key (`X-API-Key: ak_...` or `Authorization: Bearer ak_...`); a key
+sees only its own jobs, uploads and results. POSTs accept an `Idempotency-Key` header.
+When the queue is full the answer is `429` with `Retry-After`.
+"""
+
+
+def _status_code_name(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return re.sub(r"\W+", "_", HTTPStatus(status).phrase.lower())
+    except ValueError:
+        return "error"
+
+
+def _error(status: int, code: str, message: str, details: list[dict] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+class BodyLimitMiddleware:
+    """Refuse oversized non-upload bodies early (413), also for chunked requests without a length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(_UPLOAD_PATHS):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _error(413, "too_large", f"request body exceeds {self.max_bytes} bytes")(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise StarletteHTTPException(413, f"request body exceeds {self.max_bytes} bytes")
+            return msg
+
+        await self.app(scope, limited, send)
+
+
+class _Background:
+    """API-side housekeeping: register the bootstrap admin key once Redis answers; reconcile."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.reconciler = Reconciler(services.store, services.queue)
+        self._stop = threading.Event()
+        self._key_done = services.settings.bootstrap_admin_key is None
+        self._swept = False
+        self._thread = threading.Thread(target=self._loop, name="autocut-api-background", daemon=True)
+
+    def _tick(self) -> None:
+        s = self.services.settings
+        if not self._swept:
+            self.services.layout.sweep_partial_uploads(older_than_s=3600)
+            self._swept = True
+        if not self._key_done:
+            create_api_key(self.services.store, s.secret_key.get_secret_value(), name="bootstrap-admin", admin=True,
+                           raw_key=s.bootstrap_admin_key.get_secret_value())  # type: ignore[union-attr]
+            self._key_done = True
+        self.reconciler.run_once()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self._tick()
+            except Exception as exc:  # Redis not up yet: try again next round
+                log.warning("background pass failed: %s", exc)
+            if self._stop.wait(2.0 if not self._key_done else self.reconciler.interval_s):
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (default: from the environment)."""
+    settings = settings or Settings()
+    layout = Layout.create(settings.data_dir)
+    store = JobStore.from_url(settings.broker_url, settings.redis_namespace)
+    queue = JobQueue(settings)
+    services = Services(settings=settings, store=store, queue=queue, layout=layout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bg = _Background(services)
+        bg.start()
+        try:
+            yield
+        finally:
+            bg.stop()
+            queue.close()
+            store.r.close()
+
+    app = FastAPI(title="AutoCut API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_tags=[{"name": "edits", "description": "Submit edits and batches"},
+                                {"name": "jobs", "description": "Job status, cancellation, result downloads"},
+                                {"name": "uploads", "description": "Clip and product-photo uploads"},
+                                {"name": "library", "description": "Material library listing"},
+                                {"name": "admin", "description": "Admin operations"},
+                                {"name": "health", "description": "Liveness and readiness"}])
+    app.state.services = services
+    for module in (edits, jobs, clips, library, admin, health):
+        app.include_router(module.router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.detail, dict) and "code" in exc.detail:
+            return _error(exc.status_code, exc.detail["code"], exc.detail.get("message", ""),
+                          headers=getattr(exc, "headers", None))
+        return _error(exc.status_code, _status_code_name(exc.status_code), str(exc.detail),
+                      headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        details = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                    "type": str(e.get("type", ""))} for e in errors]
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(400, "malformed_json", "the request body is not valid JSON", details)
+        if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") == "model_attributes_type" for e in errors):
+            return _error(400, "malformed_json",
+                          "the request body must be a JSON object (Content-Type: application/json)", details)
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(x for x in first["loc"] if x != "body")
+        return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details)
+
+    @app.exception_handler(redis.RedisError)
+    async def store_down(_request: Request, exc: redis.RedisError) -> JSONResponse:
+        log.error("job store unavailable: %s", exc)
+        return _error(503, "unavailable", "the job store is unavailable; retry shortly", headers={"Retry-After": "5"})
+
+    @app.exception_handler(AutoCutError)
+    async def domain_error(_request: Request, exc: AutoCutError) -> JSONResponse:
+        code = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+        return _error(422, code, str(exc))
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES)
+    if (STATIC_DIR / "index.html").is_file():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(name)

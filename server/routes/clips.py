@@ -1,0 +1,216 @@
+"""Uploads: POST /v1/clips (videos, ingested as a job) and POST /v1/images (product photos).
+
+The body is parsed as it arrives and written straight to a temp file (never held in memory),
+with the size limit enforced while streaming. The file is then checked by its first bytes
+(an allow-list of containers) and by ffprobe; anything rejected is deleted before answering.
+Accepted files are stored content-addressed; the same key uploading the same bytes again gets
+its existing clip back (200, `duplicate: true`) instead of a second copy and a second ingest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from autocut.errors import MediaError
+from server.auth import Principal, require_key
+from server.routes.common import (
+    ERROR_RESPONSES,
+    Services,
+    api_error,
+    clip_out,
+    enqueue_admitted,
+    get_services,
+    retry_after_s,
+)
+from server.schemas import CLIP_ID_PATTERN, IMAGE_ID_PATTERN, ClipOut, ClipPage, ErrorBody
+from server.storage import (
+    ReceivedFile,
+    UploadError,
+    check_upload_media,
+    receive_multipart_file,
+    sniff_image,
+    sniff_video,
+)
+from server.store import ClipRecord, NewJob
+
+__all__ = ["router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["uploads"])
+
+# Multipart framing around the file: a request may exceed the file limit by this much.
+_FRAMING_BYTES = 64 * 1024
+
+
+def _multipart_doc(what: str) -> dict:
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary", "description": what}}}}}}}
+
+
+_UPLOAD_RESPONSES = {
+    **ERROR_RESPONSES,
+    200: {"model": ClipOut, "description": "Same content already uploaded by this key: the existing record"},
+    413: {"model": ErrorBody, "description": "File larger than the upload limit"},
+    415: {"model": ErrorBody, "description": "Not an accepted media type"},
+}
+
+
+async def _receive(request: Request, services: Services, max_bytes: int) -> ReceivedFile:
+    cl = request.headers.get("content-length")
+    if cl is not None and cl.isdigit() and int(cl) > max_bytes + _FRAMING_BYTES:
+        raise api_error(413, "too_large", f"upload of {cl} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        return await receive_multipart_file(request.headers.get("content-type"), request.stream(),
+                                            tmp_dir=services.layout.uploads_tmp, max_bytes=max_bytes)
+    except UploadError as exc:
+        raise api_error(exc.status, exc.code, exc.message) from None
+
+
+def _discard(received: ReceivedFile) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        received.tmp_path.unlink()
+
+
+def _store_blob(received: ReceivedFile, dest: os.PathLike[str]) -> None:
+    dest = os.fspath(dest)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if os.path.exists(dest):  # same content uploaded before (maybe by another key): keep one copy
+        _discard(received)
+    else:
+        os.replace(received.tmp_path, dest)
+
+
+@router.post("/v1/clips", status_code=201, response_model=ClipOut, responses=_UPLOAD_RESPONSES,
+             openapi_extra=_multipart_doc("The video (MP4, MOV, MKV, WebM, AVI, ...)"),
+             summary="Upload a video clip (multipart, streamed); it is ingested as a job")
+async def upload_clip(request: Request, response: Response, principal: Principal = Depends(require_key),
+                      services: Services = Depends(get_services)) -> ClipOut:
+    s = services.settings
+    received = await _receive(request, services, s.max_upload_bytes)
+    try:
+        ext = sniff_video(received.head)
+        if ext is None:
+            raise api_error(415, "unsupported_media_type",
+                            f"{received.filename}: not a video container this service accepts "
+                            "(MP4/MOV/3GP, MKV/WebM, AVI, FLV, MPEG-PS/TS, WMV)")
+        try:
+            info = await run_in_threadpool(check_upload_media, received.tmp_path,
+                                           min_duration_s=s.min_clip_duration_s, max_duration_s=s.max_clip_duration_s)
+        except MediaError as exc:
+            raise api_error(422, "invalid_media", f"{received.filename}: {exc.reason}") from None
+        dest = services.layout.blob_path(received.sha256, ext)
+        clip = ClipRecord(clip_id=f"clp_{secrets.token_hex(12)}", owner=principal.key_id, kind="video",
+                          sha256=received.sha256, filename=received.filename, size_bytes=received.size_bytes,
+                          path=str(dest), created_at=time.time(), duration_s=info.duration_s, width=info.width,
+                          height=info.height, job_id=f"job_{secrets.token_hex(12)}")
+        job = NewJob(job_id=clip.job_id, kind="ingest", clip_id=clip.clip_id,
+                     spec={"clip_id": clip.clip_id, "path": str(dest), "sha256": received.sha256,
+                           "filename": received.filename})
+        adm = services.store.admit(principal.key_id, [job], max_active=s.max_active_jobs,
+                                   max_active_per_owner=s.max_active_jobs_per_key, clip=clip)
+        if adm.status == "clip_exists":
+            _discard(received)
+            existing = services.store.get_clip(adm.clip_id)
+            assert existing is not None
+            response.status_code = 200
+            return clip_out(existing, services.store.get_job(existing.job_id), duplicate=True)
+        if adm.status == "busy":
+            wait = retry_after_s(services, adm.active + 1 - s.max_active_jobs)
+            raise api_error(429, "queue_full", f"too many jobs queued or running; retry in {wait} s",
+                            headers={"Retry-After": str(wait)})
+        _store_blob(received, dest)
+        enqueue_admitted(services, [job.job_id])
+        response.headers["Location"] = f"/v1/clips/{clip.clip_id}"
+        return clip_out(clip, services.store.get_job(job.job_id))
+    finally:
+        _discard(received)
+
+
+@router.post("/v1/images", status_code=201, response_model=ClipOut, responses=_UPLOAD_RESPONSES,
+             openapi_extra=_multipart_doc("The product photo (JPEG, PNG or WebP)"),
+             summary="Upload a product photo (used via product.image_id)")
+async def upload_image(request: Request, response: Response, principal: Principal = Depends(require_key),
+                       services: Services = Depends(get_services)) -> ClipOut:
+    s = services.settings
+    received = await _receive(request, services, s.max_image_bytes)
+    try:
+        ext = sniff_image(received.head)
+        if ext is None:
+            raise api_error(415, "unsupported_media_type", f"{received.filename}: not a JPEG, PNG or WebP image")
+        try:
+            width, height = await run_in_threadpool(_check_image, received.tmp_path)
+        except ValueError as exc:
+            raise api_error(422, "invalid_media", f"{received.filename}: {exc}") from None
+        dest = services.layout.blob_path(received.sha256, ext, image=True)
+        rec = ClipRecord(clip_id=f"img_{secrets.token_hex(12)}", owner=principal.key_id, kind="image",
+                         sha256=received.sha256, filename=received.filename, size_bytes=received.size_bytes,
+                         path=str(dest), created_at=time.time(), width=width, height=height)
+        adm = services.store.admit(principal.key_id, [], max_active=s.max_active_jobs,
+                                   max_active_per_owner=s.max_active_jobs_per_key, clip=rec)
+        if adm.status == "clip_exists":
+            existing = services.store.get_clip(adm.clip_id)
+            assert existing is not None
+            response.status_code = 200
+            return clip_out(existing, None, duplicate=True)
+        _store_blob(received, dest)
+        response.headers["Location"] = f"/v1/images/{rec.clip_id}"
+        return clip_out(rec, None)
+    finally:
+        _discard(received)
+
+
+def _check_image(path: os.PathLike[str]) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"not a readable image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ValueError("image has too many pixels") from None
+    if w < 16 or h < 16:
+        raise ValueError(f"image is too small ({w}x{h})")
+    return w, h
+
+
+def _own_upload(services: Services, principal: Principal, upload_id: str, kind: str) -> ClipOut:
+    rec = services.store.get_clip(upload_id)
+    if rec is None or rec.owner != principal.key_id or rec.kind != kind:
+        raise api_error(404, "not_found", f"{upload_id} does not exist")
+    return clip_out(rec, services.store.get_job(rec.job_id) if rec.job_id else None)
+
+
+@router.get("/v1/clips", response_model=ClipPage, responses=ERROR_RESPONSES, summary="Your uploads, newest first")
+def list_clips(offset: Annotated[int, Query(ge=0, le=10**6)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+               principal: Principal = Depends(require_key), services: Services = Depends(get_services)) -> ClipPage:
+    recs, total = services.store.list_clips(principal.key_id, limit=limit, offset=offset)
+    jobs = services.store.get_jobs([r.job_id for r in recs if r.job_id])
+    by_id = {j.job_id: j for j in jobs if j is not None}
+    return ClipPage(items=[clip_out(r, by_id.get(r.job_id)) for r in recs], total=total, offset=offset, limit=limit)
+
+
+@router.get("/v1/clips/{clip_id}", response_model=ClipOut, responses=ERROR_RESPONSES,
+            summary="An uploaded clip and its ingest state")
+def get_clip(clip_id: Annotated[str, Path(pattern=CLIP_ID_PATTERN)], principal: Principal = Depends(require_key),
+             services: Services = Depends(get_services)) -> ClipOut:
+    return _own_upload(services, principal, clip_id, "video")
+
+
+@router.get("/v1/images/{image_id}", response_model=ClipOut, responses=ERROR_RESPONSES,
+            summary="An uploaded product photo")
+def get_image(image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN)], principal: Principal = Depends(require_key),
+              services: Services = Depends(get_services)) -> ClipOut:
+    return _own_upload(services, principal, image_id, "image")

@@ -1,0 +1,155 @@
+"""Pieces every route module uses: the services bundle, error helpers, record -> response mapping."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from fastapi import HTTPException, Request
+
+from server.auth import sign_download
+from server.queue import JobQueue
+from server.schemas import (
+    ClipOut,
+    ErrorBody,
+    ErrorInfo,
+    IngestOutcome,
+    JobStatus,
+    RebuiltIndex,
+    ResultLinks,
+    SignedLinks,
+    VariantResult,
+)
+from server.settings import Settings
+from server.storage import Layout
+from server.store import ClipRecord, JobRecord, JobStore
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "Services",
+    "api_error",
+    "clip_out",
+    "enqueue_admitted",
+    "get_services",
+    "job_status",
+    "retry_after_s",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: JobStore
+    queue: JobQueue
+    layout: Layout
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def api_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(status, detail={"code": code, "message": message}, headers=headers)
+
+
+def _resp(desc: str) -> dict:
+    return {"model": ErrorBody, "description": desc}
+
+
+# Documented error answers, shared by the routes' `responses=`.
+ERROR_RESPONSES = {
+    400: _resp("Malformed request (e.g. invalid JSON)"),
+    401: _resp("Missing or invalid API key"),
+    404: _resp("No such resource for this API key"),
+    422: _resp("Well-formed but invalid (unknown clip ids, bad options, reused idempotency key)"),
+    429: _resp("Queue full: retry after the number of seconds in Retry-After"),
+}
+
+
+def _ts(x: float | None) -> datetime | None:
+    return datetime.fromtimestamp(x, UTC) if x else None
+
+
+ARTIFACTS = ("video", "subtitles", "timeline", "plan")
+
+
+def result_links(job_id: str, variant: int) -> ResultLinks:
+    base = f"/v1/jobs/{job_id}/results/{variant}"
+    return ResultLinks(**{a: f"{base}/{a}" for a in ARTIFACTS})
+
+
+def signed_links(settings: Settings, job_id: str, variant: int) -> SignedLinks | None:
+    ttl = settings.signed_link_ttl_s
+    if ttl <= 0:
+        return None
+    pepper = settings.secret_key.get_secret_value()
+    links = {a: sign_download(pepper, f"/v1/jobs/{job_id}/results/{variant}/{a}", ttl) for a in ARTIFACTS}
+    return SignedLinks(**links, expires_at=datetime.fromtimestamp(int(time.time()) + ttl, UTC))
+
+
+def job_status(job: JobRecord, settings: Settings) -> JobStatus:
+    variants, ingest, rebuild = [], None, None
+    for r in job.results:
+        if r.get("type") == "variant":
+            v = r["variant"]
+            variants.append(VariantResult(variant=v, duration_s=r["duration_s"], width=r["width"],
+                                          height=r["height"], planner=r.get("planner", ""),
+                                          plan_id=r.get("plan_id", ""), links=result_links(job.job_id, v),
+                                          signed_links=signed_links(settings, job.job_id, v)))
+        elif r.get("type") == "ingest":
+            ingest = IngestOutcome(clip_id=r["clip_id"], photo_id=r.get("photo_id"), status=r["status"])
+        elif r.get("type") == "rebuild":
+            rebuild = (rebuild or []) + [RebuiltIndex(kind=r["kind"], count=r["count"], factory=r["factory"],
+                                                      total_time_s=r["total_time_s"])]
+    error = None
+    if job.state in ("failed", "cancelled") and job.error_code:
+        error = ErrorInfo(code=job.error_code, message=job.error_message)
+    return JobStatus(job_id=job.job_id, kind=job.kind, state=job.state, stage=job.stage,  # type: ignore[arg-type]
+                     progress_pct=job.progress, error=error, created_at=_ts(job.created_at),
+                     started_at=_ts(job.started_at), finished_at=_ts(job.finished_at), attempts=job.deliveries,
+                     batch_id=job.batch_id or None, results=variants, ingest=ingest, rebuild=rebuild,
+                     timings=job.timings)
+
+
+def clip_out(clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False) -> ClipOut:
+    state, photo_id, error = "ready", None, None
+    if clip.kind == "video":
+        if job is None or job.state in ("queued", "running"):
+            state = "ingesting"
+        elif job.state == "done":
+            state = "ready"
+            photo_id = next((r.get("photo_id") for r in job.results if r.get("type") == "ingest"), None)
+        else:
+            state = "failed"
+            error = ErrorInfo(code=job.error_code or "ingest_failed", message=job.error_message or job.state)
+    return ClipOut(clip_id=clip.clip_id, kind=clip.kind, filename=clip.filename, sha256=clip.sha256,
+                   size_bytes=clip.size_bytes, duration_s=clip.duration_s or None, width=clip.width,
+                   height=clip.height, state=state, photo_id=photo_id, error=error,  # type: ignore[arg-type]
+                   job_id=clip.job_id or None, created_at=_ts(clip.created_at), duplicate=duplicate)
+
+
+def enqueue_admitted(services: Services, job_ids: tuple[str, ...] | list[str]) -> None:
+    """Hand admitted jobs to the queue. A failure here loses nothing: the jobs are recorded with
+    `enqueued=0` and the reconciler enqueues them, so the client still gets its 202."""
+    try:
+        for jid in job_ids:
+            services.queue.enqueue(jid)
+        services.store.mark_enqueued(job_ids)
+    except redis.RedisError as exc:
+        log.warning("enqueue of %d admitted job(s) failed (%s); the reconciler will enqueue them", len(job_ids), exc)
+
+
+def retry_after_s(services: Services, excess_jobs: int) -> int:
+    """A Retry-After estimate: recent mean job time x jobs ahead / live workers, clamped to [1 s, 1 h]."""
+    mean = services.store.stats_mean("job_s") or 30.0
+    try:
+        workers = max(1, services.store.live_workers(services.settings.heartbeat_timeout_s))
+    except Exception:  # the estimate must not turn a 429 into a 500
+        workers = 1
+    return int(min(3600, max(1, math.ceil(mean * max(1, excess_jobs) / workers))))

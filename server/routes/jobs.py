@@ -1,0 +1,107 @@
+"""Job status, listing, cancellation and result downloads (HTTP Range supported)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import FileResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from server.auth import Principal, api_key_header, bearer_scheme, require_key, verify_download
+from server.routes.common import ERROR_RESPONSES, Services, api_error, get_services, job_status
+from server.schemas import JOB_ID_PATTERN, ErrorBody, JobPage, JobStatus
+from server.store import JobRecord
+from server.tasks import RESULT_FILES
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["jobs"])
+
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, examples=["job_0123456789abcdef01234567"])]
+
+_MEDIA_TYPES = {"video": "video/mp4", "subtitles": "application/x-subrip", "timeline": "application/json",
+                "plan": "application/json"}
+_SUFFIXES = {"video": ".mp4", "subtitles": ".srt", "timeline": ".otio", "plan": ".plan.json"}
+
+
+def _own_job(services: Services, principal: Principal, job_id: str) -> JobRecord:
+    job = services.store.get_job(job_id)
+    if job is None or job.owner != principal.key_id:
+        # Another key's job answers exactly like a missing one.
+        raise api_error(404, "not_found", f"job {job_id} does not exist")
+    return job
+
+
+@router.get("/v1/jobs", response_model=JobPage, responses=ERROR_RESPONSES, summary="Your jobs, newest first")
+def list_jobs(offset: Annotated[int, Query(ge=0, le=10**6)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+              principal: Principal = Depends(require_key), services: Services = Depends(get_services)) -> JobPage:
+    jobs, total = services.store.list_jobs(principal.key_id, limit=limit, offset=offset)
+    return JobPage(items=[job_status(j, services.settings) for j in jobs], total=total, offset=offset, limit=limit)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=ERROR_RESPONSES,
+            summary="State, stage, progress, error and result links of a job")
+def get_job(job_id: JobId, principal: Principal = Depends(require_key),
+            services: Services = Depends(get_services)) -> JobStatus:
+    return job_status(_own_job(services, principal, job_id), services.settings)
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobStatus, status_code=202,
+               responses={**ERROR_RESPONSES, 409: {"model": ErrorBody, "description": "The job already finished"}},
+               summary="Cancel a job (a running render's ffmpeg is stopped)")
+def cancel_job(job_id: JobId, principal: Principal = Depends(require_key),
+               services: Services = Depends(get_services)) -> JobStatus:
+    _own_job(services, principal, job_id)
+    outcome = services.store.request_cancel(job_id)
+    if outcome.startswith("finished:"):
+        raise api_error(409, "already_finished", f"job {job_id} already finished ({outcome.split(':', 1)[1]})")
+    return job_status(_own_job(services, principal, job_id), services.settings)
+
+
+def _download_principal(request: Request, job_id: str, variant: int, artifact: str, expires: int | None,
+                        signature: str | None, api_key: str | None,
+                        bearer: HTTPAuthorizationCredentials | None) -> Principal | None:
+    """A valid signed link needs no key (None); otherwise the caller's key as usual."""
+    settings = request.app.state.services.settings
+    path = f"/v1/jobs/{job_id}/results/{variant}/{artifact}"
+    if signature is not None:
+        if verify_download(settings.secret_key.get_secret_value(), path, expires, signature):
+            return None
+        raise api_error(403, "bad_signature", "the signed link is invalid or has expired")
+    return require_key(request, api_key, bearer)
+
+
+@router.get("/v1/jobs/{job_id}/results/{variant}/{artifact}", response_class=FileResponse,
+            responses={**ERROR_RESPONSES,
+                       200: {"description": "The file (byte ranges supported)",
+                             "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                                         "application/x-subrip": {"schema": {"type": "string"}},
+                                         "application/json": {"schema": {"type": "object"}}}},
+                       206: {"description": "Partial content (Range request)"},
+                       403: {"model": ErrorBody, "description": "Invalid or expired signed link"},
+                       416: {"description": "Range not satisfiable"}},
+            summary="Download a result: video (MP4), subtitles (SRT), timeline (OTIO) or plan (JSON)")
+def get_result(request: Request, job_id: JobId, variant: Annotated[int, Path(ge=1, le=8)],
+               artifact: Literal["video", "subtitles", "timeline", "plan"],
+               expires: Annotated[int | None, Query(ge=0, le=2**40,
+                                                    description="Signed links: expiry (Unix s)")] = None,
+               signature: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$",
+                                                      description="Signed links: the signature")] = None,
+               api_key: str | None = Depends(api_key_header),
+               bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+               services: Services = Depends(get_services)) -> Response:
+    principal = _download_principal(request, job_id, variant, artifact, expires, signature, api_key, bearer)
+    job = services.store.get_job(job_id)
+    if job is None or (principal is not None and job.owner != principal.key_id):
+        raise api_error(404, "not_found", f"job {job_id} does not exist")
+    if job.state != "done":
+        raise api_error(404, "not_ready", f"job {job_id} has no results (state {job.state})")
+    if not any(r.get("type") == "variant" and r.get("variant") == variant for r in job.results):
+        raise api_error(404, "not_found", f"job {job_id} has no variant {variant}")
+    path = services.layout.variant_dir(job_id, variant) / RESULT_FILES[artifact]
+    if not path.is_file():
+        raise api_error(404, "not_found", f"{artifact} of job {job_id} variant {variant} is missing")
+    return FileResponse(path, media_type=_MEDIA_TYPES[artifact],
+                        filename=f"{job_id}-v{variant}{_SUFFIXES[artifact]}",
+                        content_disposition_type="inline" if artifact == "video" else "attachment")

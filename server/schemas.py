@@ -1,0 +1,366 @@
+"""Request and response bodies of the HTTP API (v1); they are also its OpenAPI schema.
+
+Requests forbid unknown fields (a typo is an error, not a silently ignored option). Clip
+references name an upload (`clip_id`), a library video (`photo_id`) or a file under the media
+root (`path`, relative); the server never fetches URLs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from autocut.types import Aspect, Language, Transition
+
+__all__ = [
+    "BATCH_ID_PATTERN",
+    "CLIP_ID_PATTERN",
+    "IMAGE_ID_PATTERN",
+    "JOB_ID_PATTERN",
+    "BatchAccepted",
+    "BatchItemStatus",
+    "BatchRequest",
+    "BatchStatus",
+    "BgmOptions",
+    "BgmTrackOut",
+    "ClipOut",
+    "ClipPage",
+    "ClipRef",
+    "EditOptions",
+    "EditRequest",
+    "ErrorBody",
+    "ErrorInfo",
+    "Health",
+    "IngestOutcome",
+    "JobAccepted",
+    "JobPage",
+    "JobStatus",
+    "LibraryBgmPage",
+    "LibraryVideo",
+    "LibraryVideoPage",
+    "ProductIn",
+    "Readiness",
+    "RebuildRequest",
+    "RebuiltIndex",
+    "ResultLinks",
+    "SignedLinks",
+    "VariantResult",
+    "VoiceOptions",
+]
+
+JOB_ID_PATTERN = r"^job_[0-9a-f]{24}$"
+BATCH_ID_PATTERN = r"^bat_[0-9a-f]{24}$"
+CLIP_ID_PATTERN = r"^clp_[0-9a-f]{24}$"
+IMAGE_ID_PATTERN = r"^img_[0-9a-f]{24}$"
+
+JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- edit requests
+
+class ProductIn(_In):
+    """The product being advertised; heads every prompt."""
+
+    name: str = Field(min_length=1, max_length=200, examples=["Juicer Cup"])
+    brand: str = Field(default="", max_length=200, examples=["FreshCo"])
+    category: str = Field(default="", max_length=100, examples=["kitchen"])
+    selling_points: list[str] = Field(default_factory=list, max_length=20,
+                                      examples=[["juice in 30 seconds", "washable blade"]])
+    description: str = Field(default="", max_length=4000, examples=["A portable USB blender cup."])
+    image_id: str | None = Field(default=None, pattern=IMAGE_ID_PATTERN,
+                                 description="An uploaded product photo (POST /v1/images), used by the "
+                                             "similarity planner to pick matching footage")
+
+    @field_validator("selling_points")
+    @classmethod
+    def _points(cls, v: list[str]) -> list[str]:
+        if any(len(p) > 200 for p in v):
+            raise ValueError("each selling point is at most 200 characters")
+        return [p.strip() for p in v if p.strip()]
+
+
+class ClipRef(_In):
+    """One pool entry: exactly one of `clip_id`, `photo_id` or `path`."""
+
+    clip_id: str | None = Field(default=None, pattern=CLIP_ID_PATTERN, description="An upload (POST /v1/clips)",
+                                examples=["clp_0123456789abcdef01234567"])
+    photo_id: int | None = Field(default=None, ge=1, le=2**53, description="A video of the material library",
+                                 examples=[3])
+    path: str | None = Field(default=None, min_length=1, max_length=1024,
+                             description="A file under the server's media root, relative (no '..', no URLs)",
+                             examples=["shoot-2024/kitchen/blender-closeup.mp4"])
+    text: str = Field(default="", max_length=500, description="Optional text known for this clip (a caption)")
+
+    @model_validator(mode="after")
+    def _one(self) -> "ClipRef":
+        given = [x for x in (self.clip_id, self.photo_id, self.path) if x is not None]
+        if len(given) != 1:
+            raise ValueError("a clip reference needs exactly one of clip_id, photo_id or path")
+        return self
+
+
+class VoiceOptions(_In):
+    engine: Literal["espeak", "piper", "none"] = Field(default="espeak",
+                                                       description="TTS engine; 'none' = no voice-over")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:+-]{1,64}$",
+                             description="Engine voice (espeak-ng voice name or piper voice id); "
+                                         "default = the language's default voice", examples=["en-us"])
+
+
+class BgmOptions(_In):
+    policy: Literal["auto", "none", "track"] = Field(
+        default="auto", description="auto: the planner retrieves music; none: no music; track: use `audio_id`")
+    audio_id: int | None = Field(default=None, ge=1, le=2**53, description="Library BGM track for policy 'track'")
+    exclude_audio_ids: list[int] = Field(default_factory=list, max_length=1000,
+                                         description="Tracks the planner must not pick")
+
+    @model_validator(mode="after")
+    def _track(self) -> "BgmOptions":
+        if (self.policy == "track") != (self.audio_id is not None):
+            raise ValueError("audio_id is required with policy 'track' and only allowed with it")
+        return self
+
+
+class EditOptions(_In):
+    aspect: Aspect = "9:16"
+    resolution: int = Field(default=1080, ge=144, le=2160, multiple_of=2,
+                            description="Short side of the output in pixels (1080 -> 1080x1920 at 9:16)")
+    max_duration_s: float = Field(default=60.0, gt=0, le=120)
+    language: Language = "en"
+    voice: VoiceOptions = Field(default_factory=VoiceOptions)
+    bgm: BgmOptions = Field(default_factory=BgmOptions)
+    n_variants: int = Field(default=1, ge=1, le=8, description="Distinct plans (and videos) to make")
+    planner: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+                                description="Planner name (e.g. heuristic, random); default = the server's")
+    transition: Transition = "cut"
+    subtitles: bool = True
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+_EDIT_EXAMPLE = {
+    "product": {"name": "Juicer Cup", "brand": "FreshCo", "category": "kitchen",
+                "selling_points": ["juice in 30 seconds", "washable blade"]},
+    "clips": [{"clip_id": "clp_0123456789abcdef01234567"}, {"photo_id": 3}],
+    "script": ["No time for breakfast?", "Fresh juice in thirty seconds."],
+    "options": {"aspect": "9:16", "resolution": 1080, "max_duration_s": 30, "language": "en",
+                "bgm": {"policy": "auto"}, "n_variants": 1, "planner": "heuristic"},
+}
+
+
+class EditRequest(_In):
+    """Product info plus a clip pool -> finished ads. With `script` the edit is script-driven (one clip
+    per sentence); without, footage-driven (one sentence written per clip)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EDIT_EXAMPLE]})
+
+    product: ProductIn
+    clips: list[ClipRef] = Field(min_length=1, max_length=256)
+    script: list[str] | None = Field(default=None, min_length=1, max_length=50,
+                                     description="One sentence per clip (script-driven); omit for footage-driven")
+    options: EditOptions = Field(default_factory=EditOptions)
+
+    @field_validator("script")
+    @classmethod
+    def _sentences(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        for i, s in enumerate(v):
+            if not s.strip():
+                raise ValueError(f"script line {i + 1} is empty")
+            if len(s) > 500:
+                raise ValueError(f"script line {i + 1} is longer than 500 characters")
+        return [s.strip() for s in v]
+
+
+class BatchRequest(_In):
+    """Many edits under one id; each item becomes its own job."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"items": [_EDIT_EXAMPLE]}]})
+
+    items: list[EditRequest] = Field(min_length=1, max_length=1000)
+
+
+class RebuildRequest(_In):
+    kinds: list[Literal["frames", "clips", "bgm"]] = Field(default_factory=lambda: ["frames", "clips", "bgm"],
+                                                           min_length=1, max_length=3)
+
+
+# --------------------------------------------------------------------------- responses
+
+class ErrorInfo(BaseModel):
+    code: str = Field(examples=["unknown_clip"])
+    message: str = Field(examples=["clip clp_0123456789abcdef01234567 does not exist"])
+    details: list[dict] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
+
+
+class JobAccepted(BaseModel):
+    job_id: str = Field(examples=["job_0123456789abcdef01234567"])
+    state: JobStateName
+    status_url: str = Field(examples=["/v1/jobs/job_0123456789abcdef01234567"])
+    replayed: bool = Field(default=False, description="True when an Idempotency-Key matched an earlier request")
+
+
+class ResultLinks(BaseModel):
+    video: str = Field(examples=["/v1/jobs/job_0123456789abcdef01234567/results/1/video"])
+    subtitles: str
+    timeline: str
+    plan: str
+
+
+class SignedLinks(ResultLinks):
+    """The same files, downloadable without the API key until `expires_at` (e.g. for `<video src>`)."""
+
+    expires_at: datetime
+
+
+class VariantResult(BaseModel):
+    variant: int = Field(ge=1)
+    duration_s: float
+    width: int
+    height: int
+    planner: str
+    plan_id: str
+    links: ResultLinks
+    signed_links: SignedLinks | None = None
+
+
+class IngestOutcome(BaseModel):
+    clip_id: str
+    photo_id: int | None
+    status: Literal["added", "skipped"]
+
+
+class RebuiltIndex(BaseModel):
+    kind: str
+    count: int
+    factory: str
+    total_time_s: float
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    kind: Literal["edit", "ingest", "rebuild"]
+    state: JobStateName
+    stage: str = Field(examples=["rendering variant 1/1"])
+    progress_pct: float = Field(ge=0, le=100)
+    error: ErrorInfo | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = Field(description="Times a worker started this job (retries and redeliveries included)")
+    batch_id: str | None = None
+    results: list[VariantResult] = Field(default_factory=list)
+    ingest: IngestOutcome | None = None
+    rebuild: list[RebuiltIndex] | None = None
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent per stage")
+
+
+class JobPage(BaseModel):
+    items: list[JobStatus]
+    total: int
+    offset: int
+    limit: int
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str = Field(examples=["bat_0123456789abcdef01234567"])
+    job_ids: list[str]
+    status_url: str
+    replayed: bool = False
+
+
+class BatchItemStatus(BaseModel):
+    index: int
+    job_id: str
+    state: JobStateName
+    stage: str
+    progress_pct: float
+    error: ErrorInfo | None = None
+    status_url: str
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    state: Literal["queued", "running", "done", "partial", "failed", "cancelled"] = Field(
+        description="done: every item done; partial: all finished, some not done; running: any item active")
+    counts: dict[str, int]
+    created_at: datetime
+    items: list[BatchItemStatus]
+
+
+class ClipOut(BaseModel):
+    clip_id: str
+    kind: Literal["video", "image"]
+    filename: str
+    sha256: str
+    size_bytes: int
+    duration_s: float | None = None
+    width: int
+    height: int
+    state: Literal["ingesting", "ready", "failed"]
+    photo_id: int | None = None
+    error: ErrorInfo | None = None
+    job_id: str | None = None
+    created_at: datetime
+    duplicate: bool = Field(default=False, description="True when this content was already uploaded by this key")
+
+
+class ClipPage(BaseModel):
+    items: list[ClipOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class LibraryVideo(BaseModel):
+    photo_id: int
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    kind: str
+    uploaded: bool = Field(description="True for your own uploads; library material otherwise")
+
+
+class LibraryVideoPage(BaseModel):
+    items: list[LibraryVideo]
+    total: int
+    offset: int
+    limit: int
+
+
+class BgmTrackOut(BaseModel):
+    audio_id: int
+    title: str
+    duration_s: float
+    mood: str
+
+
+class LibraryBgmPage(BaseModel):
+    items: list[BgmTrackOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]
+    queue_depth: int | None = None
+    active_jobs: int | None = None
+    live_workers: int | None = None

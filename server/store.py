@@ -1,0 +1,594 @@
+"""The durable job store: jobs, batches, uploads, API keys and idempotency keys, in Redis.
+
+Why Redis (with AOF, `appendfsync everysec`) rather than SQLite: the queue already lives in
+that Redis, so one store holds both the messages and the records they refer to, and workers on
+other machines reach both through one URL (SQLite's WAL needs shared memory, so it cannot be
+shared over a network filesystem). Every state change that must not race is one Lua script,
+i.e. one atomic step: admission (idempotency check + queue bound + records), start, progress,
+completion (compare-and-set: the first attempt to finish writes the one completion record;
+later attempts of the same job see it and stop), failure and cancellation.
+
+Key layout (prefix `<ns>:`)::
+
+    job:<id>                hash   one job (fields: `JobRecord`)
+    jobs:active             set    ids of queued or running jobs (the admission bound)
+    jobs:active:<owner>     set    the same, per API key
+    jobs:owner:<owner>      zset   job ids by creation time
+    batch:<id>              hash   owner, created_at, job_ids (JSON)
+    idem:<owner>:<sha256>   string idempotency record: fingerprint, job ids, batch id (expires)
+    clip:<id>               hash   one upload (`ClipRecord`)
+    clipsha:<owner>:<sha>   string the owner's clip id for that content (dedupe)
+    clips:owner:<owner>     zset   clip ids by creation time
+    upload_owners:<sha>     set    API keys that uploaded that content (library visibility)
+    apikey:<hash>           hash   key_id, name, admin, created_at
+    apikeys                 hash   key_id -> key hash
+    completions             list   one entry per job completion (audit; one per job by construction)
+    workers                 zset   worker process id -> last heartbeat (readiness, Retry-After)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import redis
+
+__all__ = [
+    "ACTIVE_STATES",
+    "TERMINAL_STATES",
+    "Admission",
+    "ClipRecord",
+    "JobRecord",
+    "JobStore",
+    "NewJob",
+    "StartDecision",
+]
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+ACTIVE_STATES = frozenset({"queued", "running"})
+TERMINAL_STATES = frozenset({"done", "failed", "cancelled"})
+
+# Moves a job to a terminal state and out of the active sets. Shared by several scripts.
+_LUA_FINISH = """
+local function finish(P, key, id, state, now)
+  local owner = redis.call("HGET", key, "owner")
+  redis.call("HSET", key, "state", state, "finished_at", now)
+  redis.call("SREM", P .. ":jobs:active", id)
+  if owner then redis.call("SREM", P .. ":jobs:active:" .. owner, id) end
+end
+local function terminal(st)
+  return st == "done" or st == "failed" or st == "cancelled"
+end
+"""
+
+# ARGV: prefix, owner, now, max_active, max_owner, idem_key, fingerprint, idem_ttl, batch_id,
+#       clip_id, clip_sha, clip_fields_json, n, then n pairs (job id, job fields JSON).
+_LUA_ADMIT = """
+local P, owner, now = ARGV[1], ARGV[2], ARGV[3]
+local max_active, max_owner = tonumber(ARGV[4]), tonumber(ARGV[5])
+local idem, fp, ttl = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local batch_id, clip_id, clip_sha, clip_fields = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local n = tonumber(ARGV[13])
+if idem ~= "" then
+  local prev = redis.call("GET", idem)
+  if prev then return {"replay", prev} end
+end
+if clip_id ~= "" then
+  local prev = redis.call("GET", P .. ":clipsha:" .. owner .. ":" .. clip_sha)
+  if prev then return {"clip_exists", prev} end
+end
+local active = redis.call("SCARD", P .. ":jobs:active")
+local owner_active = redis.call("SCARD", P .. ":jobs:active:" .. owner)
+if n > 0 and (active + n > max_active or owner_active + n > max_owner) then
+  return {"busy", tostring(active), tostring(owner_active)}
+end
+local ids = {}
+for i = 0, n - 1 do
+  local id = ARGV[14 + 2 * i]
+  local fields = cjson.decode(ARGV[15 + 2 * i])
+  local flat = {}
+  for k, v in pairs(fields) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = v
+  end
+  redis.call("HSET", P .. ":job:" .. id, unpack(flat))
+  redis.call("SADD", P .. ":jobs:active", id)
+  redis.call("SADD", P .. ":jobs:active:" .. owner, id)
+  redis.call("ZADD", P .. ":jobs:owner:" .. owner, now, id)
+  ids[#ids + 1] = id
+end
+if batch_id ~= "" then
+  redis.call("HSET", P .. ":batch:" .. batch_id, "id", batch_id, "owner", owner, "created_at", now,
+             "job_ids", cjson.encode(ids))
+  redis.call("ZADD", P .. ":batches:owner:" .. owner, now, batch_id)
+end
+if clip_id ~= "" then
+  local fields = cjson.decode(clip_fields)
+  local flat = {}
+  for k, v in pairs(fields) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = v
+  end
+  redis.call("HSET", P .. ":clip:" .. clip_id, unpack(flat))
+  redis.call("SET", P .. ":clipsha:" .. owner .. ":" .. clip_sha, clip_id)
+  redis.call("ZADD", P .. ":clips:owner:" .. owner, now, clip_id)
+  redis.call("SADD", P .. ":upload_owners:" .. clip_sha, owner)
+end
+if idem ~= "" then
+  redis.call("SET", idem, cjson.encode({fp = fp, ids = ids, batch = batch_id}), "EX", ttl)
+end
+return {"created"}
+"""
+
+# ARGV: prefix, job id, worker, now, max_lost (deliveries whose worker died)
+_LUA_START = _LUA_FINISH + """
+local P, id, worker, now, max_lost = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local key = P .. ":job:" .. id
+local st = redis.call("HGET", key, "state")
+if not st then return {"missing"} end
+if terminal(st) then return {"finished", st} end
+if redis.call("HGET", key, "cancel_requested") == "1" then
+  finish(P, key, id, "cancelled", now)
+  redis.call("HSET", key, "stage", "cancelled before it started")
+  return {"cancelled"}
+end
+-- A delivery that finds the job still "running" means the previous worker died mid-job.
+if st == "running" then
+  local lost = redis.call("HINCRBY", key, "lost", 1)
+  if lost >= max_lost then
+    finish(P, key, id, "failed", now)
+    redis.call("HSET", key, "stage", "failed", "error_code", "worker_lost",
+               "error_message", "the worker running this job died " .. lost ..
+               " times; giving up (the job may need more memory or time than a worker has)")
+    return {"poison", tostring(lost)}
+  end
+end
+local deliveries = redis.call("HINCRBY", key, "deliveries", 1)
+redis.call("HSET", key, "state", "running", "worker", worker, "heartbeat_at", now, "stage", "starting")
+local sa = redis.call("HGET", key, "started_at")
+if not sa or sa == "" then redis.call("HSET", key, "started_at", now) end
+return {"run", tostring(deliveries)}
+"""
+
+# ARGV: prefix, id, stage, progress, now
+_LUA_PROGRESS = """
+local key = ARGV[1] .. ":job:" .. ARGV[2]
+if redis.call("HGET", key, "state") ~= "running" then return 0 end
+redis.call("HSET", key, "stage", ARGV[3], "progress", ARGV[4], "heartbeat_at", ARGV[5])
+return 1
+"""
+
+# ARGV: prefix, id, now, results_json, timings_json
+_LUA_COMPLETE = _LUA_FINISH + """
+local P, id, now = ARGV[1], ARGV[2], ARGV[3]
+local key = P .. ":job:" .. id
+local st = redis.call("HGET", key, "state")
+if not st or terminal(st) then return 0 end
+finish(P, key, id, "done", now)
+redis.call("HSET", key, "stage", "done", "progress", "100", "results", ARGV[4], "timings", ARGV[5])
+redis.call("RPUSH", P .. ":completions", id)
+return 1
+"""
+
+# ARGV: prefix, id, now, state (failed|cancelled), code, message
+_LUA_FAIL = _LUA_FINISH + """
+local P, id, now, state = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local key = P .. ":job:" .. id
+local st = redis.call("HGET", key, "state")
+if not st or terminal(st) then return 0 end
+finish(P, key, id, state, now)
+redis.call("HSET", key, "stage", state, "error_code", ARGV[5], "error_message", ARGV[6])
+return 1
+"""
+
+# ARGV: prefix, id, now
+_LUA_CANCEL = _LUA_FINISH + """
+local P, id, now = ARGV[1], ARGV[2], ARGV[3]
+local key = P .. ":job:" .. id
+local st = redis.call("HGET", key, "state")
+if not st then return "missing" end
+if terminal(st) then return "finished:" .. st end
+redis.call("HSET", key, "cancel_requested", "1")
+if st == "queued" then
+  finish(P, key, id, "cancelled", now)
+  redis.call("HSET", key, "stage", "cancelled before it started", "error_code", "cancelled",
+             "error_message", "cancelled by the client")
+  return "cancelled"
+end
+return "cancelling"
+"""
+
+# ARGV: prefix, id, stage, message, now
+_LUA_REQUEUE = """
+local key = ARGV[1] .. ":job:" .. ARGV[2]
+local st = redis.call("HGET", key, "state")
+if st ~= "running" and st ~= "queued" then return 0 end
+redis.call("HSET", key, "state", "queued", "stage", ARGV[3], "last_error", ARGV[4], "heartbeat_at", ARGV[5])
+return 1
+"""
+
+
+@dataclass
+class NewJob:
+    """A job as admitted: everything a worker needs is in `spec` (JSON-serialisable)."""
+
+    job_id: str
+    kind: Literal["edit", "ingest", "rebuild"]
+    spec: dict[str, Any]
+    batch_id: str = ""
+    batch_index: int = -1
+    clip_id: str = ""
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    owner: str
+    kind: str
+    state: str
+    stage: str
+    progress: float
+    spec: dict[str, Any]
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    deliveries: int = 0
+    lost: int = 0
+    retries: int = 0
+    error_code: str = ""
+    error_message: str = ""
+    last_error: str = ""
+    results: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    batch_id: str = ""
+    batch_index: int = -1
+    clip_id: str = ""
+    cancel_requested: bool = False
+    enqueued: bool = False
+    worker: str = ""
+    heartbeat_at: float | None = None
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> "JobRecord":
+        def f(name: str) -> float | None:
+            v = h.get(name, "")
+            return float(v) if v else None
+
+        return cls(
+            job_id=h["id"], owner=h.get("owner", ""), kind=h.get("kind", ""), state=h.get("state", ""),
+            stage=h.get("stage", ""), progress=float(h.get("progress") or 0.0),
+            spec=json.loads(h.get("spec") or "{}"), created_at=float(h.get("created_at") or 0.0),
+            started_at=f("started_at"), finished_at=f("finished_at"), deliveries=int(h.get("deliveries") or 0),
+            lost=int(h.get("lost") or 0),
+            retries=int(h.get("retries") or 0), error_code=h.get("error_code", ""),
+            error_message=h.get("error_message", ""), last_error=h.get("last_error", ""),
+            results=json.loads(h.get("results") or "[]"), timings=json.loads(h.get("timings") or "{}"),
+            batch_id=h.get("batch_id", ""), batch_index=int(h.get("batch_index") or -1),
+            clip_id=h.get("clip_id", ""), cancel_requested=h.get("cancel_requested") == "1",
+            enqueued=h.get("enqueued") == "1", worker=h.get("worker", ""), heartbeat_at=f("heartbeat_at"))
+
+
+@dataclass
+class ClipRecord:
+    """One upload (a video clip or a product image) owned by one API key."""
+
+    clip_id: str
+    owner: str
+    kind: Literal["video", "image"]
+    sha256: str
+    filename: str
+    size_bytes: int
+    path: str
+    created_at: float
+    duration_s: float = 0.0
+    width: int = 0
+    height: int = 0
+    job_id: str = ""
+
+    def to_fields(self) -> dict[str, str]:
+        return {"id": self.clip_id, "owner": self.owner, "kind": self.kind, "sha256": self.sha256,
+                "filename": self.filename, "size_bytes": str(self.size_bytes), "path": self.path,
+                "created_at": repr(self.created_at), "duration_s": repr(self.duration_s),
+                "width": str(self.width), "height": str(self.height), "job_id": self.job_id}
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> "ClipRecord":
+        return cls(clip_id=h["id"], owner=h["owner"], kind=h["kind"], sha256=h["sha256"],  # type: ignore[arg-type]
+                   filename=h.get("filename", ""), size_bytes=int(h.get("size_bytes") or 0), path=h["path"],
+                   created_at=float(h.get("created_at") or 0.0), duration_s=float(h.get("duration_s") or 0.0),
+                   width=int(h.get("width") or 0), height=int(h.get("height") or 0), job_id=h.get("job_id", ""))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Outcome of `JobStore.admit`."""
+
+    status: Literal["created", "replay", "busy", "conflict", "clip_exists"]
+    job_ids: tuple[str, ...] = ()
+    batch_id: str = ""
+    clip_id: str = ""
+    active: int = 0
+
+
+@dataclass(frozen=True)
+class StartDecision:
+    action: Literal["run", "finished", "cancelled", "poison", "missing"]
+    deliveries: int = 0
+    state: str = ""
+
+
+def _now() -> float:
+    return time.time()
+
+
+class JobStore:
+    """All reads and writes of service state go through this class (API and workers alike)."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.r = client
+        self.ns = namespace
+        self._admit = client.register_script(_LUA_ADMIT)
+        self._start = client.register_script(_LUA_START)
+        self._progress = client.register_script(_LUA_PROGRESS)
+        self._complete = client.register_script(_LUA_COMPLETE)
+        self._fail = client.register_script(_LUA_FAIL)
+        self._cancel = client.register_script(_LUA_CANCEL)
+        self._requeue = client.register_script(_LUA_REQUEUE)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str) -> "JobStore":
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5,
+                                      health_check_interval=30, retry_on_timeout=True)
+        return cls(client, namespace)
+
+    def k(self, *parts: str) -> str:
+        return ":".join((self.ns, *parts))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except redis.RedisError:
+            return False
+
+    # ------------------------------------------------------------------ admission
+    def admit(self, owner: str, jobs: Sequence[NewJob], *, max_active: int, max_active_per_owner: int,
+              idempotency_key: str | None = None, fingerprint: str = "", idempotency_ttl_s: int = 86400,
+              batch_id: str = "", clip: ClipRecord | None = None) -> Admission:
+        """Atomically: replay an idempotent request, or refuse when the queue is full, or create
+        every record (jobs, batch, clip, idempotency key) at once. Nothing is created on refusal."""
+        now = _now()
+        idem = ""
+        if idempotency_key:
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+            idem = self.k("idem", owner, digest)
+        args: list[str] = [self.ns, owner, repr(now), str(max_active), str(max_active_per_owner), idem, fingerprint,
+                           str(int(idempotency_ttl_s)), batch_id,
+                           clip.clip_id if clip else "", clip.sha256 if clip else "",
+                           json.dumps(clip.to_fields()) if clip else "", str(len(jobs))]
+        for j in jobs:
+            fields = {"id": j.job_id, "owner": owner, "kind": j.kind, "state": "queued", "stage": "queued",
+                      "progress": "0", "spec": json.dumps(j.spec, separators=(",", ":")), "created_at": repr(now),
+                      "deliveries": "0", "retries": "0", "batch_id": j.batch_id, "batch_index": str(j.batch_index),
+                      "clip_id": j.clip_id, "enqueued": "0", "cancel_requested": "0"}
+            args += [j.job_id, json.dumps(fields)]
+        res = self._admit(args=args)
+        status = res[0]
+        if status == "created":
+            return Admission("created", tuple(j.job_id for j in jobs), batch_id, clip.clip_id if clip else "")
+        if status == "replay":
+            prev = json.loads(res[1])
+            ids = prev.get("ids") or []
+            if isinstance(ids, dict):  # cjson encodes an empty array as {}
+                ids = []
+            if prev.get("fp") != fingerprint:
+                return Admission("conflict", tuple(ids), prev.get("batch", ""))
+            return Admission("replay", tuple(ids), prev.get("batch", ""))
+        if status == "clip_exists":
+            return Admission("clip_exists", clip_id=res[1])
+        return Admission("busy", active=int(res[1]))
+
+    def mark_enqueued(self, job_ids: Iterable[str]) -> None:
+        with self.r.pipeline(transaction=False) as p:
+            for jid in job_ids:
+                p.hset(self.k("job", jid), "enqueued", "1")
+            p.execute()
+
+    def unenqueued_jobs(self, older_than_s: float) -> list[str]:
+        """Active jobs admitted but never handed to the queue (the API died in between)."""
+        cutoff = _now() - older_than_s
+        out = []
+        for jid in self.r.smembers(self.k("jobs", "active")):
+            st, enq, created = self.r.hmget(self.k("job", jid), "state", "enqueued", "created_at")
+            if st == "queued" and enq != "1" and created and float(created) < cutoff:
+                out.append(jid)
+        return out
+
+    def stale_running_jobs(self, stale_after_s: float) -> list[str]:
+        """Jobs "running" on a worker that has been gone for `stale_after_s` and that no delivery
+        has touched since: their message was lost (the broker redelivers long before this)."""
+        cutoff = _now() - stale_after_s
+        out = []
+        for jid in self.r.smembers(self.k("jobs", "active")):
+            st, worker, beat = self.r.hmget(self.k("job", jid), "state", "worker", "heartbeat_at")
+            if st != "running" or not beat or float(beat) >= cutoff:
+                continue
+            seen = self.r.zscore(self.k("workers"), worker or "")
+            if seen is None or seen < cutoff:
+                out.append(jid)
+        return out
+
+    def touch(self, job_id: str) -> None:
+        self.r.hset(self.k("job", job_id), "heartbeat_at", repr(_now()))
+
+    def active_count(self) -> int:
+        return int(self.r.scard(self.k("jobs", "active")))
+
+    # ------------------------------------------------------------------ reads
+    def get_job(self, job_id: str) -> JobRecord | None:
+        h = self.r.hgetall(self.k("job", job_id))
+        return JobRecord.from_hash(h) if h else None
+
+    def get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        with self.r.pipeline(transaction=False) as p:
+            for jid in job_ids:
+                p.hgetall(self.k("job", jid))
+            rows = p.execute()
+        return [JobRecord.from_hash(h) if h else None for h in rows]
+
+    def list_jobs(self, owner: str, *, limit: int, offset: int = 0) -> tuple[list[JobRecord], int]:
+        key = self.k("jobs", "owner", owner)
+        total = int(self.r.zcard(key))
+        ids = self.r.zrevrange(key, offset, offset + limit - 1)
+        return [j for j in self.get_jobs(ids) if j is not None], total
+
+    def get_batch(self, batch_id: str) -> tuple[str, float, list[str]] | None:
+        h = self.r.hgetall(self.k("batch", batch_id))
+        if not h:
+            return None
+        return h["owner"], float(h["created_at"]), json.loads(h["job_ids"])
+
+    def completions(self) -> list[str]:
+        return list(self.r.lrange(self.k("completions"), 0, -1))
+
+    # ------------------------------------------------------------------ worker transitions
+    def start(self, job_id: str, worker: str, max_lost: int) -> StartDecision:
+        """Claim a delivered job; counts deliveries whose worker died and fails a poison job."""
+        res = self._start(args=[self.ns, job_id, worker, repr(_now()), str(max_lost)])
+        action = res[0]
+        if action == "run":
+            return StartDecision("run", deliveries=int(res[1]))
+        if action == "finished":
+            return StartDecision("finished", state=res[1])
+        if action == "poison":
+            return StartDecision("poison", deliveries=int(res[1]))
+        return StartDecision(action)
+
+    def progress(self, job_id: str, stage: str, progress_pct: float) -> bool:
+        pct = f"{max(0.0, min(100.0, progress_pct)):.1f}"
+        return bool(self._progress(args=[self.ns, job_id, stage, pct, repr(_now())]))
+
+    def complete(self, job_id: str, results: list[dict[str, Any]], timings: dict[str, float]) -> bool:
+        """Compare-and-set to done; True for the one call that wrote the completion record."""
+        return bool(self._complete(args=[self.ns, job_id, repr(_now()), json.dumps(results), json.dumps(timings)]))
+
+    def fail(self, job_id: str, code: str, message: str, *, state: str = "failed") -> bool:
+        return bool(self._fail(args=[self.ns, job_id, repr(_now()), state, code, message[:2000]]))
+
+    def requeue(self, job_id: str, stage: str, message: str = "", *, count_retry: bool) -> bool:
+        """Back to queued (a retry or a deferral); the caller enqueues the delayed message."""
+        ok = bool(self._requeue(args=[self.ns, job_id, stage, message[:2000], repr(_now())]))
+        if ok:
+            if count_retry:
+                self.r.hincrby(self.k("job", job_id), "retries", 1)
+            else:
+                # A deferral or a shutdown hand-back is not an attempt at the job.
+                self.r.hincrby(self.k("job", job_id), "deliveries", -1)
+        return ok
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.r.hget(self.k("job", job_id), "cancel_requested") == "1"
+
+    def request_cancel(self, job_id: str) -> str:
+        return str(self._cancel(args=[self.ns, job_id, repr(_now())]))
+
+    # ------------------------------------------------------------------ uploads
+    def get_clip(self, clip_id: str) -> ClipRecord | None:
+        h = self.r.hgetall(self.k("clip", clip_id))
+        return ClipRecord.from_hash(h) if h else None
+
+    def list_clips(self, owner: str, *, limit: int, offset: int = 0) -> tuple[list[ClipRecord], int]:
+        key = self.k("clips", "owner", owner)
+        total = int(self.r.zcard(key))
+        ids = self.r.zrevrange(key, offset, offset + limit - 1)
+        with self.r.pipeline(transaction=False) as p:
+            for cid in ids:
+                p.hgetall(self.k("clip", cid))
+            rows = p.execute()
+        return [ClipRecord.from_hash(h) for h in rows if h], total
+
+    def upload_owners(self, sha256: str) -> set[str]:
+        return set(self.r.smembers(self.k("upload_owners", sha256)))
+
+    def owned_upload_hashes(self, owner: str, hashes: Sequence[str]) -> set[str]:
+        """Which of `hashes` were uploaded by `owner`."""
+        if not hashes:
+            return set()
+        with self.r.pipeline(transaction=False) as p:
+            for h in hashes:
+                p.sismember(self.k("upload_owners", h), owner)
+            flags = p.execute()
+        return {h for h, ok in zip(hashes, flags) if ok}
+
+    def uploaded_hashes(self, hashes: Sequence[str]) -> set[str]:
+        """Which of `hashes` came from an upload (by anyone)."""
+        if not hashes:
+            return set()
+        with self.r.pipeline(transaction=False) as p:
+            for h in hashes:
+                p.exists(self.k("upload_owners", h))
+            flags = p.execute()
+        return {h for h, ok in zip(hashes, flags) if ok}
+
+    # ------------------------------------------------------------------ API keys
+    def add_api_key(self, key_hash: str, key_id: str, name: str, admin: bool) -> None:
+        with self.r.pipeline(transaction=True) as p:
+            p.hset(self.k("apikey", key_hash), mapping={"key_id": key_id, "name": name, "admin": "1" if admin else "0",
+                                                        "created_at": repr(_now())})
+            p.hset(self.k("apikeys"), key_id, key_hash)
+            p.execute()
+
+    def lookup_api_key(self, key_hash: str) -> dict[str, str] | None:
+        h = self.r.hgetall(self.k("apikey", key_hash))
+        return h or None
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        key_hash = self.r.hget(self.k("apikeys"), key_id)
+        if not key_hash:
+            return False
+        with self.r.pipeline(transaction=True) as p:
+            p.delete(self.k("apikey", key_hash))
+            p.hdel(self.k("apikeys"), key_id)
+            p.execute()
+        return True
+
+    def list_api_keys(self) -> list[dict[str, str]]:
+        out = []
+        for key_id, key_hash in sorted(self.r.hgetall(self.k("apikeys")).items()):
+            h = self.r.hgetall(self.k("apikey", key_hash))
+            if h:
+                out.append(h)
+        return out
+
+    # ------------------------------------------------------------------ worker presence
+    def worker_heartbeat(self, worker_id: str) -> None:
+        self.r.zadd(self.k("workers"), {worker_id: _now()})
+
+    def worker_gone(self, worker_id: str) -> None:
+        self.r.zrem(self.k("workers"), worker_id)
+
+    def live_workers(self, timeout_s: float) -> int:
+        """Worker processes seen within `timeout_s` (stale entries are pruned)."""
+        key = self.k("workers")
+        cutoff = _now() - timeout_s
+        self.r.zremrangebyscore(key, "-inf", cutoff - 3600)
+        return int(self.r.zcount(key, cutoff, "+inf"))
+
+    # ------------------------------------------------------------------ stats
+    def stats_record(self, name: str, value: float, keep: int = 50) -> None:
+        """Remember recent values of a figure (e.g. job run time) for Retry-After estimates."""
+        key = self.k("stats", name)
+        with self.r.pipeline(transaction=False) as p:
+            p.lpush(key, repr(value))
+            p.ltrim(key, 0, keep - 1)
+            p.execute()
+
+    def stats_mean(self, name: str) -> float | None:
+        vals = [float(v) for v in self.r.lrange(self.k("stats", name), 0, -1)]
+        return sum(vals) / len(vals) if vals else None

@@ -1,0 +1,511 @@
+"""What a worker does with a job id: claim it, run it, record exactly one outcome.
+
+Every delivery of a job goes through `JobRunner.handle`:
+1. `JobStore.start` claims it (a finished or cancelled job is acknowledged and dropped; a job
+   whose previous worker died is counted, and failed after `max_lost_deliveries`);
+2. the kind's handler runs with a cancel event (set by DELETE, the job timeout or worker
+   shutdown; the renderer stops ffmpeg when it is set) and a progress callback;
+3. the outcome is recorded: done (compare-and-set: one completion record however often the job
+   ran), failed (permanent `AutoCutError`, no retry), queued again with backoff (`TransientError`,
+   up to `max_retries`), or deferred (an edit waiting for its uploads to finish ingesting).
+
+Artifacts are idempotent (see `server.storage`): plans are written once per job, each variant
+is rendered into an attempt directory and published by one rename, first attempt wins.
+Models (planners, encoders) are loaded once per worker process and reused across jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from autocut.errors import AutoCutError, CatalogError, MediaError, PlanError, TransientError
+from server.settings import Settings
+from server.storage import Layout, PathRefError, publish_dir, resolve_media_path, write_json_once
+from server.store import JobRecord, JobStore
+
+__all__ = ["Deferred", "JobCancelled", "JobContext", "JobOutput", "JobRunner"]
+
+log = logging.getLogger(__name__)
+
+RESULT_FILES = {"video": "edit.mp4", "subtitles": "edit.srt", "timeline": "edit.otio", "plan": "edit.plan.json"}
+_PROGRESS_INTERVAL_S = 0.5
+_CANCEL_POLL_S = 0.3
+
+
+class Deferred(Exception):
+    """The job cannot run yet (e.g. its uploads are still ingesting); run it again after `delay_s`."""
+
+    def __init__(self, stage: str, delay_s: float) -> None:
+        super().__init__(stage)
+        self.stage = stage
+        self.delay_s = delay_s
+
+
+class JobCancelled(Exception):
+    """The cancel event was set between steps (`reason`: client, timeout or shutdown)."""
+
+
+@dataclass
+class JobOutput:
+    results: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class JobContext:
+    """What a handler gets: the job, a cancel event, throttled progress reporting, its work dirs."""
+
+    def __init__(self, job: JobRecord, store: JobStore, layout: Layout, settings: Settings) -> None:
+        self.job = job
+        self.store = store
+        self.layout = layout
+        self.settings = settings
+        self.cancel = threading.Event()
+        self.cancel_reason = ""
+        self._last_report = 0.0
+        self._last_stage = ""
+
+    def stop(self, reason: str) -> None:
+        if not self.cancel.is_set():
+            self.cancel_reason = reason
+            self.cancel.set()
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise JobCancelled(self.cancel_reason)
+
+    def progress(self, stage: str, pct: float, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or stage != self._last_stage or now - self._last_report >= _PROGRESS_INTERVAL_S:
+            self._last_report, self._last_stage = now, stage
+            try:
+                self.store.progress(self.job.job_id, stage, pct)
+            except Exception:  # progress is best effort; the job goes on
+                log.warning("could not record progress of %s", self.job.job_id, exc_info=True)
+
+
+class JobRunner:
+    """Runs jobs in one worker process; holds the per-process model caches."""
+
+    def __init__(self, settings: Settings, store: JobStore, enqueue: Callable[[str, float], None], *,
+                 on_store_lost: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.enqueue = enqueue
+        # Fail-stop when the outcome of a job cannot be recorded (see `handle`).
+        self.on_store_lost = on_store_lost or (lambda: os._exit(75))
+        # Tries of each outcome write before giving up (backoff 0.5 s doubling: ~30 s in all).
+        self.persist_attempts = 6
+        self.layout = Layout.create(settings.data_dir)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._planners: dict[str, Any] = {}
+        self._current: JobContext | None = None
+        # Set on worker shutdown: deliveries that arrive now go straight back to the queue.
+        self.draining = False
+        self._lock = threading.Lock()
+        self._handlers: dict[str, Callable[[JobContext], JobOutput]] = {
+            "edit": self._run_edit, "ingest": self._run_ingest, "rebuild": self._run_rebuild}
+        # Paths users should not see in error messages, longest first.
+        roots = {str(settings.data_dir.resolve()): "<data>", str(settings.library_dir.resolve()): "<library>",
+                 str(settings.media_dir): "<media>"}
+        self._private_roots = sorted(roots.items(), key=lambda kv: -len(kv[0]))
+
+    def warm_up(self) -> None:
+        """Import the pipeline and build the default planner before the first job (not during it)."""
+        import autocut.ingest  # noqa: F401
+        import autocut.plan  # noqa: F401
+        import autocut.render  # noqa: F401
+
+        try:
+            self._planner(self.settings.default_planner)
+        except AutoCutError as exc:
+            log.warning("default planner %r unavailable: %s", self.settings.default_planner, exc)
+
+    def register_handler(self, kind: str, fn: Callable[[JobContext], JobOutput]) -> None:
+        """Add (or replace) the handler of a job kind (extensions; tests of the delivery policy)."""
+        self._handlers[kind] = fn
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop_current(self, reason: str) -> bool:
+        """Stop the running job (worker shutdown); it is queued again, not failed. True if one ran."""
+        with self._lock:
+            ctx = self._current
+        if ctx is None:
+            return False
+        ctx.stop(reason)
+        return True
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None
+
+    # ------------------------------------------------------------------ one delivery
+    def handle(self, job_id: str) -> None:
+        """The actor body. Returns only once the outcome is recorded (the broker then acknowledges).
+
+        If the job store stays unreachable, the worker process exits *without* returning: the
+        message stays unacknowledged and is redelivered, instead of being acknowledged for a job
+        whose state was never written (which would leave it "running" forever)."""
+        try:
+            self._handle(job_id)
+        except redis.RedisError:
+            log.critical("job store unreachable while handling %s; exiting without acknowledging it so the "
+                         "job is redelivered", job_id, exc_info=True)
+            self.on_store_lost()
+
+    def _handle(self, job_id: str) -> None:
+        if self.draining:
+            self.enqueue(job_id, 0.0)
+            return
+        decision = self.store.start(job_id, self.worker_id, self.settings.max_lost_deliveries)
+        if decision.action != "run":
+            log.info("job %s: %s %s; nothing to do", job_id, decision.action, decision.state)
+            return
+        job = self.store.get_job(job_id)
+        if job is None:  # deleted between start and now
+            return
+        ctx = JobContext(job, self.store, self.layout, self.settings)
+        with self._lock:
+            self._current = ctx
+        watcher = threading.Thread(target=self._watch, args=(ctx,), name=f"watch-{job_id}", daemon=True)
+        watcher.start()
+        t0 = time.monotonic()
+        log.info("job %s (%s) delivery %d starting", job_id, job.kind, decision.deliveries)
+        try:
+            try:
+                out = self._handlers[job.kind](ctx)
+                ctx.check_cancel()
+            finally:
+                ctx.cancel.set()  # ends the watcher (cancel_reason stays empty unless a stop was asked)
+                watcher.join(timeout=5)
+        except Deferred as d:
+            _persist(functools.partial(self._defer, ctx, d), self.persist_attempts)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded, nothing escapes
+            _persist(functools.partial(self._record_failure, ctx, exc), self.persist_attempts)
+        else:
+            out.timings["total_s"] = round(time.monotonic() - t0, 3)
+            complete = functools.partial(self.store.complete, job_id, out.results, out.timings)
+            if _persist(complete, self.persist_attempts):
+                self.store.stats_record("job_s", time.monotonic() - t0)
+                log.info("job %s done in %.1f s", job_id, time.monotonic() - t0)
+            else:
+                log.info("job %s had already been completed by another delivery; this one is dropped", job_id)
+            self._finished(ctx)
+        finally:
+            with self._lock:
+                self._current = None
+
+    def _record_failure(self, ctx: JobContext, exc: BaseException) -> None:
+        job_id = ctx.job.job_id
+        if ctx.cancel_reason:
+            self._cancelled(ctx)
+        elif isinstance(exc, TransientError):
+            self._retry(ctx, exc)
+        elif isinstance(exc, AutoCutError):
+            log.info("job %s failed: %s", job_id, exc)
+            self.store.fail(job_id, _error_code(exc), self._public(str(exc)))
+            self._finished(ctx)
+        else:
+            log.error("job %s: internal error", job_id, exc_info=exc)
+            self.store.fail(job_id, "internal_error",
+                            f"internal error ({type(exc).__name__}); the operator can find it in the worker log")
+            self._finished(ctx)
+
+    def _watch(self, ctx: JobContext) -> None:
+        deadline = time.monotonic() + self.settings.job_timeout_s
+        while not ctx.cancel.wait(_CANCEL_POLL_S):
+            try:
+                if self.store.cancel_requested(ctx.job.job_id):
+                    ctx.stop("client")
+                    return
+            except Exception:  # a Redis hiccup must not kill the job
+                log.warning("cancel check failed for %s", ctx.job.job_id, exc_info=True)
+            if time.monotonic() > deadline:
+                ctx.stop("timeout")
+                return
+
+    def _finished(self, ctx: JobContext) -> None:
+        self.layout.clean_attempts(ctx.job.job_id)
+
+    def _cancelled(self, ctx: JobContext) -> None:
+        jid = ctx.job.job_id
+        if ctx.cancel_reason == "shutdown":
+            # Not the job's fault: hand it back to the queue for another worker, no retry counted.
+            self.store.requeue(jid, "queued (its worker shut down)", count_retry=False)
+            self.enqueue(jid, 0.0)
+            log.info("job %s handed back to the queue (worker shutdown)", jid)
+        elif ctx.cancel_reason == "timeout":
+            self.store.fail(jid, "timeout", f"the job ran longer than {self.settings.job_timeout_s:.0f} s")
+            self._finished(ctx)
+        else:
+            self.store.fail(jid, "cancelled", "cancelled by the client", state="cancelled")
+            log.info("job %s cancelled", jid)
+            self._finished(ctx)
+
+    def _retry(self, ctx: JobContext, exc: TransientError) -> None:
+        jid, retries = ctx.job.job_id, ctx.job.retries
+        if retries >= self.settings.max_retries:
+            self.store.fail(jid, "transient_error", f"{self._public(str(exc))} (gave up after {retries} retries)")
+            self._finished(ctx)
+            return
+        s = self.settings
+        # Exponential backoff with jitter in [d/2, d] (spreads the retries of many jobs hit by one outage).
+        delay = min(s.retry_max_backoff_s, s.retry_min_backoff_s * 2**retries)
+        delay = random.uniform(delay / 2, delay)
+        msg = self._public(str(exc))
+        self.store.requeue(jid, f"retry {retries + 1}/{s.max_retries} in {delay:.0f} s", msg, count_retry=True)
+        self.enqueue(jid, delay)
+        log.warning("job %s: transient error (%s); retry %d in %.1f s", jid, msg, retries + 1, delay)
+
+    def _defer(self, ctx: JobContext, d: Deferred) -> None:
+        self.store.requeue(ctx.job.job_id, d.stage, count_retry=False)
+        self.enqueue(ctx.job.job_id, d.delay_s)
+
+    def _public(self, message: str) -> str:
+        for root, name in self._private_roots:
+            message = message.replace(root, name)
+        return message
+
+    # ------------------------------------------------------------------ ingest
+    def _run_ingest(self, ctx: JobContext) -> JobOutput:
+        from autocut.ingest import ingest_paths
+
+        spec = ctx.job.spec
+        path = Path(spec["path"])
+        ctx.progress("waiting for the library", 1.0)
+        t0 = time.monotonic()
+        with self.layout.library_write_lock(ctx.cancel), _lock_contention_is_transient():
+            ctx.check_cancel()
+            ctx.progress("ingesting", 5.0)
+            report = ingest_paths(self.settings.library_dir, [path], kind="footage",
+                                  progress=lambda *_: ctx.progress("ingesting", 95.0))
+        res = report.results[0]
+        if res.status == "failed":
+            reason = res.reason.replace(str(path), spec.get("filename") or "the upload")
+            raise MediaError(spec.get("filename") or "upload", reason.split(": ", 1)[-1])
+        photo_id = res.ids[0] if res.ids else None
+        return JobOutput(results=[{"type": "ingest", "clip_id": spec["clip_id"], "photo_id": photo_id,
+                                   "status": res.status}],
+                         timings={"ingest_s": round(time.monotonic() - t0, 3)})
+
+    # ------------------------------------------------------------------ index rebuild
+    def _run_rebuild(self, ctx: JobContext) -> JobOutput:
+        from autocut.index_library import rebuild_indexes
+
+        kinds = list(ctx.job.spec.get("kinds") or ["frames", "clips", "bgm"])
+        done: list[str] = []
+
+        def progress(kind: str, d: int, t: int) -> None:
+            frac = (len(done) + (d / t if t else 0.0)) / len(kinds)
+            ctx.progress(f"rebuilding {kind} index", 100.0 * frac)
+
+        t0 = time.monotonic()
+        summary = rebuild_indexes(self.settings.library_dir, kinds, progress)
+        results = [{"type": "rebuild", "kind": k.kind, "count": k.count, "factory": k.factory,
+                    "total_time_s": k.total_time_s} for k in summary.kinds]
+        return JobOutput(results=results, timings={"rebuild_s": round(time.monotonic() - t0, 3)})
+
+    # ------------------------------------------------------------------ edit
+    def _planner(self, name: str) -> Any:
+        from autocut.planners import get_planner
+
+        if name not in self._planners:
+            # Loaded once per worker process: the token LM planner holds a model.
+            self._planners[name] = get_planner(name)
+        planner = self._planners[name]
+        if hasattr(planner, "reference_split"):
+            planner.reference_split = "train"
+        return planner
+
+    def _resolve_pool(self, ctx: JobContext) -> list:  # noqa: ANN401
+        """The stored pool references -> `PoolItem`s of ingested library videos."""
+        from autocut.catalog import Catalog
+        from autocut.ingest import content_hash, ingest_paths
+        from autocut.types import PoolItem
+
+        spec = ctx.job.spec
+        items: list[PoolItem] = []
+        waiting: list[str] = []
+        with Catalog.open(self.settings.library_dir, create=False) as cat:
+            for ref in spec["pool"]:
+                text = ref.get("text", "")
+                if ref["kind"] == "library":
+                    items.append(PoolItem(photo_id=int(ref["photo_id"]), text=text))
+                elif ref["kind"] == "upload":
+                    pid = cat.has_source(ref["sha256"])
+                    if pid is not None:
+                        items.append(PoolItem(photo_id=pid, text=text))
+                        continue
+                    ingest = self.store.get_job(ref["ingest_job_id"]) if ref.get("ingest_job_id") else None
+                    if ingest is not None and ingest.state in ("queued", "running"):
+                        waiting.append(ref["clip_id"])
+                        items.append(PoolItem(photo_id=1, text=text))  # placeholder, never planned
+                        continue
+                    if ingest is not None and ingest.state == "failed":
+                        raise PlanError(f"clip {ref['clip_id']} could not be ingested: {ingest.error_message}")
+                    items.append(PoolItem(path=ref["path"], text=text))  # ingested below
+                else:  # a file under the media root; re-checked now (it may have changed since admission)
+                    try:
+                        path = resolve_media_path(self.settings.media_dir, ref["path"])
+                    except PathRefError as exc:
+                        raise PlanError(str(exc)) from None
+                    found = cat.video_by_path(path)
+                    if found is None:
+                        found_id = cat.has_source(content_hash(path))
+                        items.append(PoolItem(photo_id=found_id, text=text) if found_id is not None
+                                     else PoolItem(path=str(path), text=text))
+                    else:
+                        items.append(PoolItem(photo_id=found.photo_id, text=text))
+        if waiting:
+            waited_s = time.time() - ctx.job.created_at
+            if waited_s > self.settings.dependency_wait_s:
+                raise TransientError(f"clips {', '.join(waiting)} are still ingesting after {waited_s:.0f} s")
+            raise Deferred(f"waiting for {len(waiting)} clip(s) to finish ingesting", 2.0)
+        to_ingest = [it.path for it in items if it.path is not None]
+        if to_ingest:
+            ctx.progress("ingesting referenced footage", 2.0)
+            with self.layout.library_write_lock(ctx.cancel), _lock_contention_is_transient():
+                report = ingest_paths(self.settings.library_dir, to_ingest, kind="footage")
+            by_path = {r.path: r for r in report.results}
+            for i, it in enumerate(items):
+                if it.path is None:
+                    continue
+                r = by_path.get(it.path)
+                if r is None or r.status == "failed" or not r.ids:
+                    reason = r.reason if r is not None else "not ingested"
+                    raise MediaError(f"pool item {i + 1}", reason.split(": ", 1)[-1])
+                items[i] = PoolItem(photo_id=r.ids[0], text=it.text)
+        return items
+
+    def _build_plans(self, ctx: JobContext) -> tuple[list, float]:  # noqa: ANN401
+        from autocut.plan import plan_edit
+        from autocut.types import BgmChoice, EditPlan, OutputSpec, PlanRequest, ProductInfo, VoiceSpec
+
+        spec = ctx.job.spec
+        plans_path = self.layout.job_dir(ctx.job.job_id) / "plans.json"
+        if plans_path.exists():  # an earlier delivery planned already: keep its plans (results must match)
+            data = json.loads(plans_path.read_text(encoding="utf-8"))
+            return [EditPlan.model_validate(p) for p in data["plans"]], 0.0
+        req = spec["request"]
+        opts = req.get("options") or {}
+        pool = self._resolve_pool(ctx)
+        ctx.check_cancel()
+        ctx.progress("planning", 5.0)
+        t0 = time.monotonic()
+        prod = req["product"]
+        voice_opts = opts.get("voice") or {}
+        language = opts.get("language", "en")
+        output = OutputSpec.for_aspect(opts.get("aspect", "9:16"), short_side=int(opts.get("resolution", 1080)),
+                                       transition=opts.get("transition", "cut"))
+        bgm_opts = opts.get("bgm") or {}
+        request = PlanRequest(
+            product=ProductInfo(name=prod["name"], brand=prod.get("brand", ""), category=prod.get("category", ""),
+                                selling_points=prod.get("selling_points", []),
+                                description=prod.get("description", ""), image_path=spec.get("image_path")),
+            pool=pool, script=req.get("script"), language=language,
+            max_duration_s=float(opts.get("max_duration_s", 60.0)), n_variants=int(opts.get("n_variants", 1)),
+            exclude_audio_ids=list(bgm_opts.get("exclude_audio_ids", [])), allow_outside_pool=False,
+            output=output, voice=VoiceSpec(engine=voice_opts.get("engine", "espeak"), name=voice_opts.get("name"),
+                                           language=language),
+            seed=int(opts.get("seed", 0)))
+        plans = plan_edit(self.settings.library_dir, request, self._planner(spec["planner"]))
+        policy = bgm_opts.get("policy", "auto")
+        track = None
+        if policy == "track":
+            from autocut.catalog import Catalog
+
+            with Catalog.open(self.settings.library_dir, create=False) as cat:
+                track = cat.bgm_track(int(bgm_opts["audio_id"]))
+        for k, plan in enumerate(plans):
+            plan.plan_id = f"{ctx.job.job_id}-v{k + 1}"
+            plan.subtitles.enabled = bool(opts.get("subtitles", True))
+            if policy == "none":
+                plan.bgm = None
+            elif track is not None:
+                plan.bgm = BgmChoice(path=track.source_path, audio_id=track.audio_id, start_s=track.start_s)
+        plan_s = time.monotonic() - t0
+        stored = write_json_once(plans_path, {"version": 1, "plans": [p.model_dump(mode="json") for p in plans]})
+        return [EditPlan.model_validate(p) for p in stored["plans"]], plan_s
+
+    def _run_edit(self, ctx: JobContext) -> JobOutput:
+        from autocut.render import render
+
+        jid = ctx.job.job_id
+        plans, plan_s = self._build_plans(ctx)
+        n = len(plans)
+        render_s = 0.0
+        results: list[dict[str, Any]] = []
+        for k, plan in enumerate(plans, start=1):
+            ctx.check_cancel()
+            final = self.layout.variant_dir(jid, k)
+            if not (final / "variant.json").exists():
+                stage = f"rendering variant {k}/{n}"
+                ctx.progress(stage, 10.0 + 90.0 * (k - 1) / n, force=True)
+                attempt = self.layout.new_attempt_dir(jid)
+
+                def on_progress(x: float, k: int = k, stage: str = stage) -> None:
+                    ctx.progress(stage, 10.0 + 90.0 * (k - 1 + x) / n)
+
+                t0 = time.monotonic()
+                res = render(plan, attempt / RESULT_FILES["video"], library_root=self.settings.library_dir,
+                             work_dir=attempt, on_progress=on_progress, cancel=ctx.cancel,
+                             threads=self.settings.render_threads)
+                render_s += time.monotonic() - t0
+                info = {"variant": k, "duration_s": round(res.duration_s, 3), "width": plan.output.width,
+                        "height": plan.output.height, "planner": plan.planner, "plan_id": plan.plan_id,
+                        "render_s": round(time.monotonic() - t0, 3)}
+                (attempt / "variant.json").write_text(json.dumps(info), encoding="utf-8")
+                if not publish_dir(attempt, final):
+                    log.info("job %s variant %d was published by another delivery", jid, k)
+            info = json.loads((final / "variant.json").read_text(encoding="utf-8"))
+            results.append({"type": "variant", **info})
+        return JobOutput(results=results, timings={"plan_s": round(plan_s, 3), "render_s": round(render_s, 3)})
+
+
+@contextlib.contextmanager
+def _lock_contention_is_transient() -> Iterator[None]:
+    """The catalog gives up after 30 s when another writer (an `autocut ingest` outside this
+    service) holds the library; that clears by itself, so the job is retried rather than failed.
+    The catalog has no distinct class for it, hence the message test."""
+    try:
+        yield
+    except CatalogError as exc:
+        if "locked by another writer" in str(exc):
+            raise TransientError(str(exc)) from exc
+        raise
+
+
+def _persist(fn: Callable[[], Any], attempts: int = 6, first_delay_s: float = 0.5) -> Any:
+    """Run a job-store write, riding out a Redis restart (about 30 s in all); re-raise after that."""
+    delay = first_delay_s
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except redis.RedisError:
+            if attempt == attempts - 1:
+                raise
+            log.warning("job store write failed; retrying in %.1f s", delay, exc_info=True)
+            time.sleep(delay)
+            delay *= 2
+    return None
+
+
+def _error_code(exc: AutoCutError) -> str:
+    """`PlanError` -> "plan_error" (the class says what kind of problem the user has)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
