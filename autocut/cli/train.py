@@ -1,0 +1,182 @@
+"""`autocut corpus build|import|export` and `autocut train align|sft`: thin wrappers over `autocut.lm`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from autocut.errors import ConfigError
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def _corpus_dir(args: argparse.Namespace) -> Path:
+    return Path(args.corpus) if getattr(args, "corpus", None) else Path(args.library) / "lm" / "corpus"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from autocut.lm.backbone import DEFAULT_CPU_BACKBONE
+    from autocut.lm.corpus import TASKS, CorpusConfig
+
+    # ------------------------------------------------------------------ corpus
+    corpus = subparsers.add_parser("corpus", help="build / import / export LM training data")
+    csub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION")
+    csub.required = True
+    d = CorpusConfig()
+    b = csub.add_parser("build", help="alignment corpus + the four SFT task files from the library's reference edits")
+    b.add_argument("--out", type=Path, default=None, help="corpus directory (default: LIBRARY/lm/corpus)")
+    b.add_argument("--video-tokenizer", type=Path, default=None,
+                   help="video RQ-VAE checkpoint (default: LIBRARY/models/rqvae_video)")
+    b.add_argument("--audio-tokenizer", type=Path, default=None,
+                   help="audio RQ-VAE checkpoint (default: LIBRARY/models/rqvae_audio; BGM task skipped if absent)")
+    b.add_argument("--seed", type=int, default=d.seed)
+    b.add_argument("--frames-per-clip", type=int, default=d.max_frames_per_clip, metavar="K",
+                   help=f"max frames per candidate clip in SFT prompts (default {d.max_frames_per_clip})")
+    b.add_argument("--max-prompt-tokens", type=int, default=d.max_prompt_tokens)
+    b.add_argument("--max-pool", type=int, default=d.max_pool_size, help="max selection pool size")
+    b.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
+    b.set_defaults(func=_corpus_build)
+
+    i = csub.add_parser("import", help="convert AutoCut-format SFT files (JSON array / JSONL) into ours")
+    i.add_argument("files", nargs="+", type=Path)
+    i.add_argument("--out", type=Path, default=None, help="corpus directory (default: LIBRARY/lm/corpus)")
+    i.add_argument("--split", default="train")
+    i.set_defaults(func=_corpus_import)
+
+    e = csub.add_parser("export", help="write our SFT files as one AutoCut-format JSON array")
+    e.add_argument("--corpus", type=Path, default=None, help="corpus directory (default: LIBRARY/lm/corpus)")
+    e.add_argument("--split", default="train")
+    e.add_argument("--tasks", default=",".join(TASKS))
+    e.add_argument("--out", type=Path, required=True, help="output .json file")
+    e.set_defaults(func=_corpus_export)
+
+    # ------------------------------------------------------------------ train
+    train = subparsers.add_parser("train", help="train the extended-vocabulary LM (align, then sft)")
+    tsub = train.add_subparsers(dest="train_command", metavar="STAGE")
+    tsub.required = True
+    for stage in ("align", "sft"):
+        p = tsub.add_parser(stage, help="stage 1: new token rows only" if stage == "align"
+                            else "stage 2: full fine-tuning (or --lora), loss on the response")
+        src = p.add_mutually_exclusive_group()
+        src.add_argument("--backbone", default=None,
+                         help=f"'smollm2', 'qwen3-small' or a HF model directory (align default: {DEFAULT_CPU_BACKBONE}; "
+                              "for sft this starts from an unaligned backbone: the SFT-only ablation)")
+        if stage == "sft":
+            src.add_argument("--init", type=Path, default=None,
+                             help="model to fine-tune (default: LIBRARY/models/lm/align/model)")
+        p.add_argument("--corpus", type=Path, default=None, help="corpus directory (default: LIBRARY/lm/corpus)")
+        p.add_argument("--data", type=Path, nargs="+", default=None, help="explicit data files (override --corpus)")
+        p.add_argument("--run-dir", type=Path, default=None, help=f"default: LIBRARY/models/lm/{stage}")
+        p.add_argument("--config", type=Path, default=None, help="training config JSON (see configs/)")
+        p.add_argument("--profile", choices=("cpu", "table4"), default="cpu",
+                       help="preset when no --config is given (table4 = the paper's Qwen3-8B recipe, GPU)")
+        p.add_argument("--time-budget-s", type=float, default=None)
+        p.add_argument("--max-steps", type=int, default=None)
+        p.add_argument("--epochs", type=float, default=None)
+        p.add_argument("--lr", type=float, default=None)
+        p.add_argument("--cutoff-len", type=int, default=None)
+        p.add_argument("--save-every", type=int, default=None, metavar="STEPS")
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")
+        if stage == "sft":
+            p.add_argument("--lora", action="store_true", help="LoRA adapters (peft) instead of full fine-tuning")
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (1 is often fastest on a machine shared with other jobs)")
+        p.add_argument("--progress", action="store_true", help="show a progress bar")
+        p.set_defaults(func=_train, stage=stage)
+
+
+def _corpus_build(args: argparse.Namespace) -> int:
+    from rqvae import Tokenizer
+
+    from autocut.catalog import Catalog
+    from autocut.lm.corpus import CorpusConfig, build_corpus
+
+    lib = Path(args.library)
+    vpath = args.video_tokenizer or lib / "models" / "rqvae_video"
+    apath = args.audio_tokenizer or lib / "models" / "rqvae_audio"
+    tasks = tuple(t for t in args.tasks.split(",") if t)
+    cfg = CorpusConfig(seed=args.seed, max_frames_per_clip=args.frames_per_clip,
+                       max_prompt_tokens=args.max_prompt_tokens, max_pool_size=args.max_pool, tasks=tasks)
+    with Catalog.open(lib, create=False) as cat:
+        pca = cat.pca_version or None
+        if not Path(vpath).exists():
+            raise ConfigError(f"no video RQ-VAE tokenizer at {vpath} (train one first, or pass --video-tokenizer)")
+        video = Tokenizer.load(vpath, expect_modality="video", expect_pca_version=pca)
+        audio = None
+        if Path(apath).exists():
+            audio = Tokenizer.load(apath, expect_modality="audio")
+        else:
+            log.warning("no audio RQ-VAE tokenizer at %s: the BGM task and audio tokens are skipped", apath)
+        info = {"video": {"path": str(vpath), "pca_version": video.pca_version},
+                "audio": {"path": str(apath)} if audio is not None else None}
+        report = build_corpus(cat, args.out or lib / "lm" / "corpus", video_tokenizer=video, audio_tokenizer=audio,
+                              config=cfg, tokenizer_info=info)
+    print(report.summary())
+    return 0
+
+
+def _corpus_import(args: argparse.Namespace) -> int:
+    from autocut.lm.corpus import import_autocut
+
+    report = import_autocut(args.files, args.out or Path(args.library) / "lm" / "corpus", split=args.split)
+    print(report.summary())
+    return 0
+
+
+def _corpus_export(args: argparse.Namespace) -> int:
+    from autocut.lm.corpus import export_autocut, sft_files
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    files = sft_files(_corpus_dir(args), args.split, tasks)
+    if not files:
+        raise ConfigError(f"no SFT files for split {args.split!r} in {_corpus_dir(args)}")
+    n = export_autocut(files, args.out)
+    print(f"exported {n} records from {len(files)} files to {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from autocut.lm.backbone import DEFAULT_CPU_BACKBONE, resolve_backbone
+    from autocut.lm.corpus import sft_files
+    from autocut.lm.train import LMTrainConfig, preset, train_lm
+
+    lib = Path(args.library)
+    stage = args.stage
+    cfg = LMTrainConfig.from_json(args.config) if args.config else preset(stage, args.profile)
+    overrides = {"time_budget_s": args.time_budget_s, "max_steps": args.max_steps, "epochs": args.epochs,
+                 "learning_rate": args.lr, "cutoff_len": args.cutoff_len, "save_every_steps": args.save_every,
+                 "seed": args.seed}
+    cfg = replace(cfg, stage=stage, **{k: v for k, v in overrides.items() if v is not None})
+    if stage == "sft" and args.lora:
+        from autocut.lm.train import LoraSettings
+
+        cfg = replace(cfg, lora=LoraSettings())
+    cache = lib / "models" / "backbones"
+    if stage == "align":
+        init = resolve_backbone(args.backbone or DEFAULT_CPU_BACKBONE, cache, seed=cfg.seed)
+    elif args.backbone:
+        init = resolve_backbone(args.backbone, cache, seed=cfg.seed)
+    else:
+        init = args.init or lib / "models" / "lm" / "align" / "model"
+        if not (Path(init) / "config.json").exists():
+            raise ConfigError(f"no aligned model at {init}: run `autocut train align` first, pass --init DIR, "
+                              "or --backbone NAME for an SFT-only run")
+    if args.data:
+        data = list(args.data)
+    else:
+        corpus = _corpus_dir(args)
+        data = [corpus / "align_train.jsonl"] if stage == "align" else sft_files(corpus, "train")
+        if not data or not all(p.exists() for p in data):
+            raise ConfigError(f"no {stage} training data in {corpus} (run `autocut corpus build` first)")
+    run_dir = args.run_dir or lib / "models" / "lm" / stage
+    result = train_lm(stage=stage, init_dir=init, data_files=data, run_dir=run_dir, config=cfg,
+                      resume=args.resume, progress=args.progress, num_threads=args.threads)
+    loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
+    print(f"{stage}: {result.steps}/{result.planned_steps} steps ({result.stop_reason}), final loss {loss}, "
+          f"{result.seconds:.0f} s{', frozen-row check passed' if result.frozen_check else ''} -> {result.model_dir}")
+    return 0
