@@ -21,6 +21,12 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES = [
     "autocut.cli.ingest",
     "autocut.cli.library",
+    "autocut.cli.index",
+    "autocut.cli.render",
+    "autocut.cli.plan",
+    "autocut.cli.train",
+    "autocut.cli.rqvae",
+    "autocut.cli.world",
 ]
 
 
