@@ -106,11 +106,16 @@ def _corpus_build(args: argparse.Namespace) -> int:
         pca = cat.pca_version or None
         if not Path(vpath).exists():
             raise ConfigError(f"no video RQ-VAE tokenizer at {vpath} (train one first, or pass --video-tokenizer)")
-        video = Tokenizer.load(vpath, expect_modality="video", expect_pca_version=pca)
-        audio = None
-        if Path(apath).exists():
-            audio = Tokenizer.load(apath, expect_modality="audio")
-        else:
+        from rqvae import RQVAEError
+
+        from autocut.errors import CheckpointError
+
+        try:
+            video = Tokenizer.load(vpath, expect_modality="video", expect_pca_version=pca)
+            audio = Tokenizer.load(apath, expect_modality="audio") if Path(apath).exists() else None
+        except RQVAEError as exc:  # a user-supplied checkpoint: a clear error, not a traceback
+            raise CheckpointError(f"{exc} (retrain with `autocut rqvae train`)") from None
+        if audio is None:
             log.warning("no audio RQ-VAE tokenizer at %s: the BGM task and audio tokens are skipped", apath)
         info = {"video": {"path": str(vpath), "pca_version": video.pca_version},
                 "audio": {"path": str(apath)} if audio is not None else None}
