@@ -23,7 +23,7 @@ from autocut.demo_world import (
 )
 from autocut.demo_world import footage
 from autocut.demo_world.products import CATEGORIES, build_catalogue
-from autocut.errors import CatalogError
+from autocut.errors import CatalogError, ConfigError
 
 CATEGORY_MOOD = {c.key: c.mood for c in CATEGORIES}
 
@@ -125,6 +125,12 @@ def test_rerun_is_cached_and_cli_reports_it(world, capsys: pytest.CaptureFixture
     assert (after.sources, after.frames, after.bgm_tracks) == (before.sources, before.frames, before.bgm_tracks)
 
 
+def test_another_world_config_in_the_same_library_is_refused(world) -> None:
+    lib, _, _ = world
+    with pytest.raises(ConfigError, match="fresh library"):
+        build_world(lib, WorldConfig.preset("small", seed=1))
+
+
 def test_a_deleted_reel_is_regenerated_identically(world) -> None:
     lib, _, _ = world
     man = load_manifest(lib)
@@ -144,9 +150,13 @@ def test_stats_and_contact_sheets(world, tmp_path: Path) -> None:
     assert st.n_products == 1 and st.n_ads >= 1
     for v in (st.role_frame_accuracy, st.role_clip_accuracy, st.colour_frame_accuracy, st.shape_frame_accuracy):
         assert 0.0 <= v <= 1.0
-    assert set(st.selection) == {"random", "similarity heuristic", "colour+shape from name"}
+    assert set(st.selection) == {"random", "similarity heuristic", "attributes named in text",
+                                 "learned relevance (train)"}
+    assert all(0.0 <= v.auc <= 1.0 for v in st.selection.values())
     assert "similarity chain" in st.order and "brightness ascending" in st.order
     assert json.loads(json.dumps(st.to_dict()))["split"] == "test"
+    with pytest.raises(ConfigError, match="val or test"):
+        world_stats(lib, split="train")
     assert "role (nearest centroid" in st.to_text()
     a = contact_sheet_by_product(lib, tmp_path / "sheet.png", split="train", n_products=2)
     b = contact_sheet_by_role(lib, tmp_path / "roles.png", n_products=2)

@@ -90,6 +90,7 @@ class WorldConfig:
     max_photos: int | None = 12
     music_tracks: int | None = 2  # None = every packaged track >= 20 s
     music_track_s: float | None = 45.0  # cut tracks to this length (None = whole tracks)
+    music_total_s: float | None = None  # stop adding tracks past this much music (None = no cap)
     bgm_excerpt_s: float = 25.0
     jobs: int = 2  # parallel ffmpeg processes (not part of the cache key)
     # torch threads for the frame/audio encoders during ingest (not part of the cache key). One thread
@@ -104,8 +105,10 @@ class WorldConfig:
         if size == "full":
             return cls(size="full", seed=seed, n_products=160, n_categories=None, n_selling_points=3,
                        hook_shots=2, usage_shots=2,
-                       distractor_shots=3, ads_per_product=4, shot_s=(5, 7), max_video_s=None,
-                       video_loop_s=24.0, max_photos=None, music_tracks=None, music_track_s=None, jobs=jobs)
+                       distractor_shots=3, ads_per_product=4, shot_s=(5, 6), max_video_s=None,
+                       video_loop_s=24.0, max_photos=None, music_tracks=None, music_track_s=None,
+                       # ~96 min of music -> ~230 excerpts of 25 s (issue: >= ~200)
+                       music_total_s=5800.0, jobs=jobs)
         raise ConfigError(f"unknown world size {size!r}; expected one of {', '.join(SIZES)}")
 
     def key(self) -> str:
@@ -170,7 +173,7 @@ class WorldSummary:
             f"demo world     {self.world_dir} (size={self.size}, seed={self.seed}, generated)",
             f"products       {self.products} " + str(dict(sorted(self.products_by_split.items()))),
             f"shots          {self.shots}, {self.footage_s / 60:.1f} min, {self.frames} frames at 1 fps",
-            f"reference ads  " + ", ".join(f"{k}={v}" for k, v in sorted(self.reference_edits.items())),
+            "reference ads  " + ", ".join(f"{k}={v}" for k, v in sorted(self.reference_edits.items())),
             f"bgm excerpts   {self.bgm_excerpts} " + str(dict(sorted(self.bgm_by_mood.items()))),
             f"cached         {'yes (nothing to do)' if self.cached else 'no'}",
             f"timings        {t}",
@@ -349,6 +352,16 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
     if cached is not None:
         log.info("demo world in %s is complete for this config: nothing to do", library)
         return cached
+    try:
+        previous = load_manifest(library)
+    except CatalogError:
+        previous = None
+    if previous is not None and previous.get("config_key") != cfg.key():
+        # Mixing two worlds would leave the other one's reels, products and ads in the catalog.
+        raise ConfigError(
+            f"library {library} already holds a demo world built with other options "
+            f"(size={previous['config'].get('size')}, seed={previous['config'].get('seed')}, or an older "
+            "generator version); build this one into a fresh library directory")
     timings: dict[str, float] = {}
     world = library / "world"
     (world / "footage").mkdir(parents=True, exist_ok=True)
@@ -404,7 +417,8 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
 
     # 3. music files
     t0 = time.perf_counter()
-    tracks = music.prepare_tracks(world / "music", max_tracks=cfg.music_tracks, max_track_s=cfg.music_track_s)
+    tracks = music.prepare_tracks(world / "music", max_tracks=cfg.music_tracks, max_track_s=cfg.music_track_s,
+                                  max_total_s=cfg.music_total_s)
     timings["music_copy"] = time.perf_counter() - t0
 
     # 4. ingest through the normal path
@@ -417,7 +431,7 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
     rep = ingest_paths(library, paths, kind="footage", config=icfg,
                        progress=lambda d, n, r: report("ingest footage", d, n))
     if rep.failed:
-        raise MediaError(rep.failed[0].path, f"generated shot failed to ingest: {rep.failed[0].reason}")
+        raise MediaError(rep.failed[0].path, f"generated reel failed to ingest: {rep.failed[0].reason}")
     photo_by_path = {str(Path(r.path).resolve()): r.ids[0] for r in rep.results}
     photo_of = {pid: photo_by_path[str(reel_path[pid].resolve())] for pid in by_product}
     timings["ingest_footage"] = time.perf_counter() - t0

@@ -33,19 +33,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from autocut.demo_world.products import Brand, Product, SellingPoint, stable_seed
+from autocut.demo_world.products import CATEGORIES, Brand, Product, SellingPoint, stable_seed
 from autocut.errors import ConfigError, MediaError
 
 __all__ = [
     "FOOTAGE_FORMAT_VERSION",
+    "MARK_PATTERN",
     "Background",
+    "ShotLayers",
     "ShotSpec",
     "SourceMedia",
     "build_reel_command",
     "discover_sources",
     "draw_icon",
+    "draw_mark",
     "draw_product",
+    "load_font",
     "normalise_sources",
+    "pattern_image",
     "plan_background",
     "render_product_image",
     "render_shot_layers",
@@ -57,7 +62,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the look of generated shots changes: it is part of every shot's spec hash,
 # so a rebuild regenerates instead of reusing stale files.
-FOOTAGE_FORMAT_VERSION = 1
+FOOTAGE_FORMAT_VERSION = 3
 
 W, H = 360, 640  # portrait 9:16, small on purpose (generation and ingest speed)
 SAFE_TOP, SAFE_BOTTOM = (H - W) // 2, (H + W) // 2  # the square the frame encoder sees
@@ -78,7 +83,8 @@ _VIDEO_EXCLUDE = re.compile(r"(_bugy|carphone_distorted)", re.IGNORECASE)
 
 # --------------------------------------------------------------------------- fonts and colours
 @lru_cache(maxsize=64)
-def _font(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
+def load_font(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
+    """A bold (or regular) font with CJK glyphs, cached per size."""
     for p in FONT_PATHS if bold else FONT_PATHS[1:]:
         if os.path.exists(p):
             # Index 2 of the Noto CJK collection is "SC" (simplified Chinese) in Debian's build.
@@ -122,7 +128,7 @@ def _text_block(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, 
     """Draw wrapped text inside box, shrinking the font until it fits."""
     x0, y0, x1, y1 = box
     for s in range(size, 9, -2):
-        font = _font(s)
+        font = load_font(s)
         lines = _wrap(draw, text, font, x1 - x0)
         line_h = int(s * 1.25)
         if len(lines) <= max_lines and line_h * len(lines) <= (y1 - y0):
@@ -176,6 +182,85 @@ def _badge(draw: ImageDraw.ImageDraw, brand: Brand, cx: float, cy: float, w: flo
     draw.rounded_rectangle((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), radius=w * 0.12,
                            fill=(250, 250, 248, 255))
     draw_mark(draw, brand.mark, cx, cy, h * 0.34, brand.badge_rgb + (255,))
+
+
+# Each brand mark has a signature pattern, drawn on its products' bodies and on the panels of their
+# clips. ImageNet CNN features are nearly colour-blind but texture-sensitive, so the pattern is what
+# makes "which brand" visible in frame embeddings; it is learnable from text (the brand is named in
+# the product info) and separates a product from its look-alike rival (another brand).
+MARK_PATTERN = {"circle": "dots", "ring": "rings", "triangle": "zigzag", "diamond": "checks",
+                "star": "crosses", "bars": "stripes", "cross": "grid", "square": "diagonal"}
+
+
+def pattern_image(pattern: str, size: tuple[int, int], fg: tuple[int, ...], cell: float) -> Image.Image:
+    """An RGBA canvas of `size` with `pattern` drawn in `fg` on transparent, `cell` px per repeat."""
+    w, h = size
+    img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    c = max(4.0, cell)
+    t = max(1, int(round(c * 0.22)))  # line thickness
+    nx, ny = int(w / c) + 2, int(h / c) + 2
+    if pattern == "dots":
+        for i in range(nx):
+            for j in range(ny):
+                x, y = i * c + (c / 2 if j % 2 else 0), j * c
+                d.ellipse((x - c * 0.22, y - c * 0.22, x + c * 0.22, y + c * 0.22), fill=fg)
+    elif pattern == "rings":
+        for i in range(nx):
+            for j in range(ny):
+                x, y = i * c, j * c
+                d.ellipse((x - c * 0.32, y - c * 0.32, x + c * 0.32, y + c * 0.32), outline=fg, width=t)
+    elif pattern == "zigzag":
+        for j in range(ny):
+            pts = [(i * c / 2, j * c + (0 if i % 2 else c * 0.4)) for i in range(2 * nx + 1)]
+            d.line(pts, fill=fg, width=t)
+    elif pattern == "checks":
+        for i in range(nx):
+            for j in range(ny):
+                if (i + j) % 2 == 0:
+                    d.rectangle((i * c / 1.5, j * c / 1.5, (i + 1) * c / 1.5, (j + 1) * c / 1.5), fill=fg)
+    elif pattern == "crosses":
+        for i in range(nx):
+            for j in range(ny):
+                x, y = i * c + (c / 2 if j % 2 else 0), j * c
+                d.line([(x - c * 0.25, y), (x + c * 0.25, y)], fill=fg, width=t)
+                d.line([(x, y - c * 0.25), (x, y + c * 0.25)], fill=fg, width=t)
+    elif pattern == "stripes":
+        for i in range(nx):
+            d.rectangle((i * c, 0, i * c + c * 0.4, h), fill=fg)
+    elif pattern == "grid":
+        for i in range(nx):
+            d.line([(i * c, 0), (i * c, h)], fill=fg, width=t)
+        for j in range(ny):
+            d.line([(0, j * c), (w, j * c)], fill=fg, width=t)
+    elif pattern == "diagonal":
+        for k in range(-ny, nx + ny):
+            x0 = k * c
+            d.line([(x0, 0), (x0 + h, h)], fill=fg, width=int(round(c * 0.35)))
+    else:
+        raise ConfigError(f"unknown pattern {pattern!r}")
+    return img
+
+
+def _contrast(rgb: tuple[int, int, int], amount: float) -> tuple[int, int, int]:
+    """A shade of rgb `amount` away from it: darker for light colours, lighter for dark ones."""
+    return _shade(rgb, -amount if _luma(rgb) > 110 else amount)
+
+
+def _panel(layout: Image.Image, box: tuple[float, float, float, float], *, radius: float,
+           bg: tuple[int, ...], pattern: str, fg: tuple[int, ...], cell: float = 18.0,
+           outline: tuple[int, ...] | None = None, width: int = 0) -> None:
+    """A rounded panel filled with `bg` and the brand pattern in `fg`, composited onto `layout`."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    w, h = max(1, x1 - x0), max(1, y1 - y0)
+    tile = Image.new("RGBA", (w, h), bg)
+    tile.alpha_composite(pattern_image(pattern, (w, h), fg, cell))
+    mask = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask).rounded_rectangle((0, 0, w - 1, h - 1), radius=radius, fill=bg[3] if len(bg) > 3 else 255)
+    tile.putalpha(mask)
+    layout.alpha_composite(tile, (x0, y0))
+    if outline is not None:
+        ImageDraw.Draw(layout).rounded_rectangle((x0, y0, x1, y1), radius=radius, outline=outline, width=width)
 
 
 def draw_product(product: Product, size: int) -> Image.Image:
@@ -269,6 +354,11 @@ def draw_product(product: Product, size: int) -> Image.Image:
         badge_at = (0.5, 0.62, 0.3)
     else:
         raise ConfigError(f"unknown product shape {shape!r}")
+    # The brand's pattern on the body (under the highlight and the badge).
+    pat = pattern_image(MARK_PATTERN[product.brand.mark], (s, s), _contrast(product.colour.rgb, 0.35) + (255,),
+                        cell=s * 0.13)
+    pat.putalpha(Image.fromarray(np.minimum(np.asarray(pat.getchannel("A")), np.asarray(img.getchannel("A")))))
+    img = Image.alpha_composite(img, pat)
     # A soft highlight down the left side gives the flat shape some volume.
     hl = Image.new("L", (s, s), 0)
     ImageDraw.Draw(hl).rectangle(R(0.0, 0.0, 0.38, 1.0), fill=60)
@@ -629,7 +719,14 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
     lang = spec.lang
     layout = Image.new("RGBA", (W, H), (0, 0, 0, 0))
     d = ImageDraw.Draw(layout)
-    accent = product.brand.badge_rgb
+    # The product's colour themes its overlays (banner, plates, discs, cards): a product's identity must be
+    # visible in frame embeddings, where a small sprite alone is swamped by the background (issue 3:
+    # relevance visible in the frames). A look-alike rival is themed in its own, neighbouring colour.
+    theme = product.colour.rgb
+    on_theme = (30, 30, 30, 255) if _luma(theme) > 165 else (255, 255, 255, 255)
+    dark_theme = _shade(theme, -0.6)
+    pastel = _shade(theme, 0.78)
+    pattern = MARK_PATTERN[product.brand.mark]
     white = (255, 255, 255, 255)
     sprite_size = 0
     sprite_xy = (0, 0)
@@ -640,19 +737,19 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
     if role == "hook":
         # A dark banner with the pain question and a burst with "?" or "!", product peeking or absent.
         y0 = rng.randint(top + 5, top + 60)
-        d.rounded_rectangle((14, y0, W - 14, y0 + 130), radius=18, fill=(15, 15, 20, 200))
-        from autocut.demo_world.products import CATEGORIES
+        _panel(layout, (14, y0, W - 14, y0 + 130), radius=18, bg=dark_theme + (225,), pattern=pattern,
+               fg=_shade(dark_theme, 0.22) + (225,))
         cat = next(c for c in CATEGORIES if c.key == product.category)
         line = rng.choice(cat.pains)[0 if lang == "en" else 1]
         _text_block(d, line, (30, y0 + 10, W - 30, y0 + 120), size=28, fill=white, max_lines=3)
         bx = rng.choice((70, W - 70))
         by = rng.randint(y0 + 170, bot - 70)
         _burst(d, bx, by, 58, (250, 200, 30, 255))
-        f = _font(60)
+        f = load_font(60)
         mark = rng.choice("?!")
         d.text((bx - d.textlength(mark, font=f) / 2, by - 42), mark, font=f, fill=(200, 20, 40, 255))
         if rng.random() < 0.6:
-            sprite_size = rng.randint(110, 140)
+            sprite_size = rng.randint(130, 160)
             sx = W - sprite_size - 20 if bx < W / 2 else 20
             sprite_xy = (sx, bot - sprite_size + rng.randint(10, 40))
             slide = "bottom"
@@ -662,13 +759,14 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         spot = Image.new("L", (W, H), 0)
         ImageDraw.Draw(spot).ellipse((W / 2 - 150, cy - 150, W / 2 + 150, cy + 150), fill=215)
         spot = spot.filter(ImageFilter.GaussianBlur(18))
-        layout.paste(Image.new("RGBA", (W, H), (252, 250, 245, 255)), (0, 0), spot)
+        layout.paste(Image.new("RGBA", (W, H), pastel + (255,)), (0, 0), spot)
         d = ImageDraw.Draw(layout)
         sprite_size = rng.randint(210, 250)
         sprite_xy = (W // 2 - sprite_size // 2, cy - sprite_size // 2 - 10)
         name = product.name_en if lang == "en" else product.name_zh
-        d.rounded_rectangle((30, bot - 52, W - 30, bot - 8), radius=22, fill=accent + (235,))
-        _text_block(d, name, (40, bot - 50, W - 40, bot - 10), size=20, fill=white, max_lines=1)
+        _panel(layout, (30, bot - 52, W - 30, bot - 8), radius=22, bg=theme + (245,), pattern=pattern,
+               fg=_contrast(theme, 0.15) + (245,), cell=14)
+        _text_block(d, name, (40, bot - 50, W - 40, bot - 10), size=20, fill=on_theme, max_lines=1)
         for _ in range(rng.randint(3, 6)):
             _sparkle(d, rng.randint(20, W - 20), rng.randint(top, cy + 120), rng.randint(8, 16),
                      (255, 240, 170, 255))
@@ -679,7 +777,7 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         # Product on one side, the selling point's icon in a disc on the other, a callout line, its text.
         assert sp is not None, "feature shots carry a selling point"
         left = rng.random() < 0.5
-        sprite_size = rng.randint(150, 175)
+        sprite_size = rng.randint(165, 190)
         px = 8 if left else W - sprite_size - 8
         py = rng.randint(top + 20, top + 70)
         sprite_xy = (px, py)
@@ -689,25 +787,26 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         d.line([(px + sprite_size * (0.8 if left else 0.2), py + sprite_size * 0.5), (icx, icy)],
                fill=white, width=3)
         d.ellipse((icx - 62, icy - 62, icx + 62, icy + 62), fill=white)
-        d.ellipse((icx - 56, icy - 56, icx + 56, icy + 56), fill=accent + (255,))
-        draw_icon(d, sp.icon, icx, icy, 34, white)
+        d.ellipse((icx - 56, icy - 56, icx + 56, icy + 56), fill=theme + (255,))
+        draw_icon(d, sp.icon, icx, icy, 34, on_theme)
         ty = max(py + sprite_size, icy + 70) + 6
-        d.rounded_rectangle((16, ty, W - 16, min(ty + 86, bot - 4)), radius=14, fill=(255, 255, 255, 230))
+        _panel(layout, (16, ty, W - 16, min(ty + 86, bot - 4)), radius=14, bg=pastel + (240,), pattern=pattern,
+               fg=_shade(pastel, -0.12) + (240,))
         _text_block(d, sp.en if lang == "en" else sp.zh, (28, ty + 6, W - 28, min(ty + 80, bot - 10)), size=24,
                     fill=(30, 30, 30, 255), max_lines=2)
         if rng.random() < 0.5:
             _text_block(d, _ui("why", lang), (16, top - 40, W - 16, top - 4), size=22, fill=white, max_lines=1)
     elif role == "usage":
         # Real footage fills the frame; product in a picture-in-picture card, a pointer, a label chip.
-        card = rng.randint(130, 150)
+        card = rng.randint(150, 170)
         cx0 = rng.choice((14, W - card - 14))
-        cy0 = rng.randint(top + 60, bot - card - 10)
-        d.rounded_rectangle((cx0, cy0, cx0 + card, cy0 + card), radius=16, fill=(255, 255, 255, 235),
-                            outline=accent + (255,), width=4)
+        cy0 = rng.randint(top + 55, bot - card - 8)
+        _panel(layout, (cx0, cy0, cx0 + card, cy0 + card), radius=16, bg=pastel + (245,), pattern=pattern,
+               fg=_shade(pastel, -0.15) + (245,), outline=theme + (255,), width=8)
         sprite_size = card - 24
         sprite_xy = (cx0 + 12, cy0 + 12)
         chip = _ui("how", lang)
-        d.rounded_rectangle((16, top + 8, 200, top + 46), radius=19, fill=(20, 20, 20, 210))
+        d.rounded_rectangle((16, top + 8, 200, top + 46), radius=19, fill=dark_theme + (220,))
         _text_block(d, chip, (24, top + 10, 192, top + 44), size=20, fill=white, max_lines=1)
         # A pointer "hand" (circle + finger) next to the card.
         hx = cx0 + card + 30 if cx0 < W / 2 else cx0 - 30
@@ -722,29 +821,31 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         y0 = rng.randint(top + 10, top + 40)
         for k in range(5):
             draw_mark(d, "star", 48 + k * 66, y0 + 32, 30, (255, 196, 0, 255))
-        f = _font(40)
+        f = load_font(40)
         rating = f"{product.rating:.1f}"
         ry = y0 + 72
-        d.rounded_rectangle((14, ry - 2, W - 14, ry + 52), radius=12, fill=(20, 20, 20, 170))
+        d.rounded_rectangle((14, ry - 2, W - 14, ry + 52), radius=12, fill=dark_theme + (200,))
         d.text((24, ry), rating, font=f, fill=white, stroke_width=2, stroke_fill=(0, 0, 0, 255))
         _text_block(d, _ui("reviews", lang, k=product.reviews_k), (110, ry + 4, W - 20, ry + 48), size=22,
                     fill=white, max_lines=1, align="left")
         cy0 = ry + 60
-        d.rounded_rectangle((16, cy0, W - 16, bot - 6), radius=16, fill=(255, 255, 255, 240))
-        d.ellipse((30, cy0 + 16, 76, cy0 + 62), fill=_shade(accent, 0.3) + (255,))
+        _panel(layout, (16, cy0, W - 16, bot - 6), radius=16, bg=pastel + (245,), pattern=pattern,
+               fg=_shade(pastel, -0.1) + (245,), outline=theme + (255,), width=5)
+        d.ellipse((30, cy0 + 16, 76, cy0 + 62), fill=theme + (255,))
         for k in range(rng.randint(3, 4)):
             lw = rng.randint(150, 240)
             d.rounded_rectangle((90, cy0 + 20 + k * 22, 90 + lw, cy0 + 32 + k * 22), radius=6, fill=(200, 200, 200, 255))
-        sprite_size = rng.randint(84, 100)
+        sprite_size = rng.randint(110, 130)
         sprite_xy = (W - sprite_size - 22, bot - sprite_size - 10)
     elif role == "cta":
-        # Product, a price tag in the brand colour, a "buy now" button with an arrow, a discount badge.
-        sprite_size = rng.randint(150, 180)
-        sprite_xy = (rng.randint(20, W - sprite_size - 20), top + rng.randint(5, 30))
+        # Product, a price tag in the product's colour, a "buy now" button with an arrow, a discount badge.
+        sprite_size = rng.randint(170, 195)
+        sprite_xy = (rng.randint(20, W - sprite_size - 20), top + rng.randint(0, 15))
         ty = top + 200
-        d.rounded_rectangle((40, ty, W - 40, ty + 62), radius=14, fill=accent + (245,))
+        _panel(layout, (40, ty, W - 40, ty + 62), radius=14, bg=theme + (245,), pattern=pattern,
+               fg=_contrast(theme, 0.15) + (245,), cell=14)
         _text_block(d, f"{_ui('only', lang)} {product.price_text(lang)}", (50, ty + 4, W - 50, ty + 58), size=32,
-                    fill=white, max_lines=1)
+                    fill=on_theme, max_lines=1)
         by = ty + 78
         d.rounded_rectangle((60, by, W - 60, by + 52), radius=26, fill=(255, 90, 20, 255))
         _text_block(d, _ui("buy", lang), (70, by + 3, W - 70, by + 49), size=26, fill=white, max_lines=1)

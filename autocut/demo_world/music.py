@@ -40,24 +40,30 @@ class MoodFeatures:
 
 
 def prepare_tracks(music_dir: Path, *, max_tracks: int | None = None, max_track_s: float | None = None,
-                   min_track_s: float = 20.0) -> list[Path]:
+                   max_total_s: float | None = None, min_track_s: float = 20.0) -> list[Path]:
     """Copy packaged music into `music_dir` (or cut the first `max_track_s` seconds); cached by file name.
 
-    Tracks shorter than `min_track_s` (jingles) are left out: an excerpt needs 20-30 s.
+    Tracks shorter than `min_track_s` (jingles) are left out: an excerpt needs 20-30 s. Tracks are
+    taken spread over the packages until `max_tracks` tracks or `max_total_s` seconds are reached.
     """
     from autocut.samples import sample_music
 
     candidates = sample_music()
-    if max_tracks is not None and candidates:
-        # Spread the pick over the list (both packages, several moods) rather than the first few.
-        step = max(1, len(candidates) // max_tracks)
+    if candidates and (max_tracks is not None or max_total_s is not None):
+        # Spread the pick over the list (both packages, several moods) rather than the first few:
+        # every other track first, then the rest.
+        step = max(1, len(candidates) // max_tracks) if max_tracks is not None else 2
         candidates = candidates[::step] + [c for i, c in enumerate(candidates) if i % step]
     tracks = []
+    total_s = 0.0
     for p in candidates:  # probed lazily: the small world needs only a couple
         d = _duration_s(p)
         if d >= min_track_s:
             tracks.append((p, d))
+            total_s += min(d, max_track_s or d)
         if max_tracks is not None and len(tracks) >= max_tracks:
+            break
+        if max_total_s is not None and total_s >= max_total_s:
             break
     if not tracks:
         raise MediaError("packaged music", "no music tracks found; install wesnoth-1.16-music / asc-music "

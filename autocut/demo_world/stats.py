@@ -2,9 +2,9 @@
 
 The world must be learnable but not trivial (issue 3). These figures check both halves:
 - learnable: nearest-centroid classifiers fitted on the train split recover a clip's narrative role
-  and the product's colour and shape from frame embeddings of unseen (test) products; a selection
-  that matches the colour/shape named in the product's name, and an order by recognised role, beat
-  chance clearly;
+  and the product's brand pattern, shape and colour from frame embeddings of unseen (test) products;
+  a relevance function fitted on the train split (logistic regression on candidate/product-image
+  pairs) and an order by recognised role beat chance and the heuristic on unseen products;
 - not trivial: the vision-only similarity heuristic of DESIGN "Baseline planners" (selection = the
   candidates closest to the product image; order = a greedy similarity chain from the most
   opening-like clip) does not solve selection or ordering, and no single global cue (frame brightness,
@@ -23,14 +23,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 
 from autocut.catalog import Catalog
 from autocut.demo_world.build import load_manifest
 from autocut.demo_world.products import ROLES, stable_seed
-from autocut.errors import CatalogError, MediaError
+from autocut.errors import CatalogError, ConfigError, MediaError
 
 __all__ = [
     "OrderScores",
@@ -90,6 +89,7 @@ def pairwise_order_accuracy(pred: Sequence[int], true: Sequence[int]) -> float:
 class SelectionScores:
     csa: float  # share of ads whose selected set holds only positives (AutoCut 4.2)
     precision: float  # share of selected candidates that are positives
+    auc: float  # chance that a positive scores above a negative of the same pool (0.5 = no signal)
 
 
 @dataclass
@@ -115,8 +115,10 @@ class WorldStats:
     role_accuracy_by_role: dict[str, float]
     colour_frame_accuracy: float  # chance = 1 / number of colours
     shape_frame_accuracy: float
+    brand_mark_frame_accuracy: float  # the brand's badge mark and signature pattern
     n_colours: int
     n_shapes: int
+    n_marks: int
     selection: dict[str, SelectionScores] = field(default_factory=dict)
     order: dict[str, OrderScores] = field(default_factory=dict)
     position_cue_spearman: dict[str, float] = field(default_factory=dict)
@@ -134,12 +136,14 @@ class WorldStats:
             f"role (nearest centroid, 6 classes): frame acc {self.role_frame_accuracy:.3f}, clip acc "
             f"{self.role_clip_accuracy:.3f} (majority class {self.role_majority_baseline:.3f})",
             "  per role: " + ", ".join(f"{r} {a:.2f}" for r, a in self.role_accuracy_by_role.items()),
-            f"identity (nearest centroid): colour acc {self.colour_frame_accuracy:.3f} (chance "
-            f"{1 / max(self.n_colours, 1):.3f}), shape acc {self.shape_frame_accuracy:.3f} "
-            f"(chance {1 / max(self.n_shapes, 1):.3f})",
+            f"identity (nearest centroid): brand pattern acc {self.brand_mark_frame_accuracy:.3f} (chance "
+            f"{1 / max(self.n_marks, 1):.3f}), shape acc {self.shape_frame_accuracy:.3f} (chance "
+            f"{1 / max(self.n_shapes, 1):.3f}), colour acc {self.colour_frame_accuracy:.3f} (chance "
+            f"{1 / max(self.n_colours, 1):.3f})",
             "selection (pool = positives + as many negatives; CSA = only positives chosen):",
         ]
-        lines += [f"  {k:<28} CSA {v.csa:.3f}  precision {v.precision:.3f}" for k, v in self.selection.items()]
+        lines += [f"  {k:<28} CSA {v.csa:.3f}  precision {v.precision:.3f}  AUC {v.auc:.3f}"
+                  for k, v in self.selection.items()]
         lines.append("order (the ad's own clips, shuffled):")
         lines += [f"  {k:<28} CRA {v.cra:.3f}  pairwise {v.pairwise:.3f}  tau {v.kendall_tau:+.3f}"
                   for k, v in self.order.items()]
@@ -247,6 +251,8 @@ def _predict(labels: list[str], cents: np.ndarray, x: np.ndarray) -> list[str]:
 def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: int = 0,
                 num_threads: int | None = 1) -> WorldStats:
     """Compute the learnability statistics of the demo world in `library` on `split`."""
+    if split == "train":
+        raise ConfigError("evaluate on val or test: the centroids and the learned baseline are fitted on train")
     man = load_manifest(library)
     products = {p["product_id"]: p for p in man["products"]}
     shots = [_Shot(s["shot_id"], s["product_id"], s["split"], s["role"], s["kind"], s["photo_id"],
@@ -258,14 +264,17 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
         frames = _frames_by_photo(cat, [s.photo_id for s in shots])
         ads = [a for a in cat.reference_edits(split) if a.source == "demo-world"]
         train_ads = [a for a in cat.reference_edits("train") if a.source == "demo-world"]
-        img_vecs = _embed_images(cat, [products[p]["image_path"] for p in eval_pids], num_threads)
-    image_of = dict(zip(eval_pids, img_vecs))
+        img_pids = sorted(p for p, d in products.items() if d["split"] in ("train", split))
+        img_vecs = _embed_images(cat, [products[p]["image_path"] for p in img_pids], num_threads)
+    image_of = dict(zip(img_pids, img_vecs))
 
     # Frame-level labelled data: every frame of every shot.
     def shot_frames(s: _Shot) -> np.ndarray:
         return _window(frames[s.photo_id], s.offset_s, s.duration_s)
 
-    tr_x, tr_role, tr_col, tr_shape, ev_x, ev_role, ev_col, ev_shape = [], [], [], [], [], [], [], []
+    tr_x, tr_role, ev_x, ev_role = [], [], [], []
+    tr_id: dict[str, list[str]] = {"colour": [], "shape": [], "brand_mark": []}
+    ev_id: dict[str, list[str]] = {"colour": [], "shape": [], "brand_mark": []}
     clip_x, clip_role = [], []
     for s in shots:
         f = shot_frames(s)
@@ -279,12 +288,11 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
             clip_x.append(f.mean(0))
             clip_role.append(s.role)
         if s.kind == "ad":  # identity labels only where the product itself is shown
-            if s.split == "train":
-                tr_col += [p["colour"]] * len(f)
-                tr_shape += [p["shape"]] * len(f)
-            elif s.split == split:
-                ev_col += [p["colour"]] * len(f)
-                ev_shape += [p["shape"]] * len(f)
+            for key in tr_id:
+                if s.split == "train":
+                    tr_id[key] += [p[key]] * len(f)
+                elif s.split == split:
+                    ev_id[key] += [p[key]] * len(f)
     tr_all, ev_all = np.concatenate(tr_x), np.concatenate(ev_x)
     labels, cents = _nearest_centroid(tr_all, tr_role)
     pred = _predict(labels, cents, ev_all)
@@ -296,29 +304,27 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
 
     tr_ad = np.concatenate([shot_frames(s) for s in shots if s.split == "train" and s.kind == "ad"])
     ev_ad = np.concatenate([shot_frames(s) for s in shots if s.split == split and s.kind == "ad"])
-    col_labels, col_cents = _nearest_centroid(tr_ad, tr_col)
-    colour_acc = float(np.mean([a == b for a, b in zip(_predict(col_labels, col_cents, ev_ad), ev_col)]))
-    shp_labels, shp_cents = _nearest_centroid(tr_ad, tr_shape)
-    shape_acc = float(np.mean([a == b for a, b in zip(_predict(shp_labels, shp_cents, ev_ad), ev_shape)]))
+    id_model = {key: _nearest_centroid(tr_ad, tr_id[key]) for key in tr_id}
+    id_acc = {key: float(np.mean([a == b for a, b in zip(_predict(*id_model[key], ev_ad), ev_id[key])]))
+              for key in tr_id}
 
-    # Selection: each ad's clips plus as many negatives -- the product's look-alike rival shots
-    # first (hard negatives), then shots of other products of the same category in this split.
+    # Selection: each ad's clips plus as many negatives -- one shot of the product's look-alike rival
+    # (the hard negative), the rest shots of other products of the same category in the same split.
     by_pid: dict[str, list[_Shot]] = {}
     for s in shots:
         by_pid.setdefault(s.product_id, []).append(s)
-    sel_hits: dict[str, list[float]] = {"random": [], "similarity heuristic": [], "colour+shape from name": []}
-    sel_prec: dict[str, list[float]] = {k: [] for k in sel_hits}
-    for ad in ads:
+
+    def make_pool(ad, split_pids: list[str]) -> tuple[np.ndarray, np.ndarray, random.Random]:  # noqa: ANN001
         rng = random.Random(stable_seed("stats-select", seed, ad.edit_id))
         p = products[ad.product_id]
         pos = [_window(frames[g.photo_id], g.start_s, g.duration_s).mean(0) for g in ad.segments]
         k = len(pos)
         rivals = [s for s in by_pid[ad.product_id] if s.kind == "distractor"]
-        others = [s for pid in eval_pids if pid != ad.product_id and products[pid]["category"] == p["category"]
+        others = [s for pid in split_pids if pid != ad.product_id and products[pid]["category"] == p["category"]
                   for s in by_pid[pid]]
         if len(others) < k:
-            others += [s for pid in eval_pids if products[pid]["category"] != p["category"] for s in by_pid[pid]]
-        neg_shots = rng.sample(rivals, min(len(rivals), max(1, k // 2))) if rivals else []
+            others += [s for pid in split_pids if products[pid]["category"] != p["category"] for s in by_pid[pid]]
+        neg_shots = rng.sample(rivals, 1) if rivals else []
         neg_shots += rng.sample(others, min(len(others), k - len(neg_shots)))
         neg = []
         for s in neg_shots:  # a clip-sized window of the negative shot, like the positives
@@ -328,19 +334,51 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
         pool = np.stack(pos + neg)
         is_pos = np.array([True] * k + [False] * len(neg))
         perm = rng.sample(range(len(pool)), len(pool))
-        pool, is_pos = pool[perm], is_pos[perm]
-        choices = {
-            "random": sorted(rng.sample(range(len(pool)), k)),
-            "similarity heuristic": select_by_similarity(pool, image_of[ad.product_id], k),
+        return pool[perm], is_pos[perm], rng
+
+    def pair_features(pool: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        u, r = _unit(pool), _unit(ref)
+        return np.hstack([u * r, np.abs(u - r)])  # (C, 2D)
+
+    # A learned relevance function in its simplest form: logistic regression on (candidate, product
+    # image) pair features, fitted on the train split's pools; evaluated on unseen products.
+    from sklearn.linear_model import LogisticRegression
+
+    train_pids = sorted(p for p, d in products.items() if d["split"] == "train")
+    fx, fy = [], []
+    for ad in train_ads:
+        pool, is_pos, _ = make_pool(ad, train_pids)
+        fx.append(pair_features(pool, image_of[ad.product_id]))
+        fy.append(is_pos)
+    relevance = LogisticRegression(max_iter=3000, C=1.0).fit(np.vstack(fx), np.concatenate(fy))
+
+    sel_hits: dict[str, list[float]] = {"random": [], "similarity heuristic": [], "attributes named in text": [],
+                                        "learned relevance (train)": []}
+    sel_prec: dict[str, list[float]] = {k: [] for k in sel_hits}
+    sel_auc: dict[str, list[float]] = {k: [] for k in sel_hits}
+    for ad in ads:
+        pool, is_pos, rng = make_pool(ad, eval_pids)
+        p = products[ad.product_id]
+        k = int(is_pos.sum())
+        # Zero-shot use of the text: the brand, shape and colour named in the product info, each
+        # recognised by its train-split centroid, summed.
+        attr = np.zeros(len(pool), np.float32)
+        for key, (id_labels, id_cents) in id_model.items():
+            if p[key] in id_labels:
+                attr += _unit(pool) @ id_cents[id_labels.index(p[key])]
+        scores = {
+            "random": np.array([rng.random() for _ in range(len(pool))]),
+            "similarity heuristic": _unit(pool) @ _unit(image_of[ad.product_id]),
+            "attributes named in text": attr,
+            "learned relevance (train)": relevance.decision_function(pair_features(pool, image_of[ad.product_id])),
         }
-        score = (_unit(pool) @ col_cents[col_labels.index(p["colour"])]
-                 + _unit(pool) @ shp_cents[shp_labels.index(p["shape"])]) if p["colour"] in col_labels \
-            and p["shape"] in shp_labels else np.zeros(len(pool))
-        choices["colour+shape from name"] = sorted(int(i) for i in np.argsort(-score, kind="stable")[:k])
-        for name, ch in choices.items():
+        for name, sc in scores.items():
+            ch = sorted(int(i) for i in np.argsort(-sc, kind="stable")[:k])
             sel_hits[name].append(float(all(is_pos[i] for i in ch)))
             sel_prec[name].append(float(np.mean([is_pos[i] for i in ch])))
-    selection = {k: SelectionScores(float(np.mean(sel_hits[k])), float(np.mean(sel_prec[k]))) for k in sel_hits}
+            sel_auc[name].append(float(np.mean([(a > b) + 0.5 * (a == b) for a in sc[is_pos] for b in sc[~is_pos]])))
+    selection = {k: SelectionScores(float(np.mean(sel_hits[k])), float(np.mean(sel_prec[k])),
+                                    float(np.mean(sel_auc[k]))) for k in sel_hits}
 
     # Order: the ad's own clips shuffled; predicted order vs the reference.
     first = np.stack([_window(frames[a.segments[0].photo_id], a.segments[0].start_s,
@@ -388,6 +426,8 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
     return WorldStats(
         split=split, n_products=len(eval_pids), n_ads=len(ads), n_frames_train=len(tr_all),
         n_frames_eval=len(ev_all), role_frame_accuracy=role_acc, role_clip_accuracy=clip_acc,
-        role_majority_baseline=majority, role_accuracy_by_role=by_role, colour_frame_accuracy=colour_acc,
-        shape_frame_accuracy=shape_acc, n_colours=len(col_labels), n_shapes=len(shp_labels),
+        role_majority_baseline=majority, role_accuracy_by_role=by_role, colour_frame_accuracy=id_acc["colour"],
+        shape_frame_accuracy=id_acc["shape"], brand_mark_frame_accuracy=id_acc["brand_mark"],
+        n_colours=len(id_model["colour"][0]), n_shapes=len(id_model["shape"][0]),
+        n_marks=len(id_model["brand_mark"][0]),
         selection=selection, order=order, position_cue_spearman=cues_rho)
