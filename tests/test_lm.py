@@ -534,3 +534,22 @@ def test_sft_only_from_backbone_with_lora_and_time_budget(corpus: Path, backbone
     assert vocab_extension_of(model, tok) is not None  # SFT-only run extended the vocabulary itself
     assert not any("lora" in n for n, _ in model.named_parameters())
     shutil.rmtree(tmp_path / "r")
+
+
+def test_causal_lm_loss_head_on_labelled_positions_only(extended) -> None:  # noqa: ANN001
+    """The trainer's loss (LM head only over the response positions) equals the model's own full loss."""
+    from autocut.lm.train import causal_lm_loss
+
+    model, tok, _, _, _ = extended
+    recs = [{"conversations": [{"from": "human", "value": f"Order the clips {k}.\n" + T.clip_block(np.full((k, 8), k))},
+                               {"from": "gpt", "value": ans}], "system": ""}
+            for k, ans in ((1, "1"), (3, "3,1,2"))]
+    examples, _ = sft_examples(recs, tok, cutoff_len=4096)
+    batch = collate(examples, pad_id=tok.pad_token_id)  # two rows of different lengths: right padding
+    with torch.no_grad():
+        full = model(**batch).loss
+        mine = causal_lm_loss(model, batch)
+    assert torch.allclose(full, mine, atol=1e-5)
+    batch["labels"][:] = IGNORE_INDEX
+    with pytest.raises(ConfigError, match="no labelled tokens"):
+        causal_lm_loss(model, batch)

@@ -15,6 +15,7 @@ written to a temporary sibling first, then renamed into place.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -178,7 +179,7 @@ def convert_gguf(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
     if set(missing) - tied or unexpected:
         raise CheckpointError(f"{src}: GGUF weights do not match the model (missing {missing}, unexpected {unexpected})")
     model.tie_weights()
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
@@ -192,10 +193,14 @@ def smollm2_dir(cache_dir: str | os.PathLike[str]) -> Path:
     """A safetensors copy of the packaged SmolLM2-135M-Instruct under `cache_dir` (converted once)."""
     out = Path(cache_dir) / "smollm2-135m-instruct"
     gguf = smollm2_gguf_path()
-    info = read_backbone_info(out) if (out / "config.json").exists() else None
-    if info is not None and info.origin == f"gguf:{gguf.name}" and info.source_sha256 == _sha256(gguf):
-        return out
-    return convert_gguf(gguf, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Several trainings may start at once on a fresh cache: one converts, the others wait and reuse it.
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = read_backbone_info(out) if (out / "config.json").exists() else None
+        if info is not None and info.origin == f"gguf:{gguf.name}" and info.source_sha256 == _sha256(gguf):
+            return out
+        return convert_gguf(gguf, out)
 
 
 # ---------------------------------------------------------------------------------------------- Qwen3 inits
@@ -238,7 +243,7 @@ def make_qwen3_backbone(out_dir: str | os.PathLike[str], tokenizer_dir: str | os
         torch.manual_seed(seed)
         model = Qwen3ForCausalLM(config)
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
