@@ -411,6 +411,8 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
     # Kept free at the end of a budget for the final checkpoint, the frozen-row check and the model save.
     reserve_s = 0.0 if config.time_budget_s is None else max(10.0, 0.05 * config.time_budget_s)
     t_loop = time.monotonic()
+    t_window, window_step = t_loop, 0
+    full_plan = st.planned_steps
     steps_this_run = 0
     shortened = False
     stop_reason: StopReason = "completed"
@@ -485,14 +487,21 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
                     if elapsed + per_step + reserve_s > config.time_budget_s:
                         stop_reason = "time_budget"
                         break
-                    # Re-plan after a few measured steps so the cosine still reaches 0 in the budget.
+                    # Re-plan after a few measured steps so the cosine still reaches 0 in the budget; on a
+                    # shared machine the speed changes, so the plan may grow back (never past the full plan)
+                    # when recent steps run faster than the early ones.
                     if steps_this_run >= 3 and (steps_this_run == 3 or steps_this_run % 10 == 0):
-                        affordable = st.step + int((config.time_budget_s - elapsed - reserve_s) / per_step)
-                        if affordable < st.planned_steps:
-                            log.warning("time budget %.0f s: %.2f s/step, schedule shortened from %d to %d steps",
-                                        config.time_budget_s, per_step, st.planned_steps, affordable)
-                            st.planned_steps = max(affordable, st.step)
-                            shortened = True
+                        recent = (time.monotonic() - t_window) / max(1, steps_this_run - window_step)
+                        rate = min(per_step, recent) if steps_this_run > 3 else per_step
+                        affordable = min(full_plan, st.step + int((config.time_budget_s - elapsed - reserve_s) / rate))
+                        t_window, window_step = time.monotonic(), steps_this_run
+                        if abs(affordable - st.planned_steps) > 0.05 * st.planned_steps:
+                            log.warning("time budget %.0f s: %.2f s/step, schedule %s from %d to %d steps",
+                                        config.time_budget_s, rate,
+                                        "shortened" if affordable < st.planned_steps else "extended",
+                                        st.planned_steps, affordable)
+                            st.planned_steps = max(affordable, st.step + 1)
+                            shortened = st.planned_steps < full_plan
                             bar.total = st.planned_steps
                             bar.refresh()
             else:
