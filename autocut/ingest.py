@@ -8,6 +8,10 @@ embedded, so a source costs about max(decode, encode), not their sum.
 BGM: decoded with pydub, resampled to the audio encoder's rate, cut into excerpts, embedded per
 block and pooled per excerpt (DESIGN method 1 and "Offline models").
 
+Finished ads (``kind="ad"``, with the product they advertise): stored as a source like footage, then
+ASR turns them into a reference edit (`autocut.lm.asr.reference_edit_from_ad`: one clip per spoken
+sentence, BGM from the non-speech audio). One edit per ad: a re-run skips ads whose edit is stored.
+
 A bad file is reported (and recorded in the catalog's `failures`) and skipped; the rest of the
 batch goes on. Each source is committed on its own, so a kill loses at most the file in flight.
 """
@@ -27,8 +31,8 @@ from typing import Literal
 
 import numpy as np
 
-from autocut.catalog import Catalog, NewBgm, NewSource
-from autocut.errors import AutoCutError, ConfigError, MediaError
+from autocut.catalog import Catalog, NewBgm, NewSource, ProductRecord
+from autocut.errors import AutoCutError, CatalogError, ConfigError, MediaError
 from autocut.ids import MAX_FRAME_INDEX
 from autocut.media import FrameBatch, MediaInfo, _run_sampler, probe, validate_footage
 from autocut.segmentation import SegmentationConfig, clip_embeddings, segment_clips
@@ -45,7 +49,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["footage", "bgm"]
+Kind = Literal["footage", "bgm", "ad"]
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
 AUDIO_SUFFIXES = {".mp3", ".ogg", ".oga", ".wav", ".flac", ".m4a", ".aac", ".opus", ".wma"}
@@ -64,6 +68,10 @@ class IngestConfig:
     bgm_min_excerpt_s: float = 10.0  # shorter tails are dropped
     num_threads: int | None = None
     decode_threads: int = 2
+    # Ads: spoken language for ASR (None = whisper detects it) and where the packaged whisper model is
+    # joined once (None = LIBRARY/models/asr).
+    ad_language: Literal["en", "zh"] | None = None
+    asr_cache_dir: Path | None = None
 
 
 @dataclass
@@ -74,6 +82,8 @@ class FileResult:
     ids: list[int] = field(default_factory=list)  # photo_id, or audio_ids of the excerpts
     duration_s: float = 0.0
     seconds: float = 0.0
+    edit_id: str | None = None  # ads: the reference edit stored (or already present)
+    n_sentences: int = 0  # ads: spoken sentences found = clips of the reference edit
 
 
 @dataclass
@@ -97,6 +107,8 @@ class IngestReport:
         wall = sum(r.seconds for r in self.results)
         lines = [f"added {len(self.added)} ({media_s:.0f} s of media in {wall:.1f} s), "
                  f"already present {len(self.skipped)}, failed {len(self.failed)}"]
+        lines += [f"  reference edit {r.edit_id}: {r.n_sentences} sentences from {r.path}"
+                  for r in self.added if r.edit_id]
         lines += [f"  FAILED {r.path}: {r.reason}" for r in self.failed]
         return "\n".join(lines)
 
@@ -112,7 +124,7 @@ def content_hash(path: str | os.PathLike[str]) -> str:
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]], kind: Kind) -> list[Path]:
     """Files given directly are kept as they are; directories are walked for media of `kind`."""
-    suffixes = VIDEO_SUFFIXES if kind == "footage" else AUDIO_SUFFIXES
+    suffixes = AUDIO_SUFFIXES if kind == "bgm" else VIDEO_SUFFIXES
     out: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -132,6 +144,7 @@ class _Models:
         self._frame = None
         self._audio = None
         self._pca = None
+        self._asr_dir: Path | None = None
 
     @property
     def frame(self):  # noqa: ANN201
@@ -158,6 +171,15 @@ class _Models:
 
             self._pca = current_pca(self.catalog, self.cfg.frame_encoder)
         return self._pca
+
+    @property
+    def asr_dir(self) -> Path:
+        """The packaged whisper model, joined into the cache directory on first use."""
+        if self._asr_dir is None:
+            from autocut.lm.asr import whisper_model_dir
+
+            self._asr_dir = whisper_model_dir(self.cfg.asr_cache_dir or self.catalog.root / "models" / "asr")
+        return self._asr_dir
 
 
 def _threaded(gen: Iterator[FrameBatch], depth: int = 4) -> Iterator[FrameBatch]:
@@ -283,26 +305,84 @@ def _ingest_bgm(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig) ->
     return FileResult(str(path), "added", "", ids, sum(t.duration_s for t in tracks), time.perf_counter() - t0)
 
 
+def _ingest_ad(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig, product: ProductRecord) -> FileResult:
+    """Store a finished ad as a source, then its ASR reference edit (AutoCut 4.1), once per ad."""
+    from autocut.lm.asr import reference_edit_from_ad
+    from autocut.vad import VAD_SAMPLE_RATE_HZ, speech_regions
+
+    t0 = time.perf_counter()
+    res = _ingest_footage(path, cat, models, cfg, "ad")
+    src = cat.source(res.ids[0])
+    if src.kind != "ad":
+        raise MediaError(path, f"this content is already in the library as {src.kind} (photo {src.photo_id}, "
+                               f"{src.path}); a finished ad cannot also be footage")
+    if not src.has_audio:
+        raise MediaError(path, "no audio stream: a finished ad's reference edit is cut at its spoken sentences")
+    edit_id = f"asr-{src.photo_id}"  # reference_edit_from_ad's default id: one edit per ad source
+    old = next((e for e in cat.reference_edits() if e.edit_id == edit_id), None)
+    if old is not None and old.product_id == product.product_id:  # another product: redone and replaced
+        return FileResult(str(path), "skipped", f"already in the library with reference edit {edit_id}",
+                          [src.photo_id], src.duration_s, time.perf_counter() - t0, edit_id, len(old.segments))
+    # The stored copy is the one the catalog knows by path (the same content may come under another name).
+    ad_path = Path(src.path)
+    if not ad_path.exists():
+        raise MediaError(path, f"same content as photo {src.photo_id}, ingested from {src.path}, which no "
+                               "longer exists: restore that file to build its reference edit")
+    # Whisper makes words up on silence and music (a lone "You" is typical), so an ad where voice activity
+    # detection hears no speech is refused before the ASR can invent a script for it.
+    if not speech_regions(load_audio_mono(ad_path, VAD_SAMPLE_RATE_HZ), VAD_SAMPLE_RATE_HZ):
+        raise MediaError(path, "no speech found (voice activity detection heard none): a reference edit needs "
+                               "the ad's spoken script")
+    found = reference_edit_from_ad(cat, ad_path, product_id=product.product_id, model_dir=models.asr_dir,
+                                   language=cfg.ad_language, edit_id=edit_id, audio_encoder=models.audio,
+                                   num_threads=cfg.num_threads or 2)
+    return FileResult(str(path), "added", "", [src.photo_id], src.duration_s, time.perf_counter() - t0,
+                      edit_id, len(found.record.segments))
+
+
+def _product_for_ads(cat: Catalog, product_id: str | None) -> ProductRecord:
+    if not product_id:
+        raise ConfigError("ingesting finished ads needs the product they advertise (--product-id)")
+    try:
+        return cat.product(product_id)
+    except CatalogError:
+        known = [p.product_id for p in cat.products()]
+        hint = (f"the library has {len(known)} products, e.g. {', '.join(known[:5])}" if known else
+                "the library has no products yet (`autocut demo-world build` stores its products)")
+        raise CatalogError(f"unknown product {product_id!r}: {hint}") from None
+
+
 ProgressFn = Callable[[int, int, FileResult], None]
 
 
 def ingest_paths(library: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], *,
-                 kind: Kind | Literal["ad"] = "footage", config: IngestConfig | None = None,
-                 progress: ProgressFn | None = None) -> IngestReport:
-    """Ingest files (or directories of them) into `library`. Bad files are reported and skipped."""
+                 kind: Kind = "footage", config: IngestConfig | None = None,
+                 progress: ProgressFn | None = None, product_id: str | None = None) -> IngestReport:
+    """Ingest files (or directories of them) into `library`. Bad files are reported and skipped.
+
+    `kind="ad"`: finished ads of product `product_id` (which must be in the library), each stored with
+    its ASR reference edit. An ad with no recognisable speech is reported as failed (its video stays
+    stored; a re-run retries the ASR).
+    """
     cfg = config or IngestConfig()
     if kind not in ("footage", "bgm", "ad"):
         raise ConfigError(f"unknown ingest kind {kind!r} (expected footage, bgm or ad)")
-    files = expand_paths(paths, "bgm" if kind == "bgm" else "footage")
+    if product_id is not None and kind != "ad":
+        raise ConfigError(f"a product id is for finished ads (kind 'ad'), not {kind}")
+    files = expand_paths(paths, kind)
     report = IngestReport()
+    # Ads need both encoders: frames for the source, audio for the ad's BGM track.
     with Catalog.open(library, writable=True, frame_encoder=cfg.frame_encoder if kind != "bgm" else None,
-                      audio_encoder=cfg.audio_encoder if kind == "bgm" else None) as cat:
+                      audio_encoder=cfg.audio_encoder if kind != "footage" else None) as cat:
+        product = _product_for_ads(cat, product_id) if kind == "ad" else None
         models = _Models(cfg, cat)
         for i, path in enumerate(files):
             t0 = time.perf_counter()
             try:
                 if kind == "bgm":
                     res = _ingest_bgm(path, cat, models, cfg)
+                elif product is not None:
+                    res = _ingest_ad(path, cat, models, cfg, product)
                 else:
                     res = _ingest_footage(path, cat, models, cfg, kind)
             except AutoCutError as exc:

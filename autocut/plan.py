@@ -20,6 +20,7 @@ Pipeline (AutoCut appendix 7.2, DESIGN methods 6-7):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -32,10 +33,11 @@ import numpy as np
 
 from autocut.candidates import Candidate, CandidateConfig, CandidatePool, build_candidates
 from autocut.catalog import Catalog
-from autocut.errors import PlanError
-from autocut.grounding import BgmGrounder, PoolGrounder, SourceWindow
+from autocut.errors import CatalogError, PlanError
+from autocut.grounding import BgmGrounder, LibraryVideoGrounder, PoolGrounder, SourceWindow
 from autocut.planners.base import Decision, Planner, PlanningTask, get_planner
 from autocut.render import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
+from autocut.tts import base_words_per_minute
 from autocut.types import BgmChoice, EditPlan, PlanRequest, PlanSegment, SegmentMode, VoiceSpec
 
 __all__ = [
@@ -115,12 +117,12 @@ def plan_with_catalog(catalog: Catalog, request: PlanRequest, planner: str | Pla
     decisions = planner_obj.plan(task, request.n_variants)
     if not decisions:
         raise PlanError(f"the {planner_obj.name} planner produced no plan for this request")
-    grounder = PoolGrounder(pool)
+    grounder, outside_note = _grounder(catalog, request, pool, decisions, opts)
     bgm = BgmGrounder(catalog.root, catalog)
     plans: list[EditPlan] = []
     for k, d in enumerate(decisions):
         try:
-            plans.append(_assemble(task, d, len(plans), planner_obj.name, grounder, bgm, voice, opts))
+            plans.append(_assemble(task, d, len(plans), planner_obj.name, grounder, bgm, voice, opts, outside_note))
         except PlanError as exc:
             # A later variant that cannot be grounded or voiced is dropped, not the whole request;
             # the first variant's failure is the request's failure.
@@ -137,15 +139,18 @@ def plan_with_catalog(catalog: Catalog, request: PlanRequest, planner: str | Pla
 # --------------------------------------------------------------------------- request checks
 
 def _voice_for(request: PlanRequest) -> VoiceSpec:
+    """The request's voice with its language and base rate settled, as the plan will record it."""
     voice = request.voice
     if voice.language != request.language:
-        if voice.name is None:
-            # The default voice follows the request's language (a "zh" request with the default
-            # VoiceSpec means Mandarin narration, not English).
-            return voice.model_copy(update={"language": request.language})
-        raise PlanError(f"voice {voice.name!r} speaks {voice.language!r} but the request's language is "
-                        f"{request.language!r}")
-    return voice
+        if voice.name is not None:
+            raise PlanError(f"voice {voice.name!r} speaks {voice.language!r} but the request's language is "
+                            f"{request.language!r}")
+        # The default voice follows the request's language (a "zh" request with the default
+        # VoiceSpec means Mandarin narration, not English).
+        voice = voice.model_copy(update={"language": request.language})
+    # The language's default rate (Mandarin speaks faster than English) is written into the plan, so the
+    # renderer voices it at the rate its fits were checked with even if the defaults change in between.
+    return voice.model_copy(update={"words_per_minute": base_words_per_minute(voice)})
 
 
 def _check_script(request: PlanRequest) -> None:
@@ -157,6 +162,44 @@ def _check_script(request: PlanRequest) -> None:
 
 
 # --------------------------------------------------------------------------- assembly
+
+def _grounder(catalog: Catalog, request: PlanRequest, pool: CandidatePool, decisions: list[Decision],
+              opts: PlanOptions) -> tuple[PoolGrounder, str | None]:
+    """Exact search over the pool; with `allow_outside_pool`, over the pool plus the library videos whose
+    frames (or clips) the library index finds nearest the planner's queries (DESIGN method 6).
+
+    Only decisions with their own queries (decoded embeddings) look outside: a baseline's query is a
+    pool candidate's own embedding. Returns the grounder and a note for the plan (None: pool only).
+    """
+    by_frame = opts.segment_mode == "by_frame"
+    queries = [q for d in decisions if (q := d.frame_queries if by_frame else d.clip_queries) is not None]
+    if not request.allow_outside_pool or not queries:
+        return PoolGrounder(pool), None
+    try:
+        library = LibraryVideoGrounder(catalog.root, catalog, "frames" if by_frame else "clips")
+    except PlanError as exc:
+        log.warning("allow_outside_pool: %s; grounding in the pool only", exc)
+        return PoolGrounder(pool), f"pool only ({exc}; build it with `autocut index rebuild`)"
+    hits = library.search(np.concatenate(queries), _GROUNDING_K)
+    extra: list[int] = []
+    for photo in sorted({photo for row in hits for _, photo, _ in row} - set(pool.sources)):
+        try:
+            catalog.source(photo)
+        except CatalogError:  # an index entry whose video left the catalog
+            continue
+        extra.append(photo)
+    if not extra:
+        return PoolGrounder(pool), f"the library's {library.kind} index found the pool nearest every query"
+    ids = [*pool.sources, *extra]
+    frame_ids, frame_vecs = catalog.frame_vectors(ids)
+    clip_ids, clip_vecs = catalog.clip_vectors(ids)
+    wide = dataclasses.replace(
+        pool, sources={**pool.sources, **{p: catalog.source(p) for p in extra}}, frame_ids=frame_ids,
+        frame_vectors=frame_vecs, clip_ids=clip_ids, clip_vectors=clip_vecs,
+        clip_rows={r.clip_id: r for pid in ids for r in catalog.clips(pid)})
+    return PoolGrounder(wide), (f"pool + {len(extra)} library videos nearest the queries (photo_ids "
+                                f"{', '.join(map(str, extra))}; {library.kind} index)")
+
 
 @dataclass
 class _Fit:
@@ -237,8 +280,8 @@ def _extra_s(request: PlanRequest, opts: PlanOptions) -> float:
 
 
 def _assemble(task: PlanningTask, d: Decision, variant: int, planner_name: str, grounder: PoolGrounder,
-              bgm: BgmGrounder, voice: VoiceSpec, opts: PlanOptions) -> EditPlan:
-    request, pool = task.request, task.pool
+              bgm: BgmGrounder, voice: VoiceSpec, opts: PlanOptions, outside_note: str | None = None) -> EditPlan:
+    request, pool = task.request, grounder.pool  # the request's pool, widened when clips may come from outside
     window = SourceWindow({pid: float(s.duration_s) for pid, s in pool.sources.items()})
     used_frames: set[int] = set()
     used_clips: set[int] = set()
@@ -277,6 +320,8 @@ def _assemble(task: PlanningTask, d: Decision, variant: int, planner_name: str, 
     }
     if request.allow_outside_pool and planner_name in ("heuristic", "random"):
         notes["outside_pool"] = "baseline planners choose pool clips only"
+    elif outside_note is not None:
+        notes["outside_pool"] = outside_note
     key = f"{request.model_dump_json()}|{planner_name}|{opts.segment_mode}|{variant}|{d.key()}"
     return EditPlan(
         plan_id=hashlib.sha256(key.encode()).hexdigest()[:16], product=request.product, scenario=request.scenario,
@@ -287,7 +332,7 @@ def _assemble(task: PlanningTask, d: Decision, variant: int, planner_name: str, 
 def _ground_one(task: PlanningTask, d: Decision, pos: int, cand: Candidate, sentence: str, grounder: PoolGrounder,
                 window: SourceWindow, used_frames: set[int], used_clips: set[int], voice: VoiceSpec, extra: float,
                 reserved: list[tuple[int, float, float]], mode: SegmentMode) -> PlanSegment:
-    pool = task.pool
+    pool = grounder.pool
     # Each option: (photo_id, start_s, length_s, frame_id, clip_id).
     options: list[tuple[int, float, float, int | None, int | None]] = []
     if mode == "by_frame":

@@ -9,7 +9,7 @@ Engines (DESIGN "Offline models"):
   ``.onnx`` model given as the voice name); word times come from piper's phoneme alignments.
 - ``none``: no narration (durations are 0).
 
-`rate` is a speed factor (1.0 = the voice's base `words_per_minute`); the renderer keeps it within
+`rate` is a speed factor (1.0 = the voice's base rate, `base_words_per_minute`); the renderer keeps it within
 +-15 % (DESIGN method 7). Durations are measured on the synthesised audio with leading and trailing
 silence trimmed, so `estimate_duration_s` is exactly what the renderer will place.
 """
@@ -39,6 +39,7 @@ __all__ = [
     "PIPER_DEFAULT_VOICE",
     "Speech",
     "WordTiming",
+    "base_words_per_minute",
     "check_voice",
     "estimate_duration_s",
     "resolve_voice_name",
@@ -51,7 +52,12 @@ log = logging.getLogger(__name__)
 
 PIPER_DEFAULT_VOICE = "en_US-joe-medium"
 _ESPEAK_DEFAULT_VOICE: dict[str, str] = {"en": "en-us", "zh": "cmn-latn-pinyin"}
-# The planner's default base rate; a piper voice at length_scale 1.0 speaks at roughly this pace.
+# espeak-ng base rates when VoiceSpec.words_per_minute is None, chosen so speech at rate 1.0 meets the DESIGN
+# WCD targets (words counted as `autocut.metrics.count_words` does; trimmed speech time, 400 demo-world ad
+# lines per language): en 165 wpm -> 2.51 words/s; zh 248 -> 5.03 characters/s (165 gave 3.1; 244 and 246
+# both gave 4.98, espeak-ng's rate moves in steps).
+_ESPEAK_DEFAULT_WPM: dict[str, int] = {"en": 165, "zh": 248}
+# A piper voice at length_scale 1.0 speaks at roughly this pace; it is also its default base rate.
 _PIPER_NATIVE_WPM = 165
 # Samples quieter than this (relative to the utterance's peak) count as silence when trimming.
 _TRIM_THRESHOLD_DB = -45.0
@@ -104,6 +110,16 @@ def resolve_voice_name(voice: VoiceSpec) -> str:
     if voice.engine == "piper":
         return voice.name or PIPER_DEFAULT_VOICE
     return "none"
+
+
+def base_words_per_minute(voice: VoiceSpec) -> int:
+    """The rate speech runs at when `rate` is 1.0: an explicit `words_per_minute` wins, else the engine's
+    default for the voice's language (espeak-ng en 165, zh 248; piper its native pace)."""
+    if voice.words_per_minute is not None:
+        return voice.words_per_minute
+    if voice.engine == "piper":
+        return _PIPER_NATIVE_WPM
+    return _ESPEAK_DEFAULT_WPM[voice.language]
 
 
 def check_voice(voice: VoiceSpec) -> None:
@@ -259,7 +275,7 @@ def _speak_espeak(sentence: str, voice: VoiceSpec, rate: float) -> tuple[np.ndar
         text, spans = to_pinyin(sentence)
     else:
         text, spans = sentence, [(i, i + 1) for i in range(len(sentence))]
-    wpm = int(round(voice.words_per_minute * rate))
+    wpm = int(round(base_words_per_minute(voice) * rate))
     with _espeak_lock:
         eng = _espeak()
         samples, events = eng.speak(text, name, wpm)
@@ -434,7 +450,7 @@ def _speak_piper(sentence: str, voice: VoiceSpec, rate: float) -> tuple[np.ndarr
     from piper import SynthesisConfig
 
     pv = _piper_voice(resolve_voice_name(voice))
-    length_scale = pv.config.length_scale * (_PIPER_NATIVE_WPM / voice.words_per_minute) / rate
+    length_scale = pv.config.length_scale * (_PIPER_NATIVE_WPM / base_words_per_minute(voice)) / rate
     cfg = SynthesisConfig(length_scale=length_scale, normalize_audio=True)
     chunks: list[np.ndarray] = []
     # Word boundaries in phoneme space: (start sample, end sample) of each spoken word.

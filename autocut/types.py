@@ -112,8 +112,13 @@ class VoiceSpec(_Model):
     # espeak-ng voice name (e.g. "en-us", "cmn-latn-pinyin") or piper voice id; None = language default.
     name: str | None = None
     language: Language = "en"
-    # Base speaking rate; the renderer may stretch each sentence by at most +-15 % (DESIGN method 7).
-    words_per_minute: int = Field(default=165, ge=80, le=400)
+    # Base speaking rate; None = the voice's default for `language` (`autocut.tts.base_words_per_minute`:
+    # espeak-ng en 165, zh 248, measured to speak DESIGN's WCD rates). The renderer may stretch each sentence
+    # by at most +-15 % (DESIGN method 7).
+    words_per_minute: int | None = Field(
+        default=None, ge=80, le=400,
+        description="Base speaking rate; null = the voice's default for the language (espeak-ng: en 165, "
+                    "zh 248, about 2.5 words or 5 Chinese characters a second)")
     volume_db: float = 0.0
 
 

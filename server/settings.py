@@ -80,7 +80,9 @@ class Settings(BaseSettings):
 
     # Workers.
     worker_processes: int = Field(default=2, ge=1, le=64)
-    default_planner: str = "heuristic"
+    # "auto": the token LM planner when the library has a trained one (<library>/models/lm/sft/model),
+    # else the heuristic; resolved by the worker at each job, so a model trained later is picked up.
+    default_planner: str = "auto"
     job_timeout_s: float = Field(default=3600.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=20)
     retry_min_backoff_s: float = Field(default=2.0, ge=0.0)

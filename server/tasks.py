@@ -38,12 +38,15 @@ from server.settings import Settings
 from server.storage import Layout, PathRefError, publish_dir, resolve_media_path, write_json_once
 from server.store import JobRecord, JobStore
 
-__all__ = ["Deferred", "JobCancelled", "JobContext", "JobOutput", "JobRunner"]
+__all__ = ["AUTO_PLANNER", "Deferred", "JobCancelled", "JobContext", "JobOutput", "JobRunner", "resolve_planner"]
 
 log = logging.getLogger(__name__)
 
 RESULT_FILES = {"video": "edit.mp4", "subtitles": "edit.srt", "timeline": "edit.otio", "plan": "edit.plan.json"}
 _PROGRESS_INTERVAL_S = 0.5
+# The default planner name: the token LM planner when the library holds a trained planner model, else
+# the heuristic (`autocut.planners.default_planner`).
+AUTO_PLANNER = "auto"
 _CANCEL_POLL_S = 0.3
 
 
@@ -131,7 +134,10 @@ class JobRunner:
         import autocut.render  # noqa: F401
 
         try:
-            self._planner(self.settings.default_planner)
+            planner = self._planner(self.settings.default_planner)
+            warm = getattr(planner, "warm_up", None)
+            if callable(warm):  # a planner holding a model (the token LM) loads it now, not in the first job
+                warm(self.settings.library_dir)
         except AutoCutError as exc:
             log.warning("default planner %r unavailable: %s", self.settings.default_planner, exc)
 
@@ -325,6 +331,7 @@ class JobRunner:
     def _planner(self, name: str) -> Any:
         from autocut.planners import get_planner
 
+        name = resolve_planner(name, self.settings.library_dir)
         if name not in self._planners:
             # Loaded once per worker process: the token LM planner holds a model.
             self._planners[name] = get_planner(name)
@@ -476,6 +483,16 @@ class JobRunner:
             info = json.loads((final / "variant.json").read_text(encoding="utf-8"))
             results.append({"type": "variant", **info})
         return JobOutput(results=results, timings={"plan_s": round(plan_s, 3), "render_s": round(render_s, 3)})
+
+
+def resolve_planner(name: str, library_dir: Path) -> str:
+    """`name`, except "auto": "token" when `library_dir` holds a trained planner model
+    (`models/lm/sft/model`), else "heuristic". Resolved per job, so a model trained later is used."""
+    if name != AUTO_PLANNER:
+        return name
+    from autocut.planners.base import default_planner
+
+    return default_planner(library_dir)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ _COMMAND_MODULES = [
     "autocut.cli.train",
     "autocut.cli.rqvae",
     "autocut.cli.world",
+    "autocut.cli.eval",
 ]
 
 

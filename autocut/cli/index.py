@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tqdm import tqdm
-
-from autocut.index_library import INDEX_KINDS, index_status, rebuild_indexes
+# Mirrors autocut.index_library.INDEX_KINDS, which imports FAISS: building the parser stays light
+# (tests/test_cli_startup.py checks the two agree).
+INDEX_KINDS = ("frames", "clips", "bgm")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def rebuild(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from autocut.index_library import rebuild_indexes
+
     kinds = list(INDEX_KINDS) if args.kind == "all" else [args.kind]
     bars: dict[str, tqdm] = {}
 
@@ -46,6 +50,8 @@ def rebuild(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    from autocut.index_library import index_status
+
     print(f"indexes of {args.library}")
     for st in index_status(args.library):
         print(st.to_text())

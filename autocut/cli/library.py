@@ -6,8 +6,6 @@ import argparse
 import json
 from dataclasses import asdict
 
-from autocut.catalog import Catalog
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("library", help="inspect or maintain the material library")
@@ -24,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def stats(args: argparse.Namespace) -> int:
+    from autocut.catalog import Catalog
+
     with Catalog.open(args.library, create=False) as cat:
         st = cat.stats()
         failures = cat.failures()
@@ -37,6 +37,7 @@ def stats(args: argparse.Namespace) -> int:
 
 
 def refit(args: argparse.Namespace) -> int:
+    from autocut.catalog import Catalog
     from autocut.library_pca import refit_library_pca
 
     with Catalog.open(args.library, create=False, writable=True) as cat:

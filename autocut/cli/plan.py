@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from autocut.candidates import CandidateConfig
 from autocut.errors import PlanError
-from autocut.plan import PlanOptions, plan_edit, variant_distinctness
-from autocut.planners import PLANNERS
-from autocut.types import PlanRequest
+
+# Mirrors CandidateConfig.max_frames, so building the parser imports neither the candidates module nor
+# FAISS behind it (tests/test_cli_startup.py checks the two agree).
+DEFAULT_MAX_FRAMES = 4
+
+
+class _PlannerNames:
+    """`--planner` choices, read from `autocut.planners.PLANNERS` only when argparse checks a value or
+    formats `autocut plan --help` (the planners package loads numpy and the catalog; `autocut --help` need not)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    @staticmethod
+    def _names() -> list[str]:
+        from autocut.planners import PLANNERS
+
+        return sorted(PLANNERS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,13 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "next to the output as NAME.v2.json, NAME.v3.json, ...")
     p.add_argument("request", type=Path, metavar="REQUEST.json", help="plan request (PlanRequest JSON)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="PLAN.json", help="where to write the plan")
-    p.add_argument("--planner", choices=sorted(PLANNERS), default="heuristic", help="planner (default: heuristic)")
+    p.add_argument("--planner", choices=_PlannerNames(), default="heuristic", help="planner (default: heuristic)")
     p.add_argument("--mode", choices=["by_frame", "by_clip"], default="by_frame",
                    help="assemble by retrieved frame + stored length, or by retrieved visual clip")
     p.add_argument("--split", choices=["clips", "whole"], default="clips",
                    help="cut pool videos into visual clips (default) or keep each whole")
-    p.add_argument("--max-frames", type=int, default=CandidateConfig.max_frames, metavar="K",
-                   help=f"frames shown per candidate clip (default {CandidateConfig.max_frames})")
+    p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="K",
+                   help=f"frames shown per candidate clip (default {DEFAULT_MAX_FRAMES})")
     p.add_argument("--frame-weights", type=Path, default=None, metavar="DIR",
                    help="local frame-encoder weights (resnet50 libraries), to embed the product photo")
     p.set_defaults(func=run)
@@ -41,6 +57,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from autocut.candidates import CandidateConfig
+    from autocut.plan import PlanOptions, plan_edit, variant_distinctness
+    from autocut.types import PlanRequest
+
     try:
         request = PlanRequest.model_validate_json(args.request.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -6,12 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-from tqdm import tqdm
-
 from autocut.errors import PlanError
-from autocut.render import render
-from autocut.types import EditPlan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from autocut.render import render
+    from autocut.types import EditPlan
+
     try:
         plan = EditPlan.model_validate_json(args.plan.read_text(encoding="utf-8"))
     except OSError as exc:

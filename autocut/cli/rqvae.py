@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 
 from autocut.errors import CheckpointError
-from autocut.tokenize_library import (
-    MODALITIES,
-    evaluate_library_tokenizer,
-    tokenizer_dir,
-    train_library_tokenizer,
-)
+
+# Mirrors rqvae.MODALITIES: importing `rqvae` loads torch, which `autocut --help` must not wait for
+# (tests/test_cli_startup.py checks the two agree).
+MODALITIES = ("video", "audio")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +50,8 @@ def _set_threads(n: int | None) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from autocut.tokenize_library import train_library_tokenizer
+
     _set_threads(args.threads)
     report = train_library_tokenizer(
         args.library,
@@ -68,6 +68,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from autocut.tokenize_library import evaluate_library_tokenizer, tokenizer_dir
+
     _set_threads(args.threads)
     if args.modality != "all":
         print(evaluate_library_tokenizer(args.library, args.modality).to_text())

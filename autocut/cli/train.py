@@ -1,4 +1,4 @@
-"""`autocut corpus build|import|export` and `autocut train align|sft`: thin wrappers over `autocut.lm`."""
+"""`autocut corpus build|import|export|tags` and `autocut train align|sft`: thin wrappers over `autocut.lm`."""
 
 from __future__ import annotations
 
@@ -13,31 +13,35 @@ __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
+# Mirrors of library values the parsers show. `autocut.lm.backbone` imports torch and `autocut.lm.corpus`
+# the catalog; building the parser (`autocut --help`) imports neither. tests/test_cli_startup.py checks
+# these equal autocut.lm.backbone.DEFAULT_CPU_BACKBONE, autocut.lm.corpus.TASKS and CorpusConfig().
+DEFAULT_CPU_BACKBONE = "smollm2"
+TASKS = ("select", "sort", "script", "bgm")
+CORPUS_DEFAULTS = {"seed": 0, "max_frames_per_clip": 8, "max_prompt_tokens": 3500, "max_pool_size": 24}
+
 
 def _corpus_dir(args: argparse.Namespace) -> Path:
     return Path(args.corpus) if getattr(args, "corpus", None) else Path(args.library) / "lm" / "corpus"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from autocut.lm.backbone import DEFAULT_CPU_BACKBONE
-    from autocut.lm.corpus import TASKS, CorpusConfig
-
     # ------------------------------------------------------------------ corpus
     corpus = subparsers.add_parser("corpus", help="build / import / export LM training data")
     csub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION")
     csub.required = True
-    d = CorpusConfig()
+    d = CORPUS_DEFAULTS
     b = csub.add_parser("build", help="alignment corpus + the four SFT task files from the library's reference edits")
     b.add_argument("--out", type=Path, default=None, help="corpus directory (default: LIBRARY/lm/corpus)")
     b.add_argument("--video-tokenizer", type=Path, default=None,
                    help="video RQ-VAE checkpoint (default: LIBRARY/models/rqvae_video)")
     b.add_argument("--audio-tokenizer", type=Path, default=None,
                    help="audio RQ-VAE checkpoint (default: LIBRARY/models/rqvae_audio; BGM task skipped if absent)")
-    b.add_argument("--seed", type=int, default=d.seed)
-    b.add_argument("--frames-per-clip", type=int, default=d.max_frames_per_clip, metavar="K",
-                   help=f"max frames per candidate clip in SFT prompts (default {d.max_frames_per_clip})")
-    b.add_argument("--max-prompt-tokens", type=int, default=d.max_prompt_tokens)
-    b.add_argument("--max-pool", type=int, default=d.max_pool_size, help="max selection pool size")
+    b.add_argument("--seed", type=int, default=d["seed"])
+    b.add_argument("--frames-per-clip", type=int, default=d["max_frames_per_clip"], metavar="K",
+                   help=f"max frames per candidate clip in SFT prompts (default {d['max_frames_per_clip']})")
+    b.add_argument("--max-prompt-tokens", type=int, default=d["max_prompt_tokens"])
+    b.add_argument("--max-pool", type=int, default=d["max_pool_size"], help="max selection pool size")
     b.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     b.set_defaults(func=_corpus_build)
 
@@ -53,6 +57,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--tasks", default=",".join(TASKS))
     e.add_argument("--out", type=Path, required=True, help="output .json file")
     e.set_defaults(func=_corpus_export)
+
+    g = csub.add_parser("tags", help="the SFT files with visual tags instead of video tokens (caption-sft baseline)",
+                        description="Rewrite the select/sort/script SFT files of a token corpus with each clip "
+                                    "listed as its ImageNet tags (autocut.tags); the BGM task is omitted (its "
+                                    "answer is audio tokens).")
+    g.add_argument("--corpus", type=Path, default=None, help="token corpus to read (default: LIBRARY/lm/corpus)")
+    g.add_argument("--out", type=Path, default=None, help="tag corpus directory (default: LIBRARY/lm/corpus_tags)")
+    g.add_argument("--tags-per-clip", type=int, default=3, metavar="K", help="labels per clip (default 3)")
+    g.add_argument("--source", choices=("auto", "features", "video"), default="auto",
+                   help="classify stored frame features (efficientnet-lite0 libraries) or decoded frames")
+    g.set_defaults(func=_corpus_tags)
 
     # ------------------------------------------------------------------ train
     train = subparsers.add_parser("train", help="train the extended-vocabulary LM (align, then sft)")
@@ -129,6 +144,18 @@ def _corpus_import(args: argparse.Namespace) -> int:
     from autocut.lm.corpus import import_autocut
 
     report = import_autocut(args.files, args.out or Path(args.library) / "lm" / "corpus", split=args.split)
+    print(report.summary())
+    return 0
+
+
+def _corpus_tags(args: argparse.Namespace) -> int:
+    from autocut.catalog import Catalog
+    from autocut.lm.tag_corpus import build_tag_corpus
+
+    lib = Path(args.library)
+    with Catalog.open(lib, create=False) as cat:
+        report = build_tag_corpus(cat, _corpus_dir(args), args.out or lib / "lm" / "corpus_tags",
+                                  tags_per_clip=args.tags_per_clip, source=args.source)
     print(report.summary())
     return 0
 

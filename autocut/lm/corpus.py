@@ -44,6 +44,7 @@ import numpy as np
 from autocut import tokens as T
 from autocut.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import AutoCutError, ConfigError, VersionMismatchError
+from autocut.lm.prompts import CLIPS_KEY, DURATIONS_KEY, SCRIPT_KEY, product_view, task_prompt  # noqa: F401
 
 __all__ = [
     "CORPUS_FORMAT_VERSION",
@@ -227,75 +228,7 @@ def transcript_problems(sentences: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- prompts
 
 
-@dataclass(frozen=True)
-class _Product:
-    name: str
-    brand: str
-    selling_points: list[str]
-
-
-def _product_view(p: ProductRecord, language: str) -> _Product:
-    loc = (p.language_names or {}).get(language, {}) if isinstance(p.language_names, dict) else {}
-    return _Product(name=loc.get("name") or p.name, brand=loc.get("brand") or p.brand,
-                    selling_points=list(loc.get("selling_points") or p.selling_points))
-
-
-def _header(p: _Product, language: str) -> str:
-    none = "无" if language == "zh" else "none"
-    sep = "，" if language == "zh" else ", "
-    return (f"【商品】：{p.name or none}\n【品牌】：{p.brand or none}\n"
-            f"【卖点】：{sep.join(p.selling_points) if p.selling_points else none}")
-
-
-# Instruction lines (our own wording; section keys follow the public data: 【广告台词如下】【视频片段如下】).
-_INSTRUCTIONS = {
-    "select": {
-        "en": "You are a professional video editor. From the pool below, select the clips that belong to this "
-              "ad's script (about half of the pool is unrelated). Answer with their numbers in ascending order, "
-              "comma-separated, one clip per script line.\nScript lines: {n}",
-        "zh": "你是专业的视频剪辑师。请根据商品信息和广告台词，从下面的素材池中选出属于这条广告的视频片段"
-              "（素材池中约一半片段无关），按编号从小到大输出，用逗号分隔，每句台词对应一个片段。\n台词句数：{n}",
-    },
-    "sort": {
-        "en": "You are a professional video editor. Order the clips to follow the script. Answer with the clip "
-              "numbers in playback order, comma-separated, each number once.",
-        "zh": "你是专业的视频剪辑师。请按照广告台词的顺序为视频片段排序，按播放顺序输出片段编号，用逗号分隔，每个编号只出现一次。",
-    },
-    "script": {
-        "en": "You are a professional ad copywriter. Write the voice-over for these clips in their order: exactly "
-              "{n} lines, one sentence per clip, each short enough to be spoken within its clip's duration.",
-        "zh": "你是专业的广告文案。请按顺序为这些视频片段写口播台词：恰好输出 {n} 行，每个片段一句，"
-              "每句长度要能在该片段的时长内说完。",
-    },
-    "bgm": {
-        "en": "You are a professional ad music editor. Choose the background music for this ad. Answer with one "
-              "audio block (8 audio tokens) and nothing else.",
-        "zh": "你是专业的广告配乐师。请为这条广告选择背景音乐，只输出一个音频块（8 个音频 token），不要输出其他内容。",
-    },
-}
-SCRIPT_KEY = "【广告台词如下】"
-CLIPS_KEY = "【视频片段如下】"
-DURATIONS_KEY = "【片段时长】"
-
-
-def _clip_lines(blocks: Sequence[str]) -> str:
-    return "\n".join(f"{k}){b}" for k, b in enumerate(blocks, start=1))
-
-
-def _durations_line(durations_s: Sequence[float]) -> str:
-    return f"{DURATIONS_KEY}：" + ", ".join(f"{d:.1f}s" for d in durations_s)
-
-
-def _prompt(task: str, language: str, product: _Product, *, n: int, script: Sequence[str] | None,
-            clips: Sequence[str], durations_s: Sequence[float] | None = None) -> str:
-    lang = "zh" if language == "zh" else "en"
-    parts = [_INSTRUCTIONS[task][lang].format(n=n), _header(product, lang)]
-    if script is not None:
-        parts.append(SCRIPT_KEY + "\n" + "\n".join(script))
-    if durations_s is not None:
-        parts.append(_durations_line(durations_s))
-    parts.append(CLIPS_KEY + "\n" + (_clip_lines(clips) if task != "bgm" else "\n".join(clips)))
-    return "\n".join(parts)
+# Prompt formats: `autocut.lm.prompts` (shared with the token planner, so train and inference prompts match).
 
 
 def _record(prompt: str, answer: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -377,11 +310,11 @@ class _Builder:
         shown = [pool[i] for i in order]
         answer = T.format_indices([k for k, (_, pos) in enumerate(shown, start=1) if pos])
         script = [c.seg.sentence for c in ad.clips]
-        product = _product_view(ad.product, ad.edit.language)
+        product = product_view(ad.product, ad.edit.language)
 
         def build(k: int) -> tuple[str, str, dict[str, Any]]:
-            prompt = _prompt("select", ad.edit.language, product, n=n_pos, script=script,
-                             clips=[_clip_tokens(c.codes, k) for c, _ in shown])
+            prompt = task_prompt("select", ad.edit.language, product, n=n_pos, script=script,
+                                  clips=[_clip_tokens(c.codes, k) for c, _ in shown])
             meta = self._meta(ad, "select") | {"candidates": [self._cand(c, positive=pos) for c, pos in shown]}
             return prompt, answer, meta
 
@@ -400,24 +333,24 @@ class _Builder:
         pos_of = {int(orig): k for k, orig in enumerate(perm, start=1)}
         answer = T.format_indices([pos_of[i] for i in range(n)])
         script = [c.seg.sentence for c in ad.clips]
-        product = _product_view(ad.product, ad.edit.language)
+        product = product_view(ad.product, ad.edit.language)
 
         def build(k: int) -> tuple[str, str, dict[str, Any]]:
-            prompt = _prompt("sort", ad.edit.language, product, n=n, script=script,
-                             clips=[_clip_tokens(c.codes, k) for c in shown])
+            prompt = task_prompt("sort", ad.edit.language, product, n=n, script=script,
+                                  clips=[_clip_tokens(c.codes, k) for c in shown])
             meta = self._meta(ad, "sort") | {"candidates": [self._cand(c) for c in shown]}
             return prompt, answer, meta
 
         return self._finish(build, "sort")
 
     def script(self, ad: _Ad) -> dict[str, Any] | None:
-        product = _product_view(ad.product, ad.edit.language)
+        product = product_view(ad.product, ad.edit.language)
         durations = [c.seg.duration_s for c in ad.clips]
         answer = "\n".join(c.seg.sentence for c in ad.clips)
 
         def build(k: int) -> tuple[str, str, dict[str, Any]]:
-            prompt = _prompt("script", ad.edit.language, product, n=len(ad.clips), script=None,
-                             clips=[_clip_tokens(c.codes, k) for c in ad.clips], durations_s=durations)
+            prompt = task_prompt("script", ad.edit.language, product, n=len(ad.clips), script=None,
+                                  clips=[_clip_tokens(c.codes, k) for c in ad.clips], durations_s=durations)
             meta = self._meta(ad, "script") | {"durations_s": durations,
                                                 "candidates": [self._cand(c) for c in ad.clips]}
             return prompt, answer, meta
@@ -428,12 +361,12 @@ class _Builder:
         if ad.audio is None:
             self.dropped["bgm: reference edit has no BGM track"] += 1
             return None
-        product = _product_view(ad.product, ad.edit.language)
+        product = product_view(ad.product, ad.edit.language)
         answer = T.audio_block(ad.audio)
 
         def build(k: int) -> tuple[str, str, dict[str, Any]]:
-            prompt = _prompt("bgm", ad.edit.language, product, n=len(ad.clips), script=None,
-                             clips=[_clip_tokens(c.codes, k, c.seg.sentence) for c in ad.clips])
+            prompt = task_prompt("bgm", ad.edit.language, product, n=len(ad.clips), script=None,
+                                  clips=[_clip_tokens(c.codes, k, c.seg.sentence) for c in ad.clips])
             meta = self._meta(ad, "bgm") | {"audio_id": ad.edit.audio_id}
             return prompt, answer, meta
 
@@ -454,7 +387,7 @@ def _align_text(ad: _Ad, max_frames: int | None) -> str:
 
 
 def _dedupe_key(ad: _Ad) -> str:
-    p = _product_view(ad.product, ad.edit.language)
+    p = product_view(ad.product, ad.edit.language)
     script = "\n".join(" ".join(_units(c.seg.sentence)) for c in ad.clips)
     return hashlib.sha256(f"{p.brand.strip().lower()}\x00{p.name.strip().lower()}\x00{script}".encode()).hexdigest()
 

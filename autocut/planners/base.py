@@ -10,6 +10,7 @@ fits the segments to the voice. `check_decision` enforces the constraints a deci
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ __all__ = [
     "Planner",
     "PlanningTask",
     "check_decision",
+    "default_planner",
     "get_planner",
     "select_under_budget",
 ]
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 PLANNERS: dict[str, str] = {
     "heuristic": "autocut.planners.heuristic:HeuristicPlanner",
     "random": "autocut.planners.random:RandomPlanner",
+    "caption": "autocut.planners.caption:CaptionPlanner",
+    "caption-sft": "autocut.planners.caption:CaptionSftPlanner",
+    "token": "autocut.planners.token:TokenPlanner",
 }
 
 
@@ -206,10 +211,22 @@ class Planner(ABC):
         return {}
 
 
-def get_planner(name: str) -> Planner:
-    """A planner by name (see `PLANNERS`)."""
+def get_planner(name: str, **options: object) -> Planner:
+    """A planner by name (see `PLANNERS`), constructed with `options` (e.g. ``model_dir`` for "token")."""
     target = PLANNERS.get(name)
     if target is None:
         raise ConfigError(f"unknown planner {name!r}; choose one of {', '.join(sorted(PLANNERS))}")
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)()
+    planner_cls = getattr(importlib.import_module(module), cls)
+    try:
+        inspect.signature(planner_cls).bind(**options)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for the {name} planner: {exc}") from None
+    return planner_cls(**options)
+
+
+def default_planner(library_dir: str | Path) -> str:
+    """"token" when the library has a trained token LM (``models/lm/sft/model``), else "heuristic"."""
+    from autocut.planners.token import trained_model_dir  # local: keeps torch out of this import
+
+    return "token" if (trained_model_dir(library_dir) / "config.json").exists() else "heuristic"

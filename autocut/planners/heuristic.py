@@ -30,7 +30,8 @@ from autocut.catalog import Catalog
 from autocut.errors import AutoCutError, PlanError
 from autocut.planners.base import Decision, Planner, PlanningTask, select_under_budget
 
-__all__ = ["HeuristicPlanner", "ReferenceStats", "dominant_anchor", "embed_product_image", "reference_stats"]
+__all__ = ["HeuristicPlanner", "ReferenceStats", "category_bgm_query", "dominant_anchor", "embed_product_image",
+           "reference_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -257,12 +258,17 @@ class HeuristicPlanner(Planner):
 
     def bgm_query(self, task: PlanningTask, order: list[int], sentences: list[str], variant: int,
                   rng: np.random.Generator) -> np.ndarray | None:
-        if len(task.bgm_ids) == 0:
-            return None
-        stats = self.state.stats
-        category = task.request.product.category.strip().lower()
-        if category and category in stats.category_bgm:
-            return stats.category_bgm[category]
-        if stats.all_bgm is not None:
-            return stats.all_bgm
-        return _unit(task.bgm_vectors.mean(axis=0))
+        return category_bgm_query(task, self.state.stats)
+
+
+def category_bgm_query(task: PlanningTask, stats: ReferenceStats) -> np.ndarray | None:
+    """The heuristic's BGM target (also the caption baselines', which cannot emit audio tokens): the mean
+    BGM of the category's reference edits, else of all reference edits, else of the whole BGM library."""
+    if len(task.bgm_ids) == 0:
+        return None
+    category = task.request.product.category.strip().lower()
+    if category and category in stats.category_bgm:
+        return stats.category_bgm[category]
+    if stats.all_bgm is not None:
+        return stats.all_bgm
+    return _unit(task.bgm_vectors.mean(axis=0))

@@ -40,6 +40,7 @@ from server.schemas import (
 )
 from server.storage import PathRefError, resolve_media_path
 from server.store import NewJob
+from server.tasks import AUTO_PLANNER
 
 __all__ = ["router"]
 
@@ -93,9 +94,9 @@ class _Resolver:
         from autocut.planners.base import PLANNERS
 
         planner = req.options.planner or s.default_planner
-        if planner not in PLANNERS:
-            raise api_error(422, "unknown_planner",
-                            f"{where}unknown planner {planner!r}; choose one of {', '.join(sorted(PLANNERS))}")
+        if planner not in PLANNERS and planner != AUTO_PLANNER:
+            raise api_error(422, "unknown_planner", f"{where}unknown planner {planner!r}; choose one of "
+                                                    f"{', '.join(sorted([*PLANNERS, AUTO_PLANNER]))}")
         pool = [self._pool_ref(i, ref, where) for i, ref in enumerate(req.clips)]
         image_path = None
         if req.product.image_id is not None:

@@ -1,0 +1,179 @@
+"""`make demo` stage caching: when each stage's output counts as current, on real artifacts in tmp dirs.
+
+A real (tiny) catalog, a real RQ-VAE checkpoint and real FAISS indexes; LM run directories are laid
+out the way `autocut train` writes them (the files the freshness check reads), without training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from autocut.catalog import Catalog, NewBgm, NewSource
+from autocut.demo import (
+    Freshness,
+    build_parser,
+    corpus_freshness,
+    index_freshness,
+    lm_freshness,
+    rqvae_freshness,
+)
+from autocut.index_library import rebuild_indexes
+from autocut.planners.token import trained_model_dir
+from autocut.tokenize_library import train_library_tokenizer
+from server.tasks import AUTO_PLANNER, resolve_planner
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _source(i: int, n_frames: int = 30) -> NewSource:
+    rng = np.random.default_rng(100 + i)
+    frames = _unit(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
+    return NewSource(
+        content_hash=f"h{i}", path=f"/media/v{i}.mp4", kind="footage", duration_s=float(n_frames),
+        probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
+        frame_times_s=[float(k) for k in range(n_frames)],
+        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32), frames=frames,
+        clip_spans=[(0.0, float(n_frames))], clips=_unit(frames.mean(axis=0, keepdims=True)))
+
+
+def _set_mtime(path, t: float) -> None:
+    os.utime(path, (t, t))
+
+
+@pytest.fixture
+def library(tmp_path):
+    """A small real catalog plus a complete world manifest dated one hour ago."""
+    root = tmp_path / "lib"
+    rng = np.random.default_rng(0)
+    with Catalog.open(root, writable=True, frame_encoder="enc-test", audio_encoder="aud-test") as cat:
+        cat.set_meta("pca_version", "pca-test-1")
+        for i in range(1, 7):
+            cat.add_source(_source(i))
+        tracks = []
+        for k in range(8):
+            blocks = _unit(rng.standard_normal(64) + rng.normal(0, 0.3, (4, 64)))
+            tracks.append(NewBgm(f"b{k}", f"/music/{k}.ogg", 0.0, 9.2, blocks, _unit(blocks.mean(axis=0))))
+        cat.add_bgm(tracks)
+    world = root / "world" / "world.json"
+    world.parent.mkdir(parents=True)
+    world.write_text(json.dumps({"complete": True}))
+    _set_mtime(world, time.time() - 3600)
+    return root
+
+
+def test_rqvae_current_only_for_this_vector_space_and_after_the_world(library):
+    fr = rqvae_freshness(library, "video", pca_version="pca-test-1", encoder="enc-test")
+    assert not fr.current and "no video tokenizer" in fr.reason
+    train_library_tokenizer(library, "video", epochs=1)
+    fr = rqvae_freshness(library, "video", pca_version="pca-test-1", encoder="enc-test")
+    assert fr.current, fr.reason
+    # Another PCA or encoder: the codes would mean something else.
+    fr = rqvae_freshness(library, "video", pca_version="pca-test-2", encoder="enc-test")
+    assert not fr.current and "pca-test-2" in fr.reason
+    fr = rqvae_freshness(library, "video", pca_version="pca-test-1", encoder="other-enc")
+    assert not fr.current and "other-enc" in fr.reason
+    # A world finished after the tokenizer was trained: retrain.
+    _set_mtime(library / "world" / "world.json", time.time() + 60)
+    fr = rqvae_freshness(library, "video", pca_version="pca-test-1", encoder="enc-test")
+    assert not fr.current and "older than the world" in fr.reason
+
+
+def _write_corpus(library, created_at: float, pca: str = "pca-test-1") -> None:
+    corpus = library / "lm" / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    (corpus / "align_train.jsonl").write_text("{}\n")
+    (corpus / "manifest.json").write_text(json.dumps({"created_at": created_at, "pca_version": pca,
+                                                      "files": {"align_train.jsonl": 1}}))
+
+
+def test_corpus_is_stale_after_a_tokenizer_retrain(library):
+    assert not corpus_freshness(library, pca_version="pca-test-1").current
+    _write_corpus(library, time.time() - 600)
+    train_library_tokenizer(library, "audio", epochs=1)  # trained after the corpus was built
+    fr = corpus_freshness(library, pca_version="pca-test-1")
+    assert not fr.current and "older than the tokenizers" in fr.reason
+    _write_corpus(library, time.time() + 1)
+    assert corpus_freshness(library, pca_version="pca-test-1").current
+    assert "pca-test-9" in corpus_freshness(library, pca_version="pca-test-9").reason
+    (library / "lm" / "corpus" / "align_train.jsonl").unlink()
+    fr = corpus_freshness(library, pca_version="pca-test-1")
+    assert not fr.current and "align_train.jsonl" in fr.reason
+
+
+def _trained_model(run_dir, created_at: float, data: list, init) -> None:
+    model = run_dir / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "autocut_lm.json").write_text(json.dumps({"created_at": created_at, "steps": 7,
+                                                       "stop_reason": "time_budget"}))
+    (run_dir / "run.json").write_text(json.dumps({"data_files": [str(p) for p in data], "init_dir": str(init)}))
+
+
+def test_lm_model_current_when_newer_than_every_input(tmp_path):
+    run, data, init = tmp_path / "sft", [tmp_path / "a.jsonl"], tmp_path / "align" / "model"
+    now = time.time()
+    assert lm_freshness(run, inputs={"the corpus": now}, data_files=data, init_dir=init) == Freshness(
+        False, f"no trained model in {run / 'model'}")
+    _trained_model(run, now, data, init)
+    fr = lm_freshness(run, inputs={"the corpus": now - 10, "the aligned model": now - 5}, data_files=data,
+                      init_dir=init)
+    assert fr.current and "7 steps" in fr.reason
+    # The aligned model was retrained after this SFT model: the SFT model is stale.
+    fr = lm_freshness(run, inputs={"the corpus": now - 10, "the aligned model": now + 5}, data_files=data,
+                      init_dir=init)
+    assert not fr.current and not fr.resume and "the aligned model" in fr.reason
+
+
+def test_lm_interrupted_run_resumes_only_on_the_same_init_and_data(tmp_path):
+    run, data, init = tmp_path / "align", [tmp_path / "a.jsonl"], tmp_path / "backbone"
+    ckpt = run / "checkpoints" / "step-000040"
+    ckpt.mkdir(parents=True)
+    (ckpt / "progress.json").write_text(json.dumps({"step": 40}))
+    (run / "run.json").write_text(json.dumps({"data_files": [str(data[0])], "init_dir": str(init)}))
+    fr = lm_freshness(run, inputs={}, data_files=data, init_dir=init)
+    assert not fr.current and fr.resume and "step-000040" in fr.reason
+    fr = lm_freshness(run, inputs={}, data_files=[tmp_path / "other.jsonl"], init_dir=init)
+    assert not fr.current and not fr.resume
+
+
+def test_indexes_current_until_the_library_grows(library):
+    assert not index_freshness(library).current
+    rebuild_indexes(library, ["frames", "clips", "bgm"])
+    fr = index_freshness(library)
+    assert fr.current and "frames 180" in fr.reason
+    with Catalog.open(library, writable=True) as cat:
+        cat.add_source(_source(7))
+    fr = index_freshness(library)
+    assert not fr.current and "frames index holds 180 vectors, the library 210" in fr.reason
+
+
+def test_auto_planner_is_the_token_lm_once_trained(tmp_path):
+    assert resolve_planner("random", tmp_path) == "random"
+    assert resolve_planner(AUTO_PLANNER, tmp_path) == "heuristic"
+    trained_model_dir(tmp_path).mkdir(parents=True)
+    (trained_model_dir(tmp_path) / "config.json").write_text("{}")
+    assert resolve_planner(AUTO_PLANNER, tmp_path) == "token"
+    assert resolve_planner("heuristic", tmp_path) == "heuristic"
+
+
+def test_cli_refuses_unknown_stage_to_force():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--force", "everything"])
+    args = build_parser().parse_args(["--force", "lm", "--force", "indexes", "--world-size", "small"])
+    assert args.force == ["lm", "indexes"] and args.world_size == "small"
