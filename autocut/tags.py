@@ -12,11 +12,12 @@ Where a frame's class probabilities come from (`source`):
 - ``"features"``: the catalog stores every 1 fps frame's raw encoder output; for efficientnet-lite0 that
   is exactly the pooled vector the classifier head sees (`EfficientNet.forward` = average pool ->
   dropout, identity in eval -> `_fc`), so the head applied to it *is* the classifier's output for that
-  frame, without decoding anything (~0.05 ms per frame);
+  frame, without decoding anything (0.05-0.3 ms per frame measured on the demo world);
 - ``"video"``: decode the frames again, one ffmpeg process per source with the ingest sampler's filter
   chain (`autocut.media.sample_frames`, so frame i is the same picture as the catalog's frame i), and run
-  the whole classifier (batched, 1 torch thread by default). Needed when the library's frame encoder is
-  not efficientnet-lite0 (resnet50 raw features have no ImageNet head here);
+  the whole classifier (batched, 1 torch thread by default; ~60 ms per frame, decode included, when every
+  frame of a demo-world 360x640 source is asked, on this shared 2-core machine). Needed when the
+  library's frame encoder is not efficientnet-lite0 (resnet50 raw features have no ImageNet head here);
 - ``"auto"`` (default): features when the library's frame encoder is efficientnet-lite0, else video.
 
 Per-frame results (the top `STORED_CLASSES` classes and their probabilities) are cached by frame_id in

@@ -246,6 +246,10 @@ class TokenPlanner(Planner):
         self._task_state = (id(task), state)
         return state
 
+    def warm_up(self, library_dir: str | Path) -> None:
+        """Load the LM and the library's RQ-VAEs now (a worker calls this before its first job)."""
+        self._load(Path(library_dir))
+
     # ------------------------------------------------------------------------------------------ planning
 
     def plan(self, task: PlanningTask, n_variants: int) -> list[Decision]:
@@ -344,16 +348,16 @@ class TokenPlanner(Planner):
         lo = [max(1, t - k) for t, k in zip(targets, tol)]
         hi = [max(lo_i, t + k) for lo_i, t, k in zip(lo, targets, tol)]
         max_chars = [self._char_budget(task, state, d) for d in durations] if task.speech_rate is not None else None
+        per_word = 1 if lang == "zh" else 2  # fewest characters a word takes (CJK character; space + letter)
         if max_chars is not None:
-            # A word takes at least one character: never ask for more words than the voice has room for.
-            lo = [max(1, min(a, c)) for a, c in zip(lo, max_chars)]
-            hi = [max(a, min(b, c)) for a, b, c in zip(lo, hi, max_chars)]
+            # Never ask for more words than the characters the voice has room for can hold.
+            lo = [max(1, min(a, (c + 1) // per_word)) for a, c in zip(lo, max_chars)]
+            hi = [max(a, min(b, (c + 1) // per_word)) for a, b, c in zip(lo, hi, max_chars)]
         prompt = render(task_prompt("script", lang, product, n=len(clips), script=None,
                                     clips=[state.blocks[i] for i in clips], durations_s=durations))
         best: list[str] | None = None
         best_bad = math.inf
         caps = list(max_chars) if max_chars is not None else None
-        per_word = 1 if lang == "zh" else 2  # fewest characters a word takes (CJK character; space + letter)
         for retry in range(3):  # the greedy/sampled answer, then up to two sampled retries
             kw = dict(decoding)
             if retry:
