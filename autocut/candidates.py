@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -51,8 +51,9 @@ class CandidateConfig:
 
     # "clips": one candidate per visual clip from segmentation; "whole": one per pool item.
     split: SplitMode = "clips"
-    # K: frames shown per candidate, uniformly sampled over its span (DESIGN prompt budget).
-    max_frames: int = 4
+    # K: frames shown per candidate, uniformly sampled over its span (DESIGN prompt budget). As in the
+    # corpus the LM trains on (`CorpusConfig.max_frames_per_clip`), K is halved until the listing fits.
+    max_frames: int = 8
     # Hard cap on candidates (selection prompts list them all; answers index them 1..N).
     max_candidates: int = 64
     # Token budget for the candidate listing; the SFT cutoff is 4,000 tokens (AutoCut Table 4) and the
@@ -192,7 +193,8 @@ def build_candidates(catalog: Catalog, pool: list[PoolItem], config: CandidateCo
     frame_photo = frame_ids // 10**4
     frame_index = frame_ids % 10**4
 
-    candidates: list[Candidate] = []
+    spans_of: list[tuple[int, SourceRow, PoolItem, list[tuple[float, float, int | None, np.ndarray, np.ndarray,
+                                                            np.ndarray]]]] = []
     for pool_pos, src, item in resolved:
         mask = frame_photo == src.photo_id
         f_ids, f_idx, f_vecs = frame_ids[mask], frame_index[mask], frame_vecs[mask]
@@ -202,6 +204,7 @@ def build_candidates(catalog: Catalog, pool: list[PoolItem], config: CandidateCo
                       rows[0].clip_id if len(rows) == 1 else None, None)]
         else:
             spans = [(float(r.start_s), float(r.end_s), r.clip_id, r) for r in rows]
+        built = []
         for start_s, end_s, cid, row in spans:
             if row is not None:
                 inside = (f_idx >= row.start_frame) & (f_idx < row.start_frame + row.duration_frames)
@@ -212,32 +215,46 @@ def build_candidates(catalog: Catalog, pool: list[PoolItem], config: CandidateCo
                 inside = np.zeros_like(inside)
                 inside[int(np.argmin(np.abs(f_idx - start_s)))] = True
             span_ids, span_vecs = f_ids[inside], f_vecs[inside]
-            pick = sample_uniform(len(span_ids), cfg.max_frames)
             if cid is not None and cid in clip_pos and row is not None:
                 vec = clip_vecs[clip_pos[cid]]
             else:
                 vec = span_vecs.mean(axis=0)
-            candidates.append(Candidate(
-                index=len(candidates), pool_item=pool_pos, photo_id=src.photo_id, source_path=src.path,
-                source_duration_s=float(src.duration_s), start_s=start_s, end_s=min(end_s, float(src.duration_s)),
-                clip_id=cid, frame_ids=span_ids[pick].astype(np.int64), frame_vectors=span_vecs[pick],
-                vector=_l2(vec), text=item.text))
-    result = CandidatePool(
-        candidates=candidates, sources={src.photo_id: src for _, src, _ in resolved},
-        frame_ids=frame_ids, frame_vectors=frame_vecs, clip_ids=clip_ids, clip_vectors=clip_vecs,
-        clip_rows=clip_rows, config=cfg)
-    if not candidates:
+            built.append((start_s, min(end_s, float(src.duration_s)), cid, span_ids, span_vecs, _l2(vec)))
+        spans_of.append((pool_pos, src, item, built))
+    n_candidates = sum(len(spans) for *_, spans in spans_of)
+    if not n_candidates:
         raise PlanError("the pool yields no candidate clips")
-    if len(candidates) > cfg.max_candidates:
+    if n_candidates > cfg.max_candidates:
         raise PlanError(
-            f"the pool yields {len(candidates)} candidate clips from {len(resolved)} videos; the limit is "
+            f"the pool yields {n_candidates} candidate clips from {len(resolved)} videos; the limit is "
             f"{cfg.max_candidates} (a prompt lists every candidate): send fewer or shorter videos"
             + (", or keep videos whole (split='whole')" if cfg.split == "clips" else ""))
+
+    def make(k: int) -> CandidatePool:
+        candidates: list[Candidate] = []
+        for pool_pos, src, item, spans in spans_of:
+            for start_s, end_s, cid, span_ids, span_vecs, vec in spans:
+                pick = sample_uniform(len(span_ids), k)
+                candidates.append(Candidate(
+                    index=len(candidates), pool_item=pool_pos, photo_id=src.photo_id, source_path=src.path,
+                    source_duration_s=float(src.duration_s), start_s=start_s, end_s=end_s, clip_id=cid,
+                    frame_ids=span_ids[pick].astype(np.int64), frame_vectors=span_vecs[pick], vector=vec,
+                    text=item.text))
+        return CandidatePool(
+            candidates=candidates, sources={src.photo_id: src for _, src, _ in resolved},
+            frame_ids=frame_ids, frame_vectors=frame_vecs, clip_ids=clip_ids, clip_vectors=clip_vecs,
+            clip_rows=clip_rows, config=replace(cfg, max_frames=k))
+
+    k = cfg.max_frames
+    result = make(k)
+    while result.prompt_tokens > cfg.max_prompt_tokens and k > 1:
+        k = max(1, k // 2)
+        result = make(k)
     if result.prompt_tokens > cfg.max_prompt_tokens:
         raise PlanError(
-            f"the pool's {len(candidates)} candidates need {result.prompt_tokens} prompt tokens "
-            f"({cfg.max_frames} frames x {TOKENS_PER_FRAME} tokens each at most); the limit is "
-            f"{cfg.max_prompt_tokens}: send fewer videos or show fewer frames per clip")
-    log.debug("pool of %d videos -> %d candidates, %d prompt tokens", len(resolved), len(candidates),
-              result.prompt_tokens)
+            f"the pool's {n_candidates} candidates need {result.prompt_tokens} prompt tokens even at one frame "
+            f"per clip ({TOKENS_PER_FRAME} tokens a frame + {CLIP_OVERHEAD_TOKENS} per clip); the limit is "
+            f"{cfg.max_prompt_tokens}: send fewer or shorter videos")
+    log.debug("pool of %d videos -> %d candidates at K=%d frames, %d prompt tokens", len(resolved), n_candidates,
+              k, result.prompt_tokens)
     return result

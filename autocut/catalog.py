@@ -515,8 +515,10 @@ class Catalog:
         raise CatalogError(f"unknown photo_id {photo_id} in library {self.root}")
 
     def video_by_path(self, path: str | os.PathLike[str]) -> SourceRow | None:
+        """The source ingested from `path`; the newest one when the file was replaced and ingested again
+        (sources are keyed by content, so the older content keeps its row)."""
         p = str(Path(path).resolve())
-        for s in self._sources_where("path=?", (p,)):
+        for s in self._sources_where("path=? ORDER BY photo_id DESC", (p,)):
             return s
         return None
 
@@ -691,6 +693,13 @@ class Catalog:
         with self._conn:
             self._conn.execute("INSERT INTO failures(path, kind, reason, at) VALUES(?,?,?,?) ON CONFLICT(path) "
                                "DO UPDATE SET reason=excluded.reason, at=excluded.at", (path, kind, reason, time.time()))
+
+    def clear_failure(self, path: str) -> None:
+        """Forget an earlier failure of `path` (it has now been ingested)."""
+        if not self._writable:
+            return
+        with self._conn:
+            self._conn.execute("DELETE FROM failures WHERE path=?", (path,))
 
     def failures(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._conn.execute("SELECT path, reason FROM failures ORDER BY path")]

@@ -2,7 +2,7 @@
 
 Stages, each timed, and each skipped when its output is current (it prints "cached" and why):
 
-1. demo world: `autocut demo-world build` (generated products, reels, reference ads, BGM);
+1. demo world: `autocut demo-world build --size medium` (generated products, reels, reference ads, BGM);
 2. RQ-VAE tokenizers, video and audio (`autocut rqvae train`, capped by a time budget);
 3. LM corpus (`autocut corpus build`);
 4. the small planner LM: alignment, then SFT (`autocut train align|sft`) with short time budgets,
@@ -63,7 +63,7 @@ class DemoConfig:
     """What the demo builds and how long it may train (defaults fit a 2-core machine in ~45 min)."""
 
     library: Path
-    world_size: str = "full"
+    world_size: str = "medium"
     rqvae_budget_s: float = 180.0  # per modality; the full world's paper preset takes ~40 s + ~25 s
     align_budget_s: float = 240.0
     sft_budget_s: float = 360.0
@@ -748,9 +748,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[2:]))
     ap.add_argument("--library", type=Path, default=d.library, help="library directory (default var/library)")
-    ap.add_argument("--world-size", choices=("small", "full"), default=d.world_size,
-                    help="demo world size: full (160 products, ~15 min to build here) or small (8 products, "
-                         "~30 s; too little data for the LM to learn anything) (default full)")
+    ap.add_argument("--world-size", choices=("small", "medium", "full"), default=d.world_size,
+                    help="demo world size: medium (64 products, about 13 min to build here), full (160 "
+                         "products, about 33 min; what the evaluation uses) or small (8 products, ~30 s; too "
+                         "little data for the LM to learn anything) (default medium)")
     ap.add_argument("--rqvae-budget-s", type=float, default=d.rqvae_budget_s, metavar="S",
                     help=f"time cap per RQ-VAE tokenizer (default {d.rqvae_budget_s:.0f})")
     ap.add_argument("--align-budget-s", type=float, default=d.align_budget_s, metavar="S",

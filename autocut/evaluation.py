@@ -1146,7 +1146,14 @@ def _free_wcd(sample: EvalSample, request: PlanRequest, planner: Planner | None,
     try:
         plan = plan_with_catalog(catalog, request, rec, options=opts)[0]
         assert rec.task is not None
-        durations = [rec.task.pool.candidates[i].duration_s for i in rec.decisions[0].order]
+        cands = rec.task.pool.candidates
+        notes = rec.decisions[0].notes
+        if "lm_script" in notes and "lm_script_clips" in notes:
+            # The LM's own lines, before the plan trims what the voice cannot say in a clip.
+            lines = notes["lm_script"].split(" / ")
+            durations = [cands[int(i) - 1].duration_s for i in notes["lm_script_clips"].split(",")]
+            return M.wcd(lines, durations, sample.language, words_per_s=opts.words_per_s)
+        durations = [cands[i].duration_s for i in rec.decisions[0].order]
         return M.wcd([s.sentence for s in plan.segments], durations, sample.language, words_per_s=opts.words_per_s)
     except (CheckpointError, VersionMismatchError):
         raise

@@ -389,6 +389,8 @@ def ingest_paths(library: str | os.PathLike[str], paths: Sequence[str | os.PathL
                 log.warning("skipping %s: %s", path, exc)
                 cat.record_failure(str(path), kind, str(exc))
                 res = FileResult(str(path), "failed", str(exc), seconds=time.perf_counter() - t0)
+            else:
+                cat.clear_failure(str(path))  # e.g. an ad whose ASR failed before and succeeds now
             report.results.append(res)
             if progress is not None:
                 progress(i + 1, len(files), res)

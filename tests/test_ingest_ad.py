@@ -58,14 +58,21 @@ def test_ad_ingest_refuses_clearly(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_ad_reference_edit_stored_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ad = make_synthetic_ad(tmp_path / "ad.mp4", SCRIPT, language="en", lead_s=1.5, tail_s=1.5)
     lib = _library(tmp_path / "lib", "juicer")
     args = ["--library", str(lib), "ingest", "--kind", "ad", "--product-id", "juicer", "--threads", "1"]
+    # A first, voiceless cut of the ad fails; the final cut at the same path succeeds and clears that failure.
+    make_synthetic_ad(tmp_path / "ad.mp4", [], lead_s=1.5, tail_s=1.5)
+    assert cli_main([*args, str(tmp_path / "ad.mp4")]) == 1  # exit 1: a file failed
+    with Catalog.open(lib) as cat:
+        assert [Path(p).name for p, _ in cat.failures()] == ["ad.mp4"]
+        assert len(cat.sources()) == 1
+    ad = make_synthetic_ad(tmp_path / "ad.mp4", SCRIPT, language="en", lead_s=1.5, tail_s=1.5)
     assert cli_main([*args, str(ad.path)]) == 0
     out = capsys.readouterr().out  # per-file lines (tqdm.write) and the summary
-    assert "reference edit asr-1 stored (2 sentences)" in out and "added 1" in out
+    assert "reference edit asr-2 stored (2 sentences)" in out and "added 1" in out
     with Catalog.open(lib) as cat:
-        [src] = cat.sources()
+        assert cat.failures() == []
+        src = cat.video_by_path(ad.path)  # the new content (photo 2); the voiceless cut keeps photo 1
         [rec] = cat.reference_edits()
         [bgm] = cat.bgm_tracks()
     assert src.kind == "ad" and rec.edit_id == f"asr-{src.photo_id}"
@@ -83,6 +90,6 @@ def test_ad_reference_edit_stored_once(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli_main([*args, str(ad.path), str(copy)]) == 0
     out = capsys.readouterr().out
     assert "added 0" in out and "already present 2" in out
-    assert out.count("reference edit asr-1 already stored (2 sentences)") == 2
+    assert out.count("reference edit asr-2 already stored (2 sentences)") == 2
     with Catalog.open(lib) as cat:
-        assert cat.reference_edits() == [rec] and len(cat.bgm_tracks()) == 1 and len(cat.sources()) == 1
+        assert cat.reference_edits() == [rec] and len(cat.bgm_tracks()) == 1 and len(cat.sources()) == 2

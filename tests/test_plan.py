@@ -295,8 +295,8 @@ def test_bad_requests_fail_with_clear_messages(lib: Lib) -> None:
           "3 sentences but the pool yields only 1")
     fails(PlanRequest(product=PRODUCT, pool=lib.pool), "limit is 3",
           options=PlanOptions(candidates=CandidateConfig(max_candidates=3)))
-    fails(PlanRequest(product=PRODUCT, pool=lib.pool), "prompt tokens",
-          options=PlanOptions(candidates=CandidateConfig(max_prompt_tokens=100)))
+    fails(PlanRequest(product=PRODUCT, pool=lib.pool), "prompt tokens even at one frame per clip",
+          options=PlanOptions(candidates=CandidateConfig(max_prompt_tokens=30)))
     fails(PlanRequest(product=PRODUCT, pool=lib.pool, script=["Fine.", " "]), "script line 2 is empty")
     long = " ".join(["This sentence keeps going and going without any end in sight"] * 4) + "."
     fails(PlanRequest(product=PRODUCT, pool=[PoolItem(photo_id=lib.c)], script=[long]), "needs .* s even at")
@@ -313,6 +313,18 @@ def test_pool_paths_resolve_to_ingested_sources_once(lib: Lib) -> None:
         for c in whole.candidates:
             assert 1 <= len(c.frame_ids) <= 2
             assert all(c.start_s - 1e-6 <= split_frame_id(f)[1] < c.end_s for f in c.frame_ids)
+
+
+def test_frames_per_candidate_halve_until_the_prompt_fits(lib: Lib) -> None:
+    """As the corpus the LM trains on: K = 8 frames a clip, halved while the listing is over budget."""
+    with Catalog.open(lib.root, create=False) as cat:
+        full = build_candidates(cat, lib.pool, CandidateConfig(split="whole"))
+        assert full.config.max_frames == 8 and max(len(c.frame_ids) for c in full.candidates) > 2
+        budget = full.prompt_tokens - 1
+        fitted = build_candidates(cat, lib.pool, CandidateConfig(split="whole", max_prompt_tokens=budget))
+    assert fitted.config.max_frames < 8 and fitted.prompt_tokens <= budget
+    assert all(len(c.frame_ids) <= fitted.config.max_frames for c in fitted.candidates)
+    assert [c.photo_id for c in fitted.candidates] == [c.photo_id for c in full.candidates]
 
 
 def test_check_decision_enforces_the_task_constraints(lib: Lib) -> None:

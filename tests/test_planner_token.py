@@ -33,7 +33,7 @@ from autocut.lm.vocab import extend_vocabulary
 from autocut.metrics import count_words, target_words
 from autocut.plan import PlanOptions, plan_edit, variant_distinctness
 from autocut.planners import get_planner
-from autocut.planners.token import TokenPlanner
+from autocut.planners.token import FREE_LINE_MAX_WORDS, TokenPlanner
 from autocut.render import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
 from autocut.tts import estimate_duration_s
 from autocut.types import EditPlan, PlanRequest, PoolItem, ProductInfo
@@ -214,6 +214,31 @@ def test_script_lines_meet_counts_and_character_caps(lm, language: str) -> None:
             T.clip_block(np.zeros((1, 8), int), line)  # no reserved markup: a line goes into the BGM prompt
             if language == "en":
                 assert not re.search(r"[\u3400-\u9fff]", line)
+
+
+def test_script_lines_resist_digit_collapse(lm) -> None:  # noqa: ANN001
+    """A model that prefers digits and commas (the undertrained LM's "1,2,3,..." collapse, forced here by a
+    logit bias on the real model) still writes lines of word-shaped runs with letters in them."""
+    model, tok = lm
+    vocab = tok.get_vocab()
+    bias = torch.zeros(model.config.vocab_size)
+    for piece, i in vocab.items():
+        text = tok.convert_tokens_to_string([piece])
+        if text.strip() and not text.strip().strip("0123456789,") and i < bias.numel():
+            bias[i] = 30.0
+    hook = model.lm_head.register_forward_hook(lambda mod, inp, out: out + bias.to(out.dtype))
+    try:
+        prompt = render_prompt(tok, "Write the voice-over (digits biased).")
+        lines = D.generate_lines(model, tok, prompt, n_lines=2, max_words=[10, 10], min_words=[6, 6],
+                                 language="en")
+    finally:
+        hook.remove()
+    for line in lines:
+        runs = re.split(r"\s+", line)
+        assert all(len(r) <= D.MAX_RUN_CHARS and sum(c.isdigit() for c in r) <= D.MAX_RUN_DIGITS for r in runs), line
+        numeric = [r for r in runs if re.search(r"\d", r) and not re.search(r"[^\W\d_]", r)]
+        assert 1 <= len(numeric) <= D.MAX_NUMERIC_RUNS, line  # the bias shows, within the limit
+        assert count_words(line) >= 6 and sum(bool(re.search(r"[^\W\d_]", r)) for r in runs) >= 4, line
 
 
 # ---------------------------------------------------------------------------------------------- vLLM bodies
@@ -447,3 +472,53 @@ def test_missing_model_is_a_clear_error(lib: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="bad options for the heuristic planner"):
         get_planner("heuristic", model_dir=tmp_path)
     assert isinstance(get_planner("token", model_dir=tmp_path, temperature=0.5), TokenPlanner)
+
+
+def test_plan_cli_takes_a_model_dir(lib: dict, lm_dir: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from autocut.cli import main
+
+    req = PlanRequest(product=PRODUCT, pool=lib["pool"], script=["Look at it.", "Buy it today."])
+    path = tmp_path / "req.json"
+    path.write_text(req.model_dump_json(), encoding="utf-8")
+    out = tmp_path / "plan.json"
+    assert main(["--library", str(lib["root"]), "plan", str(path), "-o", str(out), "--planner", "token",
+                 "--model-dir", str(lm_dir)]) == 0
+    plan = EditPlan.model_validate_json(out.read_text(encoding="utf-8"))
+    assert [s.sentence for s in plan.segments] == req.script and plan.notes["order"]  # the LM's answers
+    _check_plan(plan, lib, req, {lib["ids"][k] for k in "abc"})
+    # No --planner: the library has no models/lm/sft/model, so the heuristic plans; LM flags need an LM planner.
+    assert main(["--library", str(lib["root"]), "plan", str(path), "-o", str(out)]) == 0
+    assert EditPlan.model_validate_json(out.read_text(encoding="utf-8")).planner == "heuristic"
+    assert main(["--library", str(lib["root"]), "plan", str(path), "-o", str(out), "--planner", "random",
+                 "--model-dir", str(lm_dir)]) == 2
+    assert main(["--library", str(lib["root"]), "plan", str(path), "-o", str(out), "--planner", "token",
+                 "--model-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "apply to the LM planners" in err and "holds no model (no config.json)" in err
+
+
+def test_length_free_scripts_drop_the_word_targets(lib: dict, lm_dir: Path) -> None:
+    """`length_targets=False`: lines are whatever the LM writes up to the safety cap; the untrained model
+    overshoots the clips' targets, which the bounded planner never does."""
+    req = PlanRequest(product=PRODUCT, pool=lib["pool"], seed=3)
+    bounded, free = (plan_edit(lib["root"], req, get_planner("token", model_dir=lm_dir, length_targets=flag))[0]
+                     for flag in (True, False))
+    with Catalog.open(lib["root"], create=False) as cat:
+        pool = build_candidates(cat, req.pool)
+    over = 0
+    for plan in (bounded, free):
+        lines = plan.notes["lm_script"].split(" / ")
+        clips = [int(i) - 1 for i in plan.notes["lm_script_clips"].split(",")]
+        assert len(lines) == len(clips)
+        for line, ci in zip(lines, clips):
+            target = target_words(pool.candidates[ci].duration_s, "en")
+            words = count_words(line)
+            assert 1 <= words <= FREE_LINE_MAX_WORDS[0]
+            if plan is bounded:
+                assert abs(words - target) <= max(1, math.ceil(0.25 * target)), line
+            else:
+                over += words > target + max(1, math.ceil(0.25 * target))
+        _check_plan(plan, lib, req, {lib["ids"][k] for k in "abc"})  # still a renderable plan
+    assert free.notes["lm_length_targets"] == "no" and bounded.notes["lm_length_targets"] == "yes"
+    assert over >= 1

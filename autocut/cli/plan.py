@@ -1,4 +1,4 @@
-"""`autocut plan REQUEST.json [--planner heuristic|random] -o PLAN.json`: plan an edit (logic in `autocut.plan`)."""
+"""`autocut plan REQUEST.json [--planner NAME] [--model-dir DIR] -o PLAN.json`: plan an edit (logic in `autocut.plan`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from autocut.errors import PlanError
 
 # Mirrors CandidateConfig.max_frames, so building the parser imports neither the candidates module nor
 # FAISS behind it (tests/test_cli_startup.py checks the two agree).
-DEFAULT_MAX_FRAMES = 4
+DEFAULT_MAX_FRAMES = 8
 
 
 class _PlannerNames:
@@ -38,7 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "next to the output as NAME.v2.json, NAME.v3.json, ...")
     p.add_argument("request", type=Path, metavar="REQUEST.json", help="plan request (PlanRequest JSON)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="PLAN.json", help="where to write the plan")
-    p.add_argument("--planner", choices=_PlannerNames(), default="heuristic", help="planner (default: heuristic)")
+    p.add_argument("--planner", choices=_PlannerNames(), default=None,
+                   help="planner (default: token when the library has a trained LM at models/lm/sft/model, "
+                        "else heuristic)")
+    p.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
+                   help="the LM for the token and caption-sft planners (default: the library's own, "
+                        "models/lm/sft/model and models/lm/caption_sft/model)")
+    p.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="sampling temperature of LM planners for variants after the first (default 0.9)")
     p.add_argument("--mode", choices=["by_frame", "by_clip"], default="by_frame",
                    help="assemble by retrieved frame + stored length, or by retrieved visual clip")
     p.add_argument("--split", choices=["clips", "whole"], default="clips",
@@ -71,7 +78,21 @@ def run(args: argparse.Namespace) -> int:
         raise PlanError(f"{args.request} is not a valid plan request:\n{exc}") from None
     options = PlanOptions(segment_mode=args.mode, frame_weights=args.frame_weights,
                           candidates=CandidateConfig(split=args.split, max_frames=args.max_frames))
-    plans = plan_edit(args.library, request, args.planner, options=options)
+    from autocut.planners import default_planner, get_planner
+
+    name = args.planner or default_planner(args.library)
+    lm_options: dict[str, object] = {}
+    if args.model_dir is not None:
+        lm_options["model_dir"] = args.model_dir
+    if args.temperature is not None:
+        lm_options["temperature"] = args.temperature
+    if lm_options and name not in ("token", "caption", "caption-sft"):
+        raise PlanError(f"--model-dir and --temperature apply to the LM planners (token, caption, caption-sft), "
+                        f"not to {name!r}")
+    if args.model_dir is not None and not (args.model_dir / "config.json").is_file():
+        raise PlanError(f"--model-dir {args.model_dir} holds no model (no config.json): pass the `model` directory "
+                        "of a training run, e.g. RUN_DIR/model")
+    plans = plan_edit(args.library, request, get_planner(name, **lm_options), options=options)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     for k, plan in enumerate(plans):
         out = args.output if k == 0 else args.output.with_name(f"{args.output.stem}.v{k + 1}{args.output.suffix}")

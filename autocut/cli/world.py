@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     wsub.required = True
     b = wsub.add_parser("build", help="generate the world's media, ingest it and store products and reference ads "
                                       "(cached: a rerun with the same options does nothing)")
-    b.add_argument("--size", choices=("small", "full"), default="full",
-                   help="small: 8 products for tests (< 2 min); full: 160 products, >= 10k frames (default)")
+    b.add_argument("--size", choices=("small", "medium", "full"), default="full",
+                   help="small: 8 products for tests (< 2 min); medium: 64 products (what `make demo` builds); "
+                        "full: 160 products, >= 10k frames, for training and evaluation (default)")
     b.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     b.add_argument("--jobs", type=int, default=2, help="parallel ffmpeg processes (default 2)")
     b.add_argument("--torch-threads", type=int, default=1, help="encoder threads during ingest (default 1)")

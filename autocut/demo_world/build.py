@@ -60,7 +60,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WORLD_FORMAT_VERSION = 1
-SIZES = ("small", "full")
+SIZES = ("small", "medium", "full")
 EDIT_SOURCE = "demo-world"
 # Speaking rates the clip lengths are fitted to (DESIGN metrics, WCD defaults).
 WORDS_PER_S = {"en": 2.5, "zh": 5.0}
@@ -99,9 +99,16 @@ class WorldConfig:
 
     @classmethod
     def preset(cls, size: str, *, seed: int = 0, jobs: int = 2) -> "WorldConfig":
-        """`small` (tests, < 2 min) or `full` (>= 150 products, >= 10k frames, >= 200 BGM excerpts)."""
+        """`small` (tests, < 2 min), `medium` (`make demo`: 64 products) or `full` (>= 150 products,
+        >= 10k frames, >= 200 BGM excerpts)."""
         if size == "small":
             return cls(size="small", seed=seed, jobs=jobs)
+        if size == "medium":
+            # What `make demo` builds: the full world's recipe at 64 products and ~40 min of music, so the
+            # first demo run fits its time target; the LM trains on a time budget that sees only a few
+            # hundred records either way. Evaluations use `full`.
+            return replace(cls.preset("full", seed=seed, jobs=jobs), size="medium", n_products=64,
+                           music_total_s=2400.0)
         if size == "full":
             return cls(size="full", seed=seed, n_products=160, n_categories=None, n_selling_points=3,
                        hook_shots=2, usage_shots=2,

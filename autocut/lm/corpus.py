@@ -43,6 +43,7 @@ import numpy as np
 
 from autocut import tokens as T
 from autocut.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
+from autocut.candidates import sample_uniform
 from autocut.errors import AutoCutError, ConfigError, VersionMismatchError
 from autocut.lm.prompts import CLIPS_KEY, DURATIONS_KEY, SCRIPT_KEY, product_view, task_prompt  # noqa: F401
 
@@ -175,12 +176,6 @@ def frames_in_span(start_s: float, duration_s: float, n_frames: int) -> list[int
     return idx
 
 
-def _sample_uniform(n: int, k: int) -> np.ndarray:
-    if n <= k:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
-
-
 _CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -255,7 +250,7 @@ class _Ad:
 
 
 def _clip_tokens(codes: np.ndarray, k: int, text: str | None = None) -> str:
-    return T.clip_block(codes[_sample_uniform(len(codes), k)], text)
+    return T.clip_block(codes[sample_uniform(len(codes), k)], text)
 
 
 class _Builder:
@@ -381,7 +376,7 @@ class _Builder:
 
 
 def _align_text(ad: _Ad, max_frames: int | None) -> str:
-    clips = [(c.seg.sentence, c.codes if max_frames is None else c.codes[_sample_uniform(len(c.codes), max_frames)])
+    clips = [(c.seg.sentence, c.codes if max_frames is None else c.codes[sample_uniform(len(c.codes), max_frames)])
              for c in ad.clips]
     return T.ad_sequence(clips, ad.audio)
 

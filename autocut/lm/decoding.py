@@ -59,6 +59,13 @@ log = logging.getLogger(__name__)
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>")  # end of the assistant turn (ChatML, both supported families)
 # Never in a voice-over line: markup that would open code/structural tokens, and control characters.
 _BANNED_RE = re.compile(r"[<>|\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# Word shape in script lines. An undertrained LM primed by index answers ("0,3,5") collapses into
+# "1,2,3,4,..." runs, which `count_words` counts as one word. A run (characters between spaces and CJK
+# characters) holds at most MAX_RUN_CHARS characters and MAX_RUN_DIGITS digits, and a line at most
+# MAX_NUMERIC_RUNS runs with digits but no letter: prices, ratings and "2-in-1" still fit.
+MAX_RUN_CHARS = 24
+MAX_RUN_DIGITS = 6
+MAX_NUMERIC_RUNS = 2
 
 # Characters a voice-over line may hold, as code point intervals: letters of the line's script, digits, a
 # space and the punctuation ad scripts use (the demo world's reference scripts use . , ? ! - ' $ and
@@ -320,6 +327,74 @@ def _last_chunk_word(text: str) -> bool:
     return count_words("".join(chunk)) > 0
 
 
+def _runs(text: str) -> list[str]:
+    """Chunks of `text` between breaks (whitespace, CJK characters); empty chunks mark leading/trailing breaks."""
+    out, cur = [], []
+    for ch in text:
+        if ch.isspace() or _is_cjk(ch):
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
+def _run_facts(run: str) -> tuple[int, int, bool]:
+    """(characters, digits, numeric: has a digit and no letter) of one run."""
+    digits = sum(c.isdigit() for c in run)
+    return len(run), digits, digits > 0 and not any(c.isalpha() for c in run)
+
+
+@dataclass(frozen=True)
+class _RunTable:
+    """Per token: its first run (the one that continues the line's open run unless the token starts with a
+    break) and the worst of its other runs, for the MAX_RUN_* word-shape rules."""
+
+    first_len: np.ndarray  # characters of the first run (0: the token starts with a break)
+    first_digits: np.ndarray
+    first_digit: np.ndarray  # the first run holds a digit ...
+    first_letter: np.ndarray  # ... / a letter
+    rest_len: np.ndarray  # longest other run
+    rest_digits: np.ndarray  # most digits in another run
+    rest_numeric: np.ndarray  # other runs that are numeric
+
+    @classmethod
+    def build(cls, texts: list[str]) -> "_RunTable":
+        n = len(texts)
+        cols = {k: np.zeros(n, np.int16) for k in ("first_len", "first_digits", "rest_len", "rest_digits",
+                                                    "rest_numeric")}
+        first_digit, first_letter = np.zeros(n, bool), np.zeros(n, bool)
+        for i, text in enumerate(texts):
+            if not text:
+                continue
+            first, *rest = _runs(text.rstrip("\n"))
+            cols["first_len"][i], cols["first_digits"][i], _ = _run_facts(first)
+            first_digit[i] = any(c.isdigit() for c in first)
+            first_letter[i] = any(c.isalpha() for c in first)
+            for r in rest:
+                ln, dg, num = _run_facts(r)
+                cols["rest_len"][i] = max(cols["rest_len"][i], ln)
+                cols["rest_digits"][i] = max(cols["rest_digits"][i], dg)
+                cols["rest_numeric"][i] += int(num)
+        return cls(first_digit=first_digit, first_letter=first_letter, **cols)
+
+    def allowed(self, line: str) -> np.ndarray:
+        """Tokens that keep every run of `line` + token within the word-shape limits."""
+        *closed, open_run = _runs(line)
+        numeric = sum(_run_facts(r)[2] for r in closed)
+        o_len, o_digits, o_numeric = _run_facts(open_run)
+        o_digit, o_letter = o_digits > 0, any(c.isalpha() for c in open_run)
+        joined = self.first_len > 0  # the first run extends the open one (a break first: it starts afresh)
+        m_len = self.first_len + np.where(joined, o_len, 0)
+        m_digits = self.first_digits + np.where(joined, o_digits, 0)
+        m_numeric = ((self.first_digit | (joined & o_digit)) & ~(self.first_letter | (joined & o_letter)))
+        # The open run stays as it is when the token starts with a break.
+        after = numeric + np.where(joined, 0, int(o_numeric)) + m_numeric + self.rest_numeric
+        return ((m_len <= MAX_RUN_CHARS) & (m_digits <= MAX_RUN_DIGITS) & (self.rest_len <= MAX_RUN_CHARS)
+                & (self.rest_digits <= MAX_RUN_DIGITS) & (after <= max(MAX_NUMERIC_RUNS, numeric + int(o_numeric))))
+
+
 @dataclass(eq=False)
 class _Tables:
     """Per-tokenizer facts the masks need (built once: ~1 s for a 150k vocabulary)."""
@@ -348,6 +423,7 @@ class _Tables:
     n_chars: np.ndarray  # characters it adds (an incomplete last one counts; a trailing newline does not)
     texts: list[str]  # complete characters after any leading continuation bytes
     tails: list[bytes]  # bytes of an incomplete last character
+    runs: "_RunTable"  # word-shape facts per token (MAX_RUN_* rules)
     _lang_ok: dict[str, np.ndarray] = field(default_factory=dict)
 
     def lang_ok(self, language: str) -> np.ndarray:
@@ -442,7 +518,8 @@ def _build_tables(tok) -> _Tables:  # noqa: ANN001
     log.debug("token tables for %d tokens (byte-level %s): %d usable in script lines", n, byte_level,
               int(text_ok.sum()))
     return _Tables(n, _end_ids(tok), index_tokens, audio_ids, a_start, a_end, raw, text_ok, newline, starts_space,
-                   lead, all_cont, tail_need, first_byte, words, words_lo, joins, n_bytes, n_chars, texts, tails)
+                   lead, all_cont, tail_need, first_byte, words, words_lo, joins, n_bytes, n_chars, texts, tails,
+                   _RunTable.build(texts))
 
 
 def _complete_prefix_len(b: bytes) -> int:
@@ -644,6 +721,8 @@ def _one_line(session: _Session, picker: _Picker, t: _Tables, lo: int, hi: int, 
                          & (t.n_chars <= max(room, 0)))
         if not line:
             ok &= ~t.starts_space
+        if not pending:
+            ok &= t.runs.allowed(complete)
         if pending:
             ok &= _completes_allowed(t, np.flatnonzero(ok), bytes(line[len(complete.encode()):]), pending, language)
         if step >= soft:

@@ -6,6 +6,7 @@ from autocut.planners.base import (
     Planner,
     PlanningTask,
     check_decision,
+    default_planner,
     get_planner,
     select_under_budget,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "RandomPlanner",
     "ReferenceStats",
     "check_decision",
+    "default_planner",
     "get_planner",
     "reference_stats",
     "select_under_budget",

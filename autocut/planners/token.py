@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # Where `autocut train sft` writes its model inside a library.
 DEFAULT_MODEL_SUBDIR = Path("models") / "lm" / "sft" / "model"
+# Words a script line may hold without length targets (en, zh): far above any clip's target, so the
+# LM's own line ends decide the length (`length_targets=False`).
+FREE_LINE_MAX_WORDS = (40, 80)
 
 # Long natural sentences whose prefixes measure how many characters the voice says in a clip.
 _VOICE_PROBE = {
@@ -140,12 +143,15 @@ class TokenPlanner(Planner):
                  word_tolerance: float = 0.25, backend: Literal["transformers", "vllm"] = "transformers",
                  server_url: str = "http://localhost:8000/v1", server_model: str = "autocut-lm",
                  server_api: Literal["structured_outputs", "guided"] = "structured_outputs",
-                 device: str = "cpu", num_threads: int | None = None) -> None:
+                 device: str = "cpu", num_threads: int | None = None, length_targets: bool = True) -> None:
         """`model_dir` defaults to ``<library>/models/lm/sft/model``, the tokenizers to
         ``<library>/models/rqvae_video|rqvae_audio`` (paths or loaded codecs); all load once, on first use.
 
         `word_tolerance`: a script line may hold target x (1 +- tolerance) words (at least +-1);
-        `backend="vllm"` sends the prompts to an OpenAI-compatible server at `server_url` serving
+        `length_targets=False` writes script lines without word targets or voice character budgets (only a
+        safety cap of FREE_LINE_MAX_WORDS): what the LM writes on its own, for the "WCD (no length)" metric;
+        lines the voice cannot say in their clips still lose trailing words in the plan (the raw lines are
+        in the plan's notes). `backend="vllm"` sends the prompts to an OpenAI-compatible server at `server_url` serving
         `server_model` (the same fine-tuned model; its tokenizer is read from `model_dir`).
         """
         if not temperature > 0:
@@ -163,6 +169,7 @@ class TokenPlanner(Planner):
         self.server = (server_url, server_model, server_api)
         self.device = device
         self.num_threads = num_threads
+        self.length_targets = bool(length_targets)
         self._loaded: _Loaded | None = None
         self._task_state: tuple[int, _TaskState] | None = None
 
@@ -349,6 +356,8 @@ class TokenPlanner(Planner):
         hi = [max(lo_i, t + k) for lo_i, t, k in zip(lo, targets, tol)]
         max_chars = [self._char_budget(task, state, d) for d in durations] if task.speech_rate is not None else None
         per_word = 1 if lang == "zh" else 2  # fewest characters a word takes (CJK character; space + letter)
+        if not self.length_targets:
+            lo, hi, max_chars = [1] * len(clips), [FREE_LINE_MAX_WORDS[lang == "zh"]] * len(clips), None
         if max_chars is not None:
             # Never ask for more words than the characters the voice has room for can hold.
             lo = [max(1, min(a, (c + 1) // per_word)) for a, c in zip(lo, max_chars)]
@@ -367,7 +376,7 @@ class TokenPlanner(Planner):
             bad = self._unvoiceable(task, lines, durations)
             if len(bad) < best_bad:
                 best, best_bad = lines, len(bad)
-            if not bad:
+            if not bad or not self.length_targets:
                 break
             if caps is not None:  # words the voice says slower than the probe text (numbers, spelled letters)
                 for k in bad:
@@ -376,6 +385,8 @@ class TokenPlanner(Planner):
         lines = self._fit_voice(task, best, durations)
         # The model's answer (clips in pool order; " / " cannot occur inside a line: no "/" in script text).
         notes["lm_script"] = " / ".join(best)
+        notes["lm_script_clips"] = T.format_indices([i + 1 for i in clips])
+        notes["lm_length_targets"] = "yes" if self.length_targets else "no"
         trimmed = [k + 1 for k, (x, y) in enumerate(zip(best, lines)) if x != y]
         if trimmed:
             notes["lm_script_trimmed"] = (f"lines {T.format_indices(trimmed)} lost trailing words the voice could not "
