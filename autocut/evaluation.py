@@ -7,7 +7,8 @@ voice fitting), so a score is the score of a plan a user would get:
 - **script-driven** (select + order + BGM): product info + the ad's sentences as the script; the pool is
   the ad's own source video(s) (the product's reel) plus the reels of `negative_products` other products
   of the same split, same category first (as `autocut.demo_world.stats` builds its pools), kept under
-  `CandidateConfig.max_candidates` candidates. When the split holds no other product (a tiny world), the
+  `CandidateConfig.max_candidates` candidates, in a random order seeded by the ad (the own reel first
+  would reward a planner that answers the first indices). When the split holds no other product (a tiny world), the
   negatives come from another split and the sample says so (`negatives_from`).
 - **footage-driven** (order + script + BGM): pool = the product's reel alone, budget 120 s (the most a
   request allows), so every candidate is used when the reel fits. Two ads of one product in one language
@@ -462,6 +463,7 @@ def _samples_for(catalog: Catalog, ad: RefEditRecord, products: dict[str, Produc
             negatives_from, neg = _negatives(catalog, ad, products, sources_of, negative_products,
                                              cfg.max_candidates - own_n, cfg)
             pool_ids += neg
+            pool_ids = pool_order(pool_ids, ad.edit_id)
             request = PlanRequest(product=info, pool=[PoolItem(photo_id=p) for p in pool_ids], script=sentences,
                                   language=ad.language, max_duration_s=_MAX_REQUEST_S)  # type: ignore[arg-type]
         else:
@@ -477,6 +479,14 @@ def _samples_for(catalog: Catalog, ad: RefEditRecord, products: dict[str, Produc
         out.append(EvalSample(sample_id=f"{ad.edit_id}/{scenario}", scenario=scenario, request=request,
                               candidates=spans, positives=positives, reference=reference,
                               negatives_from=negatives_from, notes=notes, **common))  # type: ignore[arg-type]
+    return out
+
+
+def pool_order(photo_ids: list[int], edit_id: str) -> list[int]:
+    """A script-driven pool's sources in a random order seeded by the ad. With the ad's own reel always
+    first, a planner answering "1,2,...,n" (what an undertrained LM does) would seem to pick the product."""
+    out = list(photo_ids)
+    random.Random(_stable_seed("eval-pool-order", edit_id)).shuffle(out)
     return out
 
 

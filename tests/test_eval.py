@@ -26,6 +26,7 @@ from autocut.evaluation import (
     ScriptProxies,
     bleu4,
     build_samples,
+    pool_order,
     evaluate,
     load_result,
     parse_planner_spec,
@@ -343,3 +344,11 @@ def test_live_judge_answers(world: Path) -> None:
         assert 0 <= sq.total <= 100
     finally:
         client.close()
+
+
+def test_script_pools_do_not_put_the_own_reel_first() -> None:
+    """The own reel (photo 1) leads about half of the pools, deterministically per ad."""
+    firsts = [pool_order([1, 2], f"ad-{i}")[0] == 1 for i in range(200)]
+    assert 0.35 <= sum(firsts) / len(firsts) <= 0.65
+    assert pool_order([1, 2, 3], "ad-7") == pool_order([1, 2, 3], "ad-7")
+    assert sorted(pool_order([1, 2, 3], "ad-7")) == [1, 2, 3]
