@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/fetch_qwen3_toke
 	@touch $(STAMP)
 
 test: setup
-	$(PY) -m pytest -q -m "not gpu and not real_weights" tests
+	$(PY) -m pytest -q --durations=15 -m "not gpu and not real_weights" tests
 
 test-fast: venv
 	$(PY) -m pytest -q -x -m "not slow and not gpu and not real_weights and not browser" tests

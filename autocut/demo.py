@@ -749,8 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  epilog="\n".join(__doc__.splitlines()[2:]))
     ap.add_argument("--library", type=Path, default=d.library, help="library directory (default var/library)")
     ap.add_argument("--world-size", choices=("small", "medium", "full"), default=d.world_size,
-                    help="demo world size: medium (64 products, about 13 min to build here), full (160 "
-                         "products, about 33 min; what the evaluation uses) or small (8 products, ~30 s; too "
+                    help="demo world size: medium (64 products, about 15 min to build here), full (160 "
+                         "products, about 34 min; what the evaluation uses) or small (8 products, ~30 s; too "
                          "little data for the LM to learn anything) (default medium)")
     ap.add_argument("--rqvae-budget-s", type=float, default=d.rqvae_budget_s, metavar="S",
                     help=f"time cap per RQ-VAE tokenizer (default {d.rqvae_budget_s:.0f})")

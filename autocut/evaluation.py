@@ -1116,7 +1116,9 @@ def _plan_record(plan: EditPlan, rec: _Recorder) -> dict[str, Any]:
             "selected": list(d.selected) if d else None, "order": list(d.order) if d else None,
             "segments": [{"photo_id": s.photo_id, "start_s": round(s.start_s, 3), "duration_s": round(s.duration_s, 3),
                           "sentence": s.sentence} for s in plan.segments],
-            "bgm_audio_id": plan.bgm.audio_id if plan.bgm else None}
+            "bgm_audio_id": plan.bgm.audio_id if plan.bgm else None,
+            # The LM's raw answers (token and caption planners), to read what a model did.
+            "lm": {k: v for k, v in d.notes.items() if k.startswith("lm_")} if d else {}}
 
 
 def _score(sample: EvalSample, plan: EditPlan, rec: _Recorder, grounder: Any, bgm_rows: dict[int, np.ndarray],
