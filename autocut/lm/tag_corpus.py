@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autocut.candidates import sample_uniform
 from autocut.catalog import Catalog
 from autocut.errors import ConfigError
 from autocut.lm.corpus import (
@@ -29,7 +30,6 @@ from autocut.lm.corpus import (
     SftFormatError,
     _atomic_write_lines,
     _dumps,
-    _sample_uniform,
     frames_in_span,
     read_manifest,
     read_sharegpt,
@@ -52,7 +52,7 @@ def _shown_frames(cand: dict[str, Any], n_frames: dict[int, int], k: int) -> lis
     """Frame ids a token prompt showed for a candidate (corpus: every frame in the span, K sampled uniformly)."""
     pid = int(cand["photo_id"])
     span = frames_in_span(float(cand["start_s"]), float(cand["duration_s"]), n_frames.get(pid, 0))
-    return [pid * 10**4 + span[i] for i in _sample_uniform(len(span), k)]
+    return [pid * 10**4 + span[i] for i in sample_uniform(len(span), k)]
 
 
 def tag_prompt(human: str, clip_tags: list[str], where: str) -> str:
