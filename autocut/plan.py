@@ -35,6 +35,7 @@ from autocut.candidates import Candidate, CandidateConfig, CandidatePool, build_
 from autocut.catalog import Catalog
 from autocut.errors import CatalogError, PlanError
 from autocut.grounding import BgmGrounder, LibraryVideoGrounder, PoolGrounder, SourceWindow
+from autocut.metrics import count_words
 from autocut.planners.base import Decision, Planner, PlanningTask, get_planner
 from autocut.render import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
 from autocut.tts import base_words_per_minute
@@ -287,12 +288,25 @@ def _assemble(task: PlanningTask, d: Decision, variant: int, planner_name: str, 
     used_clips: set[int] = set()
     extra = _extra_s(request, opts)
     segments: list[PlanSegment] = []
+    trimmed: list[int] = []
     for pos, (ci, sentence) in enumerate(zip(d.order, d.sentences)):
         cand = pool.candidates[ci]
         # Clips still to come keep their own footage: a segment grown to fit its sentence must not eat it.
         reserved = [(c.photo_id, c.start_s, c.end_s) for c in (pool.candidates[j] for j in d.order[pos + 1:])]
-        seg = _ground_one(task, d, pos, cand, sentence, grounder, window, used_frames, used_clips, voice, extra,
-                          reserved, opts.segment_mode)
+        while True:
+            try:
+                seg = _ground_one(task, d, pos, cand, sentence, grounder, window, used_frames, used_clips, voice,
+                                  extra, reserved, opts.segment_mode)
+                break
+            except PlanError:
+                # A footage-driven line is the planner's own (fitted to the candidate's length); the footage
+                # grounding found may leave a little less room. Drop its last word rather than fail; a user's
+                # script (script-driven) is never changed.
+                shorter = _drop_last_word(sentence) if request.script is None else None
+                if shorter is None:
+                    raise
+                trimmed.append(pos + 1)
+                sentence = shorter
         if seg.mode == "by_frame" and any(s.clip_id == seg.clip_id for s in segments if s.clip_id is not None):
             # Two by-frame cuts starting inside one long visual clip are different footage; the shared
             # clip_id would read as reuse, so only the first keeps it.
@@ -318,6 +332,9 @@ def _assemble(task: PlanningTask, d: Decision, variant: int, planner_name: str, 
         "bgm": bgm_note,
         **d.notes,
     }
+    if trimmed:
+        notes["grounding_trimmed"] = (f"clips {shown([p - 1 for p in sorted(set(trimmed))])} lost trailing words: "
+                                      "their grounded footage was shorter than the line needs")
     if request.allow_outside_pool and planner_name in ("heuristic", "random"):
         notes["outside_pool"] = "baseline planners choose pool clips only"
     elif outside_note is not None:
@@ -378,6 +395,14 @@ def _ground_one(task: PlanningTask, d: Decision, pos: int, cand: Candidate, sent
         f"clip {pos + 1}: the sentence {sentence!r} needs {speech / MAX_SPEECH_RATE + extra:.1f} s even at "
         f"{MAX_SPEECH_RATE:.2f}x speech, but the best-matching footage offers at most {best_room:.1f} s: "
         "shorten the sentence or add longer footage")
+
+
+def _drop_last_word(sentence: str) -> str | None:
+    """`sentence` without its last word (its last character for unspaced CJK text); None if one is left."""
+    words = sentence.split()
+    if len(words) > 1:
+        return " ".join(words[:-1])
+    return sentence[:-1] if len(sentence) > 1 and count_words(sentence) > 1 else None
 
 
 def _clip_at(pool: CandidatePool, photo_id: int, t_s: float) -> int | None:

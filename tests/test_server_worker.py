@@ -384,8 +384,10 @@ def _wait(cond, timeout_s: float):  # noqa: ANN001, ANN202
 
 def test_unrecordable_outcome_stops_the_worker_without_acknowledging(tmp_path, seed_library):
     """Redis gone when a job finishes: the runner must not return (the broker would acknowledge a job
-    whose state was never written); it fail-stops, and the redelivered job completes once."""
-    srv = RedisServer(data_dir=tmp_path / "redis", port=free_port(), password="q" * 32)
+    whose state was never written); it fail-stops, and the redelivered job completes once.
+    appendfsync always: under everysec a loaded disk may delay the AOF write past the SIGKILL, losing the
+    "running" state this test checks survived (what it tests is the fail-stop, not the fsync policy)."""
+    srv = RedisServer(data_dir=tmp_path / "redis", port=free_port(), password="q" * 32, appendfsync="always")
     srv.start()
     settings = make_settings(tmp_path, srv, seed_library)
     store = JobStore.from_url(settings.broker_url, settings.redis_namespace)
