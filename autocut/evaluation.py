@@ -380,15 +380,9 @@ def _spans_and_reference(catalog: Catalog, request: PlanRequest, ad: RefEditReco
     reference: list[int] = []
     for k, seg in enumerate(ad.segments):
         a, b = seg.start_s, seg.start_s + seg.duration_s
-        best, best_ov = None, 0.0
-        for sp in spans:
-            if sp.photo_id != seg.photo_id:
-                continue
-            ov = _overlap(a, b, sp.start_s, sp.end_s)
-            if ov > 0 and ov >= 0.5 * min(sp.duration_s, seg.duration_s):
-                positives.add(sp.index)
-            if ov > best_ov:
-                best, best_ov = sp.index, ov
+        overlaps = _overlaps(seg.photo_id, a, b, spans)
+        positives.update(sp.index for sp, ov in overlaps if ov > 0 and ov >= 0.5 * min(sp.duration_s, seg.duration_s))
+        best = _most_overlapping(overlaps, eps=0.0)
         if best is None:
             raise PlanError(f"reference segment {k + 1} ({seg.photo_id} @ {a:.1f}-{b:.1f} s) overlaps no candidate")
         positives.add(best)
@@ -659,18 +653,22 @@ class ScriptProxies:
 
 def segment_candidates(plan: EditPlan, candidates: Sequence[CandidateSpan]) -> list[int | None]:
     """Per plan segment, the candidate of the same source it overlaps most (None: overlaps none)."""
-    out: list[int | None] = []
-    for seg in plan.segments:
-        a, b = seg.start_s, seg.start_s + seg.duration_s
-        best, best_ov = None, 0.0
-        for c in candidates:
-            if c.photo_id != seg.photo_id:
-                continue
-            ov = _overlap(a, b, c.start_s, c.end_s)
-            if ov > best_ov + 1e-9:
-                best, best_ov = c.index, ov
-        out.append(best)
-    return out
+    return [_most_overlapping(_overlaps(seg.photo_id, seg.start_s, seg.start_s + seg.duration_s, candidates),
+                              eps=1e-9) for seg in plan.segments]
+
+
+def _overlaps(photo_id: int, a: float, b: float, spans: Sequence[CandidateSpan]) -> list[tuple[CandidateSpan, float]]:
+    """(span, seconds of overlap with a..b) for every span of source `photo_id`, in span order."""
+    return [(sp, _overlap(a, b, sp.start_s, sp.end_s)) for sp in spans if sp.photo_id == photo_id]
+
+
+def _most_overlapping(overlaps: list[tuple[CandidateSpan, float]], *, eps: float) -> int | None:
+    """Index of the first span overlapping most (by more than `eps` over an earlier one); None if none does."""
+    best, best_ov = None, 0.0
+    for sp, ov in overlaps:
+        if ov > best_ov + eps:
+            best, best_ov = sp.index, ov
+    return best
 
 
 def _sequence(mapped: Sequence[int | None]) -> list[Any]:
@@ -835,18 +833,6 @@ class _Recorder(Planner):
         self.task, self.decisions = task, []
         self.decisions = self.inner.plan(task, n_variants)
         return self.decisions
-
-    # The step methods are never called: plan() is delegated whole.
-    def select(self, task: PlanningTask, variant: int, attempt: int, rng: np.random.Generator) -> list[int]:
-        raise AssertionError("_Recorder delegates plan()")
-
-    def order(self, task: PlanningTask, selected: list[int], variant: int, attempt: int,
-              rng: np.random.Generator) -> list[int]:
-        raise AssertionError("_Recorder delegates plan()")
-
-    def bgm_query(self, task: PlanningTask, order: list[int], sentences: list[str], variant: int,
-                  rng: np.random.Generator) -> np.ndarray | None:
-        raise AssertionError("_Recorder delegates plan()")
 
 
 @dataclass

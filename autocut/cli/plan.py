@@ -1,4 +1,4 @@
-"""`autocut plan REQUEST.json [--planner NAME] [--model-dir DIR] -o PLAN.json`: plan an edit (logic in `autocut.plan`)."""
+"""`autocut plan REQUEST.json [--planner NAME] [--model-dir DIR] -o PLAN.json` (logic in `autocut.plan`)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,19 +181,21 @@ class Planner(ABC):
         return Decision(tuple(sorted(selected)), tuple(order), tuple(sentences), bgm_query=bgm,
                         notes=self.notes(task))
 
-    @abstractmethod
+    # The per-step hooks `decide` calls. A planner implements them, or overrides `decide` (or `plan`) whole
+    # and then never reaches them (the token LM planner, the evaluator's recorder).
     def select(self, task: PlanningTask, variant: int, attempt: int, rng: np.random.Generator) -> list[int]:
         """Candidate indices to use (exactly `task.n_select` when set)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither select() nor decide()")
 
-    @abstractmethod
     def order(self, task: PlanningTask, selected: list[int], variant: int, attempt: int,
               rng: np.random.Generator) -> list[int]:
         """The selected candidates in ad order."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither order() nor decide()")
 
-    @abstractmethod
     def bgm_query(self, task: PlanningTask, order: list[int], sentences: list[str], variant: int,
                   rng: np.random.Generator) -> np.ndarray | None:
         """Target BGM embedding in the library's audio space, or None when the library has no BGM."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither bgm_query() nor decide()")
 
     def script(self, task: PlanningTask, order: list[int], variant: int, attempt: int,
                rng: np.random.Generator) -> list[str]:

@@ -328,18 +328,6 @@ class TokenPlanner(Planner):
         return Decision(tuple(sorted(selected)), tuple(order), tuple(sentences), frame_queries=frame_q,
                         clip_queries=clip_q, bgm_query=bgm_query, notes=notes)
 
-    # The base class's per-step hooks are not used: `decide` runs the LM's steps itself.
-    def select(self, task: PlanningTask, variant: int, attempt: int, rng: np.random.Generator) -> list[int]:
-        raise NotImplementedError("TokenPlanner.decide runs the whole select -> sort -> script -> BGM chain")
-
-    def order(self, task: PlanningTask, selected: list[int], variant: int, attempt: int,
-              rng: np.random.Generator) -> list[int]:
-        raise NotImplementedError("TokenPlanner.decide runs the whole select -> sort -> script -> BGM chain")
-
-    def bgm_query(self, task: PlanningTask, order: list[int], sentences: list[str], variant: int,
-                  rng: np.random.Generator) -> np.ndarray | None:
-        raise NotImplementedError("TokenPlanner.decide runs the whole select -> sort -> script -> BGM chain")
-
     # ------------------------------------------------------------------------------------------ steps
 
     def _write_script(self, task: PlanningTask, loaded: _Loaded, state: _TaskState, clips: list[int],
