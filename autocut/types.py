@@ -106,13 +106,13 @@ class OutputSpec(_Model):
 
 
 class VoiceSpec(_Model):
-    """Voice-over settings; `engine` + `name` select a voice in `autocut.tts`."""
+    """Voice-over settings; `engine` + `name` select a voice in `autocut.speech.tts`."""
 
     engine: Literal["espeak", "piper", "none"] = "espeak"
     # espeak-ng voice name (e.g. "en-us", "cmn-latn-pinyin") or piper voice id; None = language default.
     name: str | None = None
     language: Language = "en"
-    # Base speaking rate; None = the voice's default for `language` (`autocut.tts.base_words_per_minute`:
+    # Base speaking rate; None = the voice's default for `language` (`autocut.speech.tts.base_words_per_minute`:
     # espeak-ng en 165, zh 248, measured to speak DESIGN's WCD rates). The renderer may stretch each sentence
     # by at most +-15 % (DESIGN method 7).
     words_per_minute: int | None = Field(

@@ -23,7 +23,7 @@ def make_1080p30(path: Path, duration_s: float = 60.0) -> Path:
     """A 1080p30 H.264 file made of real packaged footage (scaled), cached."""
     if path.exists():
         return path
-    from autocut.samples import sample_videos
+    from autocut.library.samples import sample_videos
 
     vids = [v for v in sample_videos() if v.suffix in (".mp4", ".avi")][:6]
     args: list[str] = []

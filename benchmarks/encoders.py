@@ -140,7 +140,7 @@ def bench_audio(quick: bool) -> dict:
 
 
 def bench_vad(quick: bool) -> dict:
-    from autocut import vad
+    from autocut.library import vad
 
     duration_s = 30.0 if quick else 60.0
     y = _music_like(duration_s, 16000)

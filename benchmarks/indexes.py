@@ -188,7 +188,7 @@ def run_dataset(label: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarr
 
 
 def library_vectors(library: Path) -> tuple[np.ndarray, np.ndarray]:
-    from autocut.catalog import Catalog  # only this optional path needs the catalog
+    from autocut.library.catalog import Catalog  # only this optional path needs the catalog
 
     with Catalog.open(library, create=False) as cat:
         return cat.frame_vectors()

@@ -26,7 +26,7 @@ def decode_only_s(path: Path) -> float:
 
 
 def main(quick: bool = False) -> dict:
-    from autocut.ingest import IngestConfig, ingest_paths
+    from autocut.library.ingest import IngestConfig, ingest_paths
     from autocut.encoders import load_frame_encoder
 
     dur = 20.0 if quick else 60.0

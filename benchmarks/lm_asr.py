@@ -1,7 +1,7 @@
 """Reference-edit recovery from finished ads: English and Mandarin, packaged whisper-base on CPU.
 
 For each language a synthetic ad speaks a known 5-sentence script (espeak-ng) over a chord bed
-(`autocut.lm.synthetic_ad`); `autocut.lm.asr.sentences_from_audio` recovers the sentences. Reported:
+(`autocut.lm.synthetic_ad`); `autocut.library.ads.sentences_from_audio` recovers the sentences. Reported:
 word error rate (character error rate for Mandarin), sentences found vs spoken, worst boundary error,
 ASR time vs audio length (real-time factor), and the same with whisper's language detection instead of
 the known language. Baseline in the same run: the ASR-only boundaries (no VAD snapping).
@@ -34,8 +34,8 @@ def _boundary_error(sentences, truth) -> float:  # noqa: ANN001
 
 
 def main(quick: bool = False) -> dict:
-    from autocut.ingest import load_audio_mono
-    from autocut.lm import asr
+    from autocut.library.media import load_audio_mono
+    from autocut.library import ads as asr
     from autocut.lm.synthetic_ad import make_synthetic_ad
 
     model_dir = asr.whisper_model_dir(cache_dir() / "asr")

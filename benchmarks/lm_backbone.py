@@ -2,7 +2,7 @@
 
 Same synthetic ad world, same corpus, same wall-clock budget per stage (align, then SFT) for both; then
 held-out (test-split products) greedy answers and response NLL on the four tasks, beside the random
-baseline measured on the same samples (`autocut.lm.evaluate`).
+baseline measured on the same samples (`autocut.evaluation.heldout`).
 
 The world is built to be learnable from the tokens alone: 10 categories x 3 products, each product's
 clips share a visual centre (selection), clip roles (hook / feature / call to action) shift the frames
@@ -39,7 +39,7 @@ CTAS = ["Order yours today.", "Tap the link and get one now.", "Grab it before i
 
 def build_world(root: Path, seed: int = 0) -> None:
     """A catalog with 30 products, 60 reference ads, 10 BGM tracks, synthetic DIM-d frames."""
-    from autocut.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
+    from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
 
     rng = np.random.default_rng(seed)
     cat_centres = rng.normal(size=(len(CATEGORIES), DIM))
@@ -92,7 +92,7 @@ def build_world(root: Path, seed: int = 0) -> None:
 def _tokenizers(root: Path):  # noqa: ANN202
     from rqvae import ModelConfig, RQVAEConfig, TrainConfig, train
 
-    from autocut.catalog import Catalog
+    from autocut.library.catalog import Catalog
 
     with Catalog.open(root, create=False) as cat:
         _, frames = cat.frame_vectors()
@@ -109,10 +109,10 @@ def _tokenizers(root: Path):  # noqa: ANN202
 
 def main(quick: bool = False, budget_s: float | None = None, backbones: tuple[str, ...] = ("smollm2", "qwen3-small"),
          keep: Path | None = None) -> dict:
-    from autocut.catalog import Catalog
+    from autocut.library.catalog import Catalog
     from autocut.lm.backbone import resolve_backbone
     from autocut.lm.corpus import CorpusConfig, build_corpus, sft_files
-    from autocut.lm.evaluate import evaluate_sft
+    from autocut.evaluation.heldout import evaluate_sft
     from autocut.lm.train import preset, train_lm
 
     budget = budget_s or (90.0 if quick else 300.0)

@@ -8,7 +8,7 @@ products are training data (their reference edits are what the heuristic learns 
 category music from); each held-out product is one script-driven selection sample: pool = its R-clip source + the
 extra sources of R other products (positives + equal negatives, as AutoCut's selection task), and
 one sorting sample: pool = its R clips only, to be ordered like the reference.
-Scored with `autocut.metrics`: CSA, CRA, SRA, pairwise order accuracy, Kendall tau, BGM Hit@1, and
+Scored with `autocut.evaluation.metrics`: CSA, CRA, SRA, pairwise order accuracy, Kendall tau, BGM Hit@1, and
 ms per `plan_edit` call. The random planner is the baseline measured in the same run.
 These figures say the planners do what they are built to do on data made for it; real planner
 comparisons are the evaluation harness's job (issue 11) on the demo world's held-out split.
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autocut import metrics
-from autocut.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
-from autocut.plan import PlanOptions, plan_edit
+from autocut.evaluation import metrics
+from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
+from autocut.planning import PlanOptions, plan_edit
 from autocut.types import PlanRequest, PoolItem, ProductInfo
 from benchmarks.common import print_table
 

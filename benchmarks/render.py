@@ -56,7 +56,7 @@ def _ffmpeg(*args: str) -> None:
 
 def make_inputs(cache: Path, *, size: str, duration_s: float) -> list[Path]:
     """Six H.264 clips of real packaged footage scaled to `size` (generated once into `cache`)."""
-    from autocut.samples import sample_videos
+    from autocut.library.samples import sample_videos
 
     w, h = size.split("x")
     videos = sample_videos()
@@ -83,7 +83,7 @@ def make_inputs(cache: Path, *, size: str, duration_s: float) -> list[Path]:
 
 
 def music_file() -> Path:
-    from autocut.samples import sample_music
+    from autocut.library.samples import sample_music
 
     music = sample_music()
     if not music:
@@ -198,7 +198,7 @@ def run_moneyprinter(plan, work: Path) -> dict:  # noqa: ANN001
     os.environ.setdefault("FFMPEG_BINARY", "/usr/bin/ffmpeg")  # same ffmpeg as everyone else
     from moviepy import AudioFileClip, CompositeAudioClip, CompositeVideoClip, TextClip, VideoFileClip, afx
 
-    from autocut import subtitles as subs
+    from autocut.render import subtitles as subs
     from autocut.render import crop_to_aspect, prepare
 
     o = plan.output

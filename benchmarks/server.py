@@ -44,7 +44,7 @@ def _ffmpeg(*args: str) -> None:
 
 def _library(root: Path) -> Path:
     """Two generated two-shot 720p videos and one music bed, ingested."""
-    from autocut.ingest import IngestConfig, ingest_paths
+    from autocut.library.ingest import IngestConfig, ingest_paths
 
     media = root / "media"
     media.mkdir(parents=True)
@@ -132,7 +132,7 @@ class _Service:
 
 def _direct(lib: Path, body: dict, out: Path) -> tuple[float, float]:
     """(plan_s, render_s) of the same request through the library, in this process."""
-    from autocut.plan import plan_edit
+    from autocut.planning import plan_edit
     from autocut.render import render
     from autocut.types import OutputSpec, PlanRequest, PoolItem, ProductInfo, VoiceSpec
 

@@ -1,7 +1,7 @@
 """Errors raised by `indexes`.
 
 `indexes` must not import `autocut` (DESIGN, Architecture), so it has its own small hierarchy;
-`autocut.index_library` translates these into `autocut.errors` for users. Each class also
+`autocut.library.indexing` translates these into `autocut.errors` for users. Each class also
 derives from the closest builtin so callers that know nothing of this package still catch them.
 """
 

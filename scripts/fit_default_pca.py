@@ -15,8 +15,8 @@ from pathlib import Path
 
 from autocut.encoders import load_frame_encoder
 from autocut.encoders.pca import default_pca_path
-from autocut.library_pca import fit_pca_on_media
-from autocut.samples import sample_photos, sample_videos
+from autocut.library.pca import fit_pca_on_media
+from autocut.library.samples import sample_photos, sample_videos
 
 
 def main() -> None:

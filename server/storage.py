@@ -399,7 +399,7 @@ def write_json_once(path: Path, obj: Any) -> Any:
 
 def check_upload_media(path: Path, *, min_duration_s: float, max_duration_s: float):  # noqa: ANN201
     """ffprobe an uploaded video and check it can serve as footage; `MediaError` otherwise."""
-    from autocut.media import probe, validate_footage
+    from autocut.library.media import probe, validate_footage
 
     info = validate_footage(probe(path), min_duration_s=min_duration_s)
     if info.duration_s > max_duration_s:

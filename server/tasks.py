@@ -34,6 +34,7 @@ from typing import Any
 import redis
 
 from autocut.errors import AutoCutError, CatalogError, MediaError, PlanError, TransientError
+from autocut.render.outputs import RESULT_FILES
 from server.settings import Settings
 from server.storage import Layout, PathRefError, publish_dir, resolve_media_path, write_json_once
 from server.store import JobRecord, JobStore
@@ -42,10 +43,9 @@ __all__ = ["AUTO_PLANNER", "Deferred", "JobCancelled", "JobContext", "JobOutput"
 
 log = logging.getLogger(__name__)
 
-RESULT_FILES = {"video": "edit.mp4", "subtitles": "edit.srt", "timeline": "edit.otio", "plan": "edit.plan.json"}
 _PROGRESS_INTERVAL_S = 0.5
 # The default planner name: the token LM planner when the library holds a trained planner model, else
-# the heuristic (`autocut.planners.default_planner`).
+# the heuristic (`autocut.planning.planners.default_planner`).
 AUTO_PLANNER = "auto"
 _CANCEL_POLL_S = 0.3
 
@@ -129,8 +129,8 @@ class JobRunner:
 
     def warm_up(self) -> None:
         """Import the pipeline and build the default planner before the first job (not during it)."""
-        import autocut.ingest  # noqa: F401
-        import autocut.plan  # noqa: F401
+        import autocut.library.ingest  # noqa: F401
+        import autocut.planning.pipeline  # noqa: F401
         import autocut.render  # noqa: F401
 
         try:
@@ -290,7 +290,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ ingest
     def _run_ingest(self, ctx: JobContext) -> JobOutput:
-        from autocut.ingest import ingest_paths
+        from autocut.library.ingest import ingest_paths
 
         spec = ctx.job.spec
         path = Path(spec["path"])
@@ -312,7 +312,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ index rebuild
     def _run_rebuild(self, ctx: JobContext) -> JobOutput:
-        from autocut.index_library import rebuild_indexes
+        from autocut.library.indexing import rebuild_indexes
 
         kinds = list(ctx.job.spec.get("kinds") or ["frames", "clips", "bgm"])
         done: list[str] = []
@@ -329,7 +329,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ edit
     def _planner(self, name: str) -> Any:
-        from autocut.planners import get_planner
+        from autocut.planning.planners import get_planner
 
         name = resolve_planner(name, self.settings.library_dir)
         if name not in self._planners:
@@ -342,8 +342,9 @@ class JobRunner:
 
     def _resolve_pool(self, ctx: JobContext) -> list:  # noqa: ANN401
         """The stored pool references -> `PoolItem`s of ingested library videos."""
-        from autocut.catalog import Catalog
-        from autocut.ingest import content_hash, ingest_paths
+        from autocut.library.catalog import Catalog
+        from autocut.library.ingest import ingest_paths
+        from autocut.library.media import content_hash
         from autocut.types import PoolItem
 
         spec = ctx.job.spec
@@ -401,7 +402,7 @@ class JobRunner:
         return items
 
     def _build_plans(self, ctx: JobContext) -> tuple[list, float]:  # noqa: ANN401
-        from autocut.plan import plan_edit
+        from autocut.planning import plan_edit
         from autocut.types import BgmChoice, EditPlan, OutputSpec, PlanRequest, ProductInfo, VoiceSpec
 
         spec = ctx.job.spec
@@ -435,7 +436,7 @@ class JobRunner:
         policy = bgm_opts.get("policy", "auto")
         track = None
         if policy == "track":
-            from autocut.catalog import Catalog
+            from autocut.library.catalog import Catalog
 
             with Catalog.open(self.settings.library_dir, create=False) as cat:
                 track = cat.bgm_track(int(bgm_opts["audio_id"]))
@@ -490,7 +491,7 @@ def resolve_planner(name: str, library_dir: Path) -> str:
     (`models/lm/sft/model`), else "heuristic". Resolved per job, so a model trained later is used."""
     if name != AUTO_PLANNER:
         return name
-    from autocut.planners.base import default_planner
+    from autocut.planning.planners.base import default_planner
 
     return default_planner(library_dir)
 

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from media_factory import ffmpeg, make_audio, make_shots
 
-from autocut.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
+from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import CheckpointError, ConfigError
-from autocut.ingest import ingest_paths
+from autocut.library.ingest import ingest_paths
 from autocut.lm.backbone import default_qwen3_tokenizer_dir, make_qwen3_backbone
-from autocut.metrics import count_words, target_words
-from autocut.plan import plan_edit
-from autocut.planners import get_planner
-from autocut.planners.caption import CaptionPlanner, CaptionSftPlanner
-from autocut.tags import TAGS_FORMAT_VERSION, TagStats, clip_labels, frame_tags, imagenet_labels, short_labels
+from autocut.speech.words import count_words, target_words
+from autocut.planning import plan_edit
+from autocut.planning.planners import get_planner
+from autocut.planning.planners.caption import CaptionPlanner, CaptionSftPlanner
+from autocut.library.tags import TAGS_FORMAT_VERSION, TagStats, clip_labels, frame_tags, imagenet_labels, short_labels
 from autocut.types import PlanRequest, PoolItem, ProductInfo
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")

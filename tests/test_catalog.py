@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from autocut.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
+from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import CatalogError, VersionMismatchError
 
 
@@ -99,7 +99,7 @@ def test_crash_between_array_write_and_commit_leaves_library_consistent(tmp_path
         import os, signal, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_catalog import _source
-        from autocut.catalog import Catalog
+        from autocut.library.catalog import Catalog
         cat = Catalog.open({str(tmp_path)!r}, writable=True)
         with cat._write_txn():
             cat._append("frames_raw", _source(2).frames_raw)

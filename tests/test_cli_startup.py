@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autocut.catalog import Catalog
+from autocut.library.catalog import Catalog
 
 # Modules that take from ~0.1 s (faiss) to several seconds (torch) to import.
 HEAVY = ("torch", "vector_quantize_pytorch", "transformers", "faster_whisper", "faiss", "rqvae", "autocut.lm.backbone")
@@ -72,9 +72,9 @@ assert rc == 0
 
 def test_mirrored_parser_values_match_the_library() -> None:
     import rqvae
-    from autocut.candidates import CandidateConfig
+    from autocut.planning.candidates import CandidateConfig
     from autocut.cli import index, plan, rqvae as cli_rqvae, train
-    from autocut.index_library import INDEX_KINDS
+    from autocut.library.indexing import INDEX_KINDS
     from autocut.lm.backbone import DEFAULT_CPU_BACKBONE
     from autocut.lm.corpus import TASKS, CorpusConfig
 

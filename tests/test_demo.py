@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from autocut.catalog import Catalog, NewBgm, NewSource
-from autocut.demo import (
+from autocut.library.catalog import Catalog, NewBgm, NewSource
+from autocut.demo.main import (
     Freshness,
     build_parser,
     corpus_freshness,
@@ -23,9 +23,9 @@ from autocut.demo import (
     lm_freshness,
     rqvae_freshness,
 )
-from autocut.index_library import rebuild_indexes
-from autocut.planners.token import trained_model_dir
-from autocut.tokenize_library import train_library_tokenizer
+from autocut.library.indexing import rebuild_indexes
+from autocut.library.layout import LibraryLayout
+from autocut.library.codes import train_library_tokenizer
 from server.tasks import AUTO_PLANNER, resolve_planner
 
 
@@ -166,8 +166,8 @@ def test_indexes_current_until_the_library_grows(library):
 def test_auto_planner_is_the_token_lm_once_trained(tmp_path):
     assert resolve_planner("random", tmp_path) == "random"
     assert resolve_planner(AUTO_PLANNER, tmp_path) == "heuristic"
-    trained_model_dir(tmp_path).mkdir(parents=True)
-    (trained_model_dir(tmp_path) / "config.json").write_text("{}")
+    LibraryLayout(tmp_path).planner_model_dir.mkdir(parents=True)
+    (LibraryLayout(tmp_path).planner_model_dir / "config.json").write_text("{}")
     assert resolve_planner(AUTO_PLANNER, tmp_path) == "token"
     assert resolve_planner("heuristic", tmp_path) == "heuristic"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocut.catalog import Catalog
+from autocut.library.catalog import Catalog
 from autocut.cli import main as cli_main
 from autocut.demo_world import (
     ROLES,

@@ -29,7 +29,7 @@ def _photo(name: str, size_hw: tuple[int, int] = (224, 224)) -> np.ndarray:
         pytest.skip(f"{path} missing (Debian package opencv-doc)")
     im = Image.open(path).convert("RGB")
     w, h = im.size
-    s = min(w, h)  # centre crop, then scale: what autocut.media's sampler does
+    s = min(w, h)  # centre crop, then scale: what autocut.library.media's sampler does
     im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize(size_hw[::-1], Image.BILINEAR)
     return np.asarray(im, dtype=np.uint8)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocut.catalog import Catalog
+from autocut.library.catalog import Catalog
 from autocut.cli import main as cli_main
 from autocut.demo_world import WorldConfig, build_world
 from autocut.errors import ConfigError
-from autocut.evaluation import (
+from autocut.evaluation.runner import (
     METRICS,
     EvalConfig,
     PlannerSpec,
@@ -34,7 +34,7 @@ from autocut.evaluation import (
     rouge_l,
     write_report,
 )
-from autocut.judge import (
+from autocut.evaluation.judge import (
     SQ_PROMPT,
     VSC_PROMPT,
     JudgeClient,
@@ -116,7 +116,7 @@ def test_every_planner_seed_and_sample_is_planned_and_scored(run, world: Path) -
 
 
 def test_csa_sra_and_wcd_recomputed_by_hand(run, world: Path) -> None:
-    from autocut.metrics import count_words
+    from autocut.speech.words import count_words
 
     result = run
     with Catalog.open(world, create=False) as cat:

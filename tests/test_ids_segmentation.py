@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autocut.errors import IdRangeError
-from autocut.ids import clip_id, frame_id, split_clip_id, split_frame_id
-from autocut.media import sample_video
-from autocut.segmentation import ClipSpan, SegmentationConfig, clip_embeddings, segment_clips
+from autocut.library.ids import clip_id, frame_id, split_clip_id, split_frame_id
+from autocut.library.media import sample_video
+from autocut.library.segmentation import ClipSpan, SegmentationConfig, clip_embeddings, segment_clips
 from media_factory import make_shots
 
 

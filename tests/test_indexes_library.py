@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocut.catalog import Catalog, NewBgm, NewSource
+from autocut.library.catalog import Catalog, NewBgm, NewSource
 from autocut.cli import main as cli_main
 from autocut.errors import CatalogError, VersionMismatchError
-from autocut.index_library import (
+from autocut.library.indexing import (
     add_to_library_index,
     index_dir,
     index_status,
@@ -108,7 +108,7 @@ def test_kind_without_vectors_is_skipped_not_fatal(tmp_path):
 def test_index_from_an_older_pca_is_refused(library):
     rebuild_indexes(library, ["frames", "bgm"], config=FLAT)
     with Catalog.open(library, writable=True) as cat:
-        cat.set_meta("pca_version", "pca-test-2")  # what a refit does (autocut.library_pca)
+        cat.set_meta("pca_version", "pca-test-2")  # what a refit does (autocut.library.pca)
     with Catalog.open(library, create=False) as cat:
         with pytest.raises(VersionMismatchError, match=r"pca-test-1.*index rebuild --kind frames"):
             open_library_index(library, "frames", cat)

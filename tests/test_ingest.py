@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from autocut.catalog import Catalog
+from autocut.library.catalog import Catalog
 from autocut.cli import main as cli_main
 from autocut.errors import VersionMismatchError
-from autocut.ingest import IngestConfig, ingest_paths
+from autocut.library.ingest import IngestConfig, ingest_paths
 from media_factory import ffmpeg, make_audio, make_shots, make_video
 
 
@@ -152,7 +152,7 @@ def test_refit_pca_bumps_version_and_recomputes(tmp_path):
     lib = tmp_path / "lib"
     make_shots(tmp_path / "s.mp4", [("testsrc2", 4.0), ("mandelbrot", 4.0), ("smptebars", 4.0)])
     ingest_paths(lib, [tmp_path / "s.mp4"])
-    from autocut.library_pca import current_pca, refit_library_pca
+    from autocut.library.pca import current_pca, refit_library_pca
 
     with Catalog.open(lib, writable=True) as cat:
         old = cat.pca_version

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from autocut import tokens as T
-from autocut.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
+from autocut.lm import tokens as T
+from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import ConfigError
 from autocut.lm import corpus as C
 from autocut.lm.backbone import default_qwen3_tokenizer_dir, load_causal_lm, make_qwen3_backbone
@@ -490,7 +490,7 @@ def test_cli_train_align_then_sft_end_to_end(library: Path, corpus: Path, backbo
     assert sft["stage"] == "sft" and sft["init_lm"]["stage"] == "align" and sft["steps"] == 2
     assert sft["backbone"] == "qwen3-init"
     # held-out scoring runs on the result (a 1-layer random model answers badly: scores, not crashes)
-    from autocut.lm.evaluate import evaluate_sft
+    from autocut.evaluation.heldout import evaluate_sft
 
     ev = evaluate_sft(library / "models" / "lm" / "sft" / "model", C.sft_files(corpus, "test"), max_per_task=1)
     assert set(ev.tasks) == {"sort", "script", "bgm"}  # the test split has no selection samples
@@ -498,7 +498,7 @@ def test_cli_train_align_then_sft_end_to_end(library: Path, corpus: Path, backbo
 
 
 def test_task_scoring_against_reference() -> None:
-    from autocut.lm.evaluate import _score
+    from autocut.evaluation.heldout import _score
 
     rng = np.random.default_rng(0)
     clips = "\n".join(f"{k}){T.clip_block(np.zeros((1, 8), int))}" for k in range(1, 5))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocut.lm import asr
+from autocut.library import ads as asr
 from autocut.lm.synthetic_ad import make_synthetic_ad
 
 pytest.importorskip("faster_whisper")
@@ -58,8 +58,8 @@ def test_sentence_split_and_clip_tiling() -> None:
 
 
 def test_english_ad_reference_edit_recovery(whisper_dir: Path, tmp_path: Path) -> None:
-    from autocut.catalog import Catalog, NewSource, ProductRecord
-    from autocut.ingest import content_hash
+    from autocut.library.catalog import Catalog, NewSource, ProductRecord
+    from autocut.library.media import content_hash
 
     ad = make_synthetic_ad(tmp_path / "ad.mp4", SCRIPT_EN, language="en")
     mp4, times, dur = ad.path, ad.speech_s, ad.duration_s

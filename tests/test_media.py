@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autocut.errors import MediaError
-from autocut.media import probe, sample_frames, sample_video, validate_footage
+from autocut.library.media import probe, sample_frames, sample_video, validate_footage
 from media_factory import ffmpeg, make_audio, make_video
 
 
@@ -125,7 +125,7 @@ def test_sample_frames_matches_timestamps(tmp_path):
 
 
 def test_sample_media_from_packages_probe():
-    from autocut.samples import sample_music, sample_videos
+    from autocut.library.samples import sample_music, sample_videos
 
     vids, music = sample_videos(), sample_music()
     if not vids or not music or shutil.which("ffprobe") is None:

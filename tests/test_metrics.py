@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autocut import metrics as m
+from autocut.evaluation import metrics as m
 from autocut.errors import ConfigError
 
 # --------------------------------------------------------------------------- words and WCD

@@ -16,17 +16,18 @@ import numpy as np
 import pytest
 from media_factory import ffmpeg, make_audio, make_shots, make_video
 
-from autocut.candidates import CandidateConfig, build_candidates
-from autocut.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
+from autocut.planning.candidates import CandidateConfig, build_candidates
+from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import PlanError
-from autocut.grounding import BgmGrounder, LibraryVideoGrounder, PoolGrounder
-from autocut.ids import split_frame_id
-from autocut.ingest import ingest_paths
-from autocut.metrics import wcd_per_clip
-from autocut.plan import PlanOptions, plan_edit, variant_distinctness
-from autocut.planners import Decision, HeuristicPlanner, PlanningTask, check_decision
-from autocut.render import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
-from autocut.tts import estimate_duration_s
+from autocut.planning.grounding import BgmGrounder, LibraryVideoGrounder, PoolGrounder
+from autocut.library.ids import split_frame_id
+from autocut.library.ingest import ingest_paths
+from autocut.evaluation.metrics import wcd_per_clip
+from autocut.evaluation.variants import variant_distinctness
+from autocut.planning import PlanOptions, plan_edit
+from autocut.planning.planners import Decision, HeuristicPlanner, PlanningTask, check_decision
+from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
+from autocut.speech.tts import estimate_duration_s
 from autocut.types import EditPlan, PlanRequest, PoolItem, ProductInfo
 
 
@@ -242,7 +243,7 @@ def test_grounding_follows_the_decoded_embedding_not_the_index(lib: Lib, mode: s
 
 
 def test_pool_search_matches_brute_force_and_bgm_index_matches_exact(lib: Lib) -> None:
-    from autocut.index_library import rebuild_indexes
+    from autocut.library.indexing import rebuild_indexes
 
     with Catalog.open(lib.root, create=False) as cat:
         pool = build_candidates(cat, lib.pool)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autocut.candidates import sample_uniform
-from autocut.grounding import SourceWindow
-from autocut.metrics import count_words, target_words
-from autocut.planners.base import select_under_budget
-from autocut.script import line_roles, write_script
+from autocut.planning.candidates import sample_uniform
+from autocut.planning.grounding import SourceWindow
+from autocut.speech.words import count_words, target_words
+from autocut.planning.planners.base import select_under_budget
+from autocut.planning.script import line_roles, write_script
 from autocut.types import ProductInfo
 
 EN = ProductInfo(name="FreshCo Blender Bottle X2", brand="FreshCo", category="Kitchen",

@@ -19,23 +19,24 @@ import pytest
 import torch
 from media_factory import make_audio, make_shots, make_video
 
-from autocut import tokens as T
-from autocut.candidates import build_candidates
-from autocut.catalog import Catalog
+from autocut.lm import tokens as T
+from autocut.planning.candidates import build_candidates
+from autocut.library.catalog import Catalog
 from autocut.errors import ConfigError
-from autocut.ids import split_frame_id
-from autocut.ingest import ingest_paths
+from autocut.library.ids import split_frame_id
+from autocut.library.ingest import ingest_paths
 from autocut.lm import decoding as D
 from autocut.lm import vllm_backend as V
 from autocut.lm.backbone import default_qwen3_tokenizer_dir, load_causal_lm, make_qwen3_backbone
 from autocut.lm.chat import render_prompt
 from autocut.lm.vocab import extend_vocabulary
-from autocut.metrics import count_words, target_words
-from autocut.plan import PlanOptions, plan_edit, variant_distinctness
-from autocut.planners import get_planner
-from autocut.planners.token import FREE_LINE_MAX_WORDS, TokenPlanner
-from autocut.render import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
-from autocut.tts import estimate_duration_s
+from autocut.speech.words import count_words, target_words
+from autocut.evaluation.variants import variant_distinctness
+from autocut.planning import PlanOptions, plan_edit
+from autocut.planning.planners import get_planner
+from autocut.planning.planners.token import FREE_LINE_MAX_WORDS, TokenPlanner
+from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
+from autocut.speech.tts import estimate_duration_s
 from autocut.types import EditPlan, PlanRequest, PoolItem, ProductInfo
 
 TOKENIZER_DIR = default_qwen3_tokenizer_dir()
@@ -450,7 +451,7 @@ def test_by_clip_grounding_uses_the_mean_of_decoded_frames(lib: dict, lm_dir: Pa
 
 
 def test_outside_pool_grounding_searches_the_library(lib: dict, lm_dir: Path) -> None:
-    from autocut.index_library import rebuild_indexes
+    from autocut.library.indexing import rebuild_indexes
 
     a, c = lib["ids"]["a"], lib["ids"]["c"]
     rebuild_indexes(lib["root"], ["frames"])

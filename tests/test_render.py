@@ -13,8 +13,8 @@ import numpy as np
 import pysubs2
 import pytest
 
-from autocut import render as R
-from autocut import timeline
+from autocut.render import edit as R
+from autocut.render import timeline
 from autocut.types import BgmChoice, EditPlan, OutputSpec, PlanSegment, ProductInfo, SubtitleStyle, VoiceSpec
 
 W, H, FPS = 360, 640, 30.0

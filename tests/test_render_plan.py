@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autocut import render as R
-from autocut import timeline
+from autocut.render import edit as R
+from autocut.render import timeline
 from autocut.errors import PlanError, RenderError
 from autocut.types import BgmChoice, EditPlan, OutputSpec, PlanSegment, ProductInfo, SubtitleStyle, VoiceSpec
 

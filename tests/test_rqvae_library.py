@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from autocut.catalog import Catalog, NewBgm, NewSource
+from autocut.library.catalog import Catalog, NewBgm, NewSource
 from autocut.cli import main as cli_main
 from autocut.errors import CatalogError, CheckpointError, VersionMismatchError
-from autocut.tokenize_library import (
+from autocut.library.codes import (
     evaluate_library_tokenizer,
     load_library_tokenizer,
     tokenizer_dir,

@@ -182,8 +182,8 @@ def test_path_traversal_and_symlink_escapes_are_refused(api, tmp_path):
 
 
 def test_library_listing_hides_other_keys_uploads(api):
-    from autocut.catalog import Catalog
-    from autocut.ingest import ingest_paths
+    from autocut.library.catalog import Catalog
+    from autocut.library.ingest import ingest_paths
     from server.store import ClipRecord
 
     client, services = api

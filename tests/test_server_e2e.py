@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from autocut.media import probe
+from autocut.library.media import probe
 from autocut.types import EditPlan
 from media_factory import make_shots
 from server.store import NewJob
@@ -154,7 +154,7 @@ def test_admin_rebuilds_indexes_through_a_worker(service):
         assert r.status_code == 202
         job = wait_job(c, r.json()["job_id"], timeout_s=120)
         assert job["state"] == "done", job
-        from autocut.catalog import Catalog
+        from autocut.library.catalog import Catalog
 
         with Catalog.open(service.settings.library_dir, create=False) as cat:
             expected = {"bgm": len(cat.bgm_tracks()), "clips": len(cat.clips())}

@@ -1,7 +1,7 @@
 """Shared set-up for the server tests: a real redis-server, a small real library, real processes.
 
 Nothing here is mocked: the Redis is a redis-server started on a free port with its data under
-pytest's tmp dir, the library is generated footage ingested by `autocut.ingest`, and services
+pytest's tmp dir, the library is generated footage ingested by `autocut.library.ingest`, and services
 run as `python -m server ...` subprocesses. Each test gets its own Redis namespace, so tests
 share one redis-server without seeing each other's jobs or queues.
 """
@@ -73,7 +73,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def seed_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small library: two generated two-shot videos and one BGM track, really ingested."""
-    from autocut.ingest import IngestConfig, ingest_paths
+    from autocut.library.ingest import IngestConfig, ingest_paths
 
     root = tmp_path_factory.mktemp("seedlib")
     media = root / "library" / "media"

@@ -1,4 +1,4 @@
-"""autocut.subtitles: SSA segmentation (VC-LLM 6.2), timing to words, ASS/SRT, font coverage."""
+"""autocut.render.subtitles: SSA segmentation (VC-LLM 6.2), timing to words, ASS/SRT, font coverage."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autocut import subtitles as S
+from autocut.render import subtitles as S
 from autocut.errors import PlanError
-from autocut.tts import WordTiming
+from autocut.speech.tts import WordTiming
 from autocut.types import SubtitleStyle
 
 EN_WORDS = ["juice", "in", "thirty", "seconds", "the", "FreshCo", "cup", "blends", "smoothies", "anywhere",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autocut import tokens as T
+from autocut.lm import tokens as T
 from autocut.errors import AutoCutError
 
 

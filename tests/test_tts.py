@@ -1,4 +1,4 @@
-"""autocut.tts: espeak-ng (English, Mandarin via pinyin), piper, durations and word timings."""
+"""autocut.speech.tts: espeak-ng (English, Mandarin via pinyin), piper, durations and word timings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import wave
 import numpy as np
 import pytest
 
-from autocut import tts
+from autocut.speech import tts
 from autocut.errors import ConfigError
 from autocut.types import VoiceSpec
 

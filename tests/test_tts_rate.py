@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from autocut import tts
-from autocut.metrics import DEFAULT_WORDS_PER_S, count_words
-from autocut.plan import _voice_for
-from autocut.render import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
-from autocut.script import write_script
+from autocut.speech import tts
+from autocut.speech.words import DEFAULT_WORDS_PER_S, count_words
+from autocut.planning.pipeline import _voice_for
+from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
+from autocut.planning.script import write_script
 from autocut.types import PlanRequest, PoolItem, ProductInfo, VoiceSpec
 
 PRODUCTS = {
@@ -24,7 +24,7 @@ PRODUCTS = {
                       selling_points=["三十秒快速完成", "防漏密封盖"]),
 }
 DURATIONS_S = [2.0, 3.0, 4.5, 6.0, 8.0, 3.5]
-# Segment time the voice cannot use at 30 fps with cuts (see autocut.plan._extra_s).
+# Segment time the voice cannot use at 30 fps with cuts (see autocut.planning.pipeline._extra_s).
 EXTRA_S = VOICE_LEAD_S + VOICE_TAIL_S + 1 / 30 + 0.05
 
 

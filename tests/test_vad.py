@@ -13,7 +13,7 @@ import soundfile as sf
 
 from autocut.encoders.base import resample_mono
 from autocut.errors import ConfigError
-from autocut.vad import non_speech_audio, speech_regions
+from autocut.library.vad import non_speech_audio, speech_regions
 
 MUSIC = Path("/usr/share/games/wesnoth/1.16/data/core/music/battle.ogg")
 SR = 22050
@@ -99,7 +99,7 @@ def test_speech_everywhere_falls_back_to_the_full_mix(speech):
 def test_torchscript_fallback_agrees_with_the_onnx_backend(speech, monkeypatch):
     import torch
 
-    from autocut import vad
+    from autocut.library import vad
 
     mix = _music()
     mix[int(SPEECH_AT_S * SR):int(SPEECH_AT_S * SR) + len(speech)] += speech
@@ -128,7 +128,7 @@ def test_loading_silero_keeps_the_torch_thread_setting(monkeypatch):
     """Importing silero_vad sets torch threads to 1; the VAD must undo that for the process."""
     import torch
 
-    from autocut import vad
+    from autocut.library import vad
 
     for name in [m for m in sys.modules if m.split(".")[0] == "silero_vad"]:
         monkeypatch.delitem(sys.modules, name)  # so the import (and its side effect) runs again

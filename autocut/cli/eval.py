@@ -58,10 +58,10 @@ def _seeds(text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from autocut.candidates import CandidateConfig
+    from autocut.planning.candidates import CandidateConfig
     from autocut.evaluation import EvalConfig, evaluate, parse_planner_spec, summary_text, write_report
-    from autocut.judge import JudgeConfig
-    from autocut.plan import PlanOptions
+    from autocut.evaluation.judge import JudgeConfig
+    from autocut.planning import PlanOptions
 
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")

@@ -1,11 +1,11 @@
-"""`autocut index rebuild|status`: the library's FAISS indexes (logic in `autocut.index_library`)."""
+"""`autocut index rebuild|status`: the library's FAISS indexes (logic in `autocut.library.indexing`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-# Mirrors autocut.index_library.INDEX_KINDS, which imports FAISS: building the parser stays light
+# Mirrors autocut.library.indexing.INDEX_KINDS, which imports FAISS: building the parser stays light
 # (tests/test_cli_startup.py checks the two agree).
 INDEX_KINDS = ("frames", "clips", "bgm")
 
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def rebuild(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from autocut.index_library import rebuild_indexes
+    from autocut.library.indexing import rebuild_indexes
 
     kinds = list(INDEX_KINDS) if args.kind == "all" else [args.kind]
     bars: dict[str, tqdm] = {}
@@ -50,7 +50,7 @@ def rebuild(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from autocut.index_library import index_status
+    from autocut.library.indexing import index_status
 
     print(f"indexes of {args.library}")
     for st in index_status(args.library):

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from autocut.ingest import FileResult, IngestConfig, ingest_paths
+    from autocut.library.ingest import FileResult, IngestConfig, ingest_paths
 
     if args.language and args.kind != "ad":  # a missing or stray --product-id is refused by ingest_paths
         raise ConfigError("--language is for finished ads (--kind ad)")

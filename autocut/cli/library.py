@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def stats(args: argparse.Namespace) -> int:
-    from autocut.catalog import Catalog
+    from autocut.library.catalog import Catalog
 
     with Catalog.open(args.library, create=False) as cat:
         st = cat.stats()
@@ -37,8 +37,8 @@ def stats(args: argparse.Namespace) -> int:
 
 
 def refit(args: argparse.Namespace) -> int:
-    from autocut.catalog import Catalog
-    from autocut.library_pca import refit_library_pca
+    from autocut.library.catalog import Catalog
+    from autocut.library.pca import refit_library_pca
 
     with Catalog.open(args.library, create=False, writable=True) as cat:
         old = cat.pca_version

@@ -1,4 +1,4 @@
-"""`autocut plan REQUEST.json [--planner NAME] [--model-dir DIR] -o PLAN.json` (logic in `autocut.plan`)."""
+"""`autocut plan REQUEST.json [--planner NAME] [--model-dir DIR] -o PLAN.json` (logic in `autocut.planning`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autocut.errors import PlanError
+from autocut.files import write_text_atomic
 
 # Mirrors CandidateConfig.max_frames, so building the parser imports neither the candidates module nor
 # FAISS behind it (tests/test_cli_startup.py checks the two agree).
@@ -15,7 +16,7 @@ DEFAULT_MAX_FRAMES = 8
 
 
 class _PlannerNames:
-    """`--planner` choices, read from `autocut.planners.PLANNERS` only when argparse checks a value or
+    """`--planner` choices, read from `autocut.planning.planners.PLANNERS` only when argparse checks a value or
     formats `autocut plan --help` (the planners package loads numpy and the catalog; `autocut --help` need not)."""
 
     def __contains__(self, name: object) -> bool:
@@ -26,7 +27,7 @@ class _PlannerNames:
 
     @staticmethod
     def _names() -> list[str]:
-        from autocut.planners import PLANNERS
+        from autocut.planning.planners import PLANNERS
 
         return sorted(PLANNERS)
 
@@ -57,17 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from autocut.candidates import CandidateConfig
-    from autocut.plan import PlanOptions, plan_edit, variant_distinctness
+    from autocut.planning.candidates import CandidateConfig
+    from autocut.evaluation.variants import variant_distinctness
+    from autocut.planning import PlanOptions, plan_edit
     from autocut.types import PlanRequest
 
     try:
@@ -78,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise PlanError(f"{args.request} is not a valid plan request:\n{exc}") from None
     options = PlanOptions(segment_mode=args.mode, frame_weights=args.frame_weights,
                           candidates=CandidateConfig(split=args.split, max_frames=args.max_frames))
-    from autocut.planners import default_planner, get_planner
+    from autocut.planning.planners import default_planner, get_planner
 
     name = args.planner or default_planner(args.library)
     lm_options: dict[str, object] = {}
@@ -96,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     for k, plan in enumerate(plans):
         out = args.output if k == 0 else args.output.with_name(f"{args.output.stem}.v{k + 1}{args.output.suffix}")
-        _write_atomic(out, plan.model_dump_json(indent=2))
+        write_text_atomic(out, plan.model_dump_json(indent=2))
         print(f"{out}: {len(plan.segments)} clips, {plan.duration_s:.1f} s, "
               f"BGM {plan.bgm.audio_id if plan.bgm else 'none'}")
     if len(plans) > 1:

@@ -1,4 +1,4 @@
-"""`autocut rqvae train|eval`: the library's RQ-VAE tokenizers (logic in `autocut.tokenize_library`)."""
+"""`autocut rqvae train|eval`: the library's RQ-VAE tokenizers (logic in `autocut.library.codes`)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _set_threads(n: int | None) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from autocut.tokenize_library import train_library_tokenizer
+    from autocut.library.codes import train_library_tokenizer
 
     _set_threads(args.threads)
     report = train_library_tokenizer(
@@ -68,7 +68,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from autocut.tokenize_library import evaluate_library_tokenizer, tokenizer_dir
+    from autocut.library.codes import evaluate_library_tokenizer, tokenizer_dir
 
     _set_threads(args.threads)
     if args.modality != "all":

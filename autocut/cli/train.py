@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from autocut.errors import ConfigError
+from autocut.library.layout import LibraryLayout
 
 __all__ = ["register"]
 
@@ -22,7 +23,7 @@ CORPUS_DEFAULTS = {"seed": 0, "max_frames_per_clip": 8, "max_prompt_tokens": 350
 
 
 def _corpus_dir(args: argparse.Namespace) -> Path:
-    return Path(args.corpus) if getattr(args, "corpus", None) else Path(args.library) / "lm" / "corpus"
+    return Path(args.corpus) if getattr(args, "corpus", None) else LibraryLayout.of(args.library).corpus_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     g = csub.add_parser("tags", help="the SFT files with visual tags instead of video tokens (caption-sft baseline)",
                         description="Rewrite the select/sort/script SFT files of a token corpus with each clip "
-                                    "listed as its ImageNet tags (autocut.tags); the BGM task is omitted (its "
+                                    "listed as its ImageNet tags (autocut.library.tags); the BGM task is omitted (its "
                                     "answer is audio tokens).")
     g.add_argument("--corpus", type=Path, default=None, help="token corpus to read (default: LIBRARY/lm/corpus)")
     g.add_argument("--out", type=Path, default=None, help="tag corpus directory (default: LIBRARY/lm/corpus_tags)")
@@ -108,12 +109,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _corpus_build(args: argparse.Namespace) -> int:
     from rqvae import Tokenizer
 
-    from autocut.catalog import Catalog
+    from autocut.library.catalog import Catalog
     from autocut.lm.corpus import CorpusConfig, build_corpus
 
     lib = Path(args.library)
-    vpath = args.video_tokenizer or lib / "models" / "rqvae_video"
-    apath = args.audio_tokenizer or lib / "models" / "rqvae_audio"
+    vpath = args.video_tokenizer or LibraryLayout(lib).rqvae_dir("video")
+    apath = args.audio_tokenizer or LibraryLayout(lib).rqvae_dir("audio")
     tasks = tuple(t for t in args.tasks.split(",") if t)
     cfg = CorpusConfig(seed=args.seed, max_frames_per_clip=args.frames_per_clip,
                        max_prompt_tokens=args.max_prompt_tokens, max_pool_size=args.max_pool, tasks=tasks)
@@ -134,7 +135,7 @@ def _corpus_build(args: argparse.Namespace) -> int:
             log.warning("no audio RQ-VAE tokenizer at %s: the BGM task and audio tokens are skipped", apath)
         info = {"video": {"path": str(vpath), "pca_version": video.pca_version},
                 "audio": {"path": str(apath)} if audio is not None else None}
-        report = build_corpus(cat, args.out or lib / "lm" / "corpus", video_tokenizer=video, audio_tokenizer=audio,
+        report = build_corpus(cat, args.out or LibraryLayout(lib).corpus_dir, video_tokenizer=video, audio_tokenizer=audio,
                               config=cfg, tokenizer_info=info)
     print(report.summary())
     return 0
@@ -143,18 +144,18 @@ def _corpus_build(args: argparse.Namespace) -> int:
 def _corpus_import(args: argparse.Namespace) -> int:
     from autocut.lm.corpus import import_autocut
 
-    report = import_autocut(args.files, args.out or Path(args.library) / "lm" / "corpus", split=args.split)
+    report = import_autocut(args.files, args.out or LibraryLayout.of(args.library).corpus_dir, split=args.split)
     print(report.summary())
     return 0
 
 
 def _corpus_tags(args: argparse.Namespace) -> int:
-    from autocut.catalog import Catalog
+    from autocut.library.catalog import Catalog
     from autocut.lm.tag_corpus import build_tag_corpus
 
     lib = Path(args.library)
     with Catalog.open(lib, create=False) as cat:
-        report = build_tag_corpus(cat, _corpus_dir(args), args.out or lib / "lm" / "corpus_tags",
+        report = build_tag_corpus(cat, _corpus_dir(args), args.out or LibraryLayout(lib).tag_corpus_dir,
                                   tags_per_clip=args.tags_per_clip, source=args.source)
     print(report.summary())
     return 0
@@ -188,13 +189,13 @@ def _train(args: argparse.Namespace) -> int:
         from autocut.lm.train import LoraSettings
 
         cfg = replace(cfg, lora=LoraSettings())
-    cache = lib / "models" / "backbones"
+    cache = LibraryLayout(lib).backbones_dir
     if stage == "align":
         init = resolve_backbone(args.backbone or DEFAULT_CPU_BACKBONE, cache, seed=cfg.seed)
     elif args.backbone:
         init = resolve_backbone(args.backbone, cache, seed=cfg.seed)
     else:
-        init = args.init or lib / "models" / "lm" / "align" / "model"
+        init = args.init or LibraryLayout(lib).lm_run_dir("align") / "model"
         if not (Path(init) / "config.json").exists():
             raise ConfigError(f"no aligned model at {init}: run `autocut train align` first, pass --init DIR, "
                               "or --backbone NAME for an SFT-only run")
@@ -205,7 +206,7 @@ def _train(args: argparse.Namespace) -> int:
         data = [corpus / "align_train.jsonl"] if stage == "align" else sft_files(corpus, "train")
         if not data or not all(p.exists() for p in data):
             raise ConfigError(f"no {stage} training data in {corpus} (run `autocut corpus build` first)")
-    run_dir = args.run_dir or lib / "models" / "lm" / stage
+    run_dir = args.run_dir or LibraryLayout(lib).lm_run_dir(stage)
     result = train_lm(stage=stage, init_dir=init, data_files=data, run_dir=run_dir, config=cfg,
                       resume=args.resume, progress=args.progress, num_threads=args.threads)
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"

@@ -7,7 +7,7 @@ Steps (each cached, so a rerun with the same config does no work):
    `jobs` at a time) over real packaged photos and videos;
 3. BGM: packaged music copied into the library and ingested as 20-30 s excerpts, each labelled with
    a mood measured from its audio;
-4. ingest of the footage through the normal `autocut.ingest` path (frames, embeddings, clips);
+4. ingest of the footage through the normal `autocut.library.ingest` path (frames, embeddings, clips);
 5. reference ads composed from the shots (one template sentence per clip, EN or ZH, clip length
    fitted to the sentence) with BGM of the category's mood, stored as catalog reference edits;
 6. `world/world.json`: the manifest, which says the world is generated and how.
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from autocut.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
+from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
 from autocut.demo_world import footage, music
 from autocut.demo_world.products import (
     CATEGORIES,
@@ -43,6 +43,8 @@ from autocut.demo_world.products import (
     stable_seed,
 )
 from autocut.errors import CatalogError, ConfigError, MediaError
+from autocut.library.layout import LibraryLayout
+from autocut.files import write_json_atomic
 
 __all__ = [
     "SIZES",
@@ -272,7 +274,7 @@ def compose_ads(product: Product, shots: list[footage.ShotSpec], cfg: WorldConfi
 
 # --------------------------------------------------------------------------- manifest
 def _manifest_path(library: Path) -> Path:
-    return library / "world" / "world.json"
+    return LibraryLayout(library).world_manifest
 
 
 def load_manifest(library: str | os.PathLike[str]) -> dict:
@@ -284,12 +286,6 @@ def load_manifest(library: str | os.PathLike[str]) -> dict:
     if data.get("format") != "autocut-demo-world" or data.get("version") != WORLD_FORMAT_VERSION:
         raise CatalogError(f"{p}: not a demo-world manifest of version {WORLD_FORMAT_VERSION}")
     return data
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
-    os.replace(tmp, path)
 
 
 HOW = (
@@ -370,7 +366,7 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
             f"(size={previous['config'].get('size')}, seed={previous['config'].get('seed')}, or an older "
             "generator version); build this one into a fresh library directory")
     timings: dict[str, float] = {}
-    world = library / "world"
+    world = LibraryLayout(library).world_dir
     (world / "footage").mkdir(parents=True, exist_ok=True)
     report = progress or (lambda stage, done, total: None)
 
@@ -429,7 +425,7 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
     timings["music_copy"] = time.perf_counter() - t0
 
     # 4. ingest through the normal path
-    from autocut.ingest import IngestConfig, ingest_paths
+    from autocut.library.ingest import IngestConfig, ingest_paths
 
     # Excerpts of 20-30 s (tails shorter than 20 s are dropped).
     icfg = IngestConfig(bgm_excerpt_s=cfg.bgm_excerpt_s, bgm_min_excerpt_s=20.0, num_threads=cfg.torch_threads)
@@ -530,7 +526,7 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
         "summary": asdict(summary),
         "complete": True,
     }
-    _write_json_atomic(_manifest_path(library), manifest)
+    write_json_atomic(_manifest_path(library), manifest)
     return summary
 
 

@@ -9,7 +9,7 @@ concatenates them into one reel, in one process (`build_reel_command` returns th
 `run_reel` runs it). Shot order within a reel is shuffled, so a clip's position in its source file
 says nothing about its position in an ad.
 
-The frame encoder centre-crops frames to a square (autocut.media), so everything that carries
+The frame encoder centre-crops frames to a square (autocut.library.media), so everything that carries
 identity or role sits in the central square of the portrait frame (`SAFE_TOP`..`SAFE_BOTTOM`).
 Background brightness and saturation are drawn per shot independently of the role, so no global
 cue (brightness, hue) tracks a clip's position in an ad.
@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from autocut.demo_world.products import CATEGORIES, Brand, Product, SellingPoint, stable_seed
 from autocut.errors import ConfigError, MediaError
+from autocut.files import atomic_path
 
 __all__ = [
     "FOOTAGE_FORMAT_VERSION",
@@ -387,9 +388,8 @@ def render_product_image(product: Product, path: Path, *, size: int = 512) -> No
     _text_block(d, product.name_en, (10, int(size * 0.87), size - 10, size - 4), size=int(size * 0.05),
                 fill=(40, 40, 40, 255), max_lines=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    img.convert("RGB").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.convert("RGB").save(tmp, format="PNG")
 
 
 # --------------------------------------------------------------------------- icons
@@ -479,11 +479,11 @@ class SourceMedia:
 
 
 def discover_sources(*, max_video_s: float | None = None) -> tuple[list[Path], list[Path]]:
-    """Scene photos and videos from packages (autocut.samples), minus calibration targets and duplicates.
+    """Scene photos and videos from packages (autocut.library.samples), minus calibration targets and duplicates.
 
     `max_video_s` keeps only videos at most that long (the small world skips the long, slow ones).
     """
-    from autocut.samples import sample_photos, sample_videos
+    from autocut.library.samples import sample_photos, sample_videos
 
     photos = []
     for p in sample_photos():

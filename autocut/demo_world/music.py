@@ -46,7 +46,7 @@ def prepare_tracks(music_dir: Path, *, max_tracks: int | None = None, max_track_
     Tracks shorter than `min_track_s` (jingles) are left out: an excerpt needs 20-30 s. Tracks are
     taken spread over the packages until `max_tracks` tracks or `max_total_s` seconds are reached.
     """
-    from autocut.samples import sample_music
+    from autocut.library.samples import sample_music
 
     candidates = sample_music()
     if candidates and (max_tracks is not None or max_total_s is not None):

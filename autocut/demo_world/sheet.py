@@ -14,6 +14,7 @@ from autocut.demo_world.build import load_manifest
 from autocut.demo_world.footage import load_font
 from autocut.demo_world.products import ROLES
 from autocut.errors import ConfigError, MediaError
+from autocut.files import atomic_path
 
 __all__ = ["contact_sheet_by_product", "contact_sheet_by_role"]
 
@@ -68,11 +69,10 @@ def _grid(rows: list[tuple[str, list[tuple[str, Image.Image]]]], title: str) -> 
 
 def _save(img: Image.Image, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     # A 256-colour palette keeps the committed docs images small (~4x) at no visible cost here.
-    img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
-        tmp, format="PNG", optimize=True)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+            tmp, format="PNG", optimize=True)
 
 
 def contact_sheet_by_product(library: str | os.PathLike[str], out: str | os.PathLike[str], *,

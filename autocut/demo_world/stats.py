@@ -26,10 +26,11 @@ from itertools import combinations
 
 import numpy as np
 
-from autocut.catalog import Catalog
+from autocut.library.catalog import Catalog
 from autocut.demo_world.build import load_manifest
 from autocut.demo_world.products import ROLES, stable_seed
 from autocut.errors import CatalogError, ConfigError, MediaError
+from autocut.library.ids import split_frame_id
 
 __all__ = [
     "OrderScores",
@@ -169,7 +170,8 @@ def _frames_by_photo(cat: Catalog, photo_ids: Sequence[int]) -> dict[int, np.nda
     fids, vecs = cat.frame_vectors(sorted(set(photo_ids)))
     out: dict[int, list[tuple[int, np.ndarray]]] = {}
     for fid, v in zip(fids.tolist(), vecs):
-        out.setdefault(fid // 10**4, []).append((fid % 10**4, v))
+        photo, index = split_frame_id(fid)
+        out.setdefault(photo, []).append((index, v))
     res = {}
     for pid, rows in out.items():
         rows.sort(key=lambda r: r[0])
@@ -192,7 +194,7 @@ def _embed_images(cat: Catalog, paths: Sequence[str], num_threads: int | None) -
     from PIL import Image
 
     from autocut.encoders import load_frame_encoder
-    from autocut.library_pca import current_pca
+    from autocut.library.pca import current_pca
 
     enc = load_frame_encoder(cat.frame_encoder, num_threads=num_threads)
     pca = current_pca(cat, cat.frame_encoder)

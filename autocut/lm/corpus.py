@@ -41,11 +41,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from autocut import tokens as T
-from autocut.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
-from autocut.candidates import sample_uniform
+from autocut.lm import tokens as T
+from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
+from autocut.planning.candidates import sample_uniform
 from autocut.errors import AutoCutError, ConfigError, VersionMismatchError
 from autocut.lm.prompts import CLIPS_KEY, DURATIONS_KEY, SCRIPT_KEY, product_view, task_prompt  # noqa: F401
+from autocut.library.ids import frame_id, split_frame_id
+from autocut.files import write_lines_atomic
 
 __all__ = [
     "CORPUS_FORMAT_VERSION",
@@ -134,20 +136,6 @@ def _stable_int(text: str) -> int:
 
 def _rng(seed: int, task: str, edit_id: str) -> np.random.Generator:
     return np.random.default_rng([seed, _TASK_SALT.get(task, 0), _stable_int(edit_id)])
-
-
-def _atomic_write_lines(path: Path, lines: Iterable[str]) -> int:
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line)
-            f.write("\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return n
 
 
 def _dumps(obj: Any) -> str:
@@ -408,7 +396,7 @@ def _load_ads(catalog: Catalog, video: CodeEncoder, audio: CodeEncoder | None,
     if codes.shape != (len(fids), T.NUM_LEVELS):
         raise ConfigError(f"video tokenizer returned codes of shape {codes.shape} for {len(fids)} frames")
     row_of = {int(f): i for i, f in enumerate(fids)}
-    n_frames = Counter(int(f) // 10**4 for f in fids)
+    n_frames = Counter(split_frame_id(f)[0] for f in fids)
     audio_codes: dict[int, np.ndarray] = {}
     if audio is not None:
         aids, avecs = catalog.bgm_vectors()
@@ -427,7 +415,7 @@ def _load_ads(catalog: Catalog, video: CodeEncoder, audio: CodeEncoder | None,
         clips = []
         for s in e.segments:
             idx = frames_in_span(s.start_s, s.duration_s, n_frames.get(s.photo_id, 0))
-            rows = [row_of.get(s.photo_id * 10**4 + i) for i in idx]
+            rows = [row_of.get(frame_id(s.photo_id, i)) for i in idx]
             if not rows or any(r is None for r in rows):
                 break
             clips.append(_Clip(s, codes[rows]))
@@ -469,7 +457,7 @@ def build_corpus(catalog: Catalog, out_dir: str | os.PathLike[str], *, video_tok
 
     for split in splits:
         sel = [a for a in ads if a.split == split]
-        n = _atomic_write_lines(out / f"align_{split}.jsonl", (_dumps({
+        n = write_lines_atomic(out / f"align_{split}.jsonl", (_dumps({
             "text": _align_text(a, cfg.align_max_frames_per_clip),
             "meta": {"edit_id": a.edit.edit_id, "product_id": a.edit.product_id, "split": split,
                      "language": a.edit.language, "audio_id": a.edit.audio_id}}) for a in sel))
@@ -495,7 +483,7 @@ def build_corpus(catalog: Catalog, out_dir: str | os.PathLike[str], *, video_tok
         fn = getattr(builder, task)
         for split in splits:
             recs = (fn(a) for a in sft_ads if a.split == split)
-            n = _atomic_write_lines(out / f"sft_{task}_{split}.jsonl", (_dumps(r) for r in recs if r is not None))
+            n = write_lines_atomic(out / f"sft_{task}_{split}.jsonl", (_dumps(r) for r in recs if r is not None))
             report.files[f"sft_{task}_{split}.jsonl"] = n
     dropped.update(builder.dropped)
     report.dropped = dict(dropped)
@@ -506,7 +494,7 @@ def build_corpus(catalog: Catalog, out_dir: str | os.PathLike[str], *, video_tok
         "tokenizers": tokenizer_info or {}, "files": report.files, "dropped": report.dropped,
         "splits": {s: sorted({a.edit.product_id for a in ads if a.split == s}) for s in splits},
     }
-    _atomic_write_lines(out / "manifest.json", [json.dumps(manifest, ensure_ascii=False, indent=2)])
+    write_lines_atomic(out / "manifest.json", [json.dumps(manifest, ensure_ascii=False, indent=2)])
     log.info("%s", report.summary())
     return report
 
@@ -609,7 +597,7 @@ def import_autocut(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
     report = CorpusReport(out_dir=str(out))
     for task, lines in by_task.items():
         name = f"sft_{task}_{split}.jsonl"
-        report.files[name] = _atomic_write_lines(out / name, lines)
+        report.files[name] = write_lines_atomic(out / name, lines)
     report.seconds = time.perf_counter() - t0
     return report
 

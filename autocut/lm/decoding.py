@@ -7,7 +7,7 @@ over the model's forward pass (greedy, or sampled with a temperature and a seed)
   distinct, in 1..n_options, ascending for selection, exactly `count` of them; with
   ``permutation=True`` every number exactly once (sorting);
 - `generate_lines`: exactly `n_lines` non-empty lines joined by ``\\n`` (the script answer), each
-  between its minimum and maximum word count (words as `autocut.metrics.count_words` counts them),
+  between its minimum and maximum word count (words as `autocut.evaluation.metrics.count_words` counts them),
   with no code or structural tokens and no markup characters;
 - `generate_audio_codes`: ``<|audio_start|>`` + one ``<a_{level}_{code}>`` per level 0..7 in order +
   ``<|audio_end|>`` (``T.audio_block``), returned as the (8,) codes.
@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from autocut import tokens as T
+from autocut.lm import tokens as T
 from autocut.errors import ConfigError
-from autocut.metrics import count_words
+from autocut.speech.words import count_words
 
 __all__ = [
     "DecodeStats",
@@ -656,7 +656,7 @@ def generate_lines(model, tok, prompt: str, *, n_lines: int, max_words: Sequence
     """Exactly `n_lines` non-empty lines (the script answer), line i holding min_words[i]..max_words[i] words
     and at most max_chars[i] characters (what the voice can say in the clip).
 
-    Words follow `autocut.metrics.count_words` (Latin words, CJK characters); `language` only names
+    Words follow `autocut.evaluation.metrics.count_words` (Latin words, CJK characters); `language` only names
     the script for errors. Lines never hold code tokens, structural tokens or ``< > |``. A minimum the
     character cap leaves no room for is not reached (the line ends when nothing else fits).
     """

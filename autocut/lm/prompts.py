@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autocut.catalog import ProductRecord
+from autocut.library.catalog import ProductRecord
 
 __all__ = [
     "CLIPS_KEY",
@@ -102,7 +102,7 @@ def task_prompt(task: str, language: str, product: ProductView, *, n: int, scrip
                 clips: Sequence[str], durations_s: Sequence[float] | None = None) -> str:
     """The human turn of one SFT task (`task` in select / sort / script / bgm).
 
-    `n` is the script's line count (select, script); `clips` are clip blocks (`autocut.tokens.clip_block`),
+    `n` is the script's line count (select, script); `clips` are clip blocks (`autocut.lm.tokens.clip_block`),
     numbered except for the BGM task, whose clips carry their sentences and are listed as they are.
     """
     if task not in INSTRUCTIONS:

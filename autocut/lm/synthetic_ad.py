@@ -1,7 +1,7 @@
 """A finished-looking ad with a known script, for checking reference-edit recovery (ASR) end to end.
 
 espeak-ng speaks each sentence (Mandarin through pinyin and the ``cmn-latn-pinyin`` voice, as
-`autocut.tts` does); the sentences are laid with fixed pauses over a quiet chord bed standing in for
+`autocut.speech.tts` does); the sentences are laid with fixed pauses over a quiet chord bed standing in for
 BGM, and ffmpeg muxes the mix under a lavfi test video. The true speech span of every sentence is
 known to the sample, so word error rate and boundary error can be measured.
 """
@@ -37,7 +37,7 @@ def _speak(text: str, language: str, wav: Path) -> np.ndarray:
     from autocut.encoders.base import resample_mono
 
     if language == "zh":
-        from autocut.tts import to_pinyin
+        from autocut.speech.tts import to_pinyin
 
         text, _ = to_pinyin(text)
         voice = "cmn-latn-pinyin"

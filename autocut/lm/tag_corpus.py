@@ -4,13 +4,13 @@ The paper's Caption + SFT baseline (AutoCut 4.3, Table 1) is the text LLM fine-t
 dataset used by AutoCut ... but operates on captionized clip inputs rather than discrete video tokens".
 So this reads the token corpus (`autocut corpus build`) and rewrites each record in place: the same
 instructions, product header, script, durations and answer, and in each ``k)<|clip_start|>...<|clip_end|>``
-line the block becomes the clip's tags (`autocut.tags`), computed over exactly the frames the token
+line the block becomes the clip's tags (`autocut.library.tags`), computed over exactly the frames the token
 prompt showed (the same span, the same uniform K-of-N sample). The records' ``meta`` stay, plus
 ``"clips": "tags"``.
 
 Tasks: select, sort and script. The BGM task is left out: its answer is an audio block (8 audio
 tokens), which a tag-only model cannot be taught to emit; the caption planners pick BGM like the
-heuristic baseline does (`autocut.planners.caption`).
+heuristic baseline does (`autocut.planning.planners.caption`).
 """
 
 from __future__ import annotations
@@ -22,20 +22,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autocut.candidates import sample_uniform
-from autocut.catalog import Catalog
+from autocut.planning.candidates import sample_uniform
+from autocut.library.catalog import Catalog
 from autocut.errors import ConfigError
 from autocut.lm.corpus import (
     CorpusReport,
     SftFormatError,
-    _atomic_write_lines,
     _dumps,
     frames_in_span,
     read_manifest,
     read_sharegpt,
 )
-from autocut.tags import DEFAULT_TAGS_PER_CLIP, TAGGER_NAME, TAGS_FORMAT_VERSION, TagSource, TagStats, clip_labels, \
+from autocut.library.tags import DEFAULT_TAGS_PER_CLIP, TAGGER_NAME, TAGS_FORMAT_VERSION, TagSource, TagStats, clip_labels, \
     frame_tags, tags_text
+from autocut.library.ids import frame_id
+from autocut.files import write_lines_atomic
 
 __all__ = ["TAG_CORPUS_FORMAT_VERSION", "TAG_TASKS", "build_tag_corpus", "tag_prompt"]
 
@@ -52,7 +53,7 @@ def _shown_frames(cand: dict[str, Any], n_frames: dict[int, int], k: int) -> lis
     """Frame ids a token prompt showed for a candidate (corpus: every frame in the span, K sampled uniformly)."""
     pid = int(cand["photo_id"])
     span = frames_in_span(float(cand["start_s"]), float(cand["duration_s"]), n_frames.get(pid, 0))
-    return [pid * 10**4 + span[i] for i in sample_uniform(len(span), k)]
+    return [frame_id(pid, span[i]) for i in sample_uniform(len(span), k)]
 
 
 def tag_prompt(human: str, clip_tags: list[str], where: str) -> str:
@@ -120,7 +121,7 @@ def build_tag_corpus(catalog: Catalog, corpus_dir: str | Path, out_dir: str | Pa
             conv = [{"from": "human", "value": text}, rec["conversations"][1]]
             lines.append(_dumps({"conversations": conv, "system": rec.get("system", ""),
                                  "tools": rec.get("tools", ""), "meta": (rec.get("meta") or {}) | {"clips": "tags"}}))
-        report.files[path.name] = _atomic_write_lines(out / path.name, lines)
+        report.files[path.name] = write_lines_atomic(out / path.name, lines)
     report.edits = len({(r.get("meta") or {}).get("edit_id") for rows in loaded.values() for r, _ in rows})
     report.seconds = time.perf_counter() - t0
     info = {"format": "autocut-lm-tag-corpus", "format_version": TAG_CORPUS_FORMAT_VERSION,
@@ -130,6 +131,6 @@ def build_tag_corpus(catalog: Catalog, corpus_dir: str | Path, out_dir: str | Pa
                      "tags_per_clip": tags_per_clip, "frames": len(all_frames), "computed": stats.computed,
                      "cache_hits": stats.cache_hits, "ms_per_frame": stats.ms_per_frame, "source": stats.source},
             "files": report.files, "omitted_tasks": {"bgm": "answers are audio tokens"}}
-    _atomic_write_lines(out / "manifest.json", [json.dumps(info, ensure_ascii=False, indent=2)])
+    write_lines_atomic(out / "manifest.json", [json.dumps(info, ensure_ascii=False, indent=2)])
     log.info("%s", report.summary())
     return report

@@ -54,6 +54,7 @@ from autocut.lm.vocab import (
     extend_vocabulary,
     fingerprint,
 )
+from autocut.files import write_json_atomic
 
 __all__ = [
     "LM_FORMAT_VERSION",
@@ -236,12 +237,6 @@ def _checkpoints(run_dir: Path) -> list[Path]:
                    and (p / "progress.json").exists()), key=lambda p: int(p.name.split("-")[1]))
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
-
-
 @dataclass
 class _Progress:
     step: int = 0  # optimizer steps done
@@ -405,7 +400,7 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
                 "examples": len(examples), "dropped_examples": dropped, "vocab": asdict(ext),
                 "processes": n_proc, "started_at": time.time()}
     if accelerator.is_main_process:
-        _write_json_atomic(run / "run.json", run_info)
+        write_json_atomic(run / "run.json", run_info, indent=2, default=str)
     loss_log = run / "loss.jsonl"
     pad_id = int(tok.pad_token_id)
     # Kept free at the end of a budget for the final checkpoint, the frozen-row check and the model save.
@@ -427,7 +422,7 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
         # Pickle, not safetensors: tied models share one new-rows tensor between embedding and head.
         accelerator.save_state(str(tmp), safe_serialization=False)
         if accelerator.is_main_process:
-            _write_json_atomic(tmp / "progress.json", {"step": st.step, "epoch": st.epoch,
+            write_json_atomic(tmp / "progress.json", indent=2, default=str, data={"step": st.step, "epoch": st.epoch,
                                                        "micro_in_epoch": st.micro_in_epoch,
                                                        "planned_steps": st.planned_steps})
             shutil.rmtree(final, ignore_errors=True)
@@ -537,7 +532,7 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
         run_info.update(status="done", steps=st.step, planned_steps=st.planned_steps, stop_reason=stop_reason,
                         final_loss=st.last_loss, seconds=round(seconds, 1), model_dir=str(model_dir),
                         frozen_check=frozen_check)
-        _write_json_atomic(run / "run.json", run_info)
+        write_json_atomic(run / "run.json", run_info, indent=2, default=str)
     accelerator.wait_for_everyone()
     log.info("%s done: %d steps (%s), final loss %s, %.0f s -> %s", stage, st.step, stop_reason,
              f"{st.last_loss:.4f}" if st.last_loss is not None else "n/a", seconds, model_dir)
@@ -577,7 +572,7 @@ def _save_model(model, tok, out: Path, info: dict[str, Any]) -> None:  # noqa: A
     model.config.use_cache = True
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    _write_json_atomic(tmp / LM_INFO_FILENAME, info)
+    write_json_atomic(tmp / LM_INFO_FILENAME, info, indent=2, default=str)
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from autocut import tokens as T
+from autocut.lm import tokens as T
 from autocut.errors import ConfigError, PlanError, TransientError
 from autocut.lm.decoding import index_answer_valid
 

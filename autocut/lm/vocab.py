@@ -1,6 +1,6 @@
 """Extending a causal LM's vocabulary with the AutoCut tokens, and keeping the old rows frozen.
 
-`extend_vocabulary` adds the 10 structural and 4,096 code tokens (`autocut.tokens.added_tokens`) to the
+`extend_vocabulary` adds the 10 structural and 4,096 code tokens (`autocut.lm.tokens.added_tokens`) to the
 tokenizer, resizes the input and output embeddings to a multiple of 64 rows (Qwen checkpoints already
 carry padding rows past their 151,669 tokens; new tokens reuse them first), and initialises every new
 input and output row to the mean of the old rows plus small Gaussian noise (DESIGN method 3; the noise
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autocut.errors import AutoCutError, ConfigError
-from autocut.tokens import added_tokens
+from autocut.lm.tokens import added_tokens
 
 __all__ = [
     "FrozenRowsError",

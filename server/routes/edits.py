@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Response, status
 
-from autocut.catalog import Catalog
+from autocut.library.catalog import Catalog
 from autocut.errors import AutoCutError, CatalogError
 from server.auth import Principal, require_key
 from server.routes.common import (
@@ -91,7 +91,7 @@ class _Resolver:
         if len(req.clips) > s.max_pool_items:
             raise api_error(422, "pool_too_large", f"{where}the clip pool has {len(req.clips)} items; "
                                                    f"the limit is {s.max_pool_items}")
-        from autocut.planners.base import PLANNERS
+        from autocut.planning.planners.base import PLANNERS
 
         planner = req.options.planner or s.default_planner
         if planner not in PLANNERS and planner != AUTO_PLANNER:
@@ -148,7 +148,7 @@ class _Resolver:
         v = req.options.voice
         if v.engine != "espeak" or v.name is None:
             return  # defaults always exist; piper voices are checked by the worker (loading one is heavy)
-        from autocut.tts import check_voice
+        from autocut.speech.tts import check_voice
         from autocut.types import VoiceSpec
 
         try:

@@ -12,7 +12,7 @@ from server.auth import Principal, api_key_header, bearer_scheme, require_key, v
 from server.routes.common import ERROR_RESPONSES, Services, api_error, get_services, job_status
 from server.schemas import JOB_ID_PATTERN, ErrorBody, JobPage, JobStatus
 from server.store import JobRecord
-from server.tasks import RESULT_FILES
+from autocut.render.outputs import RESULT_FILES, RESULT_SUFFIXES
 
 __all__ = ["router"]
 
@@ -22,7 +22,6 @@ JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, examples=["job_0123456789abc
 
 _MEDIA_TYPES = {"video": "video/mp4", "subtitles": "application/x-subrip", "timeline": "application/json",
                 "plan": "application/json"}
-_SUFFIXES = {"video": ".mp4", "subtitles": ".srt", "timeline": ".otio", "plan": ".plan.json"}
 
 
 def _own_job(services: Services, principal: Principal, job_id: str) -> JobRecord:
@@ -103,5 +102,5 @@ def get_result(request: Request, job_id: JobId, variant: Annotated[int, Path(ge=
     if not path.is_file():
         raise api_error(404, "not_found", f"{artifact} of job {job_id} variant {variant} is missing")
     return FileResponse(path, media_type=_MEDIA_TYPES[artifact],
-                        filename=f"{job_id}-v{variant}{_SUFFIXES[artifact]}",
+                        filename=f"{job_id}-v{variant}{RESULT_SUFFIXES[artifact]}",
                         content_disposition_type="inline" if artifact == "video" else "attachment")

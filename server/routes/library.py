@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from autocut.catalog import Catalog
+from autocut.library.catalog import Catalog
 from autocut.errors import CatalogError
 from server.auth import Principal, require_key
 from server.routes.common import ERROR_RESPONSES, Services, get_services
