@@ -12,6 +12,7 @@ help:
 	@echo "make demo   - set up, then run the main job end to end on the embedded defaults"
 	@echo "make test   - set up, then run the full test suite (what CI runs)"
 	@echo "make bench  - run every benchmark and print one summary table of the figures"
+	@echo "make lint   - ruff (lint + format check), mypy, and the package import rules (scripts/check_imports.py)"
 
 setup: system-deps venv
 
@@ -35,6 +36,18 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/fetch_qwen3_toke
 
 test: setup
 	$(PY) -m pytest -q --durations=15 -m "not gpu and not real_weights" tests
+# `make test` (what CI runs) lints first:
+# test: lint    # enabled once the fix pass lands
+
+# Every check runs even when an earlier one fails, so one run lists all findings; fails if any did.
+# Auto-fixes (not run here): `$(PY) -m ruff check --fix .` and `$(PY) -m ruff format .`
+lint: venv
+	@rc=0; \
+	echo "== ruff check"; $(PY) -m ruff check . || rc=1; \
+	echo "== ruff format --check"; $(PY) -m ruff format --check --output-format concise . || rc=1; \
+	echo "== mypy"; $(PY) -m mypy || rc=1; \
+	echo "== import rules"; $(PY) scripts/check_imports.py || rc=1; \
+	exit $$rc
 
 test-fast: venv
 	$(PY) -m pytest -q -x -m "not slow and not gpu and not real_weights and not browser" tests

@@ -50,7 +50,7 @@ class CatalogError(AutoCutError):
 
 
 class IdRangeError(CatalogError):
-    """An AutoCut id would overflow its digit budget (DESIGN method 6)."""
+    """An AutoCut id would overflow its digit budget (docs/method.md, "Ids")."""
 
 
 class VersionMismatchError(AutoCutError):

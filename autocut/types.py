@@ -1,8 +1,8 @@
 """Types shared across the planner, the renderer and the API.
 
 The planner produces an `EditPlan`, the renderer consumes it, and the API returns it
-(DESIGN method 7). These are pydantic models so the same definition validates JSON from
-users, serialises the plan sidecar, and documents the OpenAPI schema.
+(docs/method.md, "Rendering and voice fit"). These are pydantic models so the same definition
+validates JSON from users, serialises the plan sidecar, and documents the OpenAPI schema.
 
 Times are seconds (float) in source or output time, named with a `_s` suffix.
 """
@@ -40,7 +40,7 @@ FitMode = Literal["crop", "blur_pad"]
 Language = Literal["en", "zh"]
 Scenario = Literal["script", "footage"]
 # by_frame: start at a retrieved frame, length = the candidate's stored length;
-# by_clip: a whole visual clip found by segmentation (DESIGN method 6).
+# by_clip: a whole visual clip found by segmentation (docs/method.md, "Decoding and grounding").
 SegmentMode = Literal["by_frame", "by_clip"]
 # "cut" plus a subset of ffmpeg's xfade transitions.
 Transition = Literal["cut", "fade", "dissolve", "wipeleft", "wiperight", "slideleft", "slideright", "circleopen"]
@@ -58,7 +58,7 @@ class _Model(BaseModel):
 
 
 class ProductInfo(_Model):
-    """What is being advertised; heads every prompt (DESIGN method 5)."""
+    """What is being advertised; heads every prompt (docs/method.md, "Corpus format")."""
 
     name: str = Field(min_length=1, max_length=200, examples=["Juicer Cup"])
     brand: str = Field(default="", max_length=200, examples=["FreshCo"])
@@ -113,8 +113,8 @@ class VoiceSpec(_Model):
     name: str | None = None
     language: Language = "en"
     # Base speaking rate; None = the voice's default for `language` (`autocut.speech.tts.base_words_per_minute`:
-    # espeak-ng en 165, zh 248, measured to speak DESIGN's WCD rates). The renderer may stretch each sentence
-    # by at most +-15 % (DESIGN method 7).
+    # espeak-ng en 165, zh 248, measured to speak the WCD rates of 2.5 words/s and 5 characters/s). The renderer
+    # may stretch each sentence by at most +-15 % (docs/method.md, "Rendering and voice fit").
     words_per_minute: int | None = Field(
         default=None, ge=80, le=400,
         description="Base speaking rate; null = the voice's default for the language (espeak-ng: en 165, "
@@ -184,7 +184,7 @@ class EditPlan(_Model):
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
-    # Loudness target of the final mix (DESIGN/render issue: -14 LUFS, true peak <= -1 dBTP).
+    # Loudness target of the final mix: -14 LUFS, true peak <= -1 dBTP.
     loudness_lufs: float = Field(default=-14.0, ge=-40, le=-5)
     true_peak_db: float = Field(default=-1.0, ge=-9, le=0)
     # A clip may appear twice only when the plan says so.

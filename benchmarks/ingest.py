@@ -1,6 +1,6 @@
 """Ingest speed: seconds of 1080p30 H.264 footage per wall second, vs decode-only sampling.
 
-Target (issue 2): >= 5x real time, and >= 0.5 of the decode-only rate measured in the same run.
+Target: >= 5x real time, and >= 0.5 of the decode-only rate measured in the same run.
 Run: .venv/bin/python -m benchmarks.ingest [--quick]
 """
 

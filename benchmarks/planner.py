@@ -11,7 +11,7 @@ one sorting sample: pool = its R clips only, to be ordered like the reference.
 Scored with `autocut.evaluation.metrics`: CSA, CRA, SRA, pairwise order accuracy, Kendall tau, BGM Hit@1, and
 ms per `plan_edit` call. The random planner is the baseline measured in the same run.
 These figures say the planners do what they are built to do on data made for it; real planner
-comparisons are the evaluation harness's job (issue 11) on the demo world's held-out split.
+comparisons are the evaluation harness's job (`autocut eval`, docs/evaluation.md) on the demo world's held-out split.
 Run: nice .venv/bin/python -m benchmarks.planner [--quick]
 """
 

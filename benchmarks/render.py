@@ -27,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+from autocut.files import atomic_path
 from benchmarks.common import cache_dir
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,12 @@ def make_inputs(cache: Path, *, size: str, duration_s: float) -> list[Path]:
             else:
                 src = ["-f", "lavfi", "-i", LAVFI_SOURCES[i].format(s=size) + f",trim=duration={duration_s}"]
                 scale = ""
-            tmp = p.with_name(p.stem + ".tmp.mp4")
             # Light temporal grain: upscaled sample footage would otherwise be unrealistically cheap to decode.
-            _ffmpeg(*src, "-f", "lavfi", "-i", f"anoisesrc=color=pink:amplitude=0.02:duration={duration_s}",
-                    "-map", "0:v:0", "-map", "1:a:0", "-vf", f"{scale}format=yuv420p,noise=alls=3:allf=t,setsar=1",
-                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "60", "-c:a", "aac",
-                    "-t", f"{duration_s}", str(tmp))
-            os.replace(tmp, p)
+            with atomic_path(p, suffix=".tmp.mp4") as tmp:
+                _ffmpeg(*src, "-f", "lavfi", "-i", f"anoisesrc=color=pink:amplitude=0.02:duration={duration_s}",
+                        "-map", "0:v:0", "-map", "1:a:0", "-vf", f"{scale}format=yuv420p,noise=alls=3:allf=t,setsar=1",
+                        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "60", "-c:a", "aac",
+                        "-t", f"{duration_s}", str(tmp))
         out.append(p)
     return out
 
@@ -198,8 +198,8 @@ def run_moneyprinter(plan, work: Path) -> dict:  # noqa: ANN001
     os.environ.setdefault("FFMPEG_BINARY", "/usr/bin/ffmpeg")  # same ffmpeg as everyone else
     from moviepy import AudioFileClip, CompositeAudioClip, CompositeVideoClip, TextClip, VideoFileClip, afx
 
-    from autocut.render import subtitles as subs
     from autocut.render import crop_to_aspect, prepare
+    from autocut.render import subtitles as subs
 
     o = plan.output
     with PeakRss() as mem, Cost() as cost:

@@ -3,7 +3,7 @@
 Each benchmark module exposes `main(quick: bool) -> dict` of figures (and prints its own detail).
 A benchmark that fails is reported in the table and the others still run. The summary shows each
 benchmark's headline figures beside the baseline measured in the same run (as a ratio) and the
-issue's target where there is one; every figure is also written to a JSON file.
+benchmark's target where there is one; every figure is also written to a JSON file.
 
     .venv/bin/python -m benchmarks.run_all [--quick] [--only NAME ...]
     .venv/bin/python -m benchmarks.run_all --summary-only [--json FILE]   # reprint a stored run

@@ -3,7 +3,7 @@
 1. Overhead: one edit at a time (nothing queued), submit-to-done over HTTP (polled every 20 ms)
    minus the render time the worker measured; also minus render *and* planning (the job's own
    work), the service's share proper. Baseline in the same run: the same request planned and
-   rendered by a direct library call in this process. Target (issue 9): overhead < 5 % of render.
+   rendered by a direct library call in this process. Target: overhead < 5 % of render.
 2. Throughput: a batch of small edits through the service with 2 workers, in jobs/minute, vs
    1 worker and vs sequential direct library calls (the scaling a second worker buys here).
 

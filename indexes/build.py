@@ -1,6 +1,6 @@
 """Building a library index for one kind (frames, clips, BGM tracks) from ids and vectors.
 
-Structure by size (issue 4): exact search (`IDMap,Flat`) while N x D is small enough for a
+Structure by size: exact search (`IDMap,Flat`) while N x D is small enough for a
 single query to stay around a millisecond, an approximate structure past that. Both approximate
 structures are implemented and measured by `benchmarks/indexes.py`; IVF is the default (see
 `BuildConfig.approximate`). Search parameters (HNSW efSearch, IVF nprobe) are not guessed: after
@@ -54,7 +54,7 @@ class BuildConfig:
     hnsw_ef_construction: int = 40  # FAISS's default; higher builds slower for little recall here
     ivf_lists_per_sqrt_n: float = 4.0  # nlist ~ 4 sqrt(N), rounded to a power of two
     ivf_train_per_list: int = 64  # k-means sample = nlist x this (FAISS warns below 39)
-    # Calibrated on indexed vectors; a margin above the 0.95 target on unseen queries (issue 4).
+    # Calibrated on indexed vectors; a margin above the target of 0.95 on unseen queries (benchmarks/indexes.py).
     target_recall_at_10: float = 0.97
     calibration_queries: int = 256
     add_batch_size: int = 50_000  # progress granularity

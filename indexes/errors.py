@@ -1,8 +1,9 @@
 """Errors raised by `indexes`.
 
-`indexes` must not import `autocut` (DESIGN, Architecture), so it has its own small hierarchy;
-`autocut.library.indexing` translates these into `autocut.errors` for users. Each class also
-derives from the closest builtin so callers that know nothing of this package still catch them.
+`indexes` must not import `autocut` (docs/method.md, "Architecture and queue delivery"), so it
+has its own small hierarchy; `autocut.library.indexing` translates these into `autocut.errors` for
+users. Each class also derives from the closest builtin so callers that know nothing of this
+package still catch them.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""FAISS runtime settings: exact-search code path and threads for small batches (DESIGN performance facts).
+"""FAISS runtime settings: exact-search code path and threads for small batches (measured facts below).
 
 FAISS computes exact inner products for a batch of `nq` queries through BLAS (sgemm) when
 `nq >= faiss.cvar.distance_compute_blas_threshold`, else through its own SIMD loop. Which is
-faster depends on the machine: DESIGN records one where the OpenBLAS bundled with faiss-cpu
-(0.3.15) ran a generic kernel and BLAS was 10x slower for 64-query batches at 1M x 128-d; on the
+faster depends on the machine: on one 2-core machine the OpenBLAS bundled with faiss-cpu
+(0.3.15) did not recognise the CPU and ran a generic kernel, and BLAS was 10x slower for
+64-query batches at 1M x 128-d (29 vs 2.9 ms/query); on the
 Zen CPU this package was developed on OpenBLAS recognises the core and BLAS was ~4x faster when
 the machine was idle but ~4x slower when other processes loaded both cores (OpenMP threads of
 small sgemm blocks then wait on each other). The SIMD loop never depends on OpenBLAS recognising
@@ -34,7 +35,8 @@ __all__ = [
 
 # Batches below this many queries take the SIMD loop: larger than any batch this package searches
 # with (calibration uses a few hundred queries); IVF k-means assignment of a larger training
-# sample may still use BLAS, which is where a recognised core type pays off (DESIGN).
+# sample may still use BLAS, which is where a recognised core type pays off (forcing one gave
+# 2-6x faster index training on that machine).
 SIMD_MAX_QUERIES = 128_000
 
 
@@ -48,7 +50,7 @@ def keep_query_batches_on_simd() -> int:
 def openblas_core() -> str | None:
     """Core type chosen by the OpenBLAS that faiss loaded, e.g. "Zen" (Linux only; None if unknown).
 
-    "Prescott" or another generic name means OpenBLAS did not recognise the CPU (DESIGN's slow case).
+    "Prescott" or another generic name means OpenBLAS did not recognise the CPU (the slow generic-kernel case above).
     """
     try:
         with open("/proc/self/maps", encoding="utf-8") as fh:

@@ -1,9 +1,10 @@
 """Searching: per-request pool search, incremental adds, and hot-swapping served indexes.
 
 Grounding within a request's pool searches the pool's own vectors exactly, in a small index
-built for the request, so fresh uploads need no rebuild (DESIGN method 6, as the public AutoCut
-code does). Library-wide indexes (BGM, whole-library video) are served by `IndexHolder`, which
-picks up a rebuilt or grown index atomically, and grow on ingest through `add_to_stored_index`.
+built for the request, so fresh uploads need no rebuild (as the public AutoCut code does;
+docs/method.md, "Decoding and grounding"). Library-wide indexes (BGM, whole-library video) are
+served by `IndexHolder`, which picks up a rebuilt or grown index atomically, and grow on ingest
+through `add_to_stored_index`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Format `autocut-rqvae` version 1. Header metadata (all strings, as safetensors requires):
 - `format` = "autocut-rqvae", `format_version` = "1";
 - `config`: `RQVAEConfig.to_dict()` as JSON (model architecture + the training settings used);
-- `provenance`: JSON with `pca_version` (the PCA the input vectors were projected with; DESIGN
-  method 1: a refit invalidates every code built on the old one), `encoder` (the embedding model),
+- `provenance`: JSON with `pca_version` (the PCA the input vectors were projected with: a refit
+  invalidates every code built on the old one), `encoder` (the embedding model),
   `created_at` and the torch / vector-quantize-pytorch versions that wrote it;
 - `extra`: free JSON from the caller (training summary, held-out groups, metrics);
 - `sha256`: digest of every tensor's name, dtype, shape and bytes, so a flipped byte in the data

@@ -1,6 +1,6 @@
 """Typed configuration of an RQ-VAE tokenizer and its training run, with the paper presets.
 
-AutoCut Table 3 (appendix 7.1) / DESIGN method 2:
+AutoCut Table 3 (appendix 7.1; docs/method.md, "RQ-VAE tokenizers"):
 
 | | video | audio (PANNs) |
 |---|---|---|
@@ -47,7 +47,7 @@ MODALITIES: tuple[str, ...] = ("video", "audio")
 
 # Width of the PANNs embedding the paper's audio preset was designed for (Table 3).
 _PAPER_AUDIO_INPUT_DIM = 2048
-# The offline default audio encoder (aisfx, DESIGN "Offline models").
+# The offline default audio encoder (aisfx: its weights ship in its PyPI package).
 AISFX_DIM = 512
 
 
@@ -74,7 +74,8 @@ class ModelConfig:
     ema_decay: float = 0.8  # codebook EMA decay (vector-quantize-pytorch default, kept by the reference code)
     # L2-normalise inputs before the encoder. The loss is a cosine, so scale carries nothing the codes
     # must keep; and audio trains on raw block embeddings but tokenizes unit-norm pooled track vectors
-    # (DESIGN method 3), a scale shift the MLP + BatchNorm would otherwise see as a different input.
+    # (one BGM track = 8 audio tokens), a scale shift the MLP + BatchNorm would otherwise see as a
+    # different input.
     normalize_input: bool = True
 
     def __post_init__(self) -> None:
@@ -213,7 +214,8 @@ def audio_config(input_dim: int = AISFX_DIM) -> RQVAEConfig:
             modality="audio",
             input_dim=input_dim,
             encoder_hidden=encoder,
-            # DESIGN: use the mirror (256 -> 512 -> 1024 -> 2048), not the reference code's 256 -> 1024 -> 512.
+            # The mirror of the encoder (256 -> 512 -> 1024 -> 2048 at 2048-d input), not the reference code's
+            # 256 -> 1024 -> 512 -> 2048.
             decoder_hidden=tuple(reversed(encoder)),
             codebook_dim=_scaled_width(256, scale),
         ),

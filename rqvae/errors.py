@@ -1,8 +1,9 @@
 """Errors raised by the RQ-VAE package.
 
-`rqvae` cannot import `autocut.errors` (DESIGN: `rqvae` never imports `autocut`), so it has its own
-small hierarchy; callers in `autocut` wrap these into the one project hierarchy. All subclass
-`ValueError` because every one of them is caused by a bad argument (array, file, expectation).
+`rqvae` cannot import `autocut.errors` (`rqvae` never imports `autocut`; docs/method.md,
+"Architecture and queue delivery"), so it has its own small hierarchy; callers in `autocut` wrap
+these into the one project hierarchy. All subclass `ValueError` because every one of them is
+caused by a bad argument (array, file, expectation).
 """
 
 from __future__ import annotations

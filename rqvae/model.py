@@ -3,7 +3,7 @@
 Layout follows the AutoCut reference code (`emb_vqvae/modeling/vq_vae.py`): each hidden block is
 Linear -> GELU -> BatchNorm1d, then a plain Linear to the output width; the quantizer is
 `vector_quantize_pytorch.ResidualVQ` with k-means init, cosine-similarity codebooks and dead-code
-replacement (DESIGN method 2). With cosine codebooks every level picks the code closest in angle to
+replacement (AutoCut Table 3). With cosine codebooks every level picks the code closest in angle to
 the current residual and subtracts that unit-norm code, so the quantized latent is a sum of
 `num_quantizers` unit vectors, one per level.
 """

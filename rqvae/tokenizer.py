@@ -7,7 +7,7 @@ Two paths give the same codes:
   subtraction. The library L2-normalises each residual before that dot product; a positive scale
   cannot change the argmax, so the fast path skips it. Both paths then differ only by float
   rounding, which can flip a level whose two best codes tie to within ~1e-6 in cosine;
-  `Tokenizer.compare_paths` measures how often that happens (issue 6: "report their rate").
+  `Tokenizer.compare_paths` measures how often that happens (`autocut rqvae eval` reports the rate).
 Codes come back as int64 in [0, codebook_size); decode returns the raw (unnormalised) reconstruction.
 """
 

@@ -1,4 +1,4 @@
-"""Fit the packaged default 128-d PCA for a frame encoder (DESIGN method 1).
+"""Fit the packaged default 128-d PCA for a frame encoder (docs/method.md, "Encoders and the library PCA").
 
 The default is fitted on the real media the demo world is built from (packaged sample videos and photos),
 so a new library has a sensible 128-d space before it holds a few thousand frames of its own. The output

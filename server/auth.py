@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from server.ids import new_id
 from server.store import JobStore
 
 __all__ = [
@@ -60,7 +61,7 @@ def create_api_key(store: JobStore, pepper: str, *, name: str, admin: bool = Fal
     existing = store.lookup_api_key(key_hash)
     if existing is not None:
         return existing["key_id"], raw
-    key_id = "key_" + secrets.token_hex(8)
+    key_id = new_id("key", nbytes=8)
     store.add_api_key(key_hash, key_id, name, admin)
     return key_id, raw
 

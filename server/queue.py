@@ -1,11 +1,12 @@
 """The job queue: Dramatiq on Redis, carrying only job ids (the job itself is in `JobStore`).
 
-Why Dramatiq rather than Celery (DESIGN "Queue delivery"): both acknowledge after the task, but
-Celery's Redis transport redelivers an unacknowledged message when a fixed *visibility timeout*
-expires, whether or not its worker is alive: a render longer than the timeout runs twice at
-once, and a timeout long enough for the longest render delays recovery from a killed worker by
-that much. Dramatiq's Redis broker tracks each worker's unacknowledged messages and requeues
-them when that worker's *heartbeat* stops (`heartbeat_timeout`), independent of task length.
+Why Dramatiq rather than Celery (docs/method.md, "Architecture and queue delivery"): both
+acknowledge after the task, but Celery's Redis transport redelivers an unacknowledged message
+when a fixed *visibility timeout* expires, whether or not its worker is alive: a render longer
+than the timeout runs twice at once, and a timeout long enough for the longest render delays
+recovery from a killed worker by that much. Dramatiq's Redis broker tracks each worker's
+unacknowledged messages and requeues them when that worker's *heartbeat* stops
+(`heartbeat_timeout`), independent of task length.
 Heartbeats come from the consumer threads, so a worker busy for an hour stays alive.
 
 Delivery settings: one worker thread and prefetch 1 per process (a long render never holds a

@@ -8,11 +8,13 @@ root (`path`, relative); the server never fetches URLs.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autocut.types import Aspect, Language, Transition
+from server.ids import id_pattern
+from server.store import JobKind, JobState
 
 __all__ = [
     "BATCH_ID_PATTERN",
@@ -33,6 +35,7 @@ __all__ = [
     "ErrorBody",
     "ErrorInfo",
     "Health",
+    "IndexKind",
     "IngestOutcome",
     "JobAccepted",
     "JobPage",
@@ -50,12 +53,15 @@ __all__ = [
     "VoiceOptions",
 ]
 
-JOB_ID_PATTERN = r"^job_[0-9a-f]{24}$"
-BATCH_ID_PATTERN = r"^bat_[0-9a-f]{24}$"
-CLIP_ID_PATTERN = r"^clp_[0-9a-f]{24}$"
-IMAGE_ID_PATTERN = r"^img_[0-9a-f]{24}$"
+JOB_ID_PATTERN = id_pattern("job")
+BATCH_ID_PATTERN = id_pattern("bat")
+CLIP_ID_PATTERN = id_pattern("clp")
+IMAGE_ID_PATTERN = id_pattern("img")
 
+# A job state in a response: `JobState`'s values as a Literal, so the OpenAPI schema shows them as an
+# inline string enum (as it always has) rather than as a named component. A `JobState` validates.
 JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
+assert get_args(JobStateName) == tuple(JobState), "JobStateName must list JobState's values in order"
 
 
 class _In(BaseModel):
@@ -186,9 +192,11 @@ class BatchRequest(_In):
     items: list[EditRequest] = Field(min_length=1, max_length=1000)
 
 
+IndexKind = Literal["frames", "clips", "bgm"]
+
+
 class RebuildRequest(_In):
-    kinds: list[Literal["frames", "clips", "bgm"]] = Field(default_factory=lambda: ["frames", "clips", "bgm"],
-                                                           min_length=1, max_length=3)
+    kinds: list[IndexKind] = Field(default_factory=lambda: ["frames", "clips", "bgm"], min_length=1, max_length=3)
 
 
 # --------------------------------------------------------------------------- responses
@@ -249,7 +257,7 @@ class RebuiltIndex(BaseModel):
 
 class JobStatus(BaseModel):
     job_id: str
-    kind: Literal["edit", "ingest", "rebuild"]
+    kind: JobKind
     state: JobStateName
     stage: str = Field(examples=["rendering variant 1/1"])
     progress_pct: float = Field(ge=0, le=100)

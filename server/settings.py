@@ -1,4 +1,4 @@
-"""Service settings: the one place AutoCut reads environment variables (DESIGN "Architecture").
+"""Service settings: the one place AutoCut reads environment variables (deployment: docs/deploy.md).
 
 Every field is read from `AUTOCUT_<FIELD>` (e.g. `AUTOCUT_DATA_DIR`, `AUTOCUT_REDIS_URL`) or a
 `.env` file; library code never reads the environment, it takes these values as arguments.

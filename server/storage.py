@@ -6,7 +6,8 @@ Layout under `data_dir`::
     uploads/blobs/ab/<sha256><ext>   accepted videos, content-addressed (one file per content)
     uploads/images/ab/<sha256><ext>  accepted product images
     jobs/<job_id>/plans.json         the job's plans, written once (first writer wins)
-    jobs/<job_id>/v<k>/              one published variant: edit.mp4 + .srt/.plan.json/.otio + variant.json
+    jobs/<job_id>/v<k>/              one published variant: the result files (`RESULT_FILES` of
+                                     `autocut.render.outputs`: edit.mp4, .srt, .plan.json, .otio) + variant.json
     jobs/<job_id>/.attempt-<uuid>/   an attempt's private work; renamed to v<k> when it finishes
     locks/                           advisory locks (one catalog writer among this service's workers)
 
@@ -38,6 +39,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from autocut.errors import ConfigError, MediaError
 
 __all__ = [
+    "VARIANT_INFO",
     "Layout",
     "PathRefError",
     "ReceivedFile",
@@ -54,6 +56,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+
+# Beside a published variant's result files: its figures (duration, size, planner, render time).
+VARIANT_INFO = "variant.json"
 
 
 class PathRefError(ConfigError):
@@ -111,6 +116,9 @@ class Layout:
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs / job_id
+
+    def plans_path(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "plans.json"
 
     def variant_dir(self, job_id: str, variant: int) -> Path:
         return self.job_dir(job_id) / f"v{variant}"

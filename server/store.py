@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 import redis
@@ -43,7 +44,9 @@ __all__ = [
     "TERMINAL_STATES",
     "Admission",
     "ClipRecord",
+    "JobKind",
     "JobRecord",
+    "JobState",
     "JobStore",
     "NewJob",
     "StartDecision",
@@ -51,9 +54,22 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-ACTIVE_STATES = frozenset({"queued", "running"})
-TERMINAL_STATES = frozenset({"done", "failed", "cancelled"})
+
+class JobState(StrEnum):
+    """A job's `state` field. Members are `str`s, so Redis fields and JSON hold the bare names; the
+    Lua scripts below spell the same names."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+JobKind = Literal["edit", "ingest", "rebuild"]
 
 # Moves a job to a terminal state and out of the active sets. Shared by several scripts.
 _LUA_FINISH = """
@@ -220,7 +236,7 @@ class NewJob:
     """A job as admitted: everything a worker needs is in `spec` (JSON-serialisable)."""
 
     job_id: str
-    kind: Literal["edit", "ingest", "rebuild"]
+    kind: JobKind
     spec: dict[str, Any]
     batch_id: str = ""
     batch_index: int = -1
@@ -232,7 +248,7 @@ class JobRecord:
     job_id: str
     owner: str
     kind: str
-    state: str
+    state: JobState
     stage: str
     progress: float
     spec: dict[str, Any]
@@ -262,7 +278,7 @@ class JobRecord:
             return float(v) if v else None
 
         return cls(
-            job_id=h["id"], owner=h.get("owner", ""), kind=h.get("kind", ""), state=h.get("state", ""),
+            job_id=h["id"], owner=h.get("owner", ""), kind=h.get("kind", ""), state=JobState(h["state"]),
             stage=h.get("stage", ""), progress=float(h.get("progress") or 0.0),
             spec=json.loads(h.get("spec") or "{}"), created_at=float(h.get("created_at") or 0.0),
             started_at=f("started_at"), finished_at=f("finished_at"), deliveries=int(h.get("deliveries") or 0),
@@ -373,7 +389,7 @@ class JobStore:
                            clip.clip_id if clip else "", clip.sha256 if clip else "",
                            json.dumps(clip.to_fields()) if clip else "", str(len(jobs))]
         for j in jobs:
-            fields = {"id": j.job_id, "owner": owner, "kind": j.kind, "state": "queued", "stage": "queued",
+            fields = {"id": j.job_id, "owner": owner, "kind": j.kind, "state": JobState.QUEUED, "stage": "queued",
                       "progress": "0", "spec": json.dumps(j.spec, separators=(",", ":")), "created_at": repr(now),
                       "deliveries": "0", "retries": "0", "batch_id": j.batch_id, "batch_index": str(j.batch_index),
                       "clip_id": j.clip_id, "enqueued": "0", "cancel_requested": "0"}
@@ -406,7 +422,7 @@ class JobStore:
         out = []
         for jid in self.r.smembers(self.k("jobs", "active")):
             st, enq, created = self.r.hmget(self.k("job", jid), "state", "enqueued", "created_at")
-            if st == "queued" and enq != "1" and created and float(created) < cutoff:
+            if st == JobState.QUEUED and enq != "1" and created and float(created) < cutoff:
                 out.append(jid)
         return out
 
@@ -417,7 +433,7 @@ class JobStore:
         out = []
         for jid in self.r.smembers(self.k("jobs", "active")):
             st, worker, beat = self.r.hmget(self.k("job", jid), "state", "worker", "heartbeat_at")
-            if st != "running" or not beat or float(beat) >= cutoff:
+            if st != JobState.RUNNING or not beat or float(beat) >= cutoff:
                 continue
             seen = self.r.zscore(self.k("workers"), worker or "")
             if seen is None or seen < cutoff:
@@ -478,7 +494,7 @@ class JobStore:
         """Compare-and-set to done; True for the one call that wrote the completion record."""
         return bool(self._complete(args=[self.ns, job_id, repr(_now()), json.dumps(results), json.dumps(timings)]))
 
-    def fail(self, job_id: str, code: str, message: str, *, state: str = "failed") -> bool:
+    def fail(self, job_id: str, code: str, message: str, *, state: JobState = JobState.FAILED) -> bool:
         return bool(self._fail(args=[self.ns, job_id, repr(_now()), state, code, message[:2000]]))
 
     def requeue(self, job_id: str, stage: str, message: str = "", *, count_retry: bool) -> bool:

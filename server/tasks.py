@@ -35,9 +35,10 @@ import redis
 
 from autocut.errors import AutoCutError, CatalogError, MediaError, PlanError, TransientError
 from autocut.render.outputs import RESULT_FILES
+from server.jobspec import EditJobSpec, IngestJobSpec, LibraryRef, RebuildJobSpec, UploadRef
 from server.settings import Settings
-from server.storage import Layout, PathRefError, publish_dir, resolve_media_path, write_json_once
-from server.store import JobRecord, JobStore
+from server.storage import VARIANT_INFO, Layout, PathRefError, publish_dir, resolve_media_path, write_json_once
+from server.store import ACTIVE_STATES, JobRecord, JobState, JobStore
 
 __all__ = ["AUTO_PLANNER", "Deferred", "JobCancelled", "JobContext", "JobOutput", "JobRunner", "resolve_planner"]
 
@@ -260,7 +261,7 @@ class JobRunner:
             self.store.fail(jid, "timeout", f"the job ran longer than {self.settings.job_timeout_s:.0f} s")
             self._finished(ctx)
         else:
-            self.store.fail(jid, "cancelled", "cancelled by the client", state="cancelled")
+            self.store.fail(jid, "cancelled", "cancelled by the client", state=JobState.CANCELLED)
             log.info("job %s cancelled", jid)
             self._finished(ctx)
 
@@ -292,8 +293,8 @@ class JobRunner:
     def _run_ingest(self, ctx: JobContext) -> JobOutput:
         from autocut.library.ingest import ingest_paths
 
-        spec = ctx.job.spec
-        path = Path(spec["path"])
+        spec = IngestJobSpec.model_validate(ctx.job.spec)
+        path = Path(spec.path)
         ctx.progress("waiting for the library", 1.0)
         t0 = time.monotonic()
         with self.layout.library_write_lock(ctx.cancel), _lock_contention_is_transient():
@@ -303,10 +304,10 @@ class JobRunner:
                                   progress=lambda *_: ctx.progress("ingesting", 95.0))
         res = report.results[0]
         if res.status == "failed":
-            reason = res.reason.replace(str(path), spec.get("filename") or "the upload")
-            raise MediaError(spec.get("filename") or "upload", reason.split(": ", 1)[-1])
+            reason = res.reason.replace(str(path), spec.filename or "the upload")
+            raise MediaError(spec.filename or "upload", reason.split(": ", 1)[-1])
         photo_id = res.ids[0] if res.ids else None
-        return JobOutput(results=[{"type": "ingest", "clip_id": spec["clip_id"], "photo_id": photo_id,
+        return JobOutput(results=[{"type": "ingest", "clip_id": spec.clip_id, "photo_id": photo_id,
                                    "status": res.status}],
                          timings={"ingest_s": round(time.monotonic() - t0, 3)})
 
@@ -314,7 +315,7 @@ class JobRunner:
     def _run_rebuild(self, ctx: JobContext) -> JobOutput:
         from autocut.library.indexing import rebuild_indexes
 
-        kinds = list(ctx.job.spec.get("kinds") or ["frames", "clips", "bgm"])
+        kinds = RebuildJobSpec.model_validate(ctx.job.spec).kinds
         done: list[str] = []
 
         def progress(kind: str, d: int, t: int) -> None:
@@ -340,37 +341,36 @@ class JobRunner:
             planner.reference_split = "train"
         return planner
 
-    def _resolve_pool(self, ctx: JobContext) -> list:  # noqa: ANN401
+    def _resolve_pool(self, ctx: JobContext, spec: EditJobSpec) -> list:  # noqa: ANN401
         """The stored pool references -> `PoolItem`s of ingested library videos."""
         from autocut.library.catalog import Catalog
         from autocut.library.ingest import ingest_paths
         from autocut.library.media import content_hash
         from autocut.types import PoolItem
 
-        spec = ctx.job.spec
         items: list[PoolItem] = []
         waiting: list[str] = []
         with Catalog.open(self.settings.library_dir, create=False) as cat:
-            for ref in spec["pool"]:
-                text = ref.get("text", "")
-                if ref["kind"] == "library":
-                    items.append(PoolItem(photo_id=int(ref["photo_id"]), text=text))
-                elif ref["kind"] == "upload":
-                    pid = cat.has_source(ref["sha256"])
+            for ref in spec.pool:
+                text = ref.text
+                if isinstance(ref, LibraryRef):
+                    items.append(PoolItem(photo_id=ref.photo_id, text=text))
+                elif isinstance(ref, UploadRef):
+                    pid = cat.has_source(ref.sha256)
                     if pid is not None:
                         items.append(PoolItem(photo_id=pid, text=text))
                         continue
-                    ingest = self.store.get_job(ref["ingest_job_id"]) if ref.get("ingest_job_id") else None
-                    if ingest is not None and ingest.state in ("queued", "running"):
-                        waiting.append(ref["clip_id"])
+                    ingest = self.store.get_job(ref.ingest_job_id) if ref.ingest_job_id else None
+                    if ingest is not None and ingest.state in ACTIVE_STATES:
+                        waiting.append(ref.clip_id)
                         items.append(PoolItem(photo_id=1, text=text))  # placeholder, never planned
                         continue
-                    if ingest is not None and ingest.state == "failed":
-                        raise PlanError(f"clip {ref['clip_id']} could not be ingested: {ingest.error_message}")
-                    items.append(PoolItem(path=ref["path"], text=text))  # ingested below
+                    if ingest is not None and ingest.state == JobState.FAILED:
+                        raise PlanError(f"clip {ref.clip_id} could not be ingested: {ingest.error_message}")
+                    items.append(PoolItem(path=ref.path, text=text))  # ingested below
                 else:  # a file under the media root; re-checked now (it may have changed since admission)
                     try:
-                        path = resolve_media_path(self.settings.media_dir, ref["path"])
+                        path = resolve_media_path(self.settings.media_dir, ref.path)
                     except PathRefError as exc:
                         raise PlanError(str(exc)) from None
                     found = cat.video_by_path(path)
@@ -403,46 +403,29 @@ class JobRunner:
 
     def _build_plans(self, ctx: JobContext) -> tuple[list, float]:  # noqa: ANN401
         from autocut.planning import plan_edit
-        from autocut.types import BgmChoice, EditPlan, OutputSpec, PlanRequest, ProductInfo, VoiceSpec
+        from autocut.types import BgmChoice, EditPlan
 
-        spec = ctx.job.spec
-        plans_path = self.layout.job_dir(ctx.job.job_id) / "plans.json"
+        plans_path = self.layout.plans_path(ctx.job.job_id)
         if plans_path.exists():  # an earlier delivery planned already: keep its plans (results must match)
             data = json.loads(plans_path.read_text(encoding="utf-8"))
             return [EditPlan.model_validate(p) for p in data["plans"]], 0.0
-        req = spec["request"]
-        opts = req.get("options") or {}
-        pool = self._resolve_pool(ctx)
+        spec = EditJobSpec.model_validate(ctx.job.spec)
+        opts = spec.request.options
+        pool = self._resolve_pool(ctx, spec)
         ctx.check_cancel()
         ctx.progress("planning", 5.0)
         t0 = time.monotonic()
-        prod = req["product"]
-        voice_opts = opts.get("voice") or {}
-        language = opts.get("language", "en")
-        output = OutputSpec.for_aspect(opts.get("aspect", "9:16"), short_side=int(opts.get("resolution", 1080)),
-                                       transition=opts.get("transition", "cut"))
-        bgm_opts = opts.get("bgm") or {}
-        request = PlanRequest(
-            product=ProductInfo(name=prod["name"], brand=prod.get("brand", ""), category=prod.get("category", ""),
-                                selling_points=prod.get("selling_points", []),
-                                description=prod.get("description", ""), image_path=spec.get("image_path")),
-            pool=pool, script=req.get("script"), language=language,
-            max_duration_s=float(opts.get("max_duration_s", 60.0)), n_variants=int(opts.get("n_variants", 1)),
-            exclude_audio_ids=list(bgm_opts.get("exclude_audio_ids", [])), allow_outside_pool=False,
-            output=output, voice=VoiceSpec(engine=voice_opts.get("engine", "espeak"), name=voice_opts.get("name"),
-                                           language=language),
-            seed=int(opts.get("seed", 0)))
-        plans = plan_edit(self.settings.library_dir, request, self._planner(spec["planner"]))
-        policy = bgm_opts.get("policy", "auto")
+        plans = plan_edit(self.settings.library_dir, spec.plan_request(pool), self._planner(spec.planner))
+        policy = opts.bgm.policy
         track = None
         if policy == "track":
             from autocut.library.catalog import Catalog
 
             with Catalog.open(self.settings.library_dir, create=False) as cat:
-                track = cat.bgm_track(int(bgm_opts["audio_id"]))
+                track = cat.bgm_track(int(opts.bgm.audio_id))  # type: ignore[arg-type]
         for k, plan in enumerate(plans):
             plan.plan_id = f"{ctx.job.job_id}-v{k + 1}"
-            plan.subtitles.enabled = bool(opts.get("subtitles", True))
+            plan.subtitles.enabled = opts.subtitles
             if policy == "none":
                 plan.bgm = None
             elif track is not None:
@@ -462,7 +445,7 @@ class JobRunner:
         for k, plan in enumerate(plans, start=1):
             ctx.check_cancel()
             final = self.layout.variant_dir(jid, k)
-            if not (final / "variant.json").exists():
+            if not (final / VARIANT_INFO).exists():
                 stage = f"rendering variant {k}/{n}"
                 ctx.progress(stage, 10.0 + 90.0 * (k - 1) / n, force=True)
                 attempt = self.layout.new_attempt_dir(jid)
@@ -478,10 +461,10 @@ class JobRunner:
                 info = {"variant": k, "duration_s": round(res.duration_s, 3), "width": plan.output.width,
                         "height": plan.output.height, "planner": plan.planner, "plan_id": plan.plan_id,
                         "render_s": round(time.monotonic() - t0, 3)}
-                (attempt / "variant.json").write_text(json.dumps(info), encoding="utf-8")
+                (attempt / VARIANT_INFO).write_text(json.dumps(info), encoding="utf-8")
                 if not publish_dir(attempt, final):
                     log.info("job %s variant %d was published by another delivery", jid, k)
-            info = json.loads((final / "variant.json").read_text(encoding="utf-8"))
+            info = json.loads((final / VARIANT_INFO).read_text(encoding="utf-8"))
             results.append({"type": "variant", **info})
         return JobOutput(results=results, timings={"plan_s": round(plan_s, 3), "render_s": round(render_s, 3)})
 

@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from autocut.library.catalog import Catalog, NewBgm, NewSource
-from autocut.demo.main import (
+from autocut.demo.cli import build_parser
+from autocut.demo.freshness import (
     Freshness,
-    build_parser,
     corpus_freshness,
     index_freshness,
     lm_freshness,
     rqvae_freshness,
 )
+from autocut.library.catalog import Catalog, NewBgm, NewSource
+from autocut.library.codes import train_library_tokenizer
 from autocut.library.indexing import rebuild_indexes
 from autocut.library.layout import LibraryLayout
-from autocut.library.codes import train_library_tokenizer
 from server.tasks import AUTO_PLANNER, resolve_planner
 
 

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from autocut.demo_world import footage, music
-from autocut.demo_world.build import MIN_CLIP_S, WORDS_PER_S, WorldConfig, compose_ads, plan_shots
+from autocut.demo_world import music
+from autocut.demo_world.config import MIN_CLIP_S, WorldConfig
+from autocut.demo_world.drawing import draw_icon, draw_product
+from autocut.demo_world.frame import SAFE_BOTTOM, SAFE_TOP
+from autocut.demo_world.media import SourceMedia
+from autocut.demo_world.overlays import render_shot_layers
 from autocut.demo_world.products import (
     CATEGORIES,
     COLOURS,
@@ -20,14 +24,21 @@ from autocut.demo_world.products import (
     lookalike,
     sentence,
 )
-from autocut.demo_world.stats import greedy_chain_order, pairwise_order_accuracy, select_by_similarity
+from autocut.demo_world.reels import build_reel_command
+from autocut.demo_world.reference_ads import WORDS_PER_S, compose_ads
+from autocut.demo_world.shots import plan_shots
+from autocut.demo_world.stats import (
+    greedy_chain_order,
+    pairwise_order_accuracy,
+    select_by_similarity,
+)
 from autocut.errors import ConfigError
 
 
-def _fake_media(tmp_path: Path) -> footage.SourceMedia:
+def _fake_media(tmp_path: Path) -> SourceMedia:
     """Source media for planning only (no file is read while planning)."""
-    return footage.SourceMedia(photos=tuple(str(tmp_path / f"p{i}.png") for i in range(5)),
-                               videos=((str(tmp_path / "v.mp4"), 30.0),))
+    return SourceMedia(photos=tuple(str(tmp_path / f"p{i}.png") for i in range(5)),
+                       videos=((str(tmp_path / "v.mp4"), 30.0),))
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -159,7 +170,7 @@ def test_every_shape_icon_and_mark_draws() -> None:
     products = build_catalogue(160, seed=0)
     for shape in shapes:
         p = next(x for x in products if x.shape == shape)
-        sprite = footage.draw_product(p, 96)
+        sprite = draw_product(p, 96)
         alpha = np.asarray(sprite.getchannel("A"))
         assert sprite.size == (96, 96) and (alpha > 0).mean() > 0.1
         # The product's own colour dominates its opaque pixels.
@@ -168,9 +179,9 @@ def test_every_shape_icon_and_mark_draws() -> None:
     icons = {sp.icon for c in CATEGORIES for sp in c.selling_points}
     img = Image.new("RGBA", (64, 64))
     for icon in icons:
-        footage.draw_icon(ImageDraw.Draw(img), icon, 32, 32, 20, (255, 0, 0, 255))
+        draw_icon(ImageDraw.Draw(img), icon, 32, 32, 20, (255, 0, 0, 255))
     with pytest.raises(ConfigError):
-        footage.draw_icon(ImageDraw.Draw(img), "nope", 32, 32, 20, (0, 0, 0, 255))
+        draw_icon(ImageDraw.Draw(img), "nope", 32, 32, 20, (0, 0, 0, 255))
 
 
 def test_role_layers_keep_their_content_in_the_encoder_square(tmp_path: Path) -> None:
@@ -180,9 +191,9 @@ def test_role_layers_keep_their_content_in_the_encoder_square(tmp_path: Path) ->
     for s in shots:
         p = next(x for x in products if x.product_id == s.product_id)
         sp = next((x for x in p.selling_points if x.key == s.selling_point), None)
-        layers = footage.render_shot_layers(s, p, sp, tmp_path / "layers")
+        layers = render_shot_layers(s, p, sp, tmp_path / "layers")
         a = np.asarray(Image.open(layers.layout).getchannel("A")) > 0
-        inside = a[footage.SAFE_TOP:footage.SAFE_BOTTOM].sum()
+        inside = a[SAFE_TOP:SAFE_BOTTOM].sum()
         assert inside > 0.9 * a.sum(), f"{s.role}: role graphics outside the square the encoder sees"
 
 
@@ -192,9 +203,9 @@ def test_reel_command_concatenates_every_shot(tmp_path: Path) -> None:
     products = build_catalogue(8, seed=0, categories=4)
     shots = [s for s in plan_shots(products, cfg, _fake_media(tmp_path)) if s.product_id == "p0001"]
     p = products[0]
-    layers = [(s, footage.render_shot_layers(s, p, next((x for x in p.selling_points if x.key == s.selling_point),
-                                                        None), tmp_path)) for s in shots]
-    cmd = footage.build_reel_command(layers, tmp_path / "out.mp4")
+    layers = [(s, render_shot_layers(s, p, next((x for x in p.selling_points if x.key == s.selling_point),
+                                                None), tmp_path)) for s in shots]
+    cmd = build_reel_command(layers, tmp_path / "out.mp4")
     graph = cmd[cmd.index("-filter_complex") + 1]
     assert f"concat=n={len(shots)}:v=1:a=0" in graph
     total = int(sum(s.duration_s for s in shots) * cfg.fps)
@@ -202,7 +213,7 @@ def test_reel_command_concatenates_every_shot(tmp_path: Path) -> None:
     assert graph.count("zoompan") == sum(s.background.kind == "photo" for s in shots)
     assert cmd[-1] == str(tmp_path / "out.mp4") and "libx264" in cmd
     with pytest.raises(ConfigError):
-        footage.build_reel_command([], tmp_path / "x.mp4")
+        build_reel_command([], tmp_path / "x.mp4")
 
 
 # --------------------------------------------------------------------------- music

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocut.library.catalog import Catalog
 from autocut.cli import main as cli_main
 from autocut.demo_world import (
     ROLES,
@@ -21,9 +20,12 @@ from autocut.demo_world import (
     load_manifest,
     world_stats,
 )
-from autocut.demo_world import footage
+from autocut.demo_world.media import normalise_sources
+from autocut.demo_world.overlays import render_shot_layers
 from autocut.demo_world.products import CATEGORIES, build_catalogue
+from autocut.demo_world.reels import run_reel
 from autocut.errors import CatalogError, ConfigError
+from autocut.library.catalog import Catalog
 
 CATEGORY_MOOD = {c.key: c.mood for c in CATEGORIES}
 
@@ -179,19 +181,19 @@ def test_generated_reel_bytes_are_deterministic(world, tmp_path: Path) -> None:
     lib, _, _ = world
     cfg = WorldConfig.preset("small")
     # The world's own source cache: nothing is transcoded again.
-    media = footage.normalise_sources(lib / "world" / "cache" / "sources", fps=cfg.fps, max_video_s=cfg.max_video_s,
-                                      min_loop_s=cfg.video_loop_s, max_photos=cfg.max_photos)
-    from autocut.demo_world.build import plan_shots
+    media = normalise_sources(lib / "world" / "cache" / "sources", fps=cfg.fps, max_video_s=cfg.max_video_s,
+                              min_loop_s=cfg.video_loop_s, max_photos=cfg.max_photos)
+    from autocut.demo_world.shots import plan_shots
 
     p = build_catalogue(8, seed=0, categories=4)[0]
     shots = [s for s in plan_shots([p], cfg, media)][:2]
     outs = []
     for k in range(2):
-        layers = [(s, footage.render_shot_layers(s, p, next((x for x in p.selling_points
-                                                             if x.key == s.selling_point), None), tmp_path / f"l{k}"))
+        layers = [(s, render_shot_layers(s, p, next((x for x in p.selling_points
+                                                     if x.key == s.selling_point), None), tmp_path / f"l{k}"))
                   for s in shots]
         out = tmp_path / f"reel{k}.mp4"
-        footage.run_reel(layers, out)
+        run_reel(layers, out)
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
     assert not list(tmp_path.glob("*.tmp"))

@@ -15,18 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocut.library.catalog import Catalog
 from autocut.cli import main as cli_main
 from autocut.demo_world import WorldConfig, build_world
 from autocut.errors import ConfigError
-from autocut.evaluation.runner import (
+from autocut.evaluation import (
     METRICS,
     EvalConfig,
+    EvalResult,
     PlannerSpec,
     ScriptProxies,
     bleu4,
     build_samples,
-    pool_order,
     evaluate,
     load_result,
     parse_planner_spec,
@@ -48,6 +47,8 @@ from autocut.evaluation.judge import (
     parse_vsc_reply,
     reply_text,
 )
+from autocut.evaluation.samples import pool_order
+from autocut.library.catalog import Catalog
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -60,7 +61,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(world: Path):  # noqa: ANN201 - (EvalResult, samples)
+def run(world: Path) -> EvalResult:
     config = EvalConfig(planners=(parse_planner_spec("random"), parse_planner_spec("heur=heuristic")),
                         seeds=(0, 1))
     return evaluate(world, config)
@@ -70,7 +71,7 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
 
-def _covers(seg: dict, ref) -> bool:  # noqa: ANN001
+def _covers(seg: dict, ref) -> bool:
     """A plan segment shows a reference segment: same source, overlap >= half the shorter of the two."""
     a, b = seg["start_s"], seg["start_s"] + seg["duration_s"]
     ov = _overlap(a, b, ref.start_s, ref.start_s + ref.duration_s)
@@ -218,9 +219,9 @@ def test_unknown_planner_and_bad_options_are_clear_errors(world: Path, capsys: p
 
 
 def test_split_without_reference_edits_and_training_split_are_refused(world: Path) -> None:
-    with Catalog.open(world, create=False) as cat:
-        with pytest.raises(ConfigError, match=r"no reference edits in split 'nosuch'.*'test': 2"):
-            build_samples(cat, "nosuch")
+    with Catalog.open(world, create=False) as cat, \
+            pytest.raises(ConfigError, match=r"no reference edits in split 'nosuch'.*'test': 2"):
+        build_samples(cat, "nosuch")
     with pytest.raises(ConfigError, match="held-out split"):
         evaluate(world, EvalConfig(split="train"))
     with pytest.raises(ConfigError, match="labels must be unique"):

@@ -33,8 +33,8 @@ def test_id_limits_are_clear_errors():
         clip_id(0, 0, 1)
 
 
-def test_design_example_values():
-    # DESIGN method 6: frame_id = photo_id * 10^4 + frame_index; clip_id = photo * 10^7 + start * 10^3 + dur.
+def test_id_arithmetic_example_values():
+    # docs/method.md, "Ids": frame_id = photo_id * 10^4 + frame_index; clip_id = photo * 10^7 + start * 10^3 + dur.
     assert frame_id(12, 34) == 120_034
     assert clip_id(12, 34, 5) == 120_034_005
 

@@ -23,24 +23,21 @@ from autocut.library.indexing import (
     open_library_index,
     rebuild_indexes,
 )
+from autocut.encoders.base import l2_normalize
 from indexes import BuildConfig, current_generation
 
 REPO = Path(__file__).resolve().parents[1]
 FLAT = BuildConfig(force_structure="flat")
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def _source(i: int, n_frames: int = 40, n_clips: int = 4) -> NewSource:
     """A source whose frames drift around one direction, as footage of one scene does."""
     rng = np.random.default_rng(100 + i)
     centre = rng.standard_normal(128)
-    frames = _unit(centre + rng.normal(0, 0.5, (n_frames, 128)))
+    frames = l2_normalize(centre + rng.normal(0, 0.5, (n_frames, 128)))
     step = n_frames / n_clips
     spans = [(k * step, (k + 1) * step) for k in range(n_clips)]
-    clips = _unit(np.stack([frames[int(a):int(b)].mean(axis=0) for a, b in spans]))
+    clips = l2_normalize(np.stack([frames[int(a):int(b)].mean(axis=0) for a, b in spans]))
     return NewSource(
         content_hash=f"h{i}", path=f"/media/v{i}.mp4", kind="footage", duration_s=float(n_frames),
         probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
@@ -55,7 +52,7 @@ def _make_library(root: Path, n_sources: int = 3, n_frames: int = 40, n_clips: i
         cat.set_meta("pca_version", "pca-test-1")
         for i in range(1, n_sources + 1):
             cat.add_source(_source(i, n_frames=n_frames, n_clips=n_clips))
-        tracks = _unit(rng.standard_normal((n_bgm, 64)))
+        tracks = l2_normalize(rng.standard_normal((n_bgm, 64)))
         if n_bgm:
             cat.add_bgm([NewBgm(f"b{k}", f"/music/{k}.ogg", 0.0, 25.0, np.tile(t, (3, 1)), t)
                          for k, t in enumerate(tracks)])

@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values (DESIGN "Metrics")."""
+"""Metrics against hand-computed values (docs/method.md, "Metrics")."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from autocut.evaluation import metrics as m
 from autocut.errors import ConfigError
+from autocut.evaluation import metrics as m
 
 # --------------------------------------------------------------------------- words and WCD
 

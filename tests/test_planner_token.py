@@ -1,4 +1,4 @@
-"""The token-LM planner: constrained decoding, vLLM request bodies, and planning end to end (issue 8).
+"""The token-LM planner: constrained decoding, vLLM request bodies, and planning end to end.
 
 Everything runs on a tiny *untrained* `Qwen3ForCausalLM` (hidden 16, 1 layer) with the real Qwen3
 tokenizer extended by the AutoCut tokens: random weights must still give answers that parse, since
@@ -38,6 +38,7 @@ from autocut.planning.planners.token import FREE_LINE_MAX_WORDS, TokenPlanner
 from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
 from autocut.speech.tts import estimate_duration_s
 from autocut.types import EditPlan, PlanRequest, PoolItem, ProductInfo
+from autocut.encoders.base import l2_normalize
 
 TOKENIZER_DIR = default_qwen3_tokenizer_dir()
 pytestmark = pytest.mark.skipif(not (TOKENIZER_DIR / "tokenizer.json").exists(),
@@ -128,10 +129,6 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> dict:
     audio = _train_rqvae(bgm, "audio", root / "models" / "rqvae_audio", None)
     return {"root": root, "ids": ids, "tracks": tracks, "video": video, "audio": audio,
             "pool": [PoolItem(photo_id=ids[k]) for k in "abc"]}
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 # ---------------------------------------------------------------------------------------------- decoding
@@ -358,8 +355,8 @@ def _check_plan(plan: EditPlan, lib: dict, request: PlanRequest, pool_ids: set[i
 def _nearest_bgm(lib: dict, codes: np.ndarray, exclude: list[int]) -> int:
     with Catalog.open(lib["root"], create=False) as cat:
         ids, vecs = cat.bgm_vectors()
-    q = _unit(lib["audio"].decode(codes[None, :])[0])
-    scores = _unit(vecs) @ q
+    q = l2_normalize(lib["audio"].decode(codes[None, :])[0])
+    scores = l2_normalize(vecs) @ q
     scores[np.isin(ids, exclude)] = -np.inf
     return int(ids[int(np.argmax(scores))])
 
@@ -420,7 +417,7 @@ def test_segments_follow_the_decoded_embeddings_not_the_pool_index(lib: dict, lm
         pool = build_candidates(cat, lib["pool"])
     target = int(np.flatnonzero(fids == a * 10**4 + 1)[0])  # 1 s into a's moving test pattern
     decoded = lib["video"].decode(lib["video"].encode(fvecs[target][None, :]))[0]
-    assert int(fids[int(np.argmax(_unit(fvecs) @ _unit(decoded)))]) == a * 10**4 + 1  # the codes find it back
+    assert int(fids[int(np.argmax(l2_normalize(fvecs) @ l2_normalize(decoded)))]) == a * 10**4 + 1  # the codes find it back
     planner = TokenPlanner(model_dir=lm_dir, video_tokenizer=_Redirect(lib["video"], fvecs[target]))
     req = PlanRequest(product=PRODUCT, pool=lib["pool"], script=["Look at this."])
     (plan,) = plan_edit(lib["root"], req, planner)
@@ -441,11 +438,11 @@ def test_by_clip_grounding_uses_the_mean_of_decoded_frames(lib: dict, lm_dir: Pa
     # The first clip: nothing is used yet, so it is the pool clip nearest the decoded query (later ones
     # skip footage already used or kept for the clips after them).
     first = pool.candidates[int(plan.notes["order"].split(",")[0]) - 1]
-    query = _unit(lib["video"].decode(lib["video"].encode(first.frame_vectors)).mean(axis=0))
+    query = l2_normalize(lib["video"].decode(lib["video"].encode(first.frame_vectors)).mean(axis=0))
     later = {c.clip_id for i, c in enumerate(pool.candidates) if i in
              {int(k) - 1 for k in plan.notes["order"].split(",")[1:]}}
     allowed = [k for k, cid in enumerate(pool.clip_ids) if int(cid) not in later]
-    best = allowed[int(np.argmax(_unit(pool.clip_vectors[allowed]) @ query))]
+    best = allowed[int(np.argmax(l2_normalize(pool.clip_vectors[allowed]) @ query))]
     assert plan.segments[0].clip_id == int(pool.clip_ids[best])
     assert [s.sentence for s in plan.segments] == req.script
 

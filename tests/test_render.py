@@ -13,7 +13,8 @@ import numpy as np
 import pysubs2
 import pytest
 
-from autocut.render import edit as R
+import autocut.render as R
+from autocut.planning.voice_fit import VOICE_LEAD_S, VOICE_TAIL_S
 from autocut.render import timeline
 from autocut.types import BgmChoice, EditPlan, OutputSpec, PlanSegment, ProductInfo, SubtitleStyle, VoiceSpec
 
@@ -183,7 +184,7 @@ def english(media, tmp_path_factory):
 
 def test_english_container_streams_duration_faststart(english):
     plan, result, seen = english
-    assert result.output_path.exists() and not result.output_path.with_name("ad.tmp.mp4").exists()
+    assert result.output_path.exists() and not [f for f in result.output_path.parent.iterdir() if ".tmp" in f.name]
     _check_container(result.output_path, plan)
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 2
 
@@ -208,7 +209,7 @@ def test_english_voice_where_each_sentence_is(english):
     plan, result, _ = english
     x = _audio(result.output_path)
     for (seg_start, seg_end, v0, vdur) in result.segments:
-        assert seg_start + R.VOICE_LEAD_S - 1e-6 <= v0 and v0 + vdur <= seg_end - R.VOICE_TAIL_S + 1e-6
+        assert seg_start + VOICE_LEAD_S - 1e-6 <= v0 and v0 + vdur <= seg_end - VOICE_TAIL_S + 1e-6
         speech = _band_db(x, v0 + 0.05, v0 + vdur - 0.05, 150, 3500)
         before = _band_db(x, seg_start + 0.01, v0 - 0.04, 150, 3500)
         assert speech > before + 20, (seg_start, speech, before)
@@ -297,7 +298,7 @@ def test_chinese_render(chinese):
     assert [e.text for e in srt] == ["没时间吃早餐？", "30秒就能喝到鲜榨果汁", "随时随地", "鲜榨果汁杯"]
     x = _audio(result.output_path)
     for seg_start, seg_end, v0, vdur in result.segments:
-        assert v0 + vdur <= seg_end - R.VOICE_TAIL_S + 1e-6
+        assert v0 + vdur <= seg_end - VOICE_TAIL_S + 1e-6
     integrated, true_peak = _loudness(result.output_path)
     assert abs(integrated - plan.loudness_lufs) <= 1.0 and true_peak <= plan.true_peak_db
     assert x.size > 0

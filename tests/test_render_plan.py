@@ -11,9 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autocut.render import edit as R
-from autocut.render import timeline
+import autocut.render as R
 from autocut.errors import PlanError, RenderError
+from autocut.library.media import probe
+from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
+from autocut.render import timeline
+from autocut.speech import tts
 from autocut.types import BgmChoice, EditPlan, OutputSpec, PlanSegment, ProductInfo, SubtitleStyle, VoiceSpec
 
 
@@ -116,14 +119,14 @@ def test_sentence_that_cannot_fit_is_refused_naming_the_segment(media, tmp_path)
 def test_sentence_slightly_too_long_is_sped_up_within_15_percent(media, tmp_path):
     s = "Juice in thirty seconds, anywhere you go."
     voice = VoiceSpec()
-    natural = R.tts.estimate_duration_s(s, voice, 1.0)
-    fastest = R.tts.estimate_duration_s(s, voice, R.MAX_SPEECH_RATE)
+    natural = tts.estimate_duration_s(s, voice, 1.0)
+    fastest = tts.estimate_duration_s(s, voice, MAX_SPEECH_RATE)
     # A segment whose voice window is between the fastest and the natural duration.
     window = (natural + fastest) / 2
-    seg_s = window + R.VOICE_LEAD_S + R.VOICE_TAIL_S
+    seg_s = window + VOICE_LEAD_S + VOICE_TAIL_S
     p = R.prepare(_plan(media, sentences=("Fresh.", s), durations=(2.0, seg_s)), work_dir=tmp_path)
     rate = p.segments[1].speech_rate
-    assert 1.0 < rate <= R.MAX_SPEECH_RATE
+    assert 1.0 < rate <= MAX_SPEECH_RATE
     assert p.plan.segments[1].speech_rate == rate  # the sidecar plan records the rate used
     a, b = R.voice_window_s(p.plan, p.segments[1].placement)
     assert p.segments[1].voice_start_s == pytest.approx(a)
@@ -220,4 +223,4 @@ def test_cli_render(media, tmp_path, capsys):
     out = tmp_path / "cli.mp4"
     assert main(["--library", str(lib), "render", str(tmp_path / "plan.json"), "-o", str(out)]) == 0
     assert out.exists() and out.with_suffix(".srt").exists() and out.with_suffix(".otio").exists()
-    assert R.probe(out).width == 128 and abs(R.probe(out).duration_s - 1.0) < 0.04
+    assert probe(out).width == 128 and abs(probe(out).duration_s - 1.0) < 0.04

@@ -36,13 +36,7 @@ from rqvae.train import cosine_lr
 D = 16  # toy embedding width
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine is shared: several torch threads contending for 2 cores run ~30x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny_config(epochs: int = 10, seed: int = 0, **train_kw) -> RQVAEConfig:
@@ -438,8 +432,8 @@ def test_untrained_model_is_not_saved_or_wrapped(tmp_path):
 
 
 def test_package_does_not_import_autocut_indexes_or_server():
-    # DESIGN architecture: rqvae never imports autocut, indexes or server (checked on the source, no
-    # subprocess: a cold torch import costs ~15 s on the shared test machine).
+    # rqvae never imports autocut, indexes or server (docs/method.md, "Architecture and queue delivery";
+    # checked on the source, no subprocess: a cold torch import costs ~15 s on the shared test machine).
     import ast
 
     root = Path(__file__).resolve().parents[1] / "rqvae"

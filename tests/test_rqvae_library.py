@@ -18,31 +18,22 @@ from autocut.library.codes import (
     train_library_tokenizer,
     training_arrays,
 )
+from autocut.encoders.base import l2_normalize
 from rqvae import read_checkpoint_info
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Shared 2-core machine: contending torch threads are far slower than one (see test_rqvae.py).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _source(i: int, n_frames: int = 30) -> NewSource:
     rng = np.random.default_rng(100 + i)
-    frames = _unit(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
+    frames = l2_normalize(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
     return NewSource(
         content_hash=f"h{i}", path=f"/media/v{i}.mp4", kind="footage", duration_s=float(n_frames),
         probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
         frame_times_s=[float(k) for k in range(n_frames)],
         frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32), frames=frames,
-        clip_spans=[(0.0, float(n_frames))], clips=_unit(frames.mean(axis=0, keepdims=True)))
+        clip_spans=[(0.0, float(n_frames))], clips=l2_normalize(frames.mean(axis=0, keepdims=True)))
 
 
 @pytest.fixture
@@ -55,8 +46,8 @@ def library(tmp_path):
             cat.add_source(_source(i))
         tracks = []
         for k in range(12):
-            blocks = _unit(rng.standard_normal(64) + rng.normal(0, 0.3, (4, 64)))
-            tracks.append(NewBgm(f"b{k}", f"/music/{k}.ogg", 0.0, 9.2, blocks, _unit(blocks.mean(axis=0))))
+            blocks = l2_normalize(rng.standard_normal(64) + rng.normal(0, 0.3, (4, 64)))
+            tracks.append(NewBgm(f"b{k}", f"/music/{k}.ogg", 0.0, 9.2, blocks, l2_normalize(blocks.mean(axis=0))))
         cat.add_bgm(tracks)
     return root
 

@@ -1,6 +1,6 @@
 """The service as it runs: API and worker processes over HTTP, a real redis-server, the real
-planner and renderer, and the faults the issue names (a worker SIGKILLed mid-render, the API
-restarted mid-batch, 50 concurrent submissions)."""
+planner and renderer, and the faults the service must ride out (a worker SIGKILLed mid-render, the
+API restarted mid-batch, 50 concurrent submissions)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from autocut.errors import PlanError, TransientError
+from server.jobspec import EditJobSpec, UploadRef
+from server.schemas import ClipRef, EditRequest, ProductIn
 from server.storage import (
     PathRefError,
     publish_dir,
@@ -204,10 +206,11 @@ def test_edit_waits_for_its_upload_to_finish_ingesting(rig, seed_library):
                       size_bytes=1, path="/nonexistent/u.mp4", created_at=time.time(), job_id="job_" + "d" * 24)
     store.admit("key_owner", [NewJob(job_id=clip.job_id, kind="ingest", spec={}, clip_id=clip.clip_id)],
                 max_active=10, max_active_per_owner=10, clip=clip)
-    spec = {"request": {"product": {"name": "x"}, "options": {}}, "planner": "heuristic", "image_path": None,
-            "pool": [{"kind": "upload", "clip_id": clip.clip_id, "sha256": clip.sha256, "path": clip.path,
-                      "ingest_job_id": clip.job_id, "text": ""}]}
-    jid = admit(store, "edit", spec)
+    spec = EditJobSpec(request=EditRequest(product=ProductIn(name="x"), clips=[ClipRef(clip_id=clip.clip_id)]),
+                       pool=[UploadRef(kind="upload", clip_id=clip.clip_id, sha256=clip.sha256, path=clip.path,
+                                       ingest_job_id=clip.job_id, text="")],
+                       image_path=None, planner="heuristic")
+    jid = admit(store, "edit", spec.model_dump(mode="json"))
     runner.handle(jid)
     job = store.get_job(jid)
     assert job.state == "queued" and job.stage.startswith("waiting for 1 clip") and job.retries == 0

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autocut.render import subtitles as S
 from autocut.errors import PlanError
+from autocut.render import subtitles as S
 from autocut.speech.tts import WordTiming
 from autocut.types import SubtitleStyle
 

@@ -29,7 +29,7 @@ def test_frame_and_audio_blocks() -> None:
         "<|frame_start|><v_0_17><v_1_155><v_2_232><v_3_197><v_4_197><v_5_84><v_6_207><v_7_46><|frame_end|>")
     assert T.audio_block(np.arange(8)) == (
         "<|audio_start|><a_0_0><a_1_1><a_2_2><a_3_3><a_4_4><a_5_5><a_6_6><a_7_7><|audio_end|>")
-    # 10 tokens per frame: the DESIGN prompt budget
+    # 10 tokens per frame (docs/method.md, "Candidates and prompt budget")
     assert len(T.parse_code_tokens(T.frame_block(np.zeros(8, int)))) + 2 == T.TOKENS_PER_FRAME
 
 

@@ -62,7 +62,8 @@ def test_mandarin_through_pinyin():
     assert text.startswith("mei2 shi2 jian1 chi1 zao3 can1 ?")
     assert "san1 shi2 miao3" in text  # 30 is read as 三十
     assert len(spans) == len(text)
-    samples, sr, words = tts.speak("没时间吃早餐？30秒就能喝到。", ZH)
+    u = tts.speak("没时间吃早餐？30秒就能喝到。", ZH)
+    samples, sr, words = u.samples, u.sample_rate_hz, u.words
     assert sr > 0 and len(samples) / sr > 1.5
     assert [w.text for w in words] == ["没", "时", "间", "吃", "早", "餐", "30", "秒", "就", "能", "喝", "到"]
     assert all(a.start_s <= b.start_s for a, b in zip(words, words[1:]))

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="score planners on a held-out split's reference ads (CSA, CRA, SRA, WCD, SSA, BGM, ...)",
         description="Plan every reference ad of a split with each planner through the real planning path "
-                    "(script-driven and footage-driven requests), score the plans with the DESIGN metrics and "
+                    "(script-driven and footage-driven requests), score the plans (CSA, CRA, SRA, WCD, SSA, BGM "
+                    "Hit@k, ...; see docs/evaluation.md) and "
                     "write <out>/eval.json, eval.md and PNG plots. Planner specs: NAME, NAME:key=value,... "
                     "(options go to the planner's constructor) or LABEL=NAME:key=value (the report shows LABEL). "
                     "An LLM judge for VSC/SQ is used when --judge-url or AUTOCUT_JUDGE_URL is set "
@@ -58,10 +59,10 @@ def _seeds(text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from autocut.planning.candidates import CandidateConfig
     from autocut.evaluation import EvalConfig, evaluate, parse_planner_spec, summary_text, write_report
     from autocut.evaluation.judge import JudgeConfig
     from autocut.planning import PlanOptions
+    from autocut.planning.candidates import CandidateConfig
 
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")

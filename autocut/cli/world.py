@@ -1,4 +1,4 @@
-"""`autocut demo-world build|stats|sheet`: the generated demo ad world (issue 3)."""
+"""`autocut demo-world build|stats|sheet`: the generated demo ad world (docs/demo_world.md)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from autocut.demo_world import WorldConfig, build_world
+    from autocut.demo_world.build import build_world
+    from autocut.demo_world.config import WorldConfig
 
     bars: dict[str, tqdm] = {}
 
@@ -60,7 +61,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def stats(args: argparse.Namespace) -> int:
-    from autocut.demo_world import world_stats
+    from autocut.demo_world.stats import world_stats
 
     st = world_stats(args.library, split=args.split)
     print(json.dumps(st.to_dict(), indent=2) if args.json else st.to_text())
@@ -68,7 +69,7 @@ def stats(args: argparse.Namespace) -> int:
 
 
 def sheet(args: argparse.Namespace) -> int:
-    from autocut.demo_world import contact_sheet_by_product, contact_sheet_by_role
+    from autocut.demo_world.sheet import contact_sheet_by_product, contact_sheet_by_role
 
     a = contact_sheet_by_product(args.library, args.out, split=args.split)
     b = contact_sheet_by_role(args.library, args.out.with_name(args.out.stem + "_roles" + args.out.suffix))

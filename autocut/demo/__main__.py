@@ -2,6 +2,6 @@
 
 import sys
 
-from autocut.demo.main import main
+from autocut.demo.cli import main
 
 sys.exit(main())

@@ -18,9 +18,7 @@ Everything lives under `<library>/world/`, so a library directory is self-contai
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -30,133 +28,42 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
-from autocut.demo_world import footage, music
+from autocut.demo_world.config import WORLD_FORMAT_VERSION, WorldConfig
+from autocut.demo_world.drawing import render_product_image
+from autocut.demo_world.frame import FOOTAGE_FORMAT_VERSION
+from autocut.demo_world.manifest import MANIFEST_FORMAT, load_manifest, manifest_path
+from autocut.demo_world.media import normalise_sources
+from autocut.demo_world.music import (
+    ANALYSIS_RATE_HZ,
+    MoodFeatures,
+    assign_moods,
+    excerpt_features,
+    prepare_tracks,
+    track_waveform,
+)
+from autocut.demo_world.overlays import render_shot_layers
 from autocut.demo_world.products import (
     CATEGORIES,
-    ROLES,
     Product,
     build_catalogue,
-    count_words,
     lookalike,
-    sentence,
     stable_seed,
 )
+from autocut.demo_world.reels import run_reel
+from autocut.demo_world.reference_ads import AdPlan, compose_ads
+from autocut.demo_world.shots import ShotSpec, plan_shots, reel_name
 from autocut.errors import CatalogError, ConfigError, MediaError
-from autocut.library.layout import LibraryLayout
 from autocut.files import write_json_atomic
+from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
+from autocut.library.layout import LibraryLayout
 
-__all__ = [
-    "SIZES",
-    "WORLD_FORMAT_VERSION",
-    "AdPlan",
-    "AdSegmentPlan",
-    "WorldConfig",
-    "WorldSummary",
-    "build_world",
-    "compose_ads",
-    "load_manifest",
-    "plan_shots",
-]
+__all__ = ["EDIT_SOURCE", "WorldSummary", "build_world"]
 
 log = logging.getLogger(__name__)
 
-WORLD_FORMAT_VERSION = 1
-SIZES = ("small", "medium", "full")
 EDIT_SOURCE = "demo-world"
-# Speaking rates the clip lengths are fitted to (DESIGN metrics, WCD defaults).
-WORDS_PER_S = {"en": 2.5, "zh": 5.0}
-MIN_CLIP_S = 2.0  # AutoCut 4.1 keeps clips of 2-60 s
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """What to build. Everything except `jobs` determines the output (and its cache key)."""
-
-    size: str = "small"
-    seed: int = 0
-    n_products: int = 8
-    n_categories: int | None = 4  # None = all categories
-    n_selling_points: int = 2  # per product; one feature shot each
-    hook_shots: int = 1  # alternative shots per product for hook and usage (ads pick one)
-    usage_shots: int = 1
-    distractor_shots: int = 2  # look-alike rival shots per product
-    ads_per_product: int = 2  # alternating EN / ZH
-    # Shot length range in whole seconds: shots then start on 1 fps frame boundaries of their reel.
-    shot_s: tuple[int, int] = (3, 4)
-    fps: float = 10.0
-    max_video_s: float | None = 6.0  # use only packaged videos up to this long (None = all)
-    video_loop_s: float = 8.0  # shorter videos are ping-pong looped to this length
-    max_photos: int | None = 12
-    music_tracks: int | None = 2  # None = every packaged track >= 20 s
-    music_track_s: float | None = 45.0  # cut tracks to this length (None = whole tracks)
-    music_total_s: float | None = None  # stop adding tracks past this much music (None = no cap)
-    bgm_excerpt_s: float = 25.0
-    jobs: int = 2  # parallel ffmpeg processes (not part of the cache key)
-    # torch threads for the frame/audio encoders during ingest (not part of the cache key). One thread
-    # was 3x faster than two on this shared 2-core machine under load (OpenMP spin-waits).
-    torch_threads: int = 1
-
-    @classmethod
-    def preset(cls, size: str, *, seed: int = 0, jobs: int = 2) -> "WorldConfig":
-        """`small` (tests, < 2 min), `medium` (`make demo`: 64 products) or `full` (>= 150 products,
-        >= 10k frames, >= 200 BGM excerpts)."""
-        if size == "small":
-            return cls(size="small", seed=seed, jobs=jobs)
-        if size == "medium":
-            # What `make demo` builds: the full world's recipe at 64 products and ~40 min of music, so the
-            # first demo run fits its time target; the LM trains on a time budget that sees only a few
-            # hundred records either way. Evaluations use `full`.
-            return replace(cls.preset("full", seed=seed, jobs=jobs), size="medium", n_products=64,
-                           music_total_s=2400.0)
-        if size == "full":
-            return cls(size="full", seed=seed, n_products=160, n_categories=None, n_selling_points=3,
-                       hook_shots=2, usage_shots=2,
-                       distractor_shots=3, ads_per_product=4, shot_s=(5, 6), max_video_s=None,
-                       video_loop_s=24.0, max_photos=None, music_tracks=None, music_track_s=None,
-                       # ~96 min of music -> ~230 excerpts of 25 s (issue: >= ~200)
-                       music_total_s=5800.0, jobs=jobs)
-        raise ConfigError(f"unknown world size {size!r}; expected one of {', '.join(SIZES)}")
-
-    def key(self) -> str:
-        """Cache key: a hash of every field that changes the output."""
-        d = asdict(self)
-        d.pop("jobs")
-        d.pop("torch_threads")
-        d["format"] = (WORLD_FORMAT_VERSION, footage.FOOTAGE_FORMAT_VERSION)
-        return f"{stable_seed(json.dumps(d, sort_keys=True)):016x}"
-
-    def validate(self) -> None:
-        if self.jobs < 1 or self.jobs > 8:
-            raise ConfigError(f"jobs must be in 1..8, got {self.jobs}")
-        if self.n_products < 1:
-            raise ConfigError(f"n_products must be >= 1, got {self.n_products}")
-        lo, hi = self.shot_s
-        if not (isinstance(lo, int) and isinstance(hi, int) and MIN_CLIP_S + 1 <= lo <= hi <= 60):
-            raise ConfigError(f"shot_s must satisfy {MIN_CLIP_S + 0.5} <= lo <= hi <= 60, got {self.shot_s}")
-        if self.fps <= 0 or self.fps > 30:
-            raise ConfigError(f"fps must be in (0, 30], got {self.fps}")
-
-
-@dataclass(frozen=True)
-class AdSegmentPlan:
-    shot_id: str
-    role: str
-    start_s: float
-    duration_s: float
-    sentence: str
-    selling_point: str | None = None
-
-
-@dataclass(frozen=True)
-class AdPlan:
-    edit_id: str
-    product_id: str
-    language: str
-    segments: tuple[AdSegmentPlan, ...]
-    mood: str
 
 
 @dataclass
@@ -187,105 +94,6 @@ class WorldSummary:
             f"cached         {'yes (nothing to do)' if self.cached else 'no'}",
             f"timings        {t}",
         ])
-
-
-# --------------------------------------------------------------------------- planning (pure)
-def plan_shots(products: list[Product], cfg: WorldConfig, media: footage.SourceMedia) -> list[footage.ShotSpec]:
-    """Every shot of the world, in reel order: per product its role shots (one feature shot per
-    selling point, alternatives for hook and usage) and distractor shots of its look-alike rival,
-    shuffled so the position of a shot in its reel says nothing about its role."""
-    shots: list[footage.ShotSpec] = []
-    for p in products:
-        rng = random.Random(stable_seed("shots", cfg.seed, p.product_id))
-        wanted: list[tuple[str, str, str, str | None]] = []  # (shot_id, role, kind, selling point)
-        wanted += [(f"{p.product_id}-hook{k + 1}", "hook", "ad", None) for k in range(cfg.hook_shots)]
-        wanted.append((f"{p.product_id}-showcase", "showcase", "ad", None))
-        wanted += [(f"{p.product_id}-feature-{sp.key}", "feature", "ad", sp.key) for sp in p.selling_points]
-        wanted += [(f"{p.product_id}-usage{k + 1}", "usage", "ad", None) for k in range(cfg.usage_shots)]
-        wanted.append((f"{p.product_id}-proof", "proof", "ad", None))
-        wanted.append((f"{p.product_id}-cta", "cta", "ad", None))
-        # The rival shows up in the roles where the product is large (the hard negatives for a
-        # vision-only similarity baseline) and in one more role drawn at random.
-        d_roles = ["showcase", "cta", rng.choice(["hook", "feature", "usage", "proof"])]
-        d_roles += [rng.choice(ROLES) for _ in range(max(0, cfg.distractor_shots - 3))]
-        for k, role in enumerate(d_roles[:cfg.distractor_shots]):
-            sp = rng.choice(p.selling_points).key if role == "feature" else None
-            wanted.append((f"{p.product_id}-rival{k + 1}-{role}", role, "distractor", sp))
-        rng.shuffle(wanted)
-        for shot_id, role, kind, sp in wanted:
-            dur = float(rng.randint(*cfg.shot_s))
-            bg = footage.plan_background(role, media, rng, dur)
-            shots.append(footage.ShotSpec(
-                shot_id=shot_id, product_id=p.product_id, role=role, kind=kind, duration_s=dur,
-                lang=rng.choice(("en", "zh")), background=bg, selling_point=sp, seed=cfg.seed, fps=cfg.fps))
-    return shots
-
-
-def compose_ads(product: Product, shots: list[footage.ShotSpec], cfg: WorldConfig,
-                product_index: int) -> list[AdPlan]:
-    """The product's reference ads: a narrative (hook?, showcase, features/usage, proof?, cta),
-    one template sentence per clip, each clip cut from the matching shot and as long as its
-    sentence takes to speak (WORDS_PER_S), so script length and clip length agree."""
-    by_role: dict[str, list[footage.ShotSpec]] = {}
-    by_sp: dict[str, footage.ShotSpec] = {}
-    for s in shots:
-        if s.kind != "ad":
-            continue
-        by_role.setdefault(s.role, []).append(s)
-        if s.selling_point:
-            by_sp[s.selling_point] = s
-    cat = next(c for c in CATEGORIES if c.key == product.category)
-    ads: list[AdPlan] = []
-    seen: set[tuple] = set()
-    for a in range(cfg.ads_per_product):
-        rng = random.Random(stable_seed("ad", cfg.seed, product.product_id, a))
-        lang = ("en", "zh")[(a + product_index) % 2]
-        seq: list[tuple[str, str | None]] = []
-        has_hook = rng.random() < 0.85
-        if has_hook:
-            seq.append(("hook", None))
-        if not has_hook or rng.random() < 0.85:
-            seq.append(("showcase", None))
-        n_feat = rng.choice([k for k in (1, 2, 2, 3) if k <= len(product.selling_points)])
-        middle: list[tuple[str, str | None]] = [("feature", sp.key)
-                                                 for sp in rng.sample(product.selling_points, n_feat)]
-        if rng.random() < 0.7:
-            middle.insert(rng.randint(0, len(middle)), ("usage", None))
-        seq += middle
-        if rng.random() < 0.6:
-            seq.append(("proof", None))
-        seq.append(("cta", None))
-        segs: list[AdSegmentPlan] = []
-        for role, sp_key in seq:
-            shot = by_sp[sp_key] if sp_key else rng.choice(by_role[role])
-            sp = next((x for x in product.selling_points if x.key == sp_key), None)
-            text = sentence(role, product, lang, rng, sp)
-            speak_s = count_words(text) / WORDS_PER_S[lang]
-            dur = min(max(MIN_CLIP_S, round(speak_s * rng.uniform(1.0, 1.15), 1)), shot.duration_s - 0.2)
-            start = float(rng.randint(0, max(0, int(math.floor(shot.duration_s - 0.1 - dur)))))
-            segs.append(AdSegmentPlan(shot.shot_id, role, start, round(dur, 1), text, sp_key))
-        sig = tuple((s.shot_id, s.sentence) for s in segs)
-        if sig in seen:  # an identical ad twice would only duplicate training data
-            continue
-        seen.add(sig)
-        ads.append(AdPlan(f"dw-{product.product_id}-{a + 1}", product.product_id, lang, tuple(segs), cat.mood))
-    return ads
-
-
-# --------------------------------------------------------------------------- manifest
-def _manifest_path(library: Path) -> Path:
-    return LibraryLayout(library).world_manifest
-
-
-def load_manifest(library: str | os.PathLike[str]) -> dict:
-    """The world's manifest (`<library>/world/world.json`); CatalogError if there is no world."""
-    p = _manifest_path(Path(library).resolve())
-    if not p.exists():
-        raise CatalogError(f"no demo world in {Path(library).resolve()} (run `autocut demo-world build`)")
-    data = json.loads(p.read_text())
-    if data.get("format") != "autocut-demo-world" or data.get("version") != WORLD_FORMAT_VERSION:
-        raise CatalogError(f"{p}: not a demo-world manifest of version {WORLD_FORMAT_VERSION}")
-    return data
 
 
 HOW = (
@@ -375,17 +183,17 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
     products = build_catalogue(cfg.n_products, seed=cfg.seed, n_selling_points=cfg.n_selling_points,
                                categories=cfg.n_categories)
     for p in products:
-        img = world / "products" / f"{p.product_id}-v{footage.FOOTAGE_FORMAT_VERSION}.png"
+        img = world / "products" / f"{p.product_id}-v{FOOTAGE_FORMAT_VERSION}.png"
         if not img.exists():
-            footage.render_product_image(p, img)
+            render_product_image(p, img)
         p.image_path = str(img)
-    media = footage.normalise_sources(world / "cache" / "sources", fps=cfg.fps, max_video_s=cfg.max_video_s,
-                                      min_loop_s=cfg.video_loop_s, max_photos=cfg.max_photos)
+    media = normalise_sources(world / "cache" / "sources", fps=cfg.fps, max_video_s=cfg.max_video_s,
+                              min_loop_s=cfg.video_loop_s, max_photos=cfg.max_photos)
     shots = plan_shots(products, cfg, media)
-    by_product: dict[str, list[footage.ShotSpec]] = {}
+    by_product: dict[str, list[ShotSpec]] = {}
     for s in shots:
         by_product.setdefault(s.product_id, []).append(s)
-    reel_path = {pid: world / "footage" / footage.reel_name(pid, ss) for pid, ss in by_product.items()}
+    reel_path = {pid: world / "footage" / reel_name(pid, ss) for pid, ss in by_product.items()}
     offset_s: dict[str, float] = {}  # shot -> start in its reel
     for ss in by_product.values():
         t = 0.0
@@ -407,8 +215,8 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
             layers = []
             for s in by_product[pid]:
                 sp = next((x for x in p.selling_points if x.key == s.selling_point), None)
-                layers.append((s, footage.render_shot_layers(s, p if s.kind == "ad" else rival, sp, tmp_dir)))
-            footage.run_reel(layers, reel_path[pid])
+                layers.append((s, render_shot_layers(s, p if s.kind == "ad" else rival, sp, tmp_dir)))
+            run_reel(layers, reel_path[pid])
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
 
@@ -420,8 +228,8 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
 
     # 3. music files
     t0 = time.perf_counter()
-    tracks = music.prepare_tracks(world / "music", max_tracks=cfg.music_tracks, max_track_s=cfg.music_track_s,
-                                  max_total_s=cfg.music_total_s)
+    tracks = prepare_tracks(world / "music", max_tracks=cfg.music_tracks, max_track_s=cfg.music_track_s,
+                            max_total_s=cfg.music_total_s)
     timings["music_copy"] = time.perf_counter() - t0
 
     # 4. ingest through the normal path
@@ -455,7 +263,7 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
         if not excerpts:
             raise MediaError(world / "music", "no BGM excerpts were ingested")
         features = _mood_features(excerpts, report, _previous_features(library))
-        moods = music.assign_moods([features[b.audio_id] for b in excerpts])
+        moods = assign_moods([features[b.audio_id] for b in excerpts])
         for b, m in zip(excerpts, moods):
             if b.mood != m:
                 cat.set_bgm_mood(b.audio_id, m)
@@ -500,7 +308,7 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
         bgm_by_mood={m: len(v) for m, v in by_mood.items()}, cached=False,
         timings_s={k: round(v, 1) for k, v in timings.items()})
     manifest = {
-        "format": "autocut-demo-world",
+        "format": MANIFEST_FORMAT,
         "version": WORLD_FORMAT_VERSION,
         "generated": True,
         "how": HOW,
@@ -526,25 +334,25 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
         "summary": asdict(summary),
         "complete": True,
     }
-    write_json_atomic(_manifest_path(library), manifest)
+    write_json_atomic(manifest_path(library), manifest)
     return summary
 
 
-def _previous_features(library: Path) -> dict[tuple[str, float], music.MoodFeatures]:
+def _previous_features(library: Path) -> dict[tuple[str, float], MoodFeatures]:
     """Mood features an earlier build measured, keyed by (music file name, excerpt start)."""
     try:
         man = load_manifest(library)
     except (CatalogError, ValueError):
         return {}
-    keys = [f.name for f in dataclasses.fields(music.MoodFeatures)]
-    return {(b["source"], float(b["start_s"])): music.MoodFeatures(**{k: b[k] for k in keys})
+    keys = [f.name for f in dataclasses.fields(MoodFeatures)]
+    return {(b["source"], float(b["start_s"])): MoodFeatures(**{k: b[k] for k in keys})
             for b in man.get("bgm", []) if all(k in b for k in keys)}
 
 
 def _mood_features(excerpts: list, report: ProgressFn,
-                   known: dict[tuple[str, float], music.MoodFeatures]) -> dict[int, music.MoodFeatures]:
+                   known: dict[tuple[str, float], MoodFeatures]) -> dict[int, MoodFeatures]:
     """Mood features per excerpt (reusing `known` ones); each music file is decoded at most once."""
-    out: dict[int, music.MoodFeatures] = {}
+    out: dict[int, MoodFeatures] = {}
     by_file: dict[str, list] = {}
     for b in excerpts:
         hit = known.get((Path(b.source_path).name, float(b.start_s)))
@@ -554,11 +362,11 @@ def _mood_features(excerpts: list, report: ProgressFn,
             by_file.setdefault(b.source_path, []).append(b)
     done = 0
     for path, rows in by_file.items():
-        wave = music.track_waveform(path)
-        sr = music.ANALYSIS_RATE_HZ
+        wave = track_waveform(path)
+        sr = ANALYSIS_RATE_HZ
         for b in rows:
             piece = wave[int(b.start_s * sr):int((b.start_s + b.duration_s) * sr)]
-            out[b.audio_id] = music.excerpt_features(piece)
+            out[b.audio_id] = excerpt_features(piece)
         done += 1
         report("bgm moods", done, len(by_file))
     return out

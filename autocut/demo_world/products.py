@@ -6,6 +6,9 @@ reference ad speaks per narrative role. Product names are compositional on purpo
 ("<brand> <colour> <noun> <model>"): the colour and the shape noun are visible in the
 frames, so relevance can be learned from text for products never seen in training,
 while the brand badge separates a product from its look-alikes.
+
+Over 500 lines because two thirds of it are the category tables (shapes, brands, selling points,
+hook and usage lines per category, in both languages); the code is the last ~220 lines.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ __all__ = [
 # Narrative roles of an ad's clips, in their usual order (hook first, call to action last).
 ROLES = ("hook", "showcase", "feature", "usage", "proof", "cta")
 SPLITS = ("train", "val", "test")
-# Brand badge marks drawn on the product body (see footage.draw_mark).
+# Brand badge marks drawn on the product body (see drawing.draw_mark).
 BRAND_MARKS = ("circle", "triangle", "diamond", "star", "ring", "bars", "cross", "square")
 
 
@@ -55,7 +58,7 @@ class SellingPoint:
     key: str
     en: str  # a noun phrase: templates put it after "It comes with", "Enjoy", ...
     zh: str
-    icon: str  # glyph drawn in feature clips (footage.draw_icon)
+    icon: str  # glyph drawn in feature clips (drawing.draw_icon)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Category:
     en: str
     zh: str
     mood: str  # BGM mood (music.MOODS)
-    # shape -> (noun en, noun zh); shapes are drawn by footage.draw_product.
+    # shape -> (noun en, noun zh); shapes are drawn by drawing.draw_product.
     shapes: dict[str, tuple[str, str]]
     brands: tuple[Brand, ...]
     selling_points: tuple[SellingPoint, ...]
@@ -524,7 +527,8 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def count_words(text: str) -> int:
-    """Words as DESIGN's WCD counts them: one per CJK character, else whitespace-separated tokens."""
+    """Words as the WCD metric counts them (docs/method.md, "Metrics"): one per CJK character, else
+    whitespace-separated tokens with a Latin letter or digit."""
     n_cjk = len(_CJK.findall(text))
     rest = _CJK.sub(" ", text)
     n_latin = sum(1 for tok in rest.split() if re.search(r"[A-Za-z0-9]", tok))

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from autocut.demo_world.build import load_manifest
-from autocut.demo_world.footage import load_font
+from autocut.demo_world.drawing import load_font
+from autocut.demo_world.manifest import load_manifest
 from autocut.demo_world.products import ROLES
 from autocut.errors import ConfigError, MediaError
 from autocut.files import atomic_path

@@ -1,14 +1,16 @@
 """Learnability statistics of the demo world, on one split (test by default).
 
-The world must be learnable but not trivial (issue 3). These figures check both halves:
+The world must be learnable but not trivial (docs/demo_world.md, "Learnable, not trivial"). These
+figures check both halves:
 - learnable: nearest-centroid classifiers fitted on the train split recover a clip's narrative role
   and the product's brand pattern, shape and colour from frame embeddings of unseen (test) products;
   a relevance function fitted on the train split (logistic regression on candidate/product-image
   pairs) and an order by recognised role beat chance and the heuristic on unseen products;
-- not trivial: the vision-only similarity heuristic of DESIGN "Baseline planners" (selection = the
-  candidates closest to the product image; order = a greedy similarity chain from the most
-  opening-like clip) does not solve selection or ordering, and no single global cue (frame brightness,
-  saturation, hue) tracks a clip's position in its ad.
+- not trivial: the vision-only similarity heuristic of the baseline planners (docs/method.md,
+  "Metrics"; `autocut.planning.planners.heuristic`) (selection = the candidates closest to the
+  product image; order = a greedy similarity chain from the most opening-like clip) does not solve
+  selection or ordering, and no single global cue (frame brightness, saturation, hue) tracks a
+  clip's position in its ad.
 
 The heuristic's core lives here minimally; the planner package owns the real baseline.
 """
@@ -26,10 +28,10 @@ from itertools import combinations
 
 import numpy as np
 
-from autocut.library.catalog import Catalog
-from autocut.demo_world.build import load_manifest
+from autocut.demo_world.manifest import load_manifest
 from autocut.demo_world.products import ROLES, stable_seed
 from autocut.errors import CatalogError, ConfigError, MediaError
+from autocut.library.catalog import Catalog
 from autocut.library.ids import split_frame_id
 
 __all__ = [
@@ -59,7 +61,7 @@ def select_by_similarity(candidates: np.ndarray, reference: np.ndarray, k: int) 
 
 def greedy_chain_order(clips: np.ndarray, opening: np.ndarray) -> list[int]:
     """Order clips (N, D): start at the clip closest to `opening`, then always the unused clip
-    most similar to the last one (DESIGN "Baseline planners")."""
+    most similar to the last one (the heuristic baseline planner's order; docs/method.md, "Metrics")."""
     c = _unit(clips)
     n = len(c)
     if n == 0:
@@ -238,15 +240,30 @@ def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(c) if np.isfinite(c) else 0.0
 
 
-def _nearest_centroid(train_x: np.ndarray, train_y: Sequence[str]) -> tuple[list[str], np.ndarray]:
+@dataclass(frozen=True)
+class _Centroids:
+    """A nearest-centroid classifier: one unit centroid (row of `vectors`) per label."""
+
+    labels: list[str]
+    vectors: np.ndarray  # (len(labels), D)
+
+    def predict(self, x: np.ndarray) -> list[str]:
+        return [self.labels[i] for i in np.argmax(_unit(x) @ self.vectors.T, axis=1)]
+
+
+def _nearest_centroid(train_x: np.ndarray, train_y: Sequence[str]) -> _Centroids:
     labels = sorted(set(train_y))
     y = np.asarray(train_y)
-    cents = np.stack([_unit(train_x[y == lab].mean(0)) for lab in labels])
-    return labels, cents
+    return _Centroids(labels, np.stack([_unit(train_x[y == lab].mean(0)) for lab in labels]))
 
 
-def _predict(labels: list[str], cents: np.ndarray, x: np.ndarray) -> list[str]:
-    return [labels[i] for i in np.argmax(_unit(x) @ cents.T, axis=1)]
+@dataclass(frozen=True)
+class _Pool:
+    """A selection pool: candidate clip vectors (shuffled), which are the ad's own, and the pool's rng."""
+
+    clips: np.ndarray  # (C, D)
+    is_pos: np.ndarray  # (C,) bool
+    rng: random.Random
 
 
 # --------------------------------------------------------------------------- the statistics
@@ -296,10 +313,10 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
                 elif s.split == split:
                     ev_id[key] += [p[key]] * len(f)
     tr_all, ev_all = np.concatenate(tr_x), np.concatenate(ev_x)
-    labels, cents = _nearest_centroid(tr_all, tr_role)
-    pred = _predict(labels, cents, ev_all)
+    role_model = _nearest_centroid(tr_all, tr_role)
+    pred = role_model.predict(ev_all)
     role_acc = float(np.mean([a == b for a, b in zip(pred, ev_role)]))
-    clip_pred = _predict(labels, cents, np.stack(clip_x))
+    clip_pred = role_model.predict(np.stack(clip_x))
     clip_acc = float(np.mean([a == b for a, b in zip(clip_pred, clip_role)]))
     majority = max(ev_role.count(r) for r in set(ev_role)) / len(ev_role)
     by_role = {r: float(np.mean([a == r for a, t in zip(pred, ev_role) if t == r])) for r in ROLES if r in ev_role}
@@ -307,7 +324,7 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
     tr_ad = np.concatenate([shot_frames(s) for s in shots if s.split == "train" and s.kind == "ad"])
     ev_ad = np.concatenate([shot_frames(s) for s in shots if s.split == split and s.kind == "ad"])
     id_model = {key: _nearest_centroid(tr_ad, tr_id[key]) for key in tr_id}
-    id_acc = {key: float(np.mean([a == b for a, b in zip(_predict(*id_model[key], ev_ad), ev_id[key])]))
+    id_acc = {key: float(np.mean([a == b for a, b in zip(id_model[key].predict(ev_ad), ev_id[key])]))
               for key in tr_id}
 
     # Selection: each ad's clips plus as many negatives -- one shot of the product's look-alike rival
@@ -316,7 +333,7 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
     for s in shots:
         by_pid.setdefault(s.product_id, []).append(s)
 
-    def make_pool(ad, split_pids: list[str]) -> tuple[np.ndarray, np.ndarray, random.Random]:  # noqa: ANN001
+    def make_pool(ad, split_pids: list[str]) -> _Pool:  # noqa: ANN001
         rng = random.Random(stable_seed("stats-select", seed, ad.edit_id))
         p = products[ad.product_id]
         pos = [_window(frames[g.photo_id], g.start_s, g.duration_s).mean(0) for g in ad.segments]
@@ -336,7 +353,7 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
         pool = np.stack(pos + neg)
         is_pos = np.array([True] * k + [False] * len(neg))
         perm = rng.sample(range(len(pool)), len(pool))
-        return pool[perm], is_pos[perm], rng
+        return _Pool(pool[perm], is_pos[perm], rng)
 
     def pair_features(pool: np.ndarray, ref: np.ndarray) -> np.ndarray:
         u, r = _unit(pool), _unit(ref)
@@ -349,9 +366,9 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
     train_pids = sorted(p for p, d in products.items() if d["split"] == "train")
     fx, fy = [], []
     for ad in train_ads:
-        pool, is_pos, _ = make_pool(ad, train_pids)
-        fx.append(pair_features(pool, image_of[ad.product_id]))
-        fy.append(is_pos)
+        pp = make_pool(ad, train_pids)
+        fx.append(pair_features(pp.clips, image_of[ad.product_id]))
+        fy.append(pp.is_pos)
     relevance = LogisticRegression(max_iter=3000, C=1.0).fit(np.vstack(fx), np.concatenate(fy))
 
     sel_hits: dict[str, list[float]] = {"random": [], "similarity heuristic": [], "attributes named in text": [],
@@ -359,15 +376,16 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
     sel_prec: dict[str, list[float]] = {k: [] for k in sel_hits}
     sel_auc: dict[str, list[float]] = {k: [] for k in sel_hits}
     for ad in ads:
-        pool, is_pos, rng = make_pool(ad, eval_pids)
+        pp = make_pool(ad, eval_pids)
+        pool, is_pos, rng = pp.clips, pp.is_pos, pp.rng
         p = products[ad.product_id]
         k = int(is_pos.sum())
         # Zero-shot use of the text: the brand, shape and colour named in the product info, each
         # recognised by its train-split centroid, summed.
         attr = np.zeros(len(pool), np.float32)
-        for key, (id_labels, id_cents) in id_model.items():
-            if p[key] in id_labels:
-                attr += _unit(pool) @ id_cents[id_labels.index(p[key])]
+        for key, cents in id_model.items():
+            if p[key] in cents.labels:
+                attr += _unit(pool) @ cents.vectors[cents.labels.index(p[key])]
         scores = {
             "random": np.array([rng.random() for _ in range(len(pool))]),
             "similarity heuristic": _unit(pool) @ _unit(image_of[ad.product_id]),
@@ -412,7 +430,7 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
             "random": [shown[j] for j in rng.sample(range(n), n)],
             "similarity chain": [shown[j] for j in greedy_chain_order(x, opening)],
         }
-        roles = _predict(labels, cents, x)
+        roles = role_model.predict(x)
         preds["role centroid + role order"] = [shown[j] for j in sorted(range(n), key=lambda j: rank[roles[j]])]
         lum = cues[shown, 0]
         preds["brightness ascending"] = [shown[j] for j in np.argsort(lum, kind="stable")]
@@ -430,6 +448,6 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
         n_frames_eval=len(ev_all), role_frame_accuracy=role_acc, role_clip_accuracy=clip_acc,
         role_majority_baseline=majority, role_accuracy_by_role=by_role, colour_frame_accuracy=id_acc["colour"],
         shape_frame_accuracy=id_acc["shape"], brand_mark_frame_accuracy=id_acc["brand_mark"],
-        n_colours=len(id_model["colour"][0]), n_shapes=len(id_model["shape"][0]),
-        n_marks=len(id_model["brand_mark"][0]),
+        n_colours=len(id_model["colour"].labels), n_shapes=len(id_model["shape"].labels),
+        n_marks=len(id_model["brand_mark"].labels),
         selection=selection, order=order, position_cue_spearman=cues_rho)

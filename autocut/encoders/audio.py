@@ -2,7 +2,7 @@
 
 - `aisfx`: the embedded default; its weights ship inside the `aisfx` package. 512-d per
   ~2.3 s block (100 mel frames x 1024-sample hop at 44.1 kHz), blocks every ~1.16 s.
-- `panns`: the paper's encoder (DESIGN method 1), panns-inference's `Cnn14` from a local
+- `panns`: the paper's encoder (AutoCut 3.2), panns-inference's `Cnn14` from a local
   checkpoint, 32 kHz, 2048-d `embedding` output, one embedding per `block_s` window.
 
 Track embedding (both): mean of the block embeddings, L2-normalised (`AudioEncoder.encode_track`).
@@ -44,7 +44,7 @@ class AisfxEncoder(AudioEncoder):
     Preprocessing follows the package's librosa path (`aisfx.spectrogram.spectrogram_librosa`
     + `spectrogram_normalize('original')` + `blocking`) with one fix: the package hands
     librosa's (mels, frames) matrix to `blocking`, which expects (frames, mels) as the
-    Essentia path returns, so it is transposed here (DESIGN "Offline models").
+    Essentia path returns, so it is transposed here.
     """
 
     name = "aisfx"
@@ -133,7 +133,7 @@ def _panns_models_module() -> types.ModuleType:
 
     Importing `panns_inference` (or any submodule through it) runs `config.py`, which shells
     out to `wget` for AudioSet's labels csv into ~/panns_data; offline that leaves an empty
-    file and later imports build 0-class models (DESIGN "Offline models"). The model classes
+    file and later imports build 0-class models. The model classes
     need no labels, so `models.py` and its sibling `pytorch_utils.py` are loaded under a
     private package name pointing at the installed directory: no network, no file in $HOME,
     and a labels file the user keeps in ~/panns_data stays untouched.

@@ -152,7 +152,7 @@ class AudioEncoder(ABC):
     """Mono waveform -> one embedding per block, and a pooled track embedding.
 
     Track embedding = mean of the block embeddings, then L2-normalised: a BGM track is
-    one point for retrieval and for its 8 RQ-VAE audio tokens (DESIGN method 1/3).
+    one point for retrieval and for its 8 RQ-VAE audio tokens (docs/method.md, "Encoders and the library PCA").
     """
 
     name: str

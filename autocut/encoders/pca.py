@@ -1,4 +1,5 @@
-"""Raw frame features -> 128-d unit vectors: the library's versioned PCA (DESIGN method 1).
+"""Raw frame features -> 128-d unit vectors: the library's versioned PCA
+(docs/method.md, "Encoders and the library PCA").
 
 The paper's frame encoder outputs 128-d directly; our ImageNet CNN features are reduced by
 a PCA fitted on the library, then L2-normalised. Every code, RQ-VAE, LM token and index

@@ -2,7 +2,7 @@
 
 For each task, up to `max_per_task` records are answered greedily from exactly the training prompt
 (`autocut.lm.chat.render_prompt`) and parsed with `autocut.lm.tokens`; an unparseable answer counts as
-wrong. Metrics (DESIGN "Metrics", `autocut.evaluation.metrics`):
+wrong. Metrics (docs/method.md, "Metrics"; `autocut.evaluation.metrics`):
 
 - select: CSA (selection non-empty and only positives), exact-set accuracy;
 - sort: CRA (exact order), pairwise order accuracy;

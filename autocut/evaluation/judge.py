@@ -1,4 +1,4 @@
-"""Optional LLM judge for VSC and SQ through an OpenAI-compatible chat endpoint (DESIGN "Metrics").
+"""Optional LLM judge for VSC and SQ through an OpenAI-compatible chat endpoint (docs/method.md, "Metrics").
 
 The paper scores two things with GPT-4o (AutoCut 4.2 and appendix 7.3; VC-LLM 6.2):
 

@@ -1,13 +1,13 @@
-"""Evaluation metrics for edit plans (DESIGN "Metrics"; AutoCut 4.2, VC-LLM 6.2, VideoNarrator).
+"""Evaluation metrics for edit plans (docs/method.md, "Metrics"; AutoCut 4.2, VC-LLM 6.2, VideoNarrator).
 
 Every function takes plain ids, strings and numbers, so the evaluation harness, the planner tests
 and notebooks score the same way. Per-sample functions return one number; the `*_rate` /
 `mean_*` aggregates average them over samples (NaN samples, e.g. an order of one clip, are left
 out of the mean and counted in `MetricSummary.n_undefined`).
 
-Word rule (DESIGN, WCD): a word is a whitespace-separated token in Latin scripts and one character
-in CJK scripts; punctuation is not a word. Target words = round(rate x clip duration), default
-rate 2.5 English words/s or 5 CJK characters/s (VideoNarrator), configurable.
+Word rule (WCD; docs/method.md, "Metrics"): a word is a whitespace-separated token in Latin scripts
+and one character in CJK scripts; punctuation is not a word. Target words = round(rate x clip
+duration), default rate 2.5 English words/s or 5 CJK characters/s (VideoNarrator), configurable.
 """
 
 from __future__ import annotations
@@ -203,9 +203,9 @@ def _splits_latin_word(segments: Sequence[str], sentence: str) -> bool | None:
 def ssa_sentence(segments: Sequence[str], sentence: str | None = None) -> bool:
     """VC-LLM 6.2 subtitle segmentation check for one sentence given as its segments, in order.
 
-    Rules (DESIGN): each segment <= 13 units (CJK character 1, Latin letter 0.4, space 0.5); the
-    text between two punctuation marks spans at most ceil(units / 10) segments; no word is split
-    across segments. The rules live in `autocut.render.subtitles`, which also produces the segments.
+    Rules (docs/method.md, "Metrics"): each segment <= 13 units (CJK character 1, Latin letter 0.4,
+    space 0.5); the text between two punctuation marks spans at most ceil(units / 10) segments; no
+    word is split across segments. The rules live in `autocut.render.subtitles`, which also produces the segments.
     Segments alone cannot show a Latin word cut in two ("Fresh" | "Co"), so give the `sentence`
     they came from to check that too (and that they are the sentence).
     """

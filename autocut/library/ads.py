@@ -10,8 +10,9 @@
    sentences, the first clip starts at 0 and the last ends with the ad (AutoCut 7.6.1 "clips by ASR
    punctuation boundaries").
 4. BGM: embedded from the non-speech regions found by `autocut.library.vad` (no separator ships offline),
-   falling back to the full mix, flagged, when speech covers nearly everything (DESIGN method 1); stored
-   as a library BGM track flagged ``ad_bgm`` so the reference edit can point at it by ``audio_id``.
+   falling back to the full mix, flagged, when speech covers nearly everything
+   (docs/method.md, "Encoders and the library PCA"); stored as a library BGM track flagged ``ad_bgm`` so
+   the reference edit can point at it by ``audio_id``.
 """
 
 from __future__ import annotations

@@ -369,9 +369,6 @@ class Catalog:
     def pca_version(self) -> str:
         return self._meta("pca_version", "") or ""
 
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
-        return self._meta(key, default)
-
     def set_meta(self, key: str, value: str) -> None:
         self._require_writer()
         with self._conn:
@@ -457,10 +454,6 @@ class Catalog:
     def has_source(self, content_hash: str) -> int | None:
         row = self._conn.execute("SELECT photo_id FROM sources WHERE content_hash=?", (content_hash,)).fetchone()
         return int(row[0]) if row else None
-
-    def next_photo_id(self) -> int:
-        row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name='sources'").fetchone()
-        return int(row[0]) + 1 if row else 1
 
     def add_source(self, src: NewSource) -> int:
         """Insert a source with its frames and clips atomically; return its photo_id."""

@@ -1,9 +1,9 @@
-"""The library's RQ-VAE tokenizers: glue between the catalog and `rqvae` (issue 6, DESIGN method 2).
+"""The library's RQ-VAE tokenizers: glue between the catalog and `rqvae` (docs/method.md, "RQ-VAE tokenizers").
 
 Checkpoints live in `<library>/models/rqvae_<modality>/rqvae.safetensors`. Video trains on the
 library's 1 fps PCA frame vectors, held out by source video (photo_id); audio trains on BGM block
 embeddings (aisfx ~2.3 s blocks, or PANNs), held out by track, and a track's tokens come from its
-pooled embedding (DESIGN method 3), which `evaluate_library_tokenizer` scores separately.
+pooled embedding (one BGM track = 8 audio tokens), which `evaluate_library_tokenizer` scores separately.
 CLI, worker and tests go through these functions; `rqvae` errors come back as `autocut.errors`
 naming the command that fixes them.
 """
@@ -86,7 +86,7 @@ def _encoder_name(catalog: Catalog, modality: str) -> str | None:
 
 
 def _pca_version(catalog: Catalog, modality: str) -> str | None:
-    # Only frame vectors go through the library PCA (DESIGN method 1); audio has no PCA version.
+    # Only frame vectors go through the library PCA; audio has no PCA version.
     return (catalog.pca_version or None) if modality == "video" else None
 
 

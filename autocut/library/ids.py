@@ -1,4 +1,4 @@
-"""AutoCut ids (DESIGN method 6), with their digit budgets enforced.
+"""AutoCut ids (AutoCut appendix 7.2; docs/method.md, "Ids"), with their digit budgets enforced.
 
 - ``photo_id``: sequential integer per source video (starts at 1).
 - ``frame_id = photo_id * 10**4 + frame_index`` (frames sampled at 1 fps, so <= 9,999 s per source).

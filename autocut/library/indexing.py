@@ -1,4 +1,4 @@
-"""The library's FAISS indexes: glue between the catalog and `indexes` (issue 4, DESIGN method 6).
+"""The library's FAISS indexes: glue between the catalog and `indexes` (docs/method.md, "Decoding and grounding").
 
 Index files live in `<library>/indexes/<kind>/` (kinds: frames, clips, bgm). CLI, server, worker
 and tests all go through these functions, which also translate `indexes` errors into
@@ -77,7 +77,8 @@ def expected_index(catalog: Catalog, kind: str) -> ExpectedIndex:
     _check_kind(kind)
     if kind == "bgm":
         return ExpectedIndex(kind=kind, encoder=catalog.audio_encoder, pca_version=None)
-    # Frame and clip vectors are 128-d PCA outputs: the PCA version pins their meaning (DESIGN method 1).
+    # Frame and clip vectors are 128-d PCA outputs: the PCA version pins their meaning
+    # (docs/method.md, "Encoders and the library PCA").
     return ExpectedIndex(kind=kind, encoder=catalog.frame_encoder, pca_version=catalog.pca_version or None)
 
 

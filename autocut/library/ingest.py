@@ -5,8 +5,8 @@ at the encoder's size and a dense thumbnail stream -> CNN features (raw, stored)
 visual clips -> one catalog transaction. Decoding runs in ffmpeg while the previous batch is
 embedded, so a source costs about max(decode, encode), not their sum.
 
-BGM: decoded with pydub, resampled to the audio encoder's rate, cut into excerpts, embedded per
-block and pooled per excerpt (DESIGN method 1 and "Offline models").
+BGM: decoded with ffmpeg, resampled to the audio encoder's rate, cut into excerpts, embedded per
+block and pooled per excerpt (docs/method.md, "Encoders and the library PCA").
 
 Finished ads (``kind="ad"``, with the product they advertise): stored as a source like footage, then
 ASR turns them into a reference edit (`autocut.library.ads.reference_edit_from_ad`: one clip per spoken
@@ -219,7 +219,7 @@ def _ingest_footage(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig
     raw_parts: list[np.ndarray] = []
     gen = _run_sampler(str(path), rate_hz=cfg.frame_rate_hz, size_hw=enc.input_size,
                        thumb_rate_hz=cfg.thumb_rate_hz, thumb_size_hw=(36, 64), threads=cfg.decode_threads,
-                       batch_size=16, collect=True, thumbs_out=thumbs)
+                       batch_size=16, thumbs_out=thumbs)
     for batch in _threaded(gen):
         raw_parts.append(enc.encode(batch.frames))
     if not raw_parts:

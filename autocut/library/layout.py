@@ -11,7 +11,7 @@
       models/backbones/              converted base LMs (cache)
       models/asr/                    the ASR model cache (ad ingest)
       lm/corpus/, lm/corpus_tags/    training corpora (`autocut corpus build|tags`)
-      world/world.json               the generated demo world's manifest (`autocut world build`)
+      world/world.json               the generated demo world's manifest (`autocut demo-world build`)
       demo/                          what `make demo` writes (server data, outputs, logs)
 """
 

@@ -4,14 +4,15 @@
 a clip pool needs (a decodable video stream, long enough). `sample_frames` streams frames at a
 fixed rate from ONE ffmpeg process straight into numpy batches at the encoder's input size —
 no per-frame files — and can emit a second, denser stream of tiny grey thumbnails from the
-same decode for shot-boundary detection (DESIGN method 6: boundaries are found at a higher
-rate than 1 fps).
+same decode for shot-boundary detection (boundaries are found at a higher rate than 1 fps;
+docs/method.md, "Decoding and grounding").
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import math
 import os
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import ffmpeg
 import numpy as np
 
 from autocut.errors import MediaError
@@ -120,14 +120,15 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     size = p.stat().st_size
     if size == 0:
         raise MediaError(p, "file is empty (0 bytes)")
-    try:
-        info = ffmpeg.probe(str(p))
-    except ffmpeg.Error as exc:
-        msg = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+    res = subprocess.run(["ffprobe", "-show_format", "-show_streams", "-of", "json", str(p)],
+                         capture_output=True, check=False)
+    if res.returncode != 0:
+        msg = res.stderr.decode("utf-8", "replace").strip().splitlines()
         last = msg[-1] if msg else "ffprobe failed"
         if "moov atom not found" in last or "Invalid data" in last or "End of file" in last:
             raise MediaError(p, f"not a readable media file or truncated/corrupt ({last.split(': ')[-1]})") from None
         raise MediaError(p, f"ffprobe cannot read it: {last}") from None
+    info = json.loads(res.stdout)
     fmt = info.get("format", {})
     streams = info.get("streams", [])
     # Attached pictures (cover art) are "video" streams in ffprobe but not footage.
@@ -237,7 +238,7 @@ def sample_frames(path: str | os.PathLike[str], *, rate_hz: float = 1.0, size_hw
                   batch_size: int = 32, threads: int = 2) -> Iterator[FrameBatch]:
     """Stream frames sampled at `rate_hz` as RGB uint8 batches, from one ffmpeg process."""
     sv = _run_sampler(str(path), rate_hz=rate_hz, size_hw=size_hw, thumb_rate_hz=None,
-                      thumb_size_hw=(36, 64), threads=threads, batch_size=batch_size, collect=False)
+                      thumb_size_hw=(36, 64), threads=threads, batch_size=batch_size)
     yield from sv  # type: ignore[misc]
 
 
@@ -249,7 +250,7 @@ def sample_video(path: str | os.PathLike[str], *, rate_hz: float = 1.0, size_hw:
     frames_list: list[np.ndarray] = []
     thumbs_holder: list[np.ndarray] = []
     for item in _run_sampler(str(path), rate_hz=rate_hz, size_hw=size_hw, thumb_rate_hz=thumb_rate_hz,
-                             thumb_size_hw=thumb_size_hw, threads=threads, batch_size=64, collect=True,
+                             thumb_size_hw=thumb_size_hw, threads=threads, batch_size=64,
                              thumbs_out=thumbs_holder):
         frames_list.append(item.frames)
     h, w = size_hw
@@ -264,7 +265,7 @@ def sample_video(path: str | os.PathLike[str], *, rate_hz: float = 1.0, size_hw:
 
 
 def _run_sampler(path: str, *, rate_hz: float, size_hw: tuple[int, int], thumb_rate_hz: float | None,
-                 thumb_size_hw: tuple[int, int], threads: int, batch_size: int, collect: bool,
+                 thumb_size_hw: tuple[int, int], threads: int, batch_size: int,
                  thumbs_out: list[np.ndarray] | None = None) -> Iterator[FrameBatch]:
     h, w = size_hw
     frame_bytes = h * w * 3
@@ -339,16 +340,18 @@ def content_hash(path: str | os.PathLike[str]) -> str:
 
 def load_audio_mono(path: str | os.PathLike[str], sample_rate_hz: int,
                     start_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
-    """Decode (part of) an audio file to mono float32 in [-1, 1] at `sample_rate_hz` (pydub + ffmpeg)."""
-    from pydub import AudioSegment
+    """Decode (part of) an audio file to mono float32 in [-1, 1] at `sample_rate_hz` (one ffmpeg process).
 
-    try:
-        kw = {"start_second": start_s} if start_s else {}
-        if duration_s is not None:
-            kw["duration"] = duration_s
-        seg = AudioSegment.from_file(str(path), **kw)
-    except Exception as exc:  # pydub raises CouldntDecodeError / IndexError on garbage
-        raise MediaError(path, f"cannot decode audio ({type(exc).__name__}: {str(exc).strip()[-200:]})") from None
-    seg = seg.set_channels(1).set_frame_rate(sample_rate_hz).set_sample_width(2)
-    samples = np.frombuffer(seg.raw_data, dtype=np.int16).astype(np.float32) / 32768.0
-    return samples
+    Seeking is exact (`-ss` after `-i`); channels are averaged (`-ac 1`) and resampled by ffmpeg.
+    """
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path)]
+    if start_s:
+        cmd += ["-ss", f"{start_s:.6f}"]
+    if duration_s is not None:
+        cmd += ["-t", f"{duration_s:.6f}"]
+    cmd += ["-vn", "-sn", "-ac", "1", "-ar", str(int(sample_rate_hz)), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+    res = subprocess.run(cmd, capture_output=True, check=False)
+    if res.returncode != 0:
+        err = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise MediaError(path, f"cannot decode audio ({err[-1][-200:] if err else f'ffmpeg exit {res.returncode}'})")
+    return np.frombuffer(res.stdout, dtype=np.int16).astype(np.float32) / 32768.0

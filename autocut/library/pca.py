@@ -1,4 +1,4 @@
-"""Which 128-d PCA a library uses, and the explicit, versioned refit (DESIGN method 1).
+"""Which 128-d PCA a library uses, and the explicit, versioned refit (docs/method.md, "Encoders and the library PCA").
 
 A new library starts on the packaged default PCA of its frame encoder. Once it holds enough frames of
 its own, `refit_library_pca` fits a PCA on its stored raw features, recomputes every 128-d frame and

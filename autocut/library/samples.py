@@ -1,4 +1,4 @@
-"""Real sample media that ships inside registry packages (DESIGN "Offline models").
+"""Real sample media that ships inside registry packages (no media can be downloaded here).
 
 Used by the demo, the tests and the benchmarks; nothing is downloaded. Each function returns
 the files that exist on this machine (the Makefile installs the packages).

@@ -1,4 +1,4 @@
-"""Visual clip segmentation (DESIGN method 6, "by clip").
+"""Visual clip segmentation, for by-clip assembly (docs/method.md, "Decoding and grounding").
 
 Boundaries are where adjacent-frame similarity drops sharply, measured on a dense stream of tiny
 grey thumbnails (default 5 fps, 64x36) decoded in the same ffmpeg pass as the 1 fps frames. The

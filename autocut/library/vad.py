@@ -2,7 +2,7 @@
 
 No speech/music separation model ships offline, so the BGM of a finished ad is embedded
 from its non-speech regions, falling back to the full mix (flagged) when speech covers
-nearly everything (DESIGN method 1).
+nearly everything (docs/method.md, "Encoders and the library PCA").
 """
 
 from __future__ import annotations

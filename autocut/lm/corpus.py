@@ -1,7 +1,7 @@
 """Training data for the LM, built from reference edits: the alignment corpus and the four SFT task files.
 
 From every reference edit (a finished ad: ordered clips with one sentence each, plus its BGM track) and
-the RQ-VAE codes of its frames and BGM this writes (DESIGN methods 4-5, AutoCut 4.1, 7.6):
+the RQ-VAE codes of its frames and BGM this writes (AutoCut 4.1, 7.6; docs/method.md, "Corpus format"):
 
 - ``align_<split>.jsonl``: ``{"text": "<|ad_start|>...<|ad_end|>", "meta": {...}}``, one ad per line,
   every 1 fps frame inside each sentence's span (AutoCut 7.6.1 "soft-align visual tokens whose
@@ -9,7 +9,7 @@ the RQ-VAE codes of its frames and BGM this writes (DESIGN methods 4-5, AutoCut 
 - ``sft_<task>_<split>.jsonl`` for task in select / sort / script / bgm: ShareGPT records
   ``{"conversations": [{"from": "human", ...}, {"from": "gpt", ...}], "system": "", "tools": "",
   "meta": {...}}``, every prompt headed by the product info (【商品】【品牌】【卖点】), candidates
-  carrying at most K uniformly sampled frames (DESIGN prompt budget);
+  carrying at most K uniformly sampled frames (docs/method.md, "Candidates and prompt budget");
 - ``manifest.json``: format version, configuration, the tokenizers' versions, counts, filter statistics.
 
 Splits follow the product (a product's ads never straddle train and test). SFT data passes the filters
@@ -87,7 +87,7 @@ class CodeEncoder(Protocol):
 @dataclass(frozen=True)
 class CorpusConfig:
     seed: int = 0
-    # K: frames per candidate clip in SFT prompts, uniformly sampled (DESIGN prompt budget: 10 tokens/frame).
+    # K: frames per candidate clip in SFT prompts, uniformly sampled (each frame costs 10 prompt tokens).
     max_frames_per_clip: int = 8
     # Frames per clip in the alignment corpus (None = every 1 fps frame of the sentence's span).
     align_max_frames_per_clip: int | None = None
@@ -169,7 +169,7 @@ _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def _units(sentence: str) -> list[str]:
-    """Words: CJK characters one by one, Latin words by whitespace (DESIGN WCD definition)."""
+    """Words: CJK characters one by one, Latin words by whitespace (the WCD word rule)."""
     out: list[str] = []
     for w in _WORD_RE.findall(sentence):
         if _CJK_RE.search(w):

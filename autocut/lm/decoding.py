@@ -1,13 +1,13 @@
-"""Constrained decoding over a Hugging Face causal LM, so every answer parses (issue 8).
+"""Constrained decoding over a Hugging Face causal LM, so every answer parses.
 
-The four SFT answer formats (DESIGN method 5) are enforced token by token, in our own decoding loop
+The four SFT answer formats (docs/method.md, "Corpus format") are enforced token by token, in our own decoding loop
 over the model's forward pass (greedy, or sampled with a temperature and a seed):
 
 - `choose_indices`: 1-based clip numbers as the corpus writes them (``T.format_indices``: "2,5,7") —
   distinct, in 1..n_options, ascending for selection, exactly `count` of them; with
   ``permutation=True`` every number exactly once (sorting);
 - `generate_lines`: exactly `n_lines` non-empty lines joined by ``\\n`` (the script answer), each
-  between its minimum and maximum word count (words as `autocut.evaluation.metrics.count_words` counts them),
+  between its minimum and maximum word count (words as `autocut.speech.words.count_words` counts them),
   with no code or structural tokens and no markup characters;
 - `generate_audio_codes`: ``<|audio_start|>`` + one ``<a_{level}_{code}>`` per level 0..7 in order +
   ``<|audio_end|>`` (``T.audio_block``), returned as the (8,) codes.
@@ -656,7 +656,7 @@ def generate_lines(model, tok, prompt: str, *, n_lines: int, max_words: Sequence
     """Exactly `n_lines` non-empty lines (the script answer), line i holding min_words[i]..max_words[i] words
     and at most max_chars[i] characters (what the voice can say in the clip).
 
-    Words follow `autocut.evaluation.metrics.count_words` (Latin words, CJK characters); `language` only names
+    Words follow `autocut.speech.words.count_words` (Latin words, CJK characters); `language` only names
     the script for errors. Lines never hold code tokens, structural tokens or ``< > |``. A minimum the
     character cap leaves no room for is not reached (the line ends when nothing else fits).
     """

@@ -1,7 +1,7 @@
 """The SFT prompt formats, shared by the corpus builder (training) and the token planner (inference).
 
 A model answers well only on prompts laid out exactly as the ones it was trained on, so there is one
-definition of each piece (DESIGN method 5, AutoCut 7.6):
+definition of each piece (AutoCut 7.6; docs/method.md, "Corpus format"):
 
 - `INSTRUCTIONS`: the task instruction per task and language (our own wording);
 - `product_header`: 【商品】 name, 【品牌】 brand, 【卖点】 selling points (the public data's keys);

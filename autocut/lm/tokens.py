@@ -1,4 +1,4 @@
-"""The AutoCut token vocabulary and its text format (DESIGN methods 3-5, AutoCut 3.3-3.5).
+"""The AutoCut token vocabulary and its text format (AutoCut 3.3-3.5; docs/method.md, "Token vocabulary").
 
 Compatible with the public AutoCut checkpoint/data format:
 
@@ -62,7 +62,7 @@ __all__ = [
 
 NUM_LEVELS = 8  # residual quantizer levels = tokens per frame / per BGM track
 CODEBOOK_SIZE = 256  # codes per level
-TOKENS_PER_FRAME = NUM_LEVELS + 2  # frame_start + 8 codes + frame_end (DESIGN prompt budget: 10/frame)
+TOKENS_PER_FRAME = NUM_LEVELS + 2  # frame_start + 8 codes + frame_end: 10 prompt tokens a frame
 
 AD_START, AD_END = "<|ad_start|>", "<|ad_end|>"
 CLIP_START, CLIP_END = "<|clip_start|>", "<|clip_end|>"
@@ -167,7 +167,8 @@ def _clean_text(text: str) -> str:
 
 
 def ad_sequence(clips: Sequence[tuple[str, np.ndarray]], audio_codes: np.ndarray | Sequence[int] | None) -> str:
-    """One alignment-corpus ad (DESIGN method 4): clips of (sentence, (F, 8) codes), then the BGM tokens."""
+    """One alignment-corpus ad: clips of (sentence, (F, 8) codes), then the BGM tokens
+    (docs/method.md, "Corpus format")."""
     if not clips:
         raise TokenFormatError("an ad needs at least one clip")
     body = "".join(clip_block(codes, text) for text, codes in clips)

@@ -69,11 +69,6 @@ class Constraint:
 # ---------------------------------------------------------------------------------------------- constraints
 
 
-def _alt(values: Sequence[int]) -> str:
-    # Longer numbers first, so a regex engine that takes the first alternative never stops at "1" of "12".
-    return "|".join(str(v) for v in sorted(values, key=lambda v: (-len(str(v)), v)))
-
-
 def selection_regex(n_options: int) -> str:
     """Regex of every non-empty ascending list of distinct numbers in 1..n_options ("2,5,7")."""
     if n_options < 1:

@@ -3,8 +3,8 @@
 `extend_vocabulary` adds the 10 structural and 4,096 code tokens (`autocut.lm.tokens.added_tokens`) to the
 tokenizer, resizes the input and output embeddings to a multiple of 64 rows (Qwen checkpoints already
 carry padding rows past their 151,669 tokens; new tokens reuse them first), and initialises every new
-input and output row to the mean of the old rows plus small Gaussian noise (DESIGN method 3; the noise
-breaks the symmetry between 4,096 otherwise identical rows).
+input and output row to the mean of the old rows plus small Gaussian noise (docs/method.md, "Token vocabulary"; the
+noise breaks the symmetry between 4,096 otherwise identical rows).
 
 Stage 1 (AutoCut 3.4) trains only the new rows. `NewRowsOnly` swaps the embedding and LM-head modules
 for ones that keep the old rows as a frozen buffer and the new rows as the only trainable parameter, so

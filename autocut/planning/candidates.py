@@ -1,4 +1,5 @@
-"""A request's clip pool -> the candidate clips a planner chooses from (issue 8, DESIGN method 6).
+"""A request's clip pool -> the candidate clips a planner chooses from
+(docs/method.md, "Candidates and prompt budget").
 
 Each pool item (a library video, or an upload already ingested into the library) is split into
 its visual clips from segmentation, or kept whole (an option). A candidate carries at most K of
@@ -38,7 +39,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# One frame in a prompt: <|frame_start|> + 8 video code tokens + <|frame_end|> (DESIGN method 3).
+# One frame in a prompt: <|frame_start|> + 8 video code tokens + <|frame_end|> (docs/method.md, "Token vocabulary").
 TOKENS_PER_FRAME = 10
 # Per candidate: "k)" (about 2 tokens) + <|clip_start|><|video_start|> ... <|video_end|><|clip_end|>.
 CLIP_OVERHEAD_TOKENS = 6
@@ -52,8 +53,9 @@ class CandidateConfig:
 
     # "clips": one candidate per visual clip from segmentation; "whole": one per pool item.
     split: SplitMode = "clips"
-    # K: frames shown per candidate, uniformly sampled over its span (DESIGN prompt budget). As in the
-    # corpus the LM trains on (`CorpusConfig.max_frames_per_clip`), K is halved until the listing fits.
+    # K: frames shown per candidate, uniformly sampled over its span
+    # (docs/method.md, "Candidates and prompt budget"). As in the corpus the LM trains on
+    # (`CorpusConfig.max_frames_per_clip`), K is halved until the listing fits.
     max_frames: int = 8
     # Hard cap on candidates (selection prompts list them all; answers index them 1..N).
     max_candidates: int = 64

@@ -1,4 +1,4 @@
-"""Embeddings -> real library ids through FAISS (AutoCut appendix 7.2, DESIGN method 6).
+"""Embeddings -> real library ids through FAISS (AutoCut appendix 7.2; docs/method.md, "Decoding and grounding").
 
 Planners never hand back database rows: they produce target embeddings (for the token planner,
 RQ-VAE-decoded codes; for the baselines, the chosen candidates' own vectors), and grounding

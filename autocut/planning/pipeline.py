@@ -4,7 +4,7 @@ The stable entry point is `plan_edit` (CLI, API server, worker and evaluation al
 
     plans = plan_edit(library_dir, request, "heuristic")
 
-Pipeline (AutoCut appendix 7.2, DESIGN methods 6-7):
+Pipeline (AutoCut appendix 7.2; docs/method.md, "Decoding and grounding", "Rendering and voice fit"):
 1. the pool becomes candidates (`autocut.planning.candidates`), refused with a clear `PlanError` when an id is
    unknown, an upload is not ingested, or the pool is too large for a prompt;
 2. a planner (`autocut.planning.planners`) returns per variant a selection, an order, one sentence per clip
@@ -67,7 +67,7 @@ class PlanOptions:
     min_segment_s: float = 1.0
     # Local frame-encoder weights (resnet50 libraries), for embedding a product photo.
     frame_weights: Path | None = None
-    # Script length targets in words/s per language (DESIGN WCD); None = 2.5 en, 5 zh.
+    # Script length targets in words/s per language (the WCD rates); None = 2.5 en, 5 zh.
     words_per_s: dict[str, float] | None = None
     # Reference edits the heuristic may learn from (never the evaluation split).
     reference_split: str = "train"
@@ -119,7 +119,8 @@ def plan_with_catalog(catalog: Catalog, request: PlanRequest, planner: str | Pla
     plans: list[EditPlan] = []
     for k, d in enumerate(decisions):
         try:
-            plans.append(_assemble(task, d, len(plans), planner_obj.name, grounder, bgm, voice, opts, outside_note))
+            plans.append(_assemble(task, d, variant=len(plans), planner_name=planner_obj.name, grounder=grounder,
+                                   bgm=bgm, voice=voice, opts=opts, outside_note=outside_note))
         except PlanError as exc:
             # A later variant that cannot be grounded or voiced is dropped, not the whole request;
             # the first variant's failure is the request's failure.
@@ -163,7 +164,7 @@ def _check_script(request: PlanRequest) -> None:
 def _grounder(catalog: Catalog, request: PlanRequest, pool: CandidatePool, decisions: list[Decision],
               opts: PlanOptions) -> tuple[PoolGrounder, str | None]:
     """Exact search over the pool; with `allow_outside_pool`, over the pool plus the library videos whose
-    frames (or clips) the library index finds nearest the planner's queries (DESIGN method 6).
+    frames (or clips) the library index finds nearest the planner's queries (docs/method.md, "Decoding and grounding").
 
     Only decisions with their own queries (decoded embeddings) look outside: a baseline's query is a
     pool candidate's own embedding. Returns the grounder and a note for the plan (None: pool only).
@@ -211,7 +212,7 @@ def _speech_s(sentence: str, voice: VoiceSpec, rate: float) -> float:
     return estimate_duration_s(sentence, voice, rate)
 
 
-def _fit_span(sentence: str, voice: VoiceSpec, start_s: float, length_s: float, lo: float, hi: float,
+def _fit_span(sentence: str, voice: VoiceSpec, *, start_s: float, length_s: float, lo: float, hi: float,
               extra_s: float, prefer: str) -> _Fit | None:
     """Place a segment of about `length_s` at `start_s` inside free time [lo, hi] so the sentence fits.
 
@@ -270,19 +271,42 @@ def _speech_rate_fn(voice: VoiceSpec, extra_s: float):  # noqa: ANN202 - a closu
 
 
 def _extra_s(request: PlanRequest, opts: PlanOptions) -> float:
-    """Segment time the voice cannot use (`autocut.render.edit.voice_window_s`): lead and tail silence, half a
+    """Segment time the voice cannot use (`autocut.render.placement.voice_window_s`): lead and tail silence, half a
     crossfade on each side, and a frame lost to rounding segment boundaries to output frames."""
     trans = request.output.transition_duration_s if request.output.transition != "cut" else 0.0
     return VOICE_LEAD_S + VOICE_TAIL_S + trans + 1.0 / request.output.fps + opts.speech_margin_s
 
 
-def _assemble(task: PlanningTask, d: Decision, variant: int, planner_name: str, grounder: PoolGrounder,
+@dataclass
+class _GroundingState:
+    """What grounding one plan's segments shares: the searcher, the footage already taken, the voice."""
+
+    grounder: PoolGrounder
+    window: SourceWindow  # free time per source
+    voice: VoiceSpec
+    extra_s: float  # segment time the voice cannot use (`_extra_s`)
+    mode: SegmentMode
+    used_frames: set[int] = field(default_factory=set)
+    used_clips: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _GroundingOption:
+    """A place in the pool a segment could be cut from."""
+
+    photo_id: int
+    start_s: float
+    length_s: float
+    frame_id: int | None
+    clip_id: int | None
+
+
+def _assemble(task: PlanningTask, d: Decision, *, variant: int, planner_name: str, grounder: PoolGrounder,
               bgm: BgmGrounder, voice: VoiceSpec, opts: PlanOptions, outside_note: str | None = None) -> EditPlan:
     request, pool = task.request, grounder.pool  # the request's pool, widened when clips may come from outside
-    window = SourceWindow({pid: float(s.duration_s) for pid, s in pool.sources.items()})
-    used_frames: set[int] = set()
-    used_clips: set[int] = set()
     extra = _extra_s(request, opts)
+    state = _GroundingState(grounder=grounder, voice=voice, extra_s=extra, mode=opts.segment_mode,
+                            window=SourceWindow({pid: float(s.duration_s) for pid, s in pool.sources.items()}))
     segments: list[PlanSegment] = []
     trimmed: list[int] = []
     for pos, (ci, sentence) in enumerate(zip(d.order, d.sentences)):
@@ -291,8 +315,7 @@ def _assemble(task: PlanningTask, d: Decision, variant: int, planner_name: str, 
         reserved = [(c.photo_id, c.start_s, c.end_s) for c in (pool.candidates[j] for j in d.order[pos + 1:])]
         while True:
             try:
-                seg = _ground_one(task, d, pos, cand, sentence, grounder, window, used_frames, used_clips, voice,
-                                  extra, reserved, opts.segment_mode)
+                seg = _ground_one(state, d, pos=pos, cand=cand, sentence=sentence, reserved=reserved)
                 break
             except PlanError:
                 # A footage-driven line is the planner's own (fitted to the candidate's length); the footage
@@ -342,30 +365,33 @@ def _assemble(task: PlanningTask, d: Decision, variant: int, planner_name: str, 
         planner=planner_name, notes=notes)
 
 
-def _ground_one(task: PlanningTask, d: Decision, pos: int, cand: Candidate, sentence: str, grounder: PoolGrounder,
-                window: SourceWindow, used_frames: set[int], used_clips: set[int], voice: VoiceSpec, extra: float,
-                reserved: list[tuple[int, float, float]], mode: SegmentMode) -> PlanSegment:
+def _ground_one(state: _GroundingState, d: Decision, *, pos: int, cand: Candidate, sentence: str,
+                reserved: list[tuple[int, float, float]]) -> PlanSegment:
+    """Ground the `pos`-th chosen candidate in free pool footage its sentence fits; take that footage."""
+    grounder, window, voice, extra, mode = state.grounder, state.window, state.voice, state.extra_s, state.mode
+    used_frames, used_clips = state.used_frames, state.used_clips
     pool = grounder.pool
-    # Each option: (photo_id, start_s, length_s, frame_id, clip_id).
-    options: list[tuple[int, float, float, int | None, int | None]] = []
+    options: list[_GroundingOption] = []
     if mode == "by_frame":
         q = d.frame_queries[pos] if d.frame_queries is not None else cand.frame_vectors[0]
         skip = used_frames.union(*(grounder.frames_in(p, a, b).tolist() for p, a, b in reserved))
         for hit in grounder.frames(q, _GROUNDING_K, exclude_ids=skip)[0]:
             clip = _clip_at(pool, hit.photo_id, float(hit.frame_index))
-            options.append((hit.photo_id, float(hit.frame_index), cand.duration_s, hit.frame_id, clip))
+            options.append(_GroundingOption(hit.photo_id, float(hit.frame_index), cand.duration_s, hit.frame_id, clip))
     else:
         q = d.clip_queries[pos] if d.clip_queries is not None else cand.vector
         skip = used_clips.union(*(grounder.clips_overlapping(p, a, b) for p, a, b in reserved))
         for hit in grounder.clips(q, _GROUNDING_K, exclude_ids=skip)[0]:
             first = math.ceil(hit.start_s - 1e-6)
-            options.append((hit.photo_id, hit.start_s, hit.end_s - hit.start_s, frame_id(hit.photo_id, first),
-                            hit.clip_id))
+            options.append(_GroundingOption(hit.photo_id, hit.start_s, hit.end_s - hit.start_s,
+                                            frame_id(hit.photo_id, first), hit.clip_id))
     if not options:
         raise PlanError(f"clip {pos + 1}: nothing left in the pool to ground it to (pool too small for the plan)")
-    for photo, start, length, fid, cid in options:
-        lo, hi = window.free_span(photo, start, reserved)
-        fit = _fit_span(sentence, voice, start, length, lo, hi, extra, "extend" if mode == "by_frame" else "rate")
+    for opt in options:
+        photo, fid, cid = opt.photo_id, opt.frame_id, opt.clip_id
+        lo, hi = window.free_span(photo, opt.start_s, reserved)
+        fit = _fit_span(sentence, voice, start_s=opt.start_s, length_s=opt.length_s, lo=lo, hi=hi, extra_s=extra,
+                        prefer="extend" if mode == "by_frame" else "rate")
         if fit is None:
             continue
         end = fit.start_s + fit.duration_s
@@ -385,7 +411,7 @@ def _ground_one(task: PlanningTask, d: Decision, pos: int, cand: Candidate, sent
                            sentence=sentence, mode=mode, photo_id=photo, clip_id=cid, frame_id=fid,
                            speech_rate=fit.rate)
     speech = _speech_s(sentence, voice, 1.0)
-    spans = [window.free_span(photo, start, reserved) for photo, start, *_ in options]
+    spans = [window.free_span(o.photo_id, o.start_s, reserved) for o in options]
     best_room = max(hi - lo for lo, hi in spans)
     raise PlanError(
         f"clip {pos + 1}: the sentence {sentence!r} needs {speech / MAX_SPEECH_RATE + extra:.1f} s even at "

@@ -3,7 +3,7 @@
 One sentence per clip, in ad order: a hook on the first clip, the product's selling points on the
 middle clips, a call to action on the last. Each sentence is assembled from an opener, a core and
 up to four extension clauses, and the combination whose word count is closest to the clip's
-target (DESIGN "WCD": round(rate x duration), 2.5 English words/s or 5 CJK characters/s) is kept;
+target (the WCD target: round(rate x duration), 2.5 English words/s or 5 CJK characters/s) is kept;
 ties are broken by the seed, so different seeds give different scripts of the same fit.
 
 The writer knows nothing about the footage: it is the text half of the vision-only baselines, and

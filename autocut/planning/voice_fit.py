@@ -3,7 +3,7 @@
 A plan's sentence must fit its segment: spoken at a rate within `MIN_SPEECH_RATE`..`MAX_SPEECH_RATE`
 of the voice's natural speed, inside the segment's slot less `VOICE_LEAD_S` of silence before it and
 `VOICE_TAIL_S` after it (and half of each crossfade). The planner sizes segments with this rule; the
-renderer checks it and refuses a plan that breaks it before ffmpeg starts (docs/method.md, "Rendering").
+renderer checks it and refuses a plan that breaks it before ffmpeg starts (docs/method.md, "Rendering and voice fit").
 """
 
 from __future__ import annotations

@@ -1,37 +1,81 @@
 """Rendering: a checked `EditPlan` -> one ffmpeg pass -> MP4 with voice, BGM, subtitles and
-sidecars (SRT, plan JSON, OTIO timeline)."""
+sidecars (SRT, plan JSON, OTIO timeline).
+
+Modules, in dependency order: `placement` (segments on output frames), `ffmpeg` (running one
+command), `loudness` (EBU R128 results), `subtitles` and `timeline` (cue timing, ASS/SRT, OTIO),
+`preparation` (plan checks, voice fit, stems), `filtergraph` (the ffmpeg commands as data),
+`pipeline` (`render`: measure, encode, publish), `outputs` (the files one render writes).
+"""
 
 from typing import TYPE_CHECKING
 
 from autocut._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from autocut.render.outputs import RESULT_FILES, sidecar_paths
-    from autocut.render.edit import RenderCancelled, RenderResult, crop_to_aspect, output_fps, place_segments, prepare, render, voice_window_s
+    from autocut.render.ffmpeg import FfmpegCommand, RenderCancelled, run_ffmpeg
+    from autocut.render.filtergraph import (
+        build_audio_filters,
+        build_measure_command,
+        build_render_command,
+        build_stems_command,
+        build_video_filters,
+        crop_to_aspect,
+    )
+    from autocut.render.loudness import LoudnessMeasurement
+    from autocut.render.outputs import RESULT_FILES, RESULT_SUFFIXES, sidecar_paths
+    from autocut.render.pipeline import RenderResult, measure_loudness, render
+    from autocut.render.placement import SegmentPlacement, output_fps, place_segments, voice_window_s
+    from autocut.render.preparation import PreparedRender, PreparedSegment, prepare
 
 __all__ = [
     "RESULT_FILES",
+    "RESULT_SUFFIXES",
+    "FfmpegCommand",
+    "LoudnessMeasurement",
+    "PreparedRender",
+    "PreparedSegment",
     "RenderCancelled",
     "RenderResult",
+    "SegmentPlacement",
+    "build_audio_filters",
+    "build_measure_command",
+    "build_render_command",
+    "build_stems_command",
+    "build_video_filters",
     "crop_to_aspect",
+    "measure_loudness",
     "output_fps",
     "place_segments",
     "prepare",
     "render",
+    "run_ffmpeg",
     "sidecar_paths",
     "voice_window_s",
 ]
 
 _SOURCES = {
     "RESULT_FILES": "outputs",
-    "RenderCancelled": "edit",
-    "RenderResult": "edit",
-    "crop_to_aspect": "edit",
-    "output_fps": "edit",
-    "place_segments": "edit",
-    "prepare": "edit",
-    "render": "edit",
+    "RESULT_SUFFIXES": "outputs",
+    "FfmpegCommand": "ffmpeg",
+    "LoudnessMeasurement": "loudness",
+    "PreparedRender": "preparation",
+    "PreparedSegment": "preparation",
+    "RenderCancelled": "ffmpeg",
+    "RenderResult": "pipeline",
+    "SegmentPlacement": "placement",
+    "build_audio_filters": "filtergraph",
+    "build_measure_command": "filtergraph",
+    "build_render_command": "filtergraph",
+    "build_stems_command": "filtergraph",
+    "build_video_filters": "filtergraph",
+    "crop_to_aspect": "filtergraph",
+    "measure_loudness": "pipeline",
+    "output_fps": "placement",
+    "place_segments": "placement",
+    "prepare": "preparation",
+    "render": "pipeline",
+    "run_ffmpeg": "ffmpeg",
     "sidecar_paths": "outputs",
-    "voice_window_s": "edit",
+    "voice_window_s": "placement",
 }
 __getattr__ = lazy_exports(__name__, _SOURCES)

@@ -1,6 +1,6 @@
 """Subtitle segmentation (VC-LLM SSA rules), timing to spoken words, ASS/SRT writing, font checks.
 
-SSA (VC-LLM 6.2, DESIGN "Metrics"): a segment holds at most 13 units (CJK character 1, Latin letter or
+SSA (VC-LLM 6.2; docs/method.md, "Metrics"): a segment holds at most 13 units (CJK character 1, Latin letter or
 digit 0.4, space 0.5; punctuation marks are separators and count 0); the text between two punctuation
 marks spans at most ceil(units / 10) segments; no word is split across segments (Latin words are
 whitespace tokens, Chinese words come from jieba, as in the paper's checker).
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autocut.errors import PlanError
+from autocut.files import atomic_path
 from autocut.speech.tts import WordTiming
 from autocut.types import SubtitleStyle
-from autocut.files import atomic_path
 
 __all__ = [
     "MAX_SEGMENT_UNITS",

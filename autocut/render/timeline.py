@@ -8,12 +8,13 @@ that media for the crossfade).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import opentimelineio as otio
+
+from autocut.files import atomic_path
 
 __all__ = ["TimelineAudio", "TimelineItem", "build_timeline", "read_cuts", "write_otio"]
 
@@ -111,9 +112,9 @@ def build_timeline(name: str, items: Sequence[TimelineItem], *, fps: float, tran
 
 def write_otio(timeline: otio.schema.Timeline, path: Path) -> Path:
     """Write `timeline` as .otio JSON atomically."""
-    tmp = path.with_name(path.name + ".tmp.otio")
-    otio.adapters.write_to_file(timeline, str(tmp))
-    os.replace(tmp, path)
+    # The adapter picks the format by the file's extension, so the temporary name keeps ".otio".
+    with atomic_path(path, suffix=".tmp.otio") as tmp:
+        otio.adapters.write_to_file(timeline, str(tmp))
     return path
 
 

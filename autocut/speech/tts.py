@@ -1,6 +1,6 @@
 """Offline text-to-speech: one module for the planner (durations) and the renderer (WAV stems).
 
-Engines (DESIGN "Offline models"):
+Engines (all offline: nothing is downloaded):
 - ``espeak`` (default): libespeak-ng driven in-process through ctypes, so every word comes back with
   the audio position where it starts — subtitles are timed to the spoken words, not guessed.
   Mandarin goes through pypinyin TONE3 and the ``cmn-latn-pinyin`` voice, because espeak-ng's plain
@@ -10,8 +10,8 @@ Engines (DESIGN "Offline models"):
 - ``none``: no narration (durations are 0).
 
 `rate` is a speed factor (1.0 = the voice's base rate, `base_words_per_minute`); the renderer keeps it within
-+-15 % (DESIGN method 7). Durations are measured on the synthesised audio with leading and trailing
-silence trimmed, so `estimate_duration_s` is exactly what the renderer will place.
++-15 % (docs/method.md, "Rendering and voice fit"). Durations are measured on the synthesised audio
+with leading and trailing silence trimmed, so `estimate_duration_s` is exactly what the renderer will place.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from autocut.types import VoiceSpec
 __all__ = [
     "PIPER_DEFAULT_VOICE",
     "Speech",
+    "Utterance",
     "WordTiming",
     "base_words_per_minute",
     "check_voice",
@@ -52,9 +53,9 @@ log = logging.getLogger(__name__)
 
 PIPER_DEFAULT_VOICE = "en_US-joe-medium"
 _ESPEAK_DEFAULT_VOICE: dict[str, str] = {"en": "en-us", "zh": "cmn-latn-pinyin"}
-# espeak-ng base rates when VoiceSpec.words_per_minute is None, chosen so speech at rate 1.0 meets the DESIGN
-# WCD targets (words counted as `autocut.evaluation.metrics.count_words` does; trimmed speech time, 400 demo-world ad
-# lines per language): en 165 wpm -> 2.51 words/s; zh 248 -> 5.03 characters/s (165 gave 3.1; 244 and 246
+# espeak-ng base rates when VoiceSpec.words_per_minute is None, chosen so speech at rate 1.0 meets the
+# WCD targets of 2.5 words/s (en) and 5 characters/s (zh) (words counted as
+# `autocut.speech.words.count_words` does; trimmed speech time, 400 demo-world ad lines per language): en 165 wpm -> 2.51 words/s; zh 248 -> 5.03 characters/s (165 gave 3.1; 244 and 246
 # both gave 4.98, espeak-ng's rate moves in steps).
 _ESPEAK_DEFAULT_WPM: dict[str, int] = {"en": 165, "zh": 248}
 # A piper voice at length_scale 1.0 speaks at roughly this pace; it is also its default base rate.
@@ -87,7 +88,9 @@ class Speech:
 
 
 @dataclass(frozen=True)
-class _Audio:
+class Utterance:
+    """A sentence synthesised in memory: samples (silence trimmed), their rate and the word timings."""
+
     samples: np.ndarray  # (N,) float32 in [-1, 1], silence trimmed
     sample_rate_hz: int
     words: tuple[WordTiming, ...]
@@ -153,11 +156,11 @@ def synthesize(sentence: str, voice: VoiceSpec, rate: float = 1.0, *, out_dir: P
                   rate=float(rate), words=audio.words)
 
 
-def speak(sentence: str, voice: VoiceSpec, rate: float = 1.0) -> tuple[np.ndarray, int, tuple[WordTiming, ...]]:
-    """Synthesise in memory: (samples float32 (N,), sample rate, word timings); silence trimmed."""
+def speak(sentence: str, voice: VoiceSpec, rate: float = 1.0) -> Utterance:
+    """Synthesise in memory at the voice's volume; silence trimmed."""
     audio = _synth_cached(sentence.strip(), voice.model_dump_json(), round(float(rate), 4))
     gain = 10 ** (voice.volume_db / 20)
-    return audio.samples * np.float32(gain), audio.sample_rate_hz, audio.words
+    return Utterance(audio.samples * np.float32(gain), audio.sample_rate_hz, audio.words)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -173,14 +176,14 @@ def estimate_duration_s(sentence: str, voice: VoiceSpec, rate: float = 1.0) -> f
 
 
 @functools.lru_cache(maxsize=64)
-def _synth_cached(sentence: str, voice_json: str, rate: float) -> _Audio:
+def _synth_cached(sentence: str, voice_json: str, rate: float) -> Utterance:
     voice = VoiceSpec.model_validate_json(voice_json)
     if not sentence:
         raise ConfigError("cannot synthesise an empty sentence")
     if not 0.5 <= rate <= 2.0:
         raise ConfigError(f"speech rate {rate} outside 0.5..2.0")
     if voice.engine == "none":
-        return _Audio(np.zeros(0, np.float32), 22050, ())
+        return Utterance(np.zeros(0, np.float32), 22050, ())
     if voice.engine == "espeak":
         samples, sr, words = _speak_espeak(sentence, voice, rate)
     else:
@@ -500,14 +503,14 @@ def _words_from_spans(sentence: str, spans: list[tuple[int, int]], sr: int, n: i
 
 # --------------------------------------------------------------------------- audio helpers
 
-def _trim(samples: np.ndarray, sr: int, words: list[WordTiming]) -> _Audio:
+def _trim(samples: np.ndarray, sr: int, words: list[WordTiming]) -> Utterance:
     """Cut leading/trailing silence so durations measure speech, and shift word times to match."""
     if samples.size == 0:
-        return _Audio(samples.astype(np.float32), sr, tuple(words))
+        return Utterance(samples.astype(np.float32), sr, tuple(words))
     mag = np.abs(samples)
     peak = float(mag.max())
     if peak <= 0:
-        return _Audio(np.zeros(0, np.float32), sr, ())
+        return Utterance(np.zeros(0, np.float32), sr, ())
     loud = np.flatnonzero(mag > peak * 10 ** (_TRIM_THRESHOLD_DB / 20))
     margin = int(_TRIM_MARGIN_S * sr)
     a = max(0, int(loud[0]) - margin)
@@ -518,7 +521,7 @@ def _trim(samples: np.ndarray, sr: int, words: list[WordTiming]) -> _Audio:
     shifted = tuple(WordTiming(w.text, w.char_start, w.char_end,
                                min(dur, max(0.0, w.start_s - shift)), min(dur, max(0.0, w.end_s - shift)))
                     for w in words)
-    return _Audio(out, sr, shifted)
+    return Utterance(out, sr, shifted)
 
 
 def _write_wav(path: Path, samples: np.ndarray, sr: int, *, gain_db: float = 0.0) -> None:

@@ -12,23 +12,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from autocut.errors import MediaError
-from server.auth import Principal, require_key
+from server.auth import Principal
+from server.ids import new_id
+from server.jobspec import IngestJobSpec
 from server.routes.common import (
     ERROR_RESPONSES,
+    KeyDep,
     Services,
+    ServicesDep,
+    admit_jobs,
     api_error,
     clip_out,
     enqueue_admitted,
-    get_services,
-    retry_after_s,
 )
 from server.schemas import CLIP_ID_PATTERN, IMAGE_ID_PATTERN, ClipOut, ClipPage, ErrorBody
 from server.storage import (
@@ -93,8 +95,7 @@ def _store_blob(received: ReceivedFile, dest: os.PathLike[str]) -> None:
 @router.post("/v1/clips", status_code=201, response_model=ClipOut, responses=_UPLOAD_RESPONSES,
              openapi_extra=_multipart_doc("The video (MP4, MOV, MKV, WebM, AVI, ...)"),
              summary="Upload a video clip (multipart, streamed); it is ingested as a job")
-async def upload_clip(request: Request, response: Response, principal: Principal = Depends(require_key),
-                      services: Services = Depends(get_services)) -> ClipOut:
+async def upload_clip(request: Request, response: Response, principal: KeyDep, services: ServicesDep) -> ClipOut:
     s = services.settings
     received = await _receive(request, services, s.max_upload_bytes)
     try:
@@ -109,25 +110,19 @@ async def upload_clip(request: Request, response: Response, principal: Principal
         except MediaError as exc:
             raise api_error(422, "invalid_media", f"{received.filename}: {exc.reason}") from None
         dest = services.layout.blob_path(received.sha256, ext)
-        clip = ClipRecord(clip_id=f"clp_{secrets.token_hex(12)}", owner=principal.key_id, kind="video",
+        clip = ClipRecord(clip_id=new_id("clp"), owner=principal.key_id, kind="video",
                           sha256=received.sha256, filename=received.filename, size_bytes=received.size_bytes,
                           path=str(dest), created_at=time.time(), duration_s=info.duration_s, width=info.width,
-                          height=info.height, job_id=f"job_{secrets.token_hex(12)}")
-        job = NewJob(job_id=clip.job_id, kind="ingest", clip_id=clip.clip_id,
-                     spec={"clip_id": clip.clip_id, "path": str(dest), "sha256": received.sha256,
-                           "filename": received.filename})
-        adm = services.store.admit(principal.key_id, [job], max_active=s.max_active_jobs,
-                                   max_active_per_owner=s.max_active_jobs_per_key, clip=clip)
+                          height=info.height, job_id=new_id("job"))
+        spec = IngestJobSpec(clip_id=clip.clip_id, path=str(dest), sha256=received.sha256, filename=received.filename)
+        job = NewJob(job_id=clip.job_id, kind="ingest", clip_id=clip.clip_id, spec=spec.model_dump(mode="json"))
+        adm = admit_jobs(services, principal.key_id, [job], clip=clip)  # 429 when the queue is full
         if adm.status == "clip_exists":
             _discard(received)
             existing = services.store.get_clip(adm.clip_id)
             assert existing is not None
             response.status_code = 200
             return clip_out(existing, services.store.get_job(existing.job_id), duplicate=True)
-        if adm.status == "busy":
-            wait = retry_after_s(services, adm.active + 1 - s.max_active_jobs)
-            raise api_error(429, "queue_full", f"too many jobs queued or running; retry in {wait} s",
-                            headers={"Retry-After": str(wait)})
         _store_blob(received, dest)
         enqueue_admitted(services, [job.job_id])
         response.headers["Location"] = f"/v1/clips/{clip.clip_id}"
@@ -139,10 +134,8 @@ async def upload_clip(request: Request, response: Response, principal: Principal
 @router.post("/v1/images", status_code=201, response_model=ClipOut, responses=_UPLOAD_RESPONSES,
              openapi_extra=_multipart_doc("The product photo (JPEG, PNG or WebP)"),
              summary="Upload a product photo (used via product.image_id)")
-async def upload_image(request: Request, response: Response, principal: Principal = Depends(require_key),
-                       services: Services = Depends(get_services)) -> ClipOut:
-    s = services.settings
-    received = await _receive(request, services, s.max_image_bytes)
+async def upload_image(request: Request, response: Response, principal: KeyDep, services: ServicesDep) -> ClipOut:
+    received = await _receive(request, services, services.settings.max_image_bytes)
     try:
         ext = sniff_image(received.head)
         if ext is None:
@@ -152,11 +145,10 @@ async def upload_image(request: Request, response: Response, principal: Principa
         except ValueError as exc:
             raise api_error(422, "invalid_media", f"{received.filename}: {exc}") from None
         dest = services.layout.blob_path(received.sha256, ext, image=True)
-        rec = ClipRecord(clip_id=f"img_{secrets.token_hex(12)}", owner=principal.key_id, kind="image",
+        rec = ClipRecord(clip_id=new_id("img"), owner=principal.key_id, kind="image",
                          sha256=received.sha256, filename=received.filename, size_bytes=received.size_bytes,
                          path=str(dest), created_at=time.time(), width=width, height=height)
-        adm = services.store.admit(principal.key_id, [], max_active=s.max_active_jobs,
-                                   max_active_per_owner=s.max_active_jobs_per_key, clip=rec)
+        adm = admit_jobs(services, principal.key_id, [], clip=rec)  # no job: never refused as busy
         if adm.status == "clip_exists":
             existing = services.store.get_clip(adm.clip_id)
             assert existing is not None
@@ -194,8 +186,8 @@ def _own_upload(services: Services, principal: Principal, upload_id: str, kind: 
 
 
 @router.get("/v1/clips", response_model=ClipPage, responses=ERROR_RESPONSES, summary="Your uploads, newest first")
-def list_clips(offset: Annotated[int, Query(ge=0, le=10**6)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-               principal: Principal = Depends(require_key), services: Services = Depends(get_services)) -> ClipPage:
+def list_clips(principal: KeyDep, services: ServicesDep, offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+               limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ClipPage:
     recs, total = services.store.list_clips(principal.key_id, limit=limit, offset=offset)
     jobs = services.store.get_jobs([r.job_id for r in recs if r.job_id])
     by_id = {j.job_id: j for j in jobs if j is not None}
@@ -204,13 +196,13 @@ def list_clips(offset: Annotated[int, Query(ge=0, le=10**6)] = 0, limit: Annotat
 
 @router.get("/v1/clips/{clip_id}", response_model=ClipOut, responses=ERROR_RESPONSES,
             summary="An uploaded clip and its ingest state")
-def get_clip(clip_id: Annotated[str, Path(pattern=CLIP_ID_PATTERN)], principal: Principal = Depends(require_key),
-             services: Services = Depends(get_services)) -> ClipOut:
+def get_clip(clip_id: Annotated[str, Path(pattern=CLIP_ID_PATTERN)], principal: KeyDep,
+             services: ServicesDep) -> ClipOut:
     return _own_upload(services, principal, clip_id, "video")
 
 
 @router.get("/v1/images/{image_id}", response_model=ClipOut, responses=ERROR_RESPONSES,
             summary="An uploaded product photo")
-def get_image(image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN)], principal: Principal = Depends(require_key),
-              services: Services = Depends(get_services)) -> ClipOut:
+def get_image(image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN)], principal: KeyDep,
+              services: ServicesDep) -> ClipOut:
     return _own_upload(services, principal, image_id, "image")

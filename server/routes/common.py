@@ -1,17 +1,22 @@
-"""Pieces every route module uses: the services bundle, error helpers, record -> response mapping."""
+"""Pieces every route module uses: the services bundle and the dependency aliases (`ServicesDep`,
+`KeyDep`, `AdminDep`), error helpers, admission (`admit_jobs`: the one place a 429 is answered),
+record -> response mapping."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 import redis
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
-from server.auth import sign_download
+from autocut.render.outputs import RESULT_FILES
+from server.auth import Principal, require_admin, require_key, sign_download
 from server.queue import JobQueue
 from server.schemas import (
     ClipOut,
@@ -26,11 +31,16 @@ from server.schemas import (
 )
 from server.settings import Settings
 from server.storage import Layout
-from server.store import ClipRecord, JobRecord, JobStore
+from server.store import ACTIVE_STATES, Admission, ClipRecord, JobRecord, JobState, JobStore, NewJob
 
 __all__ = [
+    "ARTIFACTS",
     "ERROR_RESPONSES",
+    "AdminDep",
+    "KeyDep",
     "Services",
+    "ServicesDep",
+    "admit_jobs",
     "api_error",
     "clip_out",
     "enqueue_admitted",
@@ -52,6 +62,12 @@ class Services:
 
 def get_services(request: Request) -> Services:
     return request.app.state.services
+
+
+# Route parameters: the services bundle, the caller's API key (401 without one), an admin key (403).
+ServicesDep = Annotated[Services, Depends(get_services)]
+KeyDep = Annotated[Principal, Depends(require_key)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
 def api_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> HTTPException:
@@ -76,7 +92,8 @@ def _ts(x: float | None) -> datetime | None:
     return datetime.fromtimestamp(x, UTC) if x else None
 
 
-ARTIFACTS = ("video", "subtitles", "timeline", "plan")
+# The downloadable files of one variant, by the names the API uses (`autocut.render.outputs`).
+ARTIFACTS = tuple(RESULT_FILES)
 
 
 def result_links(job_id: str, variant: int) -> ResultLinks:
@@ -108,7 +125,7 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
             rebuild = (rebuild or []) + [RebuiltIndex(kind=r["kind"], count=r["count"], factory=r["factory"],
                                                       total_time_s=r["total_time_s"])]
     error = None
-    if job.state in ("failed", "cancelled") and job.error_code:
+    if job.state in (JobState.FAILED, JobState.CANCELLED) and job.error_code:
         error = ErrorInfo(code=job.error_code, message=job.error_message)
     return JobStatus(job_id=job.job_id, kind=job.kind, state=job.state, stage=job.stage,  # type: ignore[arg-type]
                      progress_pct=job.progress, error=error, created_at=_ts(job.created_at),
@@ -120,9 +137,9 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
 def clip_out(clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False) -> ClipOut:
     state, photo_id, error = "ready", None, None
     if clip.kind == "video":
-        if job is None or job.state in ("queued", "running"):
+        if job is None or job.state in ACTIVE_STATES:
             state = "ingesting"
-        elif job.state == "done":
+        elif job.state == JobState.DONE:
             state = "ready"
             photo_id = next((r.get("photo_id") for r in job.results if r.get("type") == "ingest"), None)
         else:
@@ -143,6 +160,23 @@ def enqueue_admitted(services: Services, job_ids: tuple[str, ...] | list[str]) -
         services.store.mark_enqueued(job_ids)
     except redis.RedisError as exc:
         log.warning("enqueue of %d admitted job(s) failed (%s); the reconciler will enqueue them", len(job_ids), exc)
+
+
+def admit_jobs(services: Services, owner: str, jobs: Sequence[NewJob], *, idempotency_key: str | None = None,
+               fingerprint: str = "", batch_id: str = "", clip: ClipRecord | None = None) -> Admission:
+    """`JobStore.admit` under the service's bounds. A full queue, or a key at its own limit of
+    active jobs, is answered here: 429 with a Retry-After estimate. Other outcomes (created, replay,
+    conflict, clip_exists) are the caller's to answer."""
+    s = services.settings
+    adm = services.store.admit(owner, jobs, max_active=s.max_active_jobs,
+                               max_active_per_owner=s.max_active_jobs_per_key, idempotency_key=idempotency_key,
+                               fingerprint=fingerprint, idempotency_ttl_s=s.idempotency_ttl_s, batch_id=batch_id,
+                               clip=clip)
+    if adm.status == "busy":
+        wait = retry_after_s(services, adm.active + len(jobs) - s.max_active_jobs)
+        raise api_error(429, "queue_full", f"too many jobs queued or running; retry in {wait} s",
+                        headers={"Retry-After": str(wait)})
+    return adm
 
 
 def retry_after_s(services: Services, excess_jobs: int) -> int:

@@ -11,22 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Response, status
+from fastapi import APIRouter, Body, Header, Path, Response, status
 
 from autocut.library.catalog import Catalog
 from autocut.errors import AutoCutError, CatalogError
-from server.auth import Principal, require_key
+from server.auth import Principal
+from server.ids import new_id
+from server.jobspec import EditJobSpec, LibraryRef, MediaRef, PoolRef, UploadRef
 from server.routes.common import (
     ERROR_RESPONSES,
+    KeyDep,
     Services,
+    ServicesDep,
+    admit_jobs,
     api_error,
     enqueue_admitted,
-    get_services,
-    retry_after_s,
 )
 from server.schemas import (
     BATCH_ID_PATTERN,
@@ -34,12 +36,13 @@ from server.schemas import (
     BatchItemStatus,
     BatchRequest,
     BatchStatus,
+    ClipRef,
     EditRequest,
     ErrorInfo,
     JobAccepted,
 )
 from server.storage import PathRefError, resolve_media_path
-from server.store import NewJob
+from server.store import JobState, NewJob
 from server.tasks import AUTO_PLANNER
 
 __all__ = ["router"]
@@ -52,10 +55,6 @@ IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", max_length=255, pattern=r"^[\x21-\x7e]{1,255}$",
     description="Repeat a POST safely: the same key with the same body returns the first answer; "
                 "with another body it is refused (422). Kept for 24 h.")]
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 def _fingerprint(route: str, body: Any) -> str:
@@ -86,7 +85,7 @@ class _Resolver:
         if self._cat is not None:
             self._cat.close()
 
-    def edit_spec(self, req: EditRequest, where: str = "") -> dict[str, Any]:
+    def edit_spec(self, req: EditRequest, where: str = "") -> EditJobSpec:
         s = self.s.settings
         if len(req.clips) > s.max_pool_items:
             raise api_error(422, "pool_too_large", f"{where}the clip pool has {len(req.clips)} items; "
@@ -111,20 +110,20 @@ class _Resolver:
             except CatalogError:
                 raise api_error(422, "unknown_bgm", f"{where}BGM track {bgm.audio_id} is not in the library") from None
         self._check_voice(req, where)
-        return {"request": req.model_dump(mode="json"), "pool": pool, "image_path": image_path, "planner": planner}
+        return EditJobSpec(request=req, pool=pool, image_path=image_path, planner=planner)
 
-    def _pool_ref(self, i: int, ref: Any, where: str) -> dict[str, Any]:
+    def _pool_ref(self, i: int, ref: ClipRef, where: str) -> PoolRef:
         item = f"{where}clips[{i}]"
         if ref.clip_id is not None:
             clip = self.s.store.get_clip(ref.clip_id)
             if clip is None or clip.owner != self.p.key_id or clip.kind != "video":
                 raise api_error(422, "unknown_clip", f"{item}: clip {ref.clip_id} does not exist")
             job = self.s.store.get_job(clip.job_id) if clip.job_id else None
-            if job is not None and job.state in ("failed", "cancelled"):
+            if job is not None and job.state in (JobState.FAILED, JobState.CANCELLED):
                 raise api_error(422, "clip_not_usable",
                                 f"{item}: clip {ref.clip_id} could not be ingested: {job.error_message}")
-            return {"kind": "upload", "clip_id": clip.clip_id, "sha256": clip.sha256, "path": clip.path,
-                    "ingest_job_id": clip.job_id, "text": ref.text}
+            return UploadRef(kind="upload", clip_id=clip.clip_id, sha256=clip.sha256, path=clip.path,
+                             ingest_job_id=clip.job_id, text=ref.text)
         if ref.photo_id is not None:
             cat = self.catalog()
             try:
@@ -136,12 +135,12 @@ class _Resolver:
                     not self.s.store.owned_upload_hashes(self.p.key_id, [src.content_hash]):
                 # Another key's upload: indistinguishable from a missing id.
                 raise api_error(422, "unknown_video", f"{item}: photo_id {ref.photo_id} is not in the library")
-            return {"kind": "library", "photo_id": src.photo_id, "text": ref.text}
+            return LibraryRef(kind="library", photo_id=src.photo_id, text=ref.text)
         try:
-            path = resolve_media_path(self.s.settings.media_dir, ref.path)
+            path = resolve_media_path(self.s.settings.media_dir, ref.path)  # type: ignore[arg-type]
         except PathRefError as exc:
             raise api_error(422, "bad_path", f"{item}: {exc}") from None
-        return {"kind": "media", "path": str(path.relative_to(self.s.settings.media_dir)), "text": ref.text}
+        return MediaRef(kind="media", path=str(path.relative_to(self.s.settings.media_dir)), text=ref.text)
 
     @staticmethod
     def _check_voice(req: EditRequest, where: str) -> None:
@@ -159,14 +158,8 @@ class _Resolver:
 
 def _admit(services: Services, principal: Principal, jobs: list[NewJob], *, idem: str | None, fingerprint: str,
            batch_id: str = "") -> tuple[str, tuple[str, ...], str]:
-    s = services.settings
-    adm = services.store.admit(principal.key_id, jobs, max_active=s.max_active_jobs,
-                               max_active_per_owner=s.max_active_jobs_per_key, idempotency_key=idem,
-                               fingerprint=fingerprint, idempotency_ttl_s=s.idempotency_ttl_s, batch_id=batch_id)
-    if adm.status == "busy":
-        wait = retry_after_s(services, adm.active + len(jobs) - s.max_active_jobs)
-        raise api_error(429, "queue_full", f"too many jobs queued or running; retry in {wait} s",
-                        headers={"Retry-After": str(wait)})
+    adm = admit_jobs(services, principal.key_id, jobs, idempotency_key=idem, fingerprint=fingerprint,
+                     batch_id=batch_id)
     if adm.status == "conflict":
         raise api_error(422, "idempotency_key_reused",
                         "this Idempotency-Key was used with a different request body")
@@ -193,15 +186,14 @@ _EDIT_BODY = Body(openapi_examples={
                                                  "headers": {"Location": {"schema": {"type": "string"},
                                                                           "description": "The job's status URL"}}}},
              summary="Make ads from product info and a clip pool")
-def create_edit(response: Response, req: Annotated[EditRequest, _EDIT_BODY],
-                idempotency_key: IdempotencyKey = None, principal: Principal = Depends(require_key),
-                services: Services = Depends(get_services)) -> JobAccepted:
+def create_edit(response: Response, req: Annotated[EditRequest, _EDIT_BODY], principal: KeyDep,
+                services: ServicesDep, idempotency_key: IdempotencyKey = None) -> JobAccepted:
     res = _Resolver(services, principal)
     try:
         spec = res.edit_spec(req)
     finally:
         res.close()
-    job = NewJob(job_id=_new_id("job"), kind="edit", spec=spec)
+    job = NewJob(job_id=new_id("job"), kind="edit", spec=spec.model_dump(mode="json"))
     fp = _fingerprint("edits", req.model_dump(mode="json"))
     st, ids, _ = _admit(services, principal, [job], idem=idempotency_key, fingerprint=fp)
     job_id = ids[0]
@@ -209,26 +201,26 @@ def create_edit(response: Response, req: Annotated[EditRequest, _EDIT_BODY],
     if st == "replay":
         response.headers["Idempotent-Replayed"] = "true"
         rec = services.store.get_job(job_id)
-        return JobAccepted(job_id=job_id, state=rec.state if rec else "queued",  # type: ignore[arg-type]
+        return JobAccepted(job_id=job_id, state=rec.state if rec else JobState.QUEUED,  # type: ignore[arg-type]
                            status_url=f"/v1/jobs/{job_id}", replayed=True)
-    return JobAccepted(job_id=job_id, state="queued", status_url=f"/v1/jobs/{job_id}")
+    return JobAccepted(job_id=job_id, state=JobState.QUEUED, status_url=f"/v1/jobs/{job_id}")
 
 
 @router.post("/v1/batches", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted,
              responses=ERROR_RESPONSES, summary="Submit many edits under one batch id")
-def create_batch(response: Response, req: BatchRequest, idempotency_key: IdempotencyKey = None,
-                 principal: Principal = Depends(require_key),
-                 services: Services = Depends(get_services)) -> BatchAccepted:
+def create_batch(response: Response, req: BatchRequest, principal: KeyDep, services: ServicesDep,
+                 idempotency_key: IdempotencyKey = None) -> BatchAccepted:
     if len(req.items) > services.settings.max_batch_items:
         raise api_error(422, "batch_too_large", f"the batch has {len(req.items)} items; "
                                                 f"the limit is {services.settings.max_batch_items}")
-    batch_id = _new_id("bat")
+    batch_id = new_id("bat")
     res = _Resolver(services, principal)
     try:
-        jobs = [NewJob(job_id=_new_id("job"), kind="edit", spec=res.edit_spec(item, f"items[{i}]."),
-                       batch_id=batch_id, batch_index=i) for i, item in enumerate(req.items)]
+        specs = [res.edit_spec(item, f"items[{i}].") for i, item in enumerate(req.items)]
     finally:
         res.close()
+    jobs = [NewJob(job_id=new_id("job"), kind="edit", spec=spec.model_dump(mode="json"), batch_id=batch_id,
+                   batch_index=i) for i, spec in enumerate(specs)]
     fp = _fingerprint("batches", req.model_dump(mode="json"))
     st, ids, bid = _admit(services, principal, jobs, idem=idempotency_key, fingerprint=fp, batch_id=batch_id)
     response.headers["Location"] = f"/v1/batches/{bid}"
@@ -239,8 +231,8 @@ def create_batch(response: Response, req: BatchRequest, idempotency_key: Idempot
 
 @router.get("/v1/batches/{batch_id}", response_model=BatchStatus, responses=ERROR_RESPONSES,
             summary="Per-item status of a batch")
-def get_batch(batch_id: Annotated[str, Path(pattern=BATCH_ID_PATTERN)], principal: Principal = Depends(require_key),
-              services: Services = Depends(get_services)) -> BatchStatus:
+def get_batch(batch_id: Annotated[str, Path(pattern=BATCH_ID_PATTERN)], principal: KeyDep,
+              services: ServicesDep) -> BatchStatus:
     found = services.store.get_batch(batch_id)
     if found is None or found[0] != principal.key_id:
         raise api_error(404, "not_found", f"batch {batch_id} does not exist")
@@ -250,22 +242,21 @@ def get_batch(batch_id: Annotated[str, Path(pattern=BATCH_ID_PATTERN)], principa
     for i, (jid, job) in enumerate(zip(job_ids, services.store.get_jobs(job_ids))):
         if job is None:
             continue
-        counts[job.state] = counts.get(job.state, 0) + 1
+        counts[job.state.value] = counts.get(job.state.value, 0) + 1
         err = ErrorInfo(code=job.error_code, message=job.error_message) if job.error_code else None
         items.append(BatchItemStatus(index=i, job_id=jid, state=job.state, stage=job.stage,  # type: ignore[arg-type]
                                      progress_pct=job.progress, error=err, status_url=f"/v1/jobs/{jid}"))
-    n = len(items)
-    if counts.get("running") or (counts.get("queued") and counts.get("queued") != n):
-        state = "running"
-    elif counts.get("queued") == n:
-        state = "queued"
-    elif counts.get("done") == n:
-        state = "done"
-    elif counts.get("cancelled") == n:
-        state = "cancelled"
-    elif counts.get("failed") == n:
-        state = "failed"
-    else:
-        state = "partial"
-    return BatchStatus(batch_id=batch_id, state=state, counts=counts,  # type: ignore[arg-type]
-                       created_at=datetime.fromtimestamp(created_at, UTC), items=items)
+    return BatchStatus(batch_id=batch_id, state=_batch_state(counts, len(items)),  # type: ignore[arg-type]
+                       counts=counts, created_at=datetime.fromtimestamp(created_at, UTC), items=items)
+
+
+def _batch_state(counts: dict[str, int], n: int) -> str:
+    """A batch of `n` items with `counts` jobs per state: running while any item is active (unless all
+    are still queued: queued), else the state every item shares, else partial."""
+    queued = counts.get(JobState.QUEUED)
+    if counts.get(JobState.RUNNING) or (queued and queued != n):
+        return "running"
+    for state in (JobState.QUEUED, JobState.DONE, JobState.CANCELLED, JobState.FAILED):
+        if counts.get(state) == n:
+            return state.value
+    return "partial"

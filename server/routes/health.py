@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from server.routes.common import Services, get_services
+from server.routes.common import ServicesDep
 from server.schemas import Health, Readiness
 
 __all__ = ["router"]
@@ -22,7 +22,7 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}},
             summary="Readiness: the job store answers and the data directory is writable")
-def readyz(services: Services = Depends(get_services)) -> JSONResponse:
+def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, str] = {}
     figures: dict[str, int] = {}
     if services.store.ping():

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from server.auth import Principal, api_key_header, bearer_scheme, require_key, verify_download
-from server.routes.common import ERROR_RESPONSES, Services, api_error, get_services, job_status
-from server.schemas import JOB_ID_PATTERN, ErrorBody, JobPage, JobStatus
-from server.store import JobRecord
 from autocut.render.outputs import RESULT_FILES, RESULT_SUFFIXES
+from server.auth import Principal, api_key_header, bearer_scheme, require_key, verify_download
+from server.routes.common import (
+    ARTIFACTS,
+    ERROR_RESPONSES,
+    KeyDep,
+    Services,
+    ServicesDep,
+    api_error,
+    job_status,
+)
+from server.schemas import JOB_ID_PATTERN, ErrorBody, JobPage, JobStatus
+from server.store import JobRecord, JobState
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, examples=["job_0123456789abcdef01234567"])]
+
+# The path parameter's values: the result files by their API names (`autocut.render.outputs.RESULT_FILES`).
+Artifact = Literal["video", "subtitles", "timeline", "plan"]
+assert get_args(Artifact) == ARTIFACTS, "Artifact must list RESULT_FILES' kinds in order"
 
 _MEDIA_TYPES = {"video": "video/mp4", "subtitles": "application/x-subrip", "timeline": "application/json",
                 "plan": "application/json"}
@@ -33,24 +45,22 @@ def _own_job(services: Services, principal: Principal, job_id: str) -> JobRecord
 
 
 @router.get("/v1/jobs", response_model=JobPage, responses=ERROR_RESPONSES, summary="Your jobs, newest first")
-def list_jobs(offset: Annotated[int, Query(ge=0, le=10**6)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              principal: Principal = Depends(require_key), services: Services = Depends(get_services)) -> JobPage:
+def list_jobs(principal: KeyDep, services: ServicesDep, offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+              limit: Annotated[int, Query(ge=1, le=200)] = 50) -> JobPage:
     jobs, total = services.store.list_jobs(principal.key_id, limit=limit, offset=offset)
     return JobPage(items=[job_status(j, services.settings) for j in jobs], total=total, offset=offset, limit=limit)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=ERROR_RESPONSES,
             summary="State, stage, progress, error and result links of a job")
-def get_job(job_id: JobId, principal: Principal = Depends(require_key),
-            services: Services = Depends(get_services)) -> JobStatus:
+def get_job(job_id: JobId, principal: KeyDep, services: ServicesDep) -> JobStatus:
     return job_status(_own_job(services, principal, job_id), services.settings)
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobStatus, status_code=202,
                responses={**ERROR_RESPONSES, 409: {"model": ErrorBody, "description": "The job already finished"}},
                summary="Cancel a job (a running render's ffmpeg is stopped)")
-def cancel_job(job_id: JobId, principal: Principal = Depends(require_key),
-               services: Services = Depends(get_services)) -> JobStatus:
+def cancel_job(job_id: JobId, principal: KeyDep, services: ServicesDep) -> JobStatus:
     _own_job(services, principal, job_id)
     outcome = services.store.request_cancel(job_id)
     if outcome.startswith("finished:"):
@@ -58,11 +68,11 @@ def cancel_job(job_id: JobId, principal: Principal = Depends(require_key),
     return job_status(_own_job(services, principal, job_id), services.settings)
 
 
-def _download_principal(request: Request, job_id: str, variant: int, artifact: str, expires: int | None,
-                        signature: str | None, api_key: str | None,
+def _download_principal(request: Request, services: Services, job_id: str, variant: int, artifact: str,
+                        expires: int | None, signature: str | None, api_key: str | None,
                         bearer: HTTPAuthorizationCredentials | None) -> Principal | None:
     """A valid signed link needs no key (None); otherwise the caller's key as usual."""
-    settings = request.app.state.services.settings
+    settings = services.settings
     path = f"/v1/jobs/{job_id}/results/{variant}/{artifact}"
     if signature is not None:
         if verify_download(settings.secret_key.get_secret_value(), path, expires, signature):
@@ -81,20 +91,20 @@ def _download_principal(request: Request, job_id: str, variant: int, artifact: s
                        403: {"model": ErrorBody, "description": "Invalid or expired signed link"},
                        416: {"description": "Range not satisfiable"}},
             summary="Download a result: video (MP4), subtitles (SRT), timeline (OTIO) or plan (JSON)")
-def get_result(request: Request, job_id: JobId, variant: Annotated[int, Path(ge=1, le=8)],
-               artifact: Literal["video", "subtitles", "timeline", "plan"],
+def get_result(request: Request, services: ServicesDep, job_id: JobId, variant: Annotated[int, Path(ge=1, le=8)],
+               artifact: Artifact,
                expires: Annotated[int | None, Query(ge=0, le=2**40,
                                                     description="Signed links: expiry (Unix s)")] = None,
                signature: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$",
                                                       description="Signed links: the signature")] = None,
                api_key: str | None = Depends(api_key_header),
-               bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-               services: Services = Depends(get_services)) -> Response:
-    principal = _download_principal(request, job_id, variant, artifact, expires, signature, api_key, bearer)
+               bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> Response:
+    principal = _download_principal(request, services, job_id, variant, artifact, expires, signature, api_key,
+                                    bearer)
     job = services.store.get_job(job_id)
     if job is None or (principal is not None and job.owner != principal.key_id):
         raise api_error(404, "not_found", f"job {job_id} does not exist")
-    if job.state != "done":
+    if job.state != JobState.DONE:
         raise api_error(404, "not_ready", f"job {job_id} has no results (state {job.state})")
     if not any(r.get("type") == "variant" and r.get("variant") == variant for r in job.results):
         raise api_error(404, "not_found", f"job {job_id} has no variant {variant}")

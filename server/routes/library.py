@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from autocut.library.catalog import Catalog
 from autocut.errors import CatalogError
-from server.auth import Principal, require_key
-from server.routes.common import ERROR_RESPONSES, Services, get_services
+from server.routes.common import ERROR_RESPONSES, KeyDep, Services, ServicesDep
 from server.schemas import BgmTrackOut, LibraryBgmPage, LibraryVideo, LibraryVideoPage
 
 __all__ = ["router"]
@@ -33,8 +32,7 @@ def _open(services: Services) -> Catalog | None:
 
 @router.get("/v1/library/videos", response_model=LibraryVideoPage, responses=ERROR_RESPONSES,
             summary="Videos usable as photo_id in a clip pool")
-def list_videos(offset: Offset = 0, limit: Limit = 100, principal: Principal = Depends(require_key),
-                services: Services = Depends(get_services)) -> LibraryVideoPage:
+def list_videos(principal: KeyDep, services: ServicesDep, offset: Offset = 0, limit: Limit = 100) -> LibraryVideoPage:
     cat = _open(services)
     if cat is None:
         return LibraryVideoPage(items=[], total=0, offset=offset, limit=limit)
@@ -53,8 +51,7 @@ def list_videos(offset: Offset = 0, limit: Limit = 100, principal: Principal = D
 
 @router.get("/v1/library/bgm", response_model=LibraryBgmPage, responses=ERROR_RESPONSES,
             summary="Background music tracks (usable with bgm.policy = track)")
-def list_bgm(offset: Offset = 0, limit: Limit = 100, principal: Principal = Depends(require_key),
-             services: Services = Depends(get_services)) -> LibraryBgmPage:
+def list_bgm(principal: KeyDep, services: ServicesDep, offset: Offset = 0, limit: Limit = 100) -> LibraryBgmPage:
     cat = _open(services)
     if cat is None:
         return LibraryBgmPage(items=[], total=0, offset=offset, limit=limit)

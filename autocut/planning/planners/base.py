@@ -65,7 +65,7 @@ class PlanningTask:
     bgm_ids: np.ndarray  # (M,) int64 audio ids the plan may use (user exclusions removed)
     bgm_vectors: np.ndarray  # (M, D_audio) float32 their pooled embeddings
     frame_weights: Path | None = None  # local frame-encoder weights (resnet50), for embedding product photos
-    words_per_s: dict[str, float] | None = None  # script length targets (DESIGN WCD rates)
+    words_per_s: dict[str, float] | None = None  # script length targets in words/s per language (None: 2.5 en, 5 zh)
     # (sentence, clip duration_s) -> the speech rate the voice needs to fit it, None if it cannot fit
     # within the renderer's +-15 %; lets script writers pick lines the voice can say in their clips.
     speech_rate: Callable[[str, float], float | None] | None = None

@@ -1,4 +1,4 @@
-"""Caption baselines (AutoCut 4.3, Table 1 "Caption" and "Caption + SFT" rows; DESIGN "Baseline planners").
+"""Caption baselines (AutoCut 4.3, Table 1 "Caption" and "Caption + SFT" rows; docs/method.md, "Metrics").
 
 The paper describes every clip in text (a Qwen2.5-VL caption of its first frame) and lets a text-only
 LLM edit with the same task prompts as AutoCut. Here the clip text is its visual tags, the top ImageNet
@@ -39,7 +39,7 @@ import numpy as np
 from autocut.errors import CheckpointError, ConfigError
 from autocut.planning.planners.base import PlanningTask
 from autocut.planning.planners.heuristic import category_bgm_query, reference_stats
-from autocut.planning.planners.token import TokenPlanner, TransformersLM, _Loaded, _TaskState
+from autocut.planning.planners.token import TokenPlanner, TransformersLM, _Loaded, _Step, _TaskState
 from autocut.library.tags import DEFAULT_TAGS_PER_CLIP, TAGGER_NAME, TagSource, clip_labels, frame_tags, tags_text
 from autocut.library.layout import LibraryLayout
 
@@ -140,9 +140,8 @@ class CaptionPlanner(TokenPlanner):
         self._task_state = (id(task), state)
         return state
 
-    def _bgm(self, task: PlanningTask, loaded: _Loaded, state: _TaskState, order: list[int], sentences: list[str],
-             product: Any, decoding: dict[str, Any], render: Any, notes: dict[str, str],
-             timed: Any) -> np.ndarray | None:
+    def _bgm(self, step: _Step, order: list[int], sentences: list[str]) -> np.ndarray | None:
+        task, notes = step.task, step.notes
         notes["clips_as"] = f"ImageNet tags ({TAGGER_NAME}, top {self.tags_per_clip} per clip)"
         notes["bgm"] = "heuristic category mean (caption baselines emit no audio tokens)"
         return category_bgm_query(task, reference_stats(task.catalog, task.reference_split))

@@ -1,4 +1,4 @@
-"""Vision-only embedding-similarity baseline (DESIGN "Baseline planners").
+"""Vision-only embedding-similarity baseline (docs/method.md, "Metrics": baseline planners).
 
 No text-image model ships offline, so this planner sees frames only:
 

@@ -1,4 +1,4 @@
-"""Random baseline (DESIGN "Baseline planners"): uniform selection, order and BGM; template script."""
+"""Random baseline (docs/method.md, "Metrics"): uniform selection, order and BGM; template script."""
 
 from __future__ import annotations
 

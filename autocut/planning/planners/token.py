@@ -1,4 +1,5 @@
-"""The token-LM planner (issue 8, AutoCut appendix 7.2): the fine-tuned extended-vocabulary LM edits.
+"""The token-LM planner: the fine-tuned extended-vocabulary LM edits (AutoCut appendix 7.2;
+docs/method.md, "Decoding and grounding").
 
 Per variant, with the prompts of `autocut.lm.prompts` rendered exactly as in training:
 
@@ -24,6 +25,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -119,6 +121,20 @@ class _TaskState:
     codes: list[np.ndarray]  # per candidate (K, 8) video codes of its shown frames
     blocks: list[str]  # per candidate clip block (no text)
     char_budget: dict[int, int] = field(default_factory=dict)  # clip duration (0.1 s) -> characters the voice says
+
+
+@dataclass
+class _Step:
+    """What each LM step of one decision (select, sort, script, BGM) works with."""
+
+    task: PlanningTask
+    loaded: _Loaded
+    state: _TaskState
+    product: Any  # autocut.lm.prompts.ProductView
+    decoding: dict[str, Any]  # sample / temperature / seed for the backend
+    render: Callable[[Any], str]  # prompt -> chat-templated text
+    notes: dict[str, str]  # the decision's notes, filled by each step
+    timed: Callable[..., Any]  # timed(name, fn, *args, **kw): fn's result, its wall time recorded
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -289,6 +305,9 @@ class TokenPlanner(Planner):
             times[name] = time.perf_counter() - t0
             return out
 
+        step = _Step(task=task, loaded=loaded, state=state, product=product, decoding=decoding, render=render,
+                     notes=notes, timed=timed)
+
         if task.n_select is not None:
             script = [s.strip() for s in req.script or []]
             prompt = task_prompt("select", lang, product, n=len(script), script=script, clips=state.blocks)
@@ -300,8 +319,7 @@ class TokenPlanner(Planner):
         else:
             priority = list(range(n)) if not sample else [int(i) for i in rng.permutation(n)]
             selected = select_under_budget(priority, task.pool.durations_s, task.budget_s)
-            script, sentences_of = self._write_script(task, loaded, state, selected, product, decoding, render,
-                                                      notes, timed)
+            script, sentences_of = self._write_script(step, selected)
         # Sort: the selected clips shown in pool order (variants: shuffled), answered in playback order.
         shown = list(selected) if not sample else [selected[int(i)] for i in rng.permutation(len(selected))]
         if len(shown) > 1:
@@ -315,7 +333,7 @@ class TokenPlanner(Planner):
             order = shown
         # One sentence per clip of the ad: the script's i-th line (script-driven) or the clip's own line.
         sentences = script if sentences_of is None else [sentences_of[i] for i in order]
-        bgm_query = self._bgm(task, loaded, state, order, sentences, product, decoding, render, notes, timed)
+        bgm_query = self._bgm(step, order, sentences)
         video = loaded.video
         frame_q = np.stack([_l2(video.decode(state.codes[i][:1])[0]) for i in order])
         clip_q = np.stack([_l2(video.decode(state.codes[i]).mean(axis=0)) for i in order])
@@ -325,10 +343,10 @@ class TokenPlanner(Planner):
 
     # ------------------------------------------------------------------------------------------ steps
 
-    def _write_script(self, task: PlanningTask, loaded: _Loaded, state: _TaskState, clips: list[int],
-                      product: Any, decoding: dict[str, Any], render: Any, notes: dict[str, str],
-                      timed: Any) -> tuple[list[str], dict[int, str]]:
+    def _write_script(self, step: _Step, clips: list[int]) -> tuple[list[str], dict[int, str]]:
         """One line per clip (clips in `clips` order), sized to each clip; returns the lines and clip -> line."""
+        task, loaded, state, product = step.task, step.loaded, step.state, step.product
+        decoding, render, notes, timed = step.decoding, step.render, step.notes, step.timed
         from autocut.lm.prompts import task_prompt
 
         lang = task.request.language
@@ -411,9 +429,10 @@ class TokenPlanner(Planner):
             state.char_budget[key] = max(1, lo)
         return state.char_budget[key]
 
-    def _bgm(self, task: PlanningTask, loaded: _Loaded, state: _TaskState, order: list[int], sentences: list[str],
-             product: Any, decoding: dict[str, Any], render: Any, notes: dict[str, str],
-             timed: Any) -> np.ndarray | None:
+    def _bgm(self, step: _Step, order: list[int], sentences: list[str]) -> np.ndarray | None:
+        """The BGM query embedding: generated audio codes decoded by the audio RQ-VAE (None: no BGM)."""
+        task, loaded, state, product = step.task, step.loaded, step.state, step.product
+        decoding, render, notes, timed = step.decoding, step.render, step.notes, step.timed
         from autocut.lm.prompts import task_prompt
 
         if len(task.bgm_ids) == 0:
