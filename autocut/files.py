@@ -35,17 +35,15 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, *, fsync: bool = False) -> Path:
     """Write `text` (UTF-8) to `path` atomically; `fsync` also flushes it to disk before the rename."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     return Path(path)
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 1,
-                      default: Any = None) -> Path:
+def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 1, default: Any = None) -> Path:
     """Write `data` as JSON (non-ASCII kept as is) to `path` atomically."""
     return write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=indent, default=default))
 
@@ -53,12 +51,11 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | 
 def write_lines_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> int:
     """Write one line per item (newline-terminated), fsynced, atomically; returns the line count."""
     n = 0
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line)
-                f.write("\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
     return n

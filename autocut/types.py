@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "ASPECT_DEFAULT_SIZE",
     "PLAN_FORMAT_VERSION",
     "Aspect",
     "BgmChoice",
@@ -30,7 +31,6 @@ __all__ = [
     "SubtitleStyle",
     "Transition",
     "VoiceSpec",
-    "ASPECT_DEFAULT_SIZE",
 ]
 
 PLAN_FORMAT_VERSION = 1
@@ -63,8 +63,7 @@ class ProductInfo(_Model):
     name: str = Field(min_length=1, max_length=200, examples=["Juicer Cup"])
     brand: str = Field(default="", max_length=200, examples=["FreshCo"])
     category: str = Field(default="", max_length=100, examples=["kitchen"])
-    selling_points: list[str] = Field(default_factory=list, max_length=20,
-                                      examples=[["30 s juice", "washable blade"]])
+    selling_points: list[str] = Field(default_factory=list, max_length=20, examples=[["30 s juice", "washable blade"]])
     description: str = Field(default="", max_length=4000)
     # Path (inside the library or upload root) of a product photo, used by the similarity baseline.
     image_path: str | None = None
@@ -84,7 +83,7 @@ class OutputSpec(_Model):
     x264_preset: str = "veryfast"
 
     @model_validator(mode="after")
-    def _even_and_matching(self) -> "OutputSpec":
+    def _even_and_matching(self) -> OutputSpec:
         if self.width % 2 or self.height % 2:
             raise ValueError(f"width and height must be even for yuv420p, got {self.width}x{self.height}")
         aw, ah = (int(x) for x in self.aspect.split(":"))
@@ -93,7 +92,7 @@ class OutputSpec(_Model):
         return self
 
     @classmethod
-    def for_aspect(cls, aspect: Aspect, *, short_side: int = 1080, **kw: object) -> "OutputSpec":
+    def for_aspect(cls, aspect: Aspect, *, short_side: int = 1080, **kw: object) -> OutputSpec:
         """Build a spec whose short side is `short_side` pixels for the given aspect."""
         aw, ah = (int(x) for x in aspect.split(":"))
         if aw >= ah:
@@ -116,9 +115,12 @@ class VoiceSpec(_Model):
     # espeak-ng en 165, zh 248, measured to speak the WCD rates of 2.5 words/s and 5 characters/s). The renderer
     # may stretch each sentence by at most +-15 % (docs/method.md, "Rendering and voice fit").
     words_per_minute: int | None = Field(
-        default=None, ge=80, le=400,
+        default=None,
+        ge=80,
+        le=400,
         description="Base speaking rate; null = the voice's default for the language (espeak-ng: en 165, "
-                    "zh 248, about 2.5 words or 5 Chinese characters a second)")
+        "zh 248, about 2.5 words or 5 Chinese characters a second)",
+    )
     volume_db: float = 0.0
 
 
@@ -210,7 +212,7 @@ class PoolItem(_Model):
     text: str = ""
 
     @model_validator(mode="after")
-    def _one_ref(self) -> "PoolItem":
+    def _one_ref(self) -> PoolItem:
         if (self.photo_id is None) == (self.path is None):
             raise ValueError("a pool item needs exactly one of photo_id or path")
         return self
@@ -222,7 +224,8 @@ class PlanRequest(_Model):
     product: ProductInfo
     pool: list[PoolItem] = Field(min_length=1)
     script: list[str] | None = Field(
-        default=None, description="One sentence per clip (script-driven); omit for footage-driven")
+        default=None, description="One sentence per clip (script-driven); omit for footage-driven"
+    )
     language: Language = "en"
     max_duration_s: float = Field(default=60.0, gt=0, le=120)
     n_variants: int = Field(default=1, ge=1, le=8)

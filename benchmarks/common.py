@@ -30,12 +30,37 @@ def make_1080p30(path: Path, duration_s: float = 60.0) -> Path:
     for v in vids:
         args += ["-stream_loop", "-1", "-t", str(duration_s / len(vids)), "-i", str(v)]
     n = len(vids)
-    graph = "".join(f"[{i}:v]scale=1920:1080:force_original_aspect_ratio=increase,crop=1920:1080,fps=30,"
-                    f"format=yuv420p,setsar=1[v{i}];" for i in range(n))
+    graph = "".join(
+        f"[{i}:v]scale=1920:1080:force_original_aspect_ratio=increase,crop=1920:1080,fps=30,"
+        f"format=yuv420p,setsar=1[v{i}];"
+        for i in range(n)
+    )
     graph += "".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[o]"
     tmp = path.with_suffix(".tmp.mp4")
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args, "-filter_complex", graph, "-map", "[o]",
-                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "60", str(tmp)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            *args,
+            "-filter_complex",
+            graph,
+            "-map",
+            "[o]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "20",
+            "-g",
+            "60",
+            str(tmp),
+        ],
+        check=True,
+    )
     tmp.replace(path)
     return path
 

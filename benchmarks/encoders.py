@@ -126,8 +126,9 @@ def bench_audio(quick: bool) -> dict:
         from autocut.encoders.audio import PannsEncoder, _panns_models_module
 
         with tempfile.TemporaryDirectory() as tmp:
-            cnn14 = _panns_models_module().Cnn14(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64,
-                                                 fmin=50, fmax=14000, classes_num=527)
+            cnn14 = _panns_models_module().Cnn14(
+                sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000, classes_num=527
+            )
             torch.save({"model": cnn14.state_dict()}, Path(tmp) / "cnn14.pth")
             del cnn14
             panns = PannsEncoder(Path(tmp) / "cnn14.pth")

@@ -77,17 +77,23 @@ def measure_index(index: LibraryIndex, queries: np.ndarray, truth: np.ndarray, *
     res = index.search(queries, K)
     batch_s = time.perf_counter() - t0
     recall = float(np.mean([np.intersect1d(a, b).size / K for a, b in zip(res.ids, truth, strict=True)]))
-    return {"p50_ms": _percentile_ms(times, 50), "p99_ms": _percentile_ms(times, 99),
-            "batch_qps": queries.shape[0] / batch_s, "recall_at_10": recall}
+    return {
+        "p50_ms": _percentile_ms(times, 50),
+        "p99_ms": _percentile_ms(times, 99),
+        "batch_qps": queries.shape[0] / batch_s,
+        "recall_at_10": recall,
+    }
 
 
-def run_structure(structure: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
-                  workdir: Path) -> dict:
+def run_structure(
+    structure: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, workdir: Path
+) -> dict:
     gc.collect()
     rss0 = _rss_mb()
     t0 = time.perf_counter()
-    index = build_index(ids, base, kind="frames", encoder="benchmark", pca_version=None,
-                        config=BuildConfig(force_structure=structure))
+    index = build_index(
+        ids, base, kind="frames", encoder="benchmark", pca_version=None, config=BuildConfig(force_structure=structure)
+    )
     build_s = time.perf_counter() - t0
     gc.collect()
     rss_growth = _rss_mb() - rss0
@@ -105,12 +111,18 @@ def run_structure(structure: str, ids: np.ndarray, base: np.ndarray, queries: np
     n_single = 100 if structure == "flat" and base.shape[0] > 200_000 else 300
     figures = measure_index(index, queries, truth, n_single=n_single)
     p = index.meta.params
-    figures.update({
-        "factory": index.meta.factory, "build_s": build_s, "save_s": save_s, "load_s": load_s,
-        "index_mb": disk_mb, "rss_growth_mb": rss_growth,
-        "search_param": {"hnsw": f"efSearch={p.ef_search}", "ivf": f"nprobe={p.nprobe}"}.get(structure, ""),
-        "calibrated_recall_at_10": p.calibrated_recall_at_10,
-    })
+    figures.update(
+        {
+            "factory": index.meta.factory,
+            "build_s": build_s,
+            "save_s": save_s,
+            "load_s": load_s,
+            "index_mb": disk_mb,
+            "rss_growth_mb": rss_growth,
+            "search_param": {"hnsw": f"efSearch={p.ef_search}", "ivf": f"nprobe={p.nprobe}"}.get(structure, ""),
+            "calibrated_recall_at_10": p.calibrated_recall_at_10,
+        }
+    )
     shutil.rmtree(directory, ignore_errors=True)
     return figures
 
@@ -140,8 +152,14 @@ def exact_latency_by_size(base: np.ndarray, queries: np.ndarray, sizes: tuple[in
     for n in sizes:
         if n > base.shape[0]:
             continue
-        index = build_index(np.arange(n), base[:n], kind="frames", encoder="benchmark", pca_version=None,
-                            config=BuildConfig(force_structure="flat"))
+        index = build_index(
+            np.arange(n),
+            base[:n],
+            kind="frames",
+            encoder="benchmark",
+            pca_version=None,
+            config=BuildConfig(force_structure="flat"),
+        )
         index.search(queries[0], K)
         times = []
         for i in range(200):
@@ -152,13 +170,17 @@ def exact_latency_by_size(base: np.ndarray, queries: np.ndarray, sizes: tuple[in
     return out
 
 
-def run_dataset(label: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray,
-                structures: tuple[str, ...]) -> dict:
+def run_dataset(
+    label: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, structures: tuple[str, ...]
+) -> dict:
     t0 = time.perf_counter()
     _, truth_pos = faiss.knn(queries, base, K, metric=faiss.METRIC_INNER_PRODUCT)
     truth = ids[truth_pos]
-    result: dict = {"n": int(base.shape[0]), "truth_s": time.perf_counter() - t0,
-                    "blas_vs_simd": blas_vs_simd(base, queries)}
+    result: dict = {
+        "n": int(base.shape[0]),
+        "truth_s": time.perf_counter() - t0,
+        "blas_vs_simd": blas_vs_simd(base, queries),
+    }
     workdir = Path(tempfile.mkdtemp(prefix="bench_indexes_"))
     try:
         for structure in structures:
@@ -175,14 +197,21 @@ def run_dataset(label: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarr
             f["p50_speedup_vs_exact"] = exact["p50_ms"] / f["p50_ms"]
             f["qps_ratio_vs_exact"] = f["batch_qps"] / exact["batch_qps"]
             ratio = f", p50 {f['p50_speedup_vs_exact']:.0f}x faster than exact, batch {f['qps_ratio_vs_exact']:.1f}x"
-        rows.append((f"{structure:<5} {f['factory']} {f['search_param']}".rstrip(),
-                     f"recall@10 {f['recall_at_10']:.4f}, p50 {f['p50_ms']:.3f} ms, p99 {f['p99_ms']:.3f} ms, "
-                     f"batch {f['batch_qps']:,.0f} q/s, build {f['build_s']:.1f} s, "
-                     f"index {f['index_mb']:.0f} MB (RSS +{f['rss_growth_mb']:.0f} MB), load {f['load_s']:.2f} s"
-                     + ratio))
+        rows.append(
+            (
+                f"{structure:<5} {f['factory']} {f['search_param']}".rstrip(),
+                f"recall@10 {f['recall_at_10']:.4f}, p50 {f['p50_ms']:.3f} ms, p99 {f['p99_ms']:.3f} ms, "
+                f"batch {f['batch_qps']:,.0f} q/s, build {f['build_s']:.1f} s, "
+                f"index {f['index_mb']:.0f} MB (RSS +{f['rss_growth_mb']:.0f} MB), load {f['load_s']:.2f} s" + ratio,
+            )
+        )
     bs = result["blas_vs_simd"]
-    rows.append(("exact 64-query batch", f"BLAS path {bs['blas_ms_per_query']:.3f} ms/query, "
-                 f"SIMD path {bs['simd_ms_per_query']:.3f} ms/query"))
+    rows.append(
+        (
+            "exact 64-query batch",
+            f"BLAS path {bs['blas_ms_per_query']:.3f} ms/query, SIMD path {bs['simd_ms_per_query']:.3f} ms/query",
+        )
+    )
     print_table(f"{label}: N={base.shape[0]:,} x {base.shape[1]}, {queries.shape[0]} queries, k={K}", rows)
     return result
 
@@ -194,13 +223,19 @@ def library_vectors(library: Path) -> tuple[np.ndarray, np.ndarray]:
         return cat.frame_vectors()
 
 
-def main(quick: bool = False, library: Path | None = None,
-         structures: tuple[str, ...] = ("flat", "ivf", "hnsw")) -> dict:
-    figures: dict = {"openblas_core": openblas_core(), "faiss_version": faiss.__version__,
-                     "default_structure": BuildConfig().approximate,
-                     "default_exact_max_vectors_128d": BuildConfig().exact_max_values // DIM}
-    print(f"faiss {faiss.__version__}, OpenBLAS core {figures['openblas_core']}, "
-          f"{faiss.omp_get_max_threads()} threads; shared machine: latencies are noisy, compare within a run")
+def main(
+    quick: bool = False, library: Path | None = None, structures: tuple[str, ...] = ("flat", "ivf", "hnsw")
+) -> dict:
+    figures: dict = {
+        "openblas_core": openblas_core(),
+        "faiss_version": faiss.__version__,
+        "default_structure": BuildConfig().approximate,
+        "default_exact_max_vectors_128d": BuildConfig().exact_max_values // DIM,
+    }
+    print(
+        f"faiss {faiss.__version__}, OpenBLAS core {figures['openblas_core']}, "
+        f"{faiss.omp_get_max_threads()} threads; shared machine: latencies are noisy, compare within a run"
+    )
     sizes = (100_000,) if quick else (100_000, 1_000_000)
     for n in sizes:
         base, queries = mixture(n)
@@ -209,8 +244,9 @@ def main(quick: bool = False, library: Path | None = None,
         if n == 100_000:
             by_size = exact_latency_by_size(base, queries, (5_000, 10_000, 20_000, 50_000, 100_000))
             figures["exact_p50_ms_by_n"] = by_size
-            print_table("exact single-query p50 by N (128-d)", [(f"N={n:,}", f"{ms:.3f} ms")
-                                                                  for n, ms in by_size.items()])
+            print_table(
+                "exact single-query p50 by N (128-d)", [(f"N={n:,}", f"{ms:.3f} ms") for n, ms in by_size.items()]
+            )
         del base, queries
         gc.collect()
     if library is not None:
@@ -221,14 +257,21 @@ def main(quick: bool = False, library: Path | None = None,
             rng = np.random.default_rng(0)
             held = rng.choice(len(ids), min(N_QUERIES, len(ids) // 10), replace=False)
             keep = np.setdiff1d(np.arange(len(ids)), held)
-            figures["library"] = run_dataset(f"library {library}", ids[keep], vecs[keep], vecs[held],
-                                             tuple(s for s in structures if s != "ivf" or len(keep) >= 39))
+            figures["library"] = run_dataset(
+                f"library {library}",
+                ids[keep],
+                vecs[keep],
+                vecs[held],
+                tuple(s for s in structures if s != "ivf" or len(keep) >= 39),
+            )
     at_1m = figures.get("mixture_1000000", {}).get(BuildConfig().approximate)
     if at_1m:
         ok = at_1m["recall_at_10"] >= 0.95 and at_1m["p50_ms"] < 1.0
         figures["target_met_at_1m"] = ok
-        print(f"\ntarget at 1M (recall@10 >= 0.95, p50 < 1 ms) with the default {BuildConfig().approximate}: "
-              f"{'met' if ok else 'NOT met'} (recall {at_1m['recall_at_10']:.4f}, p50 {at_1m['p50_ms']:.3f} ms)")
+        print(
+            f"\ntarget at 1M (recall@10 >= 0.95, p50 < 1 ms) with the default {BuildConfig().approximate}: "
+            f"{'met' if ok else 'NOT met'} (recall {at_1m['recall_at_10']:.4f}, p50 {at_1m['p50_ms']:.3f} ms)"
+        )
     return figures
 
 

@@ -19,15 +19,31 @@ from benchmarks.common import cache_dir, make_1080p30, print_table
 def decode_only_s(path: Path) -> float:
     """The same 1 fps sampling ffmpeg does during ingest, output discarded (no embedding, no storage)."""
     t0 = time.perf_counter()
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-threads", "2", "-i", str(path), "-vf",
-                    "fps=1:round=near,scale=224:224:force_original_aspect_ratio=increase:flags=bilinear,"
-                    "crop=224:224,format=rgb24", "-f", "null", "-"], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-threads",
+            "2",
+            "-i",
+            str(path),
+            "-vf",
+            "fps=1:round=near,scale=224:224:force_original_aspect_ratio=increase:flags=bilinear,"
+            "crop=224:224,format=rgb24",
+            "-f",
+            "null",
+            "-",
+        ],
+        check=True,
+    )
     return time.perf_counter() - t0
 
 
 def main(quick: bool = False) -> dict:
-    from autocut.library.ingest import IngestConfig, ingest_paths
     from autocut.encoders import load_frame_encoder
+    from autocut.library.ingest import IngestConfig, ingest_paths
 
     dur = 20.0 if quick else 60.0
     src = make_1080p30(cache_dir() / f"bench_1080p30_{int(dur)}s.mp4", dur)
@@ -53,12 +69,15 @@ def main(quick: bool = False) -> dict:
         "decode_only_x_realtime": dur / decode,
         "ingest_vs_decode_only": decode / wall,
     }
-    print_table("ingest (1080p30 H.264, efficientnet-lite0, 1 fps + 5 fps thumbnails)", [
-        ("footage", f"{dur:.0f} s"),
-        ("decode-only sampling", f"{decode:.2f} s  ({dur / decode:.1f}x real time)"),
-        ("ingest", f"{wall:.2f} s  ({dur / wall:.1f}x real time)   target >= 5x"),
-        ("ingest rate / decode-only rate", f"{decode / wall:.2f}   target >= 0.5"),
-    ])
+    print_table(
+        "ingest (1080p30 H.264, efficientnet-lite0, 1 fps + 5 fps thumbnails)",
+        [
+            ("footage", f"{dur:.0f} s"),
+            ("decode-only sampling", f"{decode:.2f} s  ({dur / decode:.1f}x real time)"),
+            ("ingest", f"{wall:.2f} s  ({dur / wall:.1f}x real time)   target >= 5x"),
+            ("ingest rate / decode-only rate", f"{decode / wall:.2f}   target >= 0.5"),
+        ],
+    )
     return figures
 
 

@@ -47,11 +47,19 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _source(path: str, frames: np.ndarray, spans: list[tuple[float, float]]) -> NewSource:
-    clips = np.stack([_unit(frames[int(a):int(b)].mean(axis=0)) for a, b in spans])
-    return NewSource(content_hash=hashlib.sha256(path.encode()).hexdigest(), path=path, kind="footage",
-                     duration_s=float(len(frames)), probe={"width": 320, "height": 240, "fps": 25.0},
-                     frame_times_s=[float(i) for i in range(len(frames))], frames_raw=frames[:, :16].copy(),
-                     frames=frames, clip_spans=spans, clips=clips)
+    clips = np.stack([_unit(frames[int(a) : int(b)].mean(axis=0)) for a, b in spans])
+    return NewSource(
+        content_hash=hashlib.sha256(path.encode()).hexdigest(),
+        path=path,
+        kind="footage",
+        duration_s=float(len(frames)),
+        probe={"width": 320, "height": 240, "fps": 25.0},
+        frame_times_s=[float(i) for i in range(len(frames))],
+        frames_raw=frames[:, :16].copy(),
+        frames=frames,
+        clip_spans=spans,
+        clips=clips,
+    )
 
 
 def build_library(root: Path, n_products: int, seed: int = 0) -> list[dict]:
@@ -63,9 +71,19 @@ def build_library(root: Path, n_products: int, seed: int = 0) -> list[dict]:
     category_track = rng.choice(N_TRACKS, N_CATEGORIES, replace=False)
     products = []
     with Catalog.open(root, writable=True, frame_encoder="synthetic", audio_encoder="synthetic") as cat:
-        audio_ids = cat.add_bgm([NewBgm(content_hash=f"t{k}", source_path=f"/synthetic/track{k}.wav", start_s=0.0,
-                                        duration_s=25.0, blocks=tracks[k:k + 1], track=tracks[k])
-                                 for k in range(N_TRACKS)])
+        audio_ids = cat.add_bgm(
+            [
+                NewBgm(
+                    content_hash=f"t{k}",
+                    source_path=f"/synthetic/track{k}.wav",
+                    start_s=0.0,
+                    duration_s=25.0,
+                    blocks=tracks[k : k + 1],
+                    track=tracks[k],
+                )
+                for k in range(N_TRACKS)
+            ]
+        )
         for p in range(n_products):
             shot_order = rng.permutation(ROLES)  # the source is not shot in ad order
             frames, role_span = [], {}
@@ -76,18 +94,35 @@ def build_library(root: Path, n_products: int, seed: int = 0) -> list[dict]:
             main = np.concatenate(frames)
             spans = [(float(k * CLIP_S), float((k + 1) * CLIP_S)) for k in range(ROLES)]
             pid = cat.add_source(_source(f"/synthetic/p{p}-main.mp4", main, spans))
-            extra = _unit(centres[p] + 0.8 * roles[rng.integers(ROLES)]
-                          + NOISE * rng.normal(size=(CLIP_S, DIM)) / np.sqrt(DIM))
+            extra = _unit(
+                centres[p] + 0.8 * roles[rng.integers(ROLES)] + NOISE * rng.normal(size=(CLIP_S, DIM)) / np.sqrt(DIM)
+            )
             xid = cat.add_source(_source(f"/synthetic/p{p}-extra.mp4", extra, [(0.0, float(CLIP_S))]))
             split = "train" if p < int(0.75 * n_products) else "test"
             category = p % N_CATEGORIES
             cat.upsert_product(ProductRecord(f"p{p}", f"Product {p}", category=f"cat{category}", split=split))
             ref_clips = [pid * 10**7 + int(role_span[r][0]) * 10**3 + CLIP_S for r in range(ROLES)]
-            cat.add_reference_edit(RefEditRecord(
-                f"e{p}", f"p{p}", "en", [RefSegment(pid, role_span[r][0], CLIP_S, SCRIPT[r]) for r in range(ROLES)],
-                audio_id=audio_ids[category_track[category]], split=split))
-            products.append({"p": p, "main": pid, "extra": xid, "category": category, "ref_clips": ref_clips,
-                             "ref_audio": audio_ids[category_track[category]], "split": split})
+            cat.add_reference_edit(
+                RefEditRecord(
+                    f"e{p}",
+                    f"p{p}",
+                    "en",
+                    [RefSegment(pid, role_span[r][0], CLIP_S, SCRIPT[r]) for r in range(ROLES)],
+                    audio_id=audio_ids[category_track[category]],
+                    split=split,
+                )
+            )
+            products.append(
+                {
+                    "p": p,
+                    "main": pid,
+                    "extra": xid,
+                    "category": category,
+                    "ref_clips": ref_clips,
+                    "ref_audio": audio_ids[category_track[category]],
+                    "split": split,
+                }
+            )
     samples = []
     for prod in (x for x in products if x["split"] == "test"):
         others = [x for x in products if x["p"] != prod["p"]]
@@ -98,8 +133,12 @@ def build_library(root: Path, n_products: int, seed: int = 0) -> list[dict]:
 
 
 def _plan(root: Path, s: dict, pool: list[int], planner: str) -> tuple[list[int], int | None, float]:
-    req = PlanRequest(product=ProductInfo(name=f"Product {s['p']}", category=f"cat{s['category']}"),
-                      pool=[PoolItem(photo_id=p) for p in pool], script=SCRIPT, seed=s["p"])
+    req = PlanRequest(
+        product=ProductInfo(name=f"Product {s['p']}", category=f"cat{s['category']}"),
+        pool=[PoolItem(photo_id=p) for p in pool],
+        script=SCRIPT,
+        seed=s["p"],
+    )
     t0 = time.perf_counter()
     (plan,) = plan_edit(root, req, planner, options=PlanOptions(segment_mode="by_clip"))
     wall = time.perf_counter() - t0
@@ -148,8 +187,11 @@ def main(quick: bool = False) -> dict:
         ratio = f" ({h / r:.2f}x random)" if r and not np.isnan(r) and metric != "Kendall tau" else ""
         rows.append((metric, f"heuristic {h:.3f}  random {r:.3f}{ratio}"))
     print_table("baseline planners on synthetic clustered embeddings (script-driven, by clip)", rows)
-    return {"n_samples": len(samples), "build_s": build_s, **{f"{p}/{k}": v for p, r in results.items()
-                                                               for k, v in r.items()}}
+    return {
+        "n_samples": len(samples),
+        "build_s": build_s,
+        **{f"{p}/{k}": v for p, r in results.items() for k, v in r.items()},
+    }
 
 
 if __name__ == "__main__":

@@ -74,10 +74,32 @@ def make_inputs(cache: Path, *, size: str, duration_s: float) -> list[Path]:
                 scale = ""
             # Light temporal grain: upscaled sample footage would otherwise be unrealistically cheap to decode.
             with atomic_path(p, suffix=".tmp.mp4") as tmp:
-                _ffmpeg(*src, "-f", "lavfi", "-i", f"anoisesrc=color=pink:amplitude=0.02:duration={duration_s}",
-                        "-map", "0:v:0", "-map", "1:a:0", "-vf", f"{scale}format=yuv420p,noise=alls=3:allf=t,setsar=1",
-                        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "60", "-c:a", "aac",
-                        "-t", f"{duration_s}", str(tmp))
+                _ffmpeg(
+                    *src,
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    f"anoisesrc=color=pink:amplitude=0.02:duration={duration_s}",
+                    "-map",
+                    "0:v:0",
+                    "-map",
+                    "1:a:0",
+                    "-vf",
+                    f"{scale}format=yuv420p,noise=alls=3:allf=t,setsar=1",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-crf",
+                    "20",
+                    "-g",
+                    "60",
+                    "-c:a",
+                    "aac",
+                    "-t",
+                    f"{duration_s}",
+                    str(tmp),
+                )
         out.append(p)
     return out
 
@@ -91,15 +113,26 @@ def music_file() -> Path:
     return music[0]
 
 
-def make_plan(inputs: list[Path], *, width: int, height: int, segment_s: float, transition: str):  # noqa: ANN201
+def make_plan(inputs: list[Path], *, width: int, height: int, segment_s: float, transition: str):
     from autocut.types import BgmChoice, EditPlan, OutputSpec, PlanSegment, ProductInfo
 
-    segs = [PlanSegment(source_path=str(p), start_s=1.0, duration_s=segment_s, sentence=s, clip_id=i + 1)
-            for i, (p, s) in enumerate(zip(inputs, SENTENCES))]
-    return EditPlan(product=ProductInfo(name="Juicer Cup", brand="FreshCo"), segments=segs,
-                    bgm=BgmChoice(path=str(music_file()), start_s=20.0),
-                    output=OutputSpec(width=width, height=height, transition=transition,
-                                      transition_duration_s=0.3, x264_preset="veryfast", video_crf=23))
+    segs = [
+        PlanSegment(source_path=str(p), start_s=1.0, duration_s=segment_s, sentence=s, clip_id=i + 1)
+        for i, (p, s) in enumerate(zip(inputs, SENTENCES))
+    ]
+    return EditPlan(
+        product=ProductInfo(name="Juicer Cup", brand="FreshCo"),
+        segments=segs,
+        bgm=BgmChoice(path=str(music_file()), start_s=20.0),
+        output=OutputSpec(
+            width=width,
+            height=height,
+            transition=transition,
+            transition_duration_s=0.3,
+            x264_preset="veryfast",
+            video_crf=23,
+        ),
+    )
 
 
 class PeakRss:
@@ -159,16 +192,22 @@ class Cost:
         self.cpu_s = self._cpu_now() - self._cpu
 
 
-def run_autocut(plan, out: Path) -> dict:  # noqa: ANN001
+def run_autocut(plan, out: Path) -> dict:
     from autocut.render import render
 
     with PeakRss() as mem, Cost() as cost:
         res = render(plan, out)
-    return {"wall_s": cost.wall_s, "cpu_s": cost.cpu_s, "peak_rss_mb": mem.peak_mb, "duration_s": res.duration_s,
-            "n_frames": res.n_frames, "phases_wall_s": res.phase_wall_s}
+    return {
+        "wall_s": cost.wall_s,
+        "cpu_s": cost.cpu_s,
+        "peak_rss_mb": mem.peak_mb,
+        "duration_s": res.duration_s,
+        "n_frames": res.n_frames,
+        "phases_wall_s": res.phase_wall_s,
+    }
 
 
-def run_floor(plan, out: Path, work: Path) -> dict:  # noqa: ANN001
+def run_floor(plan, out: Path, work: Path) -> dict:
     """Decode the used input ranges; re-encode the output's frames from raw with the same settings."""
     from autocut.render import output_fps, place_segments
 
@@ -184,16 +223,41 @@ def run_floor(plan, out: Path, work: Path) -> dict:  # noqa: ANN001
     o = plan.output
     _ffmpeg("-i", str(out), "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw))
     with Cost() as enc:
-        _ffmpeg("-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{o.width}x{o.height}",
-                "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", str(raw),
-                "-c:v", "libx264", "-preset", o.x264_preset, "-crf", str(o.video_crf), "-pix_fmt", "yuv420p",
-                "-f", "mp4", str(work / "floor.mp4"))
+        _ffmpeg(
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-s",
+            f"{o.width}x{o.height}",
+            "-framerate",
+            f"{fps.numerator}/{fps.denominator}",
+            "-i",
+            str(raw),
+            "-c:v",
+            "libx264",
+            "-preset",
+            o.x264_preset,
+            "-crf",
+            str(o.video_crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mp4",
+            str(work / "floor.mp4"),
+        )
     raw.unlink()
-    return {"decode_s": dec.wall_s, "encode_s": enc.wall_s, "wall_s": dec.wall_s + enc.wall_s,
-            "decode_cpu_s": dec.cpu_s, "encode_cpu_s": enc.cpu_s, "cpu_s": dec.cpu_s + enc.cpu_s}
+    return {
+        "decode_s": dec.wall_s,
+        "encode_s": enc.wall_s,
+        "wall_s": dec.wall_s + enc.wall_s,
+        "decode_cpu_s": dec.cpu_s,
+        "encode_cpu_s": enc.cpu_s,
+        "cpu_s": dec.cpu_s + enc.cpu_s,
+    }
 
 
-def run_moneyprinter(plan, work: Path) -> dict:  # noqa: ANN001
+def run_moneyprinter(plan, work: Path) -> dict:
     """MoneyPrinterTurbo's pipeline on the same plan: ffmpeg cut + concat, then a MoviePy composite."""
     os.environ.setdefault("FFMPEG_BINARY", "/usr/bin/ffmpeg")  # same ffmpeg as everyone else
     from moviepy import AudioFileClip, CompositeAudioClip, CompositeVideoClip, TextClip, VideoFileClip, afx
@@ -210,10 +274,26 @@ def run_moneyprinter(plan, work: Path) -> dict:  # noqa: ANN001
         for k, s in enumerate(p.segments):
             cw, ch = crop_to_aspect(s.info.width, s.info.height, o.width, o.height)
             part = work / f"part{k}.mp4"
-            _ffmpeg("-ss", f"{s.segment.start_s}", "-t", f"{s.segment.duration_s}", "-i", str(s.source),
-                    "-vf", f"crop={cw}:{ch},scale={o.width}:{o.height},fps={o.fps}", "-an",
-                    "-c:v", "libx264", "-preset", o.x264_preset, "-crf", str(o.video_crf), "-pix_fmt", "yuv420p",
-                    str(part))
+            _ffmpeg(
+                "-ss",
+                f"{s.segment.start_s}",
+                "-t",
+                f"{s.segment.duration_s}",
+                "-i",
+                str(s.source),
+                "-vf",
+                f"crop={cw}:{ch},scale={o.width}:{o.height},fps={o.fps}",
+                "-an",
+                "-c:v",
+                "libx264",
+                "-preset",
+                o.x264_preset,
+                "-crf",
+                str(o.video_crf),
+                "-pix_fmt",
+                "yuv420p",
+                str(part),
+            )
             parts.append(part)
         listing = work / "concat.txt"
         listing.write_text("".join(f"file '{x}'\n" for x in parts))
@@ -224,23 +304,52 @@ def run_moneyprinter(plan, work: Path) -> dict:  # noqa: ANN001
         video = VideoFileClip(str(concat))
         font = subs.font_file(plan.subtitles.font)[0]
         size = subs.font_size_px(plan.subtitles, o.width, o.height)
-        texts = [TextClip(font=font, text=c.text, font_size=size, color="white", stroke_color="black",
-                          stroke_width=3, method="label").with_start(c.start_s).with_duration(c.end_s - c.start_s)
-                 .with_position(("center", int(o.height * (1 - plan.subtitles.margin_v_frac)) - size * 2))
-                 for c in p.cues]
+        texts = [
+            TextClip(
+                font=font,
+                text=c.text,
+                font_size=size,
+                color="white",
+                stroke_color="black",
+                stroke_width=3,
+                method="label",
+            )
+            .with_start(c.start_s)
+            .with_duration(c.end_s - c.start_s)
+            .with_position(("center", int(o.height * (1 - plan.subtitles.margin_v_frac)) - size * 2))
+            for c in p.cues
+        ]
         voice = AudioFileClip(str(p.voice_wav))
-        bgm = AudioFileClip(str(p.bgm.path)).subclipped(p.bgm.start_s).with_effects(
-            [afx.AudioLoop(duration=video.duration), afx.MultiplyVolume(0.2)])
-        final = CompositeVideoClip([video, *texts]).with_audio(CompositeAudioClip([voice, bgm])).with_duration(
-            video.duration)
+        bgm = (
+            AudioFileClip(str(p.bgm.path))
+            .subclipped(p.bgm.start_s)
+            .with_effects([afx.AudioLoop(duration=video.duration), afx.MultiplyVolume(0.2)])
+        )
+        final = (
+            CompositeVideoClip([video, *texts])
+            .with_audio(CompositeAudioClip([voice, bgm]))
+            .with_duration(video.duration)
+        )
         out = work / "moneyprinter.mp4"
-        final.write_videofile(str(out), codec="libx264", audio_codec="aac", preset=o.x264_preset, fps=o.fps,
-                              threads=os.cpu_count(), ffmpeg_params=["-crf", str(o.video_crf), "-pix_fmt", "yuv420p"],
-                              logger=None)
+        final.write_videofile(
+            str(out),
+            codec="libx264",
+            audio_codec="aac",
+            preset=o.x264_preset,
+            fps=o.fps,
+            threads=os.cpu_count(),
+            ffmpeg_params=["-crf", str(o.video_crf), "-pix_fmt", "yuv420p"],
+            logger=None,
+        )
         final.close()
         video.close()
-    return {"wall_s": cost.wall_s, "cpu_s": cost.cpu_s, "cut_concat_s": cut_s, "moviepy_s": cost.wall_s - cut_s,
-            "peak_rss_mb": mem.peak_mb}
+    return {
+        "wall_s": cost.wall_s,
+        "cpu_s": cost.cpu_s,
+        "cut_concat_s": cut_s,
+        "moviepy_s": cost.wall_s - cut_s,
+        "peak_rss_mb": mem.peak_mb,
+    }
 
 
 def main(quick: bool = False) -> dict:
@@ -253,8 +362,13 @@ def main(quick: bool = False) -> dict:
         inputs = make_inputs(cache, size="1920x1080", duration_s=8.0)
         # 6 x 5.25 s with five 0.3 s crossfades = 30.0 s.
         plan = make_plan(inputs, width=1080, height=1920, segment_s=5.25, transition="fade")
-    figures: dict = {"benchmark": "render", "quick": quick, "plan_duration_s": plan.duration_s,
-                     "output": f"{plan.output.width}x{plan.output.height}", "cpus": os.cpu_count()}
+    figures: dict = {
+        "benchmark": "render",
+        "quick": quick,
+        "plan_duration_s": plan.duration_s,
+        "output": f"{plan.output.width}x{plan.output.height}",
+        "cpus": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory(prefix="autocut-bench-render-") as wd:
         work = Path(wd)
         out = work / "autocut.mp4"
@@ -278,20 +392,28 @@ def main(quick: bool = False) -> dict:
 
 def _print(f: dict) -> None:
     a, fl, m = f["autocut"], f["floor"], f["moneyprinter"]
-    print(f"render benchmark: {f['plan_duration_s']:.1f} s ad at {f['output']}, 6 clips, voice + subtitles + BGM "
-          f"({f['cpus']} CPUs, quick={f['quick']})")
+    print(
+        f"render benchmark: {f['plan_duration_s']:.1f} s ad at {f['output']}, 6 clips, voice + subtitles + BGM "
+        f"({f['cpus']} CPUs, quick={f['quick']})"
+    )
     print(f"  {'':24s} {'wall s':>8s} {'cpu s':>8s} {'peak RSS MB':>12s}")
-    print(f"  {'autocut one pass':24s} {a['wall_s']:8.1f} {a['cpu_s']:8.1f} {a['peak_rss_mb']:12.0f}   "
-          + ", ".join(f"{k} {v:.1f}" for k, v in a["phases_wall_s"].items()))
+    print(
+        f"  {'autocut one pass':24s} {a['wall_s']:8.1f} {a['cpu_s']:8.1f} {a['peak_rss_mb']:12.0f}   "
+        + ", ".join(f"{k} {v:.1f}" for k, v in a["phases_wall_s"].items())
+    )
     print(f"  {'floor: decode inputs':24s} {fl['decode_s']:8.1f} {fl['decode_cpu_s']:8.1f}")
     print(f"  {'floor: encode output':24s} {fl['encode_s']:8.1f} {fl['encode_cpu_s']:8.1f}")
     print(f"  ratio to floor: {f['ratio_to_floor']:.2f}x wall, {f['ratio_to_floor_cpu']:.2f}x cpu  (target <= 1.15)")
     if "wall_s" in m:
-        print(f"  {'moneyprinter approach':24s} {m['wall_s']:8.1f} {m['cpu_s']:8.1f} {m['peak_rss_mb']:12.0f}   "
-              f"cut+concat {m['cut_concat_s']:.1f}, moviepy {m['moviepy_s']:.1f}")
-        print(f"  speedup vs moneyprinter: {f['speedup_vs_moneyprinter']:.1f}x wall, "
-              f"{f['speedup_vs_moneyprinter_cpu']:.1f}x cpu  (target >= 5; a zero-overhead renderer would reach "
-              f"{f['speedup_bound_cpu']:.1f}x cpu)")
+        print(
+            f"  {'moneyprinter approach':24s} {m['wall_s']:8.1f} {m['cpu_s']:8.1f} {m['peak_rss_mb']:12.0f}   "
+            f"cut+concat {m['cut_concat_s']:.1f}, moviepy {m['moviepy_s']:.1f}"
+        )
+        print(
+            f"  speedup vs moneyprinter: {f['speedup_vs_moneyprinter']:.1f}x wall, "
+            f"{f['speedup_vs_moneyprinter_cpu']:.1f}x cpu  (target >= 5; a zero-overhead renderer would reach "
+            f"{f['speedup_bound_cpu']:.1f}x cpu)"
+        )
     else:
         print(f"  moneyprinter approach skipped: {m['skipped']}")
 

@@ -46,8 +46,9 @@ def _mlp_layers(state: dict[str, torch.Tensor], prefix: str) -> list[tuple[str, 
     for i in idx:
         p = f"{prefix}.{i}."
         if p + "running_mean" in state:
-            layers.append(("bn", (state[p + "running_mean"], state[p + "running_var"], state[p + "weight"],
-                                  state[p + "bias"])))
+            layers.append(
+                ("bn", (state[p + "running_mean"], state[p + "running_var"], state[p + "weight"], state[p + "bias"]))
+            )
         else:
             layers.append(("linear", (state[p + "weight"], state[p + "bias"])))
     return layers
@@ -190,18 +191,24 @@ def bench_one(name: str, tok: Tokenizer, x: np.ndarray, repeats: int) -> dict:
     # Sanity: the references compute the same thing (codes may differ only at near-ties).
     agree_ref = float((ref.encode(x) == codes).all(axis=1).mean())
     dec_diff = float(np.abs(ref.decode(codes) - tok.decode(codes)).max())
-    enc = _best_rates({
-        "package": lambda: tok.encode(x),
-        "torch_reference": lambda: ref.encode(x),
-        "numpy_reference": lambda: npref.encode(x),
-        "library_forward": lambda: tok.encode(x, method="library"),
-    }, repeats)
-    dec = _best_rates({
-        "package": lambda: tok.decode(codes),
-        "torch_reference": lambda: ref.decode(codes),
-        "numpy_reference": lambda: npref.decode(codes),
-        "library_forward": lambda: tok.decode(codes, method="library"),
-    }, repeats)
+    enc = _best_rates(
+        {
+            "package": lambda: tok.encode(x),
+            "torch_reference": lambda: ref.encode(x),
+            "numpy_reference": lambda: npref.encode(x),
+            "library_forward": lambda: tok.encode(x, method="library"),
+        },
+        repeats,
+    )
+    dec = _best_rates(
+        {
+            "package": lambda: tok.decode(codes),
+            "torch_reference": lambda: ref.decode(codes),
+            "numpy_reference": lambda: npref.decode(codes),
+            "library_forward": lambda: tok.decode(codes, method="library"),
+        },
+        repeats,
+    )
     paths = tok.compare_paths(x)
     # The torch reference is the faster plain implementation here (numpy's is shown for context).
     enc_ratio = _paired_ratio(lambda: tok.encode(x), lambda: ref.encode(x), 2 * repeats + 1)
@@ -223,21 +230,27 @@ def bench_one(name: str, tok: Tokenizer, x: np.ndarray, repeats: int) -> dict:
         "reference_code_agreement": agree_ref,
         "reference_max_decode_diff": dec_diff,
     }
-    print_table(f"{name}: {tok.input_dim}-d, {tok.num_quantizers} x {tok.codebook_size} codes, batch {BATCH}", [
-        ("encode package", f"{enc['package']:,.0f} vec/s"),
-        ("encode torch reference", f"{enc['torch_reference']:,.0f} vec/s"),
-        ("encode numpy reference", f"{enc['numpy_reference']:,.0f} vec/s"),
-        ("encode library forward", f"{enc['library_forward']:,.0f} vec/s"),
-        ("encode ratio vs torch ref", f"{enc_ratio:.2f} (median of paired runs; target >= {TARGET_RATIO})"),
-        ("decode package", f"{dec['package']:,.0f} vec/s"),
-        ("decode torch reference", f"{dec['torch_reference']:,.0f} vec/s"),
-        ("decode numpy reference", f"{dec['numpy_reference']:,.0f} vec/s"),
-        ("decode library forward", f"{dec['library_forward']:,.0f} vec/s"),
-        ("decode ratio vs torch ref", f"{dec_ratio:.2f} (median of paired runs; target >= {TARGET_RATIO})"),
-        ("fast vs library codes", f"{paths.mismatched_rows}/{paths.rows} rows differ ({paths.mismatch_rate:.2e}), "
-                                  f"{paths.near_tie_rows} near-ties, {paths.unexplained_rows} unexplained"),
-        ("reference agreement", f"{agree_ref:.5f} of rows, max decode diff {dec_diff:.1e}"),
-    ])
+    print_table(
+        f"{name}: {tok.input_dim}-d, {tok.num_quantizers} x {tok.codebook_size} codes, batch {BATCH}",
+        [
+            ("encode package", f"{enc['package']:,.0f} vec/s"),
+            ("encode torch reference", f"{enc['torch_reference']:,.0f} vec/s"),
+            ("encode numpy reference", f"{enc['numpy_reference']:,.0f} vec/s"),
+            ("encode library forward", f"{enc['library_forward']:,.0f} vec/s"),
+            ("encode ratio vs torch ref", f"{enc_ratio:.2f} (median of paired runs; target >= {TARGET_RATIO})"),
+            ("decode package", f"{dec['package']:,.0f} vec/s"),
+            ("decode torch reference", f"{dec['torch_reference']:,.0f} vec/s"),
+            ("decode numpy reference", f"{dec['numpy_reference']:,.0f} vec/s"),
+            ("decode library forward", f"{dec['library_forward']:,.0f} vec/s"),
+            ("decode ratio vs torch ref", f"{dec_ratio:.2f} (median of paired runs; target >= {TARGET_RATIO})"),
+            (
+                "fast vs library codes",
+                f"{paths.mismatched_rows}/{paths.rows} rows differ ({paths.mismatch_rate:.2e}), "
+                f"{paths.near_tie_rows} near-ties, {paths.unexplained_rows} unexplained",
+            ),
+            ("reference agreement", f"{agree_ref:.5f} of rows, max decode diff {dec_diff:.1e}"),
+        ],
+    )
     return fig
 
 

@@ -54,26 +54,50 @@ def _get(d: dict, *path: str) -> Any:
 
 # --------------------------------------------------------------------------- headline rows per benchmark
 
+
 def _ingest(f: dict) -> list[Row]:
     return [
-        ("ingest, 1080p30 H.264", f"{_num(f.get('ingest_x_realtime'))}x real time",
-         f"decode-only {_num(f.get('decode_only_x_realtime'))}x; ratio {_num(f.get('ingest_vs_decode_only'))}",
-         ">= 5x; ratio >= 0.5"),
+        (
+            "ingest, 1080p30 H.264",
+            f"{_num(f.get('ingest_x_realtime'))}x real time",
+            f"decode-only {_num(f.get('decode_only_x_realtime'))}x; ratio {_num(f.get('ingest_vs_decode_only'))}",
+            ">= 5x; ratio >= 0.5",
+        ),
     ]
 
 
 def _encoders(f: dict) -> list[Row]:
     rows = [
-        ("EfficientNet-Lite0 frames", f"{_num(f.get('efficientnet_lite0_frames_per_s'))} frames/s",
-         f"{_x(f.get('efficientnet_lite0_speedup_vs_shipped'))} the shipped model", ""),
-        ("ResNet-50 frames (paper shape)", f"{_num(f.get('resnet50_frames_per_s'))} frames/s",
-         f"{_x(f.get('resnet50_vs_lite0_speed'))} Lite0's speed", ""),
-        ("aisfx audio", f"{_num(f.get('aisfx_x_realtime'))}x real time",
-         f"{_x(f.get('aisfx_speed_vs_package_pipeline'))} the package pipeline", ""),
-        ("VAD (silero)", f"{_num(f.get('vad_x_realtime'))}x real time",
-         f"{_x(f.get('vad_speed_vs_torchscript'))} TorchScript, 1 thread", ""),
-        ("PCA transform", f"{_num(f.get('pca_transform_vectors_per_s'))} vectors/s",
-         f"fit {_num(f.get('pca_fit_s'))} s on {_num(f.get('pca_fit_rows'))} rows", ""),
+        (
+            "EfficientNet-Lite0 frames",
+            f"{_num(f.get('efficientnet_lite0_frames_per_s'))} frames/s",
+            f"{_x(f.get('efficientnet_lite0_speedup_vs_shipped'))} the shipped model",
+            "",
+        ),
+        (
+            "ResNet-50 frames (paper shape)",
+            f"{_num(f.get('resnet50_frames_per_s'))} frames/s",
+            f"{_x(f.get('resnet50_vs_lite0_speed'))} Lite0's speed",
+            "",
+        ),
+        (
+            "aisfx audio",
+            f"{_num(f.get('aisfx_x_realtime'))}x real time",
+            f"{_x(f.get('aisfx_speed_vs_package_pipeline'))} the package pipeline",
+            "",
+        ),
+        (
+            "VAD (silero)",
+            f"{_num(f.get('vad_x_realtime'))}x real time",
+            f"{_x(f.get('vad_speed_vs_torchscript'))} TorchScript, 1 thread",
+            "",
+        ),
+        (
+            "PCA transform",
+            f"{_num(f.get('pca_transform_vectors_per_s'))} vectors/s",
+            f"fit {_num(f.get('pca_fit_s'))} s on {_num(f.get('pca_fit_rows'))} rows",
+            "",
+        ),
     ]
     if "panns_x_realtime" in f:
         rows.append(("PANNs Cnn14 audio", f"{_num(f['panns_x_realtime'])}x real time", "", ""))
@@ -90,10 +114,14 @@ def _indexes(f: dict) -> list[Row]:
         s = d.get(default) or {}
         if s:
             target = "recall >= 0.95, p50 < 1 ms" if key == "mixture_1000000" else ""
-            rows.append((f"{default} search, {label} x 128-d", f"recall@10 {_num(s.get('recall_at_10'), 4)}, "
-                                                                f"p50 {_num(s.get('p50_ms'))} ms",
-                         f"{_x(s.get('p50_speedup_vs_exact'))} faster than exact "
-                         f"(p50 {_num(_get(d, 'flat', 'p50_ms'))} ms)", target))
+            rows.append(
+                (
+                    f"{default} search, {label} x 128-d",
+                    f"recall@10 {_num(s.get('recall_at_10'), 4)}, p50 {_num(s.get('p50_ms'))} ms",
+                    f"{_x(s.get('p50_speedup_vs_exact'))} faster than exact (p50 {_num(_get(d, 'flat', 'p50_ms'))} ms)",
+                    target,
+                )
+            )
     if "target_met_at_1m" in f:
         rows.append(("target at 1M met", str(f["target_met_at_1m"]), "", ""))
     return rows
@@ -104,24 +132,44 @@ def _rqvae(f: dict) -> list[Row]:
     for name in ("video", "audio_aisfx", "audio"):
         d = f.get(name)
         if isinstance(d, dict):
-            rows.append((f"RQ-VAE {name} encode", f"{_num(d.get('encode_vps'))} vectors/s",
-                         f"{_x(d.get('encode_ratio'))} the plain reference", ">= 0.8x"))
-            rows.append((f"RQ-VAE {name} decode", f"{_num(d.get('decode_vps'))} vectors/s",
-                         f"{_x(d.get('decode_ratio'))} the plain reference", ">= 0.8x"))
+            rows.append(
+                (
+                    f"RQ-VAE {name} encode",
+                    f"{_num(d.get('encode_vps'))} vectors/s",
+                    f"{_x(d.get('encode_ratio'))} the plain reference",
+                    ">= 0.8x",
+                )
+            )
+            rows.append(
+                (
+                    f"RQ-VAE {name} decode",
+                    f"{_num(d.get('decode_vps'))} vectors/s",
+                    f"{_x(d.get('decode_ratio'))} the plain reference",
+                    ">= 0.8x",
+                )
+            )
     return rows
 
 
 def _render(f: dict) -> list[Row]:
     a = f.get("autocut") or {}
     rows: list[Row] = [
-        (f"render {f.get('output')} {_num(f.get('plan_duration_s'))} s ad", f"{_num(a.get('wall_s'))} s wall, "
-                                                                            f"{_num(a.get('peak_rss_mb'))} MB peak",
-         f"{_x(f.get('ratio_to_floor'))} the decode+encode floor (CPU {_x(f.get('ratio_to_floor_cpu'))})",
-         "<= 1.15x floor"),
+        (
+            f"render {f.get('output')} {_num(f.get('plan_duration_s'))} s ad",
+            f"{_num(a.get('wall_s'))} s wall, {_num(a.get('peak_rss_mb'))} MB peak",
+            f"{_x(f.get('ratio_to_floor'))} the decode+encode floor (CPU {_x(f.get('ratio_to_floor_cpu'))})",
+            "<= 1.15x floor",
+        ),
     ]
     if "speedup_vs_moneyprinter" in f:
-        rows.append(("vs MoneyPrinterTurbo's approach", f"{_x(f['speedup_vs_moneyprinter'])} faster",
-                     f"CPU {_x(f.get('speedup_vs_moneyprinter_cpu'))}, bound {_x(f.get('speedup_bound_cpu'))}", ""))
+        rows.append(
+            (
+                "vs MoneyPrinterTurbo's approach",
+                f"{_x(f['speedup_vs_moneyprinter'])} faster",
+                f"CPU {_x(f.get('speedup_vs_moneyprinter_cpu'))}, bound {_x(f.get('speedup_bound_cpu'))}",
+                "",
+            )
+        )
     return rows
 
 
@@ -138,13 +186,19 @@ def _planner(f: dict) -> list[Row]:
 
 def _server(f: dict) -> list[Row]:
     return [
-        ("service overhead (minus render, plan)", f"{_num(f.get('service_overhead_vs_render_pct'))} % of render",
-         f"submit-to-done {_num(f.get('submit_to_done_s_median'))} s, render {_num(f.get('render_s_median'))} s",
-         "< 5 %"),
+        (
+            "service overhead (minus render, plan)",
+            f"{_num(f.get('service_overhead_vs_render_pct'))} % of render",
+            f"submit-to-done {_num(f.get('submit_to_done_s_median'))} s, render {_num(f.get('render_s_median'))} s",
+            "< 5 %",
+        ),
         ("service vs direct library call", _x(f.get("service_vs_direct_ratio")), "", ""),
-        ("throughput, 2 workers", f"{_num(f.get('jobs_per_min_2_workers'))} jobs/min",
-         f"{_x(f.get('scaling_2_vs_1_workers'))} 1 worker; direct {_num(f.get('jobs_per_min_direct_sequential'))}",
-         ""),
+        (
+            "throughput, 2 workers",
+            f"{_num(f.get('jobs_per_min_2_workers'))} jobs/min",
+            f"{_x(f.get('scaling_2_vs_1_workers'))} 1 worker; direct {_num(f.get('jobs_per_min_direct_sequential'))}",
+            "",
+        ),
     ]
 
 
@@ -152,9 +206,14 @@ def _lm_backbone(f: dict) -> list[Row]:
     rows: list[Row] = []
     for name, b in (f.get("backbones") or {}).items():
         losses = b.get("sft_loss_first_last") or [None, None]
-        rows.append((f"{name} training", f"align {_num(b.get('align_s_per_step'))} s/step, "
-                                         f"sft {_num(b.get('sft_s_per_step'))} s/step",
-                     f"sft loss {_num(losses[0])} -> {_num(losses[-1])}", f"{_num(f.get('budget_s_per_stage'))} s per stage"))
+        rows.append(
+            (
+                f"{name} training",
+                f"align {_num(b.get('align_s_per_step'))} s/step, sft {_num(b.get('sft_s_per_step'))} s/step",
+                f"sft loss {_num(losses[0])} -> {_num(losses[-1])}",
+                f"{_num(f.get('budget_s_per_stage'))} s per stage",
+            )
+        )
         for task, e in (b.get("eval") or {}).items():
             pairs = []
             for k, v in e.items():
@@ -163,8 +222,9 @@ def _lm_backbone(f: dict) -> list[Row]:
                 base = k.removeprefix("random_").removeprefix("reference_")
                 if base in e:
                     pairs.append(f"{base} {_num(e[base])} (random {_num(v)})")
-            rows.append((f"{name} {task} (test, n={e.get('n')})", f"parse {_num(e.get('parse_rate'))}",
-                         "; ".join(pairs), ""))
+            rows.append(
+                (f"{name} {task} (test, n={e.get('n')})", f"parse {_num(e.get('parse_rate'))}", "; ".join(pairs), "")
+            )
     return rows
 
 
@@ -174,16 +234,29 @@ def _lm_asr(f: dict) -> list[Row]:
         if not isinstance(d, dict):
             continue
         unit = "CER" if key.startswith("zh") else "WER"
-        rows.append((f"ASR {key}", f"{unit} {_num(d.get('error_rate'))}, {d.get('sentences')}/{d.get('spoken')} "
-                                   f"sentences", f"RTF {_num(d.get('real_time_factor'))}; max boundary error "
-                                                 f"{_num(d.get('max_boundary_error_s'))} s (ASR only "
-                                                 f"{_num(d.get('asr_only_max_boundary_error_s'))} s)", ""))
+        rows.append(
+            (
+                f"ASR {key}",
+                f"{unit} {_num(d.get('error_rate'))}, {d.get('sentences')}/{d.get('spoken')} sentences",
+                f"RTF {_num(d.get('real_time_factor'))}; max boundary error "
+                f"{_num(d.get('max_boundary_error_s'))} s (ASR only "
+                f"{_num(d.get('asr_only_max_boundary_error_s'))} s)",
+                "",
+            )
+        )
     return rows
 
 
 HEADLINES: dict[str, Callable[[dict], list[Row]]] = {
-    "ingest": _ingest, "encoders": _encoders, "indexes": _indexes, "rqvae": _rqvae, "render": _render,
-    "planner": _planner, "server": _server, "lm_backbone": _lm_backbone, "lm_asr": _lm_asr,
+    "ingest": _ingest,
+    "encoders": _encoders,
+    "indexes": _indexes,
+    "rqvae": _rqvae,
+    "render": _render,
+    "planner": _planner,
+    "server": _server,
+    "lm_backbone": _lm_backbone,
+    "lm_asr": _lm_asr,
 }
 
 
@@ -217,7 +290,7 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
     widths = [min(w, 70) for w in widths]
 
     def line(r: tuple[str, ...]) -> str:
-        return "  ".join(str(c)[:widths[i]].ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+        return "  ".join(str(c)[: widths[i]].ljust(widths[i]) for i, c in enumerate(r)).rstrip()
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 

@@ -51,13 +51,44 @@ def _library(root: Path) -> Path:
     vids = []
     for i, (a, b) in enumerate([("testsrc2", "mandelbrot"), ("smptebars", "rgbtestsrc")]):
         p = media / f"v{i}.mp4"
-        _ffmpeg("-f", "lavfi", "-t", "6", "-i", f"{a}=size=1280x720:rate=30", "-f", "lavfi", "-t", "6", "-i",
-                f"{b}=size=1280x720:rate=30", "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0,format=yuv420p[o]",
-                "-map", "[o]", "-c:v", "libx264", "-preset", "ultrafast", str(p))
+        _ffmpeg(
+            "-f",
+            "lavfi",
+            "-t",
+            "6",
+            "-i",
+            f"{a}=size=1280x720:rate=30",
+            "-f",
+            "lavfi",
+            "-t",
+            "6",
+            "-i",
+            f"{b}=size=1280x720:rate=30",
+            "-filter_complex",
+            "[0:v][1:v]concat=n=2:v=1:a=0,format=yuv420p[o]",
+            "-map",
+            "[o]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(p),
+        )
         vids.append(p)
     music = root / "music.wav"
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=20", "-f", "lavfi", "-i",
-            "sine=frequency=330:duration=20", "-filter_complex", "amix=inputs=2", str(music))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=220:duration=20",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=330:duration=20",
+        "-filter_complex",
+        "amix=inputs=2",
+        str(music),
+    )
     lib = root / "library"
     assert not ingest_paths(lib, vids).failed
     assert not ingest_paths(lib, [music], kind="bgm", config=IngestConfig(bgm_excerpt_s=None)).failed
@@ -65,11 +96,17 @@ def _library(root: Path) -> Path:
 
 
 def _request(resolution: int, max_s: float, sentence: str, voice: str = "espeak", bgm: str = "auto") -> dict:
-    return {"product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["juice in 30 seconds"]},
-            "clips": [{"photo_id": 1}, {"photo_id": 2}],
-            "script": [sentence, "Fresh juice, anywhere you go."],
-            "options": {"resolution": resolution, "max_duration_s": max_s, "voice": {"engine": voice},
-                        "bgm": {"policy": bgm}}}
+    return {
+        "product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["juice in 30 seconds"]},
+        "clips": [{"photo_id": 1}, {"photo_id": 2}],
+        "script": [sentence, "Fresh juice, anywhere you go."],
+        "options": {
+            "resolution": resolution,
+            "max_duration_s": max_s,
+            "voice": {"engine": voice},
+            "bgm": {"policy": bgm},
+        },
+    }
 
 
 class _Service:
@@ -78,10 +115,18 @@ class _Service:
         self.url = f"http://127.0.0.1:{self.port}"
         ns = "b" + secrets.token_hex(4)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOCUT_")}
-        self.env.update({"AUTOCUT_DATA_DIR": str(tmp / f"data-{ns}"), "AUTOCUT_LIBRARY_DIR": str(lib),
-                         "AUTOCUT_REDIS_URL": redis_url, "AUTOCUT_REDIS_NAMESPACE": ns,
-                         "AUTOCUT_SECRET_KEY": secrets.token_urlsafe(32), "AUTOCUT_LOG_LEVEL": "WARNING",
-                         "AUTOCUT_POLL_INTERVAL_MS": "100", "PYTHONPATH": str(ROOT)})
+        self.env.update(
+            {
+                "AUTOCUT_DATA_DIR": str(tmp / f"data-{ns}"),
+                "AUTOCUT_LIBRARY_DIR": str(lib),
+                "AUTOCUT_REDIS_URL": redis_url,
+                "AUTOCUT_REDIS_NAMESPACE": ns,
+                "AUTOCUT_SECRET_KEY": secrets.token_urlsafe(32),
+                "AUTOCUT_LOG_LEVEL": "WARNING",
+                "AUTOCUT_POLL_INTERVAL_MS": "100",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         self.procs = [self._spawn("worker", "--processes", str(workers)), self._spawn("api", "--port", str(self.port))]
         from server.auth import create_api_key
         from server.store import JobStore
@@ -99,8 +144,14 @@ class _Service:
         raise RuntimeError("service did not become ready")
 
     def _spawn(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "server", *args], env=self.env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "server", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait(self, job_id: str, poll_s: float) -> dict:
         while True:
@@ -137,10 +188,14 @@ def _direct(lib: Path, body: dict, out: Path) -> tuple[float, float]:
     from autocut.types import OutputSpec, PlanRequest, PoolItem, ProductInfo, VoiceSpec
 
     o = body["options"]
-    req = PlanRequest(product=ProductInfo(**body["product"]), pool=[PoolItem(**c) for c in body["clips"]],
-                      script=body["script"], max_duration_s=o["max_duration_s"],
-                      output=OutputSpec.for_aspect("9:16", short_side=o["resolution"]),
-                      voice=VoiceSpec(engine=o["voice"]["engine"]))
+    req = PlanRequest(
+        product=ProductInfo(**body["product"]),
+        pool=[PoolItem(**c) for c in body["clips"]],
+        script=body["script"],
+        max_duration_s=o["max_duration_s"],
+        output=OutputSpec.for_aspect("9:16", short_side=o["resolution"]),
+        voice=VoiceSpec(engine=o["voice"]["engine"]),
+    )
     t0 = time.perf_counter()
     plan = plan_edit(lib, req, "heuristic")[0]
     if o["bgm"]["policy"] == "none":
@@ -222,22 +277,35 @@ def main(quick: bool = False) -> dict:
         "cpu_cores": os.cpu_count(),
         "load_avg_1min": os.getloadavg()[0],
     }
-    print_table("server: API overhead (720x1280 edits with voice, BGM, subtitles; one at a time)", [
-        ("submit-to-done (median)", f"{figures['submit_to_done_s_median']:.2f} s"),
-        ("render time in the worker", f"{render_med:.2f} s   (planning {figures['plan_s_median']:.2f} s)"),
-        ("submit-to-done minus render", f"{statistics.median(over_render):.3f} s = "
-                                        f"{figures['overhead_vs_render_pct']:.1f} % of render"),
-        ("minus render and planning", f"{figures['service_overhead_s_median']:.3f} s = "
-                                      f"{figures['service_overhead_vs_render_pct']:.1f} % of render   target < 5 %"),
-        ("direct library call (plan+render)", f"{direct_total:.2f} s   service/direct = "
-                                              f"{figures['service_vs_direct_ratio']:.3f}"),
-    ])
-    print_table(f"server: throughput ({n_batch} small edits, 240x426, 3 s)", [
-        ("2 workers", f"{rates[2]:.1f} jobs/min"),
-        ("1 worker", f"{rates[1]:.1f} jobs/min   (2 workers = {figures['scaling_2_vs_1_workers']:.2f}x)"),
-        ("direct, sequential, in-process", f"{direct_rate:.1f} jobs/min"),
-        ("machine", f"{os.cpu_count()} cores, load average {figures['load_avg_1min']:.1f}"),
-    ])
+    print_table(
+        "server: API overhead (720x1280 edits with voice, BGM, subtitles; one at a time)",
+        [
+            ("submit-to-done (median)", f"{figures['submit_to_done_s_median']:.2f} s"),
+            ("render time in the worker", f"{render_med:.2f} s   (planning {figures['plan_s_median']:.2f} s)"),
+            (
+                "submit-to-done minus render",
+                f"{statistics.median(over_render):.3f} s = {figures['overhead_vs_render_pct']:.1f} % of render",
+            ),
+            (
+                "minus render and planning",
+                f"{figures['service_overhead_s_median']:.3f} s = "
+                f"{figures['service_overhead_vs_render_pct']:.1f} % of render   target < 5 %",
+            ),
+            (
+                "direct library call (plan+render)",
+                f"{direct_total:.2f} s   service/direct = {figures['service_vs_direct_ratio']:.3f}",
+            ),
+        ],
+    )
+    print_table(
+        f"server: throughput ({n_batch} small edits, 240x426, 3 s)",
+        [
+            ("2 workers", f"{rates[2]:.1f} jobs/min"),
+            ("1 worker", f"{rates[1]:.1f} jobs/min   (2 workers = {figures['scaling_2_vs_1_workers']:.2f}x)"),
+            ("direct, sequential, in-process", f"{direct_rate:.1f} jobs/min"),
+            ("machine", f"{os.cpu_count()} cores, load average {figures['load_avg_1min']:.1f}"),
+        ],
+    )
     return figures
 
 

@@ -73,8 +73,10 @@ def rebuild_advised(meta: IndexMeta, config: BuildConfig | None = None) -> str |
     config = config or BuildConfig()
     wanted = choose_structure(meta.count, meta.dim, config)
     if wanted != meta.params.structure:
-        return (f"{meta.kind} index holds {meta.count} vectors, for which the size rule picks "
-                f"{wanted} rather than its current {meta.params.structure}")
+        return (
+            f"{meta.kind} index holds {meta.count} vectors, for which the size rule picks "
+            f"{wanted} rather than its current {meta.params.structure}"
+        )
     if meta.params.structure == "ivf" and meta.params.nlist and _ivf_nlist(meta.count, config) >= 4 * meta.params.nlist:
         return f"{meta.kind} IVF index has grown to {meta.count} vectors for {meta.params.nlist} lists"
     return None
@@ -144,17 +146,27 @@ def build_index(
         params = _calibrate(index, inner, ids, vecs, params, config)
     params = replace(params, build_time_s=round(time.perf_counter() - start, 3))
     meta = IndexMeta(
-        kind=kind, dim=int(dim), metric=METRIC, factory=factory, count=int(index.ntotal),
-        encoder=encoder, pca_version=pca_version,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"), params=params,
+        kind=kind,
+        dim=int(dim),
+        metric=METRIC,
+        factory=factory,
+        count=int(index.ntotal),
+        encoder=encoder,
+        pca_version=pca_version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        params=params,
     )
     log.info("built %s index: %d x %d, %s, %.1f s", kind, count, dim, factory, params.build_time_s)
     return LibraryIndex(index, meta)
 
 
 def _calibrate(
-    index: faiss.IndexIDMap, inner: faiss.Index, ids: np.ndarray, vecs: np.ndarray,
-    params: StructureParams, config: BuildConfig,
+    index: faiss.IndexIDMap,
+    inner: faiss.Index,
+    ids: np.ndarray,
+    vecs: np.ndarray,
+    params: StructureParams,
+    config: BuildConfig,
 ) -> StructureParams:
     """Smallest efSearch / nprobe whose recall@10 on a sample of indexed vectors meets the target."""
     count = vecs.shape[0]
@@ -177,17 +189,31 @@ def _calibrate(
         else:
             inner.nprobe = value
         _, found = index.search(queries, k + 1)
-        recall = float(np.mean([
-            np.intersect1d(_drop(f, ids[r], k), e).size / k for f, e, r in zip(found, exact, rows, strict=True)
-        ]))
+        recall = float(
+            np.mean(
+                [np.intersect1d(_drop(f, ids[r], k), e).size / k for f, e, r in zip(found, exact, rows, strict=True)]
+            )
+        )
         log.debug("calibration %s=%d: recall@%d %.4f", field, value, k, recall)
         if recall >= config.target_recall_at_10:
             break
     else:
-        log.warning("%s index: recall@%d %.3f below target %.3f even at %s=%d",
-                    params.structure, k, recall, config.target_recall_at_10, field, value)
-    return replace(params, **{field: int(value)}, target_recall_at_10=config.target_recall_at_10,
-                   calibrated_recall_at_10=round(recall, 4), calibration_queries=int(nq))
+        log.warning(
+            "%s index: recall@%d %.3f below target %.3f even at %s=%d",
+            params.structure,
+            k,
+            recall,
+            config.target_recall_at_10,
+            field,
+            value,
+        )
+    return replace(
+        params,
+        **{field: int(value)},
+        target_recall_at_10=config.target_recall_at_10,
+        calibrated_recall_at_10=round(recall, 4),
+        calibration_queries=int(nq),
+    )
 
 
 def _drop(found_ids: np.ndarray, own_id: int, k: int) -> np.ndarray:

@@ -160,8 +160,10 @@ class LibraryIndex:
         present = np.isin(ids, self.ids())
         if present.any():
             raise IndexInputError(
-                f"{int(present.sum())} id(s) already in the {self.kind} index, e.g. {ids[present][:5].tolist()}")
+                f"{int(present.sum())} id(s) already in the {self.kind} index, e.g. {ids[present][:5].tolist()}"
+            )
         self.faiss_index.add_with_ids(vecs, ids)
-        self._meta = replace(self._meta, count=self.count,
-                             added_since_build=self._meta.added_since_build + int(ids.size))
+        self._meta = replace(
+            self._meta, count=self.count, added_since_build=self._meta.added_since_build + int(ids.size)
+        )
         log.debug("added %d vectors to the %s index (now %d)", ids.size, self.kind, self.count)

@@ -73,7 +73,12 @@ class PoolIndex:
 
 
 def search_pool(
-    ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: int, *, subset_ids: np.ndarray | None = None,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    subset_ids: np.ndarray | None = None,
 ) -> SearchResult:
     """One-shot exact search of `queries` over a request's pool (see `PoolIndex`)."""
     return PoolIndex(ids, vectors).search(queries, k, subset_ids=subset_ids)
@@ -174,8 +179,9 @@ class IndexHolder:
         try:
             if self._loader is not None and self._loader.is_alive():
                 return
-            self._loader = threading.Thread(target=self.refresh, name=f"index-reload-{self.directory.name}",
-                                            daemon=True)
+            self._loader = threading.Thread(
+                target=self.refresh, name=f"index-reload-{self.directory.name}", daemon=True
+            )
             self._loader.start()
         finally:
             self._load_lock.release()
@@ -189,8 +195,12 @@ class IndexHolder:
             new = load_index(self.directory, expected=self.expected, verify_checksum=self.verify_checksum)
         except IndexesError as exc:
             self._failed_signature = signature
-            log.error("keeping %s index generation %s: the newly published one cannot be served: %s",
-                      self._index.kind, self._index.generation, exc)
+            log.error(
+                "keeping %s index generation %s: the newly published one cannot be served: %s",
+                self._index.kind,
+                self._index.generation,
+                exc,
+            )
             return False
         with self._swap_lock:
             old = self._index

@@ -83,7 +83,8 @@ class ExpectedIndex:
             diffs.append(f"dimension {meta.dim} (expected {self.dim})")
         if diffs:
             raise IndexMismatchError(
-                f"index at {where} was built with {', '.join(diffs)}; it must be rebuilt from the current vectors")
+                f"index at {where} was built with {', '.join(diffs)}; it must be rebuilt from the current vectors"
+            )
 
 
 # ---------------------------------------------------------------------------- metadata JSON
@@ -102,7 +103,8 @@ def _meta_from_json(doc: Any, where: Path) -> tuple[IndexMeta, dict[str, Any]]:
     version = doc.get("format_version")
     if version != FORMAT_VERSION:
         raise IndexCorruptError(
-            f"{where} has format version {version!r}; this code reads version {FORMAT_VERSION} (rebuild the index)")
+            f"{where} has format version {version!r}; this code reads version {FORMAT_VERSION} (rebuild the index)"
+        )
     try:
         params = StructureParams(**doc["params"])
         fields = {f.name: doc[f.name] for f in dataclasses.fields(IndexMeta) if f.name != "params"}
@@ -220,7 +222,8 @@ def _load_generation(gdir: Path, gen: int, expected: ExpectedIndex | None, verif
         raise IndexCorruptError(f"{index_path} holds a {type(index).__name__}, not an id-mapped index")
     if index.ntotal != meta.count or index.d != meta.dim:
         raise IndexCorruptError(
-            f"{index_path} holds {index.ntotal} x {index.d} vectors, metadata says {meta.count} x {meta.dim}")
+            f"{index_path} holds {index.ntotal} x {index.d} vectors, metadata says {meta.count} x {meta.dim}"
+        )
     log.info("loaded %s index generation %d (%d x %d, %s)", meta.kind, gen, meta.count, meta.dim, meta.factory)
     return LibraryIndex(index, meta, generation=gen)
 
@@ -283,7 +286,8 @@ class IndexWriter:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise IndexBusyError(
-                        f"{self.directory} is being written by another process (waited {self.timeout_s} s)") from None
+                        f"{self.directory} is being written by another process (waited {self.timeout_s} s)"
+                    ) from None
                 time.sleep(0.05)
         self._fd = fd
         self._sweep()
@@ -328,12 +332,12 @@ class IndexWriter:
             raise
         _fsync_path(self.directory)
         # The switch: until this replace, readers see the previous generation.
-        _write_json_atomic(self.directory / POINTER_NAME,
-                           {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "generation": gen})
+        _write_json_atomic(
+            self.directory / POINTER_NAME, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "generation": gen}
+        )
         index.generation = gen
         self._prune(gen)
-        log.info("published %s index generation %d in %s (%d vectors)",
-                 index.kind, gen, self.directory, index.count)
+        log.info("published %s index generation %d in %s (%d vectors)", index.kind, gen, self.directory, index.count)
         return gen
 
     def _prune(self, current: int) -> None:

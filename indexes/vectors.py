@@ -42,7 +42,11 @@ def as_ids(ids: np.ndarray, *, count: int | None = None, name: str = "ids") -> n
 
 
 def as_unit_vectors(
-    vectors: np.ndarray, *, dim: int | None = None, ids: np.ndarray | None = None, name: str = "vectors",
+    vectors: np.ndarray,
+    *,
+    dim: int | None = None,
+    ids: np.ndarray | None = None,
+    name: str = "vectors",
 ) -> np.ndarray:
     """An L2-normalised float32 C-contiguous copy of `vectors` (N, D); 1-D input is one vector.
 

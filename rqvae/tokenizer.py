@@ -208,9 +208,7 @@ class Tokenizer:
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)
-            raise RQVAEInputError(
-                f"embeddings contain NaN or inf in {bad.size} row(s), first at row {int(bad[0])}"
-            )
+            raise RQVAEInputError(f"embeddings contain NaN or inf in {bad.size} row(s), first at row {int(bad[0])}")
         return torch.from_numpy(arr)
 
     def _codes(self, codes: Any) -> Tensor:

@@ -206,7 +206,13 @@ def train(vectors: Any, groups: Any, config: RQVAEConfig, *, progress: bool = Fa
     warmup_steps = int(tc.warmup_fraction * total_steps)
     logger.info(
         "training %s RQ-VAE: %d train rows, %d val rows (%d held-out groups), batch %d, %d steps/epoch, %d epochs",
-        mc.modality, n, val_idx.size, val_groups.size, batch_size, batches_per_epoch, planned_epochs,
+        mc.modality,
+        n,
+        val_idx.size,
+        val_groups.size,
+        batch_size,
+        batches_per_epoch,
+        planned_epochs,
     )
 
     history: list[EpochLog] = []
@@ -231,8 +237,9 @@ def train(vectors: Any, groups: Any, config: RQVAEConfig, *, progress: bool = Fa
                 batches = 0
                 lr = tc.learning_rate
                 for idx in torch.tensor_split(torch.randperm(n, generator=shuffle), batches_per_epoch):
-                    lr = cosine_lr(step, total_steps, peak=tc.learning_rate, floor=tc.min_learning_rate,
-                                   warmup_steps=warmup_steps)
+                    lr = cosine_lr(
+                        step, total_steps, peak=tc.learning_rate, floor=tc.min_learning_rate, warmup_steps=warmup_steps
+                    )
                     for group in opt.param_groups:
                         group["lr"] = lr
                     xb = x_train[idx]  # (B, D)
@@ -253,14 +260,19 @@ def train(vectors: Any, groups: Any, config: RQVAEConfig, *, progress: bool = Fa
                         stop_reason = "time_budget"
                         break
                 epoch += 1
-                recalibrate_batchnorm(model, _sample_rows(x_train, tc.bn_recalibration_rows, tc.seed + epoch),
-                                      batch_size=batch_size)
+                recalibrate_batchnorm(
+                    model, _sample_rows(x_train, tc.bn_recalibration_rows, tc.seed + epoch), batch_size=batch_size
+                )
                 val = evaluate(Tokenizer(model), x_val) if x_val is not None else None
                 elapsed = time.monotonic() - t_start
                 history.append(EpochLog(epoch, step, lr, loss_sum / max(batches, 1), val, elapsed))
                 logger.info(
                     "epoch %d/%d step %d lr %.2e train_loss %.4f%s",
-                    epoch, planned_epochs, step, lr, loss_sum / max(batches, 1),
+                    epoch,
+                    planned_epochs,
+                    step,
+                    lr,
+                    loss_sum / max(batches, 1),
                     f" val: {val.summary()}" if val else "",
                 )
                 if tc.time_budget_s is not None and stop_reason == "completed":
@@ -274,7 +286,9 @@ def train(vectors: Any, groups: Any, config: RQVAEConfig, *, progress: bool = Fa
                         bar.refresh()
                         logger.warning(
                             "time budget %.0f s: shortening the run to %d epochs (%.1f s/epoch)",
-                            tc.time_budget_s, planned_epochs, per_epoch,
+                            tc.time_budget_s,
+                            planned_epochs,
+                            per_epoch,
                         )
                         budget_shortened = True
         finally:
@@ -289,7 +303,10 @@ def train(vectors: Any, groups: Any, config: RQVAEConfig, *, progress: bool = Fa
     duration = time.monotonic() - t_start
     logger.info(
         "trained %s RQ-VAE in %.1f s (%s): train %s%s",
-        mc.modality, duration, stop_reason, final_train.summary(),
+        mc.modality,
+        duration,
+        stop_reason,
+        final_train.summary(),
         f"; val {final_val.summary()}" if final_val else "",
     )
     return TrainResult(

@@ -35,8 +35,11 @@ __all__ = [
 
 KEY_PREFIX = "ak_"
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                               description="API key, e.g. `X-API-Key: ak_...` (or `Authorization: Bearer ak_...`)")
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="API key, e.g. `X-API-Key: ak_...` (or `Authorization: Bearer ak_...`)",
+)
 bearer_scheme = HTTPBearer(auto_error=False, description="The API key as a bearer token")
 
 
@@ -53,8 +56,9 @@ def hash_api_key(raw_key: str, pepper: str) -> str:
     return hmac.new(pepper.encode(), raw_key.encode(), hashlib.sha256).hexdigest()
 
 
-def create_api_key(store: JobStore, pepper: str, *, name: str, admin: bool = False,
-                   raw_key: str | None = None) -> tuple[str, str]:
+def create_api_key(
+    store: JobStore, pepper: str, *, name: str, admin: bool = False, raw_key: str | None = None
+) -> tuple[str, str]:
     """Create (or, with `raw_key`, register) a key; returns (key_id, raw key). The raw key is not stored."""
     raw = raw_key or KEY_PREFIX + secrets.token_urlsafe(32)
     key_hash = hash_api_key(raw, pepper)
@@ -84,12 +88,18 @@ def verify_download(pepper: str, path: str, expires: int | None, signature: str 
 
 
 def _unauthorized(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail={"code": "unauthorized", "message": message},
-                         headers={"WWW-Authenticate": 'Bearer realm="autocut", charset="UTF-8"'})
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail={"code": "unauthorized", "message": message},
+        headers={"WWW-Authenticate": 'Bearer realm="autocut", charset="UTF-8"'},
+    )
 
 
-def require_key(request: Request, api_key: str | None = Depends(api_key_header),
-                bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> Principal:
+def require_key(
+    request: Request,
+    api_key: str | None = Depends(api_key_header),
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+) -> Principal:
     """FastAPI dependency: the caller's key, or 401."""
     raw = api_key or (bearer.credentials if bearer is not None else None)
     if not raw:
@@ -105,6 +115,7 @@ def require_key(request: Request, api_key: str | None = Depends(api_key_header),
 
 def require_admin(principal: Principal = Depends(require_key)) -> Principal:
     if not principal.admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            detail={"code": "forbidden", "message": "this operation needs an admin API key"})
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail={"code": "forbidden", "message": "this operation needs an admin API key"}
+        )
     return principal

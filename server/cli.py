@@ -25,7 +25,7 @@ __all__ = ["main"]
 log = logging.getLogger("server")
 
 
-def _settings():  # noqa: ANN202
+def _settings():
     from server.settings import Settings
 
     try:
@@ -37,8 +37,9 @@ def _settings():  # noqa: ANN202
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(process)d %(name)s %(levelname)s: "
-                                                              "%(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level), format="%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
+    )
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -49,8 +50,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     s = _settings()
     _logging(s.log_level)
     app = create_app(s)
-    uvicorn.run(app, host=args.host or s.api_host, port=args.port or s.api_port, log_level=s.log_level.lower(),
-                proxy_headers=False, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=args.host or s.api_host,
+        port=args.port or s.api_port,
+        log_level=s.log_level.lower(),
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -74,7 +81,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return Supervisor(children, stop_timeout_s=s.shutdown_grace_s + 30).run()
 
 
-def _local_redis(s):  # noqa: ANN001, ANN202
+def _local_redis(s):
     from server.supervisor import redis_for_settings
 
     srv = redis_for_settings(s)

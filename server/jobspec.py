@@ -72,15 +72,22 @@ class EditJobSpec(BaseModel):
     def plan_request(self, pool: list[PoolItem]) -> PlanRequest:
         """autocut's planner input for this edit, given the pool resolved to library videos."""
         req, opts = self.request, self.request.options
-        product = ProductInfo.model_validate({**req.product.model_dump(exclude={"image_id"}),
-                                              "image_path": self.image_path})
+        product = ProductInfo.model_validate(
+            {**req.product.model_dump(exclude={"image_id"}), "image_path": self.image_path}
+        )
         return PlanRequest(
-            product=product, pool=pool, script=req.script, language=opts.language,
-            max_duration_s=opts.max_duration_s, n_variants=opts.n_variants,
-            exclude_audio_ids=list(opts.bgm.exclude_audio_ids), allow_outside_pool=False,
+            product=product,
+            pool=pool,
+            script=req.script,
+            language=opts.language,
+            max_duration_s=opts.max_duration_s,
+            n_variants=opts.n_variants,
+            exclude_audio_ids=list(opts.bgm.exclude_audio_ids),
+            allow_outside_pool=False,
             output=OutputSpec.for_aspect(opts.aspect, short_side=opts.resolution, transition=opts.transition),
             voice=VoiceSpec.model_validate({**opts.voice.model_dump(), "language": opts.language}),
-            seed=opts.seed)
+            seed=opts.seed,
+        )
 
 
 class IngestJobSpec(BaseModel):

@@ -65,8 +65,9 @@ def _status_code_name(status: int) -> str:
         return "error"
 
 
-def _error(status: int, code: str, message: str, details: list[dict] | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int, code: str, message: str, details: list[dict] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
@@ -119,8 +120,13 @@ class _Background:
             self.services.layout.sweep_partial_uploads(older_than_s=3600)
             self._swept = True
         if not self._key_done:
-            create_api_key(self.services.store, s.secret_key.get_secret_value(), name="bootstrap-admin", admin=True,
-                           raw_key=s.bootstrap_admin_key.get_secret_value())  # type: ignore[union-attr]
+            create_api_key(
+                self.services.store,
+                s.secret_key.get_secret_value(),
+                name="bootstrap-admin",
+                admin=True,
+                raw_key=s.bootstrap_admin_key.get_secret_value(),
+            )  # type: ignore[union-attr]
             self._key_done = True
         self.reconciler.run_once()
 
@@ -160,13 +166,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue.close()
             store.r.close()
 
-    app = FastAPI(title="AutoCut API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_tags=[{"name": "edits", "description": "Submit edits and batches"},
-                                {"name": "jobs", "description": "Job status, cancellation, result downloads"},
-                                {"name": "uploads", "description": "Clip and product-photo uploads"},
-                                {"name": "library", "description": "Material library listing"},
-                                {"name": "admin", "description": "Admin operations"},
-                                {"name": "health", "description": "Liveness and readiness"}])
+    app = FastAPI(
+        title="AutoCut API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "edits", "description": "Submit edits and batches"},
+            {"name": "jobs", "description": "Job status, cancellation, result downloads"},
+            {"name": "uploads", "description": "Clip and product-photo uploads"},
+            {"name": "library", "description": "Material library listing"},
+            {"name": "admin", "description": "Admin operations"},
+            {"name": "health", "description": "Liveness and readiness"},
+        ],
+    )
     app.state.services = services
     for module in (edits, jobs, clips, library, admin, health):
         app.include_router(module.router)
@@ -174,21 +187,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc.detail, dict) and "code" in exc.detail:
-            return _error(exc.status_code, exc.detail["code"], exc.detail.get("message", ""),
-                          headers=getattr(exc, "headers", None))
-        return _error(exc.status_code, _status_code_name(exc.status_code), str(exc.detail),
-                      headers=getattr(exc, "headers", None))
+            return _error(
+                exc.status_code,
+                exc.detail["code"],
+                exc.detail.get("message", ""),
+                headers=getattr(exc, "headers", None),
+            )
+        return _error(
+            exc.status_code, _status_code_name(exc.status_code), str(exc.detail), headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        details = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")),
-                    "type": str(e.get("type", ""))} for e in errors]
+        details = [
+            {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in errors
+        ]
         if any(e.get("type") == "json_invalid" for e in errors):
             return _error(400, "malformed_json", "the request body is not valid JSON", details)
         if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") == "model_attributes_type" for e in errors):
-            return _error(400, "malformed_json",
-                          "the request body must be a JSON object (Content-Type: application/json)", details)
+            return _error(
+                400,
+                "malformed_json",
+                "the request body must be a JSON object (Content-Type: application/json)",
+                details,
+            )
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(x for x in first["loc"] if x != "body")
         return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details)

@@ -46,15 +46,19 @@ class JobQueue:
         pool_kw = {"db": settings.queue_db} if settings.queue_db is not None else {}
         client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(settings.broker_url, **pool_kw))
         self.broker = RedisBroker(
-            client=client, namespace=self.namespace, middleware=[CurrentMessage()],
+            client=client,
+            namespace=self.namespace,
+            middleware=[CurrentMessage()],
             heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000),
-            maintenance_chance=min(MAINTENANCE_SCALE, settings.maintenance_chance_ppm))
+            maintenance_chance=min(MAINTENANCE_SCALE, settings.maintenance_chance_ppm),
+        )
         self.broker.declare_queue(QUEUE_NAME)
 
-    def declare_actor(self, fn) -> dramatiq.Actor:  # noqa: ANN001
+    def declare_actor(self, fn) -> dramatiq.Actor:
         """Register the function that runs a job id (worker processes only)."""
-        return dramatiq.Actor(fn, broker=self.broker, actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, priority=0,
-                              options={})
+        return dramatiq.Actor(
+            fn, broker=self.broker, actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, priority=0, options={}
+        )
 
     def enqueue(self, job_id: str, *, delay_s: float = 0.0) -> None:
         msg = Message(queue_name=QUEUE_NAME, actor_name=ACTOR_NAME, args=(job_id,), kwargs={}, options={})

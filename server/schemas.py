@@ -70,18 +70,23 @@ class _In(BaseModel):
 
 # --------------------------------------------------------------------------- edit requests
 
+
 class ProductIn(_In):
     """The product being advertised; heads every prompt."""
 
     name: str = Field(min_length=1, max_length=200, examples=["Juicer Cup"])
     brand: str = Field(default="", max_length=200, examples=["FreshCo"])
     category: str = Field(default="", max_length=100, examples=["kitchen"])
-    selling_points: list[str] = Field(default_factory=list, max_length=20,
-                                      examples=[["juice in 30 seconds", "washable blade"]])
+    selling_points: list[str] = Field(
+        default_factory=list, max_length=20, examples=[["juice in 30 seconds", "washable blade"]]
+    )
     description: str = Field(default="", max_length=4000, examples=["A portable USB blender cup."])
-    image_id: str | None = Field(default=None, pattern=IMAGE_ID_PATTERN,
-                                 description="An uploaded product photo (POST /v1/images), used by the "
-                                             "similarity planner to pick matching footage")
+    image_id: str | None = Field(
+        default=None,
+        pattern=IMAGE_ID_PATTERN,
+        description="An uploaded product photo (POST /v1/images), used by the "
+        "similarity planner to pick matching footage",
+    )
 
     @field_validator("selling_points")
     @classmethod
@@ -94,17 +99,26 @@ class ProductIn(_In):
 class ClipRef(_In):
     """One pool entry: exactly one of `clip_id`, `photo_id` or `path`."""
 
-    clip_id: str | None = Field(default=None, pattern=CLIP_ID_PATTERN, description="An upload (POST /v1/clips)",
-                                examples=["clp_0123456789abcdef01234567"])
-    photo_id: int | None = Field(default=None, ge=1, le=2**53, description="A video of the material library",
-                                 examples=[3])
-    path: str | None = Field(default=None, min_length=1, max_length=1024,
-                             description="A file under the server's media root, relative (no '..', no URLs)",
-                             examples=["shoot-2024/kitchen/blender-closeup.mp4"])
+    clip_id: str | None = Field(
+        default=None,
+        pattern=CLIP_ID_PATTERN,
+        description="An upload (POST /v1/clips)",
+        examples=["clp_0123456789abcdef01234567"],
+    )
+    photo_id: int | None = Field(
+        default=None, ge=1, le=2**53, description="A video of the material library", examples=[3]
+    )
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="A file under the server's media root, relative (no '..', no URLs)",
+        examples=["shoot-2024/kitchen/blender-closeup.mp4"],
+    )
     text: str = Field(default="", max_length=500, description="Optional text known for this clip (a caption)")
 
     @model_validator(mode="after")
-    def _one(self) -> "ClipRef":
+    def _one(self) -> ClipRef:
         given = [x for x in (self.clip_id, self.photo_id, self.path) if x is not None]
         if len(given) != 1:
             raise ValueError("a clip reference needs exactly one of clip_id, photo_id or path")
@@ -112,22 +126,28 @@ class ClipRef(_In):
 
 
 class VoiceOptions(_In):
-    engine: Literal["espeak", "piper", "none"] = Field(default="espeak",
-                                                       description="TTS engine; 'none' = no voice-over")
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:+-]{1,64}$",
-                             description="Engine voice (espeak-ng voice name or piper voice id); "
-                                         "default = the language's default voice", examples=["en-us"])
+    engine: Literal["espeak", "piper", "none"] = Field(
+        default="espeak", description="TTS engine; 'none' = no voice-over"
+    )
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:+-]{1,64}$",
+        description="Engine voice (espeak-ng voice name or piper voice id); default = the language's default voice",
+        examples=["en-us"],
+    )
 
 
 class BgmOptions(_In):
     policy: Literal["auto", "none", "track"] = Field(
-        default="auto", description="auto: the planner retrieves music; none: no music; track: use `audio_id`")
+        default="auto", description="auto: the planner retrieves music; none: no music; track: use `audio_id`"
+    )
     audio_id: int | None = Field(default=None, ge=1, le=2**53, description="Library BGM track for policy 'track'")
-    exclude_audio_ids: list[int] = Field(default_factory=list, max_length=1000,
-                                         description="Tracks the planner must not pick")
+    exclude_audio_ids: list[int] = Field(
+        default_factory=list, max_length=1000, description="Tracks the planner must not pick"
+    )
 
     @model_validator(mode="after")
-    def _track(self) -> "BgmOptions":
+    def _track(self) -> BgmOptions:
         if (self.policy == "track") != (self.audio_id is not None):
             raise ValueError("audio_id is required with policy 'track' and only allowed with it")
         return self
@@ -135,27 +155,46 @@ class BgmOptions(_In):
 
 class EditOptions(_In):
     aspect: Aspect = "9:16"
-    resolution: int = Field(default=1080, ge=144, le=2160, multiple_of=2,
-                            description="Short side of the output in pixels (1080 -> 1080x1920 at 9:16)")
+    resolution: int = Field(
+        default=1080,
+        ge=144,
+        le=2160,
+        multiple_of=2,
+        description="Short side of the output in pixels (1080 -> 1080x1920 at 9:16)",
+    )
     max_duration_s: float = Field(default=60.0, gt=0, le=120)
     language: Language = "en"
     voice: VoiceOptions = Field(default_factory=VoiceOptions)
     bgm: BgmOptions = Field(default_factory=BgmOptions)
     n_variants: int = Field(default=1, ge=1, le=8, description="Distinct plans (and videos) to make")
-    planner: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$",
-                                description="Planner name (e.g. heuristic, random); default = the server's")
+    planner: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="Planner name (e.g. heuristic, random); default = the server's",
+    )
     transition: Transition = "cut"
     subtitles: bool = True
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 _EDIT_EXAMPLE = {
-    "product": {"name": "Juicer Cup", "brand": "FreshCo", "category": "kitchen",
-                "selling_points": ["juice in 30 seconds", "washable blade"]},
+    "product": {
+        "name": "Juicer Cup",
+        "brand": "FreshCo",
+        "category": "kitchen",
+        "selling_points": ["juice in 30 seconds", "washable blade"],
+    },
     "clips": [{"clip_id": "clp_0123456789abcdef01234567"}, {"photo_id": 3}],
     "script": ["No time for breakfast?", "Fresh juice in thirty seconds."],
-    "options": {"aspect": "9:16", "resolution": 1080, "max_duration_s": 30, "language": "en",
-                "bgm": {"policy": "auto"}, "n_variants": 1, "planner": "heuristic"},
+    "options": {
+        "aspect": "9:16",
+        "resolution": 1080,
+        "max_duration_s": 30,
+        "language": "en",
+        "bgm": {"policy": "auto"},
+        "n_variants": 1,
+        "planner": "heuristic",
+    },
 }
 
 
@@ -167,8 +206,12 @@ class EditRequest(_In):
 
     product: ProductIn
     clips: list[ClipRef] = Field(min_length=1, max_length=256)
-    script: list[str] | None = Field(default=None, min_length=1, max_length=50,
-                                     description="One sentence per clip (script-driven); omit for footage-driven")
+    script: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="One sentence per clip (script-driven); omit for footage-driven",
+    )
     options: EditOptions = Field(default_factory=EditOptions)
 
     @field_validator("script")
@@ -200,6 +243,7 @@ class RebuildRequest(_In):
 
 
 # --------------------------------------------------------------------------- responses
+
 
 class ErrorInfo(BaseModel):
     code: str = Field(examples=["unknown_clip"])
@@ -300,7 +344,8 @@ class BatchItemStatus(BaseModel):
 class BatchStatus(BaseModel):
     batch_id: str
     state: Literal["queued", "running", "done", "partial", "failed", "cancelled"] = Field(
-        description="done: every item done; partial: all finished, some not done; running: any item active")
+        description="done: every item done; partial: all finished, some not done; running: any item active"
+    )
     counts: dict[str, int]
     created_at: datetime
     items: list[BatchItemStatus]

@@ -18,10 +18,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["PLACEHOLDER_SECRETS", "Settings"]
 
 # Values that mean "nobody set this"; refused outside dev mode.
-PLACEHOLDER_SECRETS = frozenset({
-    "", "change-me", "changeme", "change_me", "secret", "password", "dev", "devsecret", "test", "default",
-    "please-change", "please-change-me", "xxx", "todo",
-})
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "change-me",
+        "changeme",
+        "change_me",
+        "secret",
+        "password",
+        "dev",
+        "devsecret",
+        "test",
+        "default",
+        "please-change",
+        "please-change-me",
+        "xxx",
+        "todo",
+    }
+)
 _MIN_SECRET_CHARS = 24
 
 
@@ -36,8 +50,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var/server")
     # The material library the planner and renderer read (shared with `autocut` CLI commands);
     # AUTOCUT_LIBRARY is accepted too, as the Makefile and the CLI use it.
-    library_dir: Path = Field(default=Path("var/library"),
-                              validation_alias=AliasChoices("AUTOCUT_LIBRARY_DIR", "AUTOCUT_LIBRARY"))
+    library_dir: Path = Field(
+        default=Path("var/library"), validation_alias=AliasChoices("AUTOCUT_LIBRARY_DIR", "AUTOCUT_LIBRARY")
+    )
     # Root for clip references by path (`{"path": "shoot1/a.mp4"}`); None = <library_dir>/media.
     media_root: Path | None = None
 
@@ -108,7 +123,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
-    def _refuse_placeholders(self) -> "Settings":
+    def _refuse_placeholders(self) -> Settings:
         if self.dev_mode:
             return self
         for name in ("secret_key", "bootstrap_admin_key"):
@@ -120,7 +135,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"AUTOCUT_{name.upper()} is a placeholder or shorter than {_MIN_SECRET_CHARS} characters; "
                     "set a real secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) "
-                    "or AUTOCUT_DEV_MODE=1 for local development")
+                    "or AUTOCUT_DEV_MODE=1 for local development"
+                )
         if self.retry_max_backoff_s < self.retry_min_backoff_s:
             raise ValueError("AUTOCUT_RETRY_MAX_BACKOFF_S must be >= AUTOCUT_RETRY_MIN_BACKOFF_S")
         return self

@@ -80,7 +80,7 @@ class Layout:
     data_dir: Path
 
     @classmethod
-    def create(cls, data_dir: Path) -> "Layout":
+    def create(cls, data_dir: Path) -> Layout:
         lay = cls(Path(data_dir).resolve())
         for d in (lay.uploads_tmp, lay.blobs, lay.images, lay.jobs, lay.locks):
             d.mkdir(parents=True, exist_ok=True)
@@ -176,6 +176,7 @@ class Layout:
 
 # --------------------------------------------------------------------------- path references
 
+
 def resolve_media_path(root: Path, ref: str) -> Path:
     """Resolve a user's relative path inside `root`, refusing traversal and symlink escapes.
 
@@ -184,8 +185,10 @@ def resolve_media_path(root: Path, ref: str) -> Path:
     if "\x00" in ref or not ref.strip():
         raise PathRefError(f"invalid path reference {ref!r}")
     if "://" in ref:
-        raise PathRefError(f"path reference {ref!r} looks like a URL; the server does not fetch URLs "
-                           "(upload the file with POST /v1/clips instead)")
+        raise PathRefError(
+            f"path reference {ref!r} looks like a URL; the server does not fetch URLs "
+            "(upload the file with POST /v1/clips instead)"
+        )
     rel = Path(ref)
     if rel.is_absolute() or ref.startswith(("/", "\\", "~")):
         raise PathRefError(f"path reference {ref!r} must be relative to the media root")
@@ -208,6 +211,7 @@ def resolve_media_path(root: Path, ref: str) -> Path:
 
 
 # --------------------------------------------------------------------------- content sniffing
+
 
 def sniff_video(head: bytes) -> str | None:
     """Container of a video from its first bytes, as a file extension; None if not an allowed one.
@@ -250,6 +254,7 @@ def sniff_image(head: bytes) -> str | None:
 
 # --------------------------------------------------------------------------- streamed multipart upload
 
+
 @dataclass
 class ReceivedFile:
     """A file part written to disk while it arrived."""
@@ -262,23 +267,40 @@ class ReceivedFile:
     fields: dict[str, str]
 
 
-async def receive_multipart_file(content_type: str | None, body: AsyncIterator[bytes], *, tmp_dir: Path,
-                                 max_bytes: int, file_field: str = "file",
-                                 max_field_bytes: int = 4096) -> ReceivedFile:
+async def receive_multipart_file(
+    content_type: str | None,
+    body: AsyncIterator[bytes],
+    *,
+    tmp_dir: Path,
+    max_bytes: int,
+    file_field: str = "file",
+    max_field_bytes: int = 4096,
+) -> ReceivedFile:
     """Stream a multipart/form-data body to a temp file, hashing as it goes; stop at `max_bytes`.
 
     Exactly one file part named `file_field` is accepted; small text fields are returned. On any
     error the temp file is removed before `UploadError` is raised (nothing stored)."""
     ctype, params = parse_options_header(content_type or "")
     if ctype != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadError(415, "unsupported_media_type",
-                          "send the file as multipart/form-data with a part named 'file'")
+        raise UploadError(
+            415, "unsupported_media_type", "send the file as multipart/form-data with a part named 'file'"
+        )
     boundary = params[b"boundary"]
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp_path = tmp_dir / f"upload-{uuid.uuid4().hex}.part"
-    state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "name": None, "filename": None,
-                             "file_seen": False, "in_file": False, "size": 0, "head": b"", "fields": {},
-                             "error": None}
+    state: dict[str, Any] = {
+        "headers": {},
+        "field": b"",
+        "value": b"",
+        "name": None,
+        "filename": None,
+        "file_seen": False,
+        "in_file": False,
+        "size": 0,
+        "head": b"",
+        "fields": {},
+        "error": None,
+    }
     hasher = hashlib.sha256()
     out = open(tmp_path, "wb")  # noqa: SIM115 - closed in finally, also on errors
 
@@ -338,11 +360,17 @@ async def receive_multipart_file(content_type: str | None, body: AsyncIterator[b
                 return
             state["fields"][state["name"]] = cur + chunk.decode("utf-8", "replace")
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_header_field": on_header_field,
-        "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-    })
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_part_data": on_part_data,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+        },
+    )
     ok = False
     try:
         try:
@@ -369,11 +397,18 @@ async def receive_multipart_file(content_type: str | None, body: AsyncIterator[b
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
     name = os.path.basename((state["filename"] or "").replace("\\", "/"))[:255] or "upload"
-    return ReceivedFile(tmp_path=tmp_path, filename=name, size_bytes=state["size"], sha256=hasher.hexdigest(),
-                        head=state["head"], fields=state["fields"])
+    return ReceivedFile(
+        tmp_path=tmp_path,
+        filename=name,
+        size_bytes=state["size"],
+        sha256=hasher.hexdigest(),
+        head=state["head"],
+        fields=state["fields"],
+    )
 
 
 # --------------------------------------------------------------------------- idempotent publishing
+
 
 def publish_dir(src: Path, dst: Path) -> bool:
     """Rename `src` to `dst` unless `dst` exists. True if this call published; `src` is removed otherwise."""
@@ -405,7 +440,7 @@ def write_json_once(path: Path, obj: Any) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def check_upload_media(path: Path, *, min_duration_s: float, max_duration_s: float):  # noqa: ANN201
+def check_upload_media(path: Path, *, min_duration_s: float, max_duration_s: float):
     """ffprobe an uploaded video and check it can serve as footage; `MediaError` otherwise."""
     from autocut.library.media import probe, validate_footage
 

@@ -144,7 +144,9 @@ return {"created"}
 """
 
 # ARGV: prefix, job id, worker, now, max_lost (deliveries whose worker died)
-_LUA_START = _LUA_FINISH + """
+_LUA_START = (
+    _LUA_FINISH
+    + """
 local P, id, worker, now, max_lost = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local key = P .. ":job:" .. id
 local st = redis.call("HGET", key, "state")
@@ -172,6 +174,7 @@ local sa = redis.call("HGET", key, "started_at")
 if not sa or sa == "" then redis.call("HSET", key, "started_at", now) end
 return {"run", tostring(deliveries)}
 """
+)
 
 # ARGV: prefix, id, stage, progress, now
 _LUA_PROGRESS = """
@@ -182,7 +185,9 @@ return 1
 """
 
 # ARGV: prefix, id, now, results_json, timings_json
-_LUA_COMPLETE = _LUA_FINISH + """
+_LUA_COMPLETE = (
+    _LUA_FINISH
+    + """
 local P, id, now = ARGV[1], ARGV[2], ARGV[3]
 local key = P .. ":job:" .. id
 local st = redis.call("HGET", key, "state")
@@ -192,9 +197,12 @@ redis.call("HSET", key, "stage", "done", "progress", "100", "results", ARGV[4], 
 redis.call("RPUSH", P .. ":completions", id)
 return 1
 """
+)
 
 # ARGV: prefix, id, now, state (failed|cancelled), code, message
-_LUA_FAIL = _LUA_FINISH + """
+_LUA_FAIL = (
+    _LUA_FINISH
+    + """
 local P, id, now, state = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = P .. ":job:" .. id
 local st = redis.call("HGET", key, "state")
@@ -203,9 +211,12 @@ finish(P, key, id, state, now)
 redis.call("HSET", key, "stage", state, "error_code", ARGV[5], "error_message", ARGV[6])
 return 1
 """
+)
 
 # ARGV: prefix, id, now
-_LUA_CANCEL = _LUA_FINISH + """
+_LUA_CANCEL = (
+    _LUA_FINISH
+    + """
 local P, id, now = ARGV[1], ARGV[2], ARGV[3]
 local key = P .. ":job:" .. id
 local st = redis.call("HGET", key, "state")
@@ -220,6 +231,7 @@ if st == "queued" then
 end
 return "cancelling"
 """
+)
 
 # ARGV: prefix, id, stage, message, now
 _LUA_REQUEUE = """
@@ -272,23 +284,38 @@ class JobRecord:
     heartbeat_at: float | None = None
 
     @classmethod
-    def from_hash(cls, h: dict[str, str]) -> "JobRecord":
+    def from_hash(cls, h: dict[str, str]) -> JobRecord:
         def f(name: str) -> float | None:
             v = h.get(name, "")
             return float(v) if v else None
 
         return cls(
-            job_id=h["id"], owner=h.get("owner", ""), kind=h.get("kind", ""), state=JobState(h["state"]),
-            stage=h.get("stage", ""), progress=float(h.get("progress") or 0.0),
-            spec=json.loads(h.get("spec") or "{}"), created_at=float(h.get("created_at") or 0.0),
-            started_at=f("started_at"), finished_at=f("finished_at"), deliveries=int(h.get("deliveries") or 0),
+            job_id=h["id"],
+            owner=h.get("owner", ""),
+            kind=h.get("kind", ""),
+            state=JobState(h["state"]),
+            stage=h.get("stage", ""),
+            progress=float(h.get("progress") or 0.0),
+            spec=json.loads(h.get("spec") or "{}"),
+            created_at=float(h.get("created_at") or 0.0),
+            started_at=f("started_at"),
+            finished_at=f("finished_at"),
+            deliveries=int(h.get("deliveries") or 0),
             lost=int(h.get("lost") or 0),
-            retries=int(h.get("retries") or 0), error_code=h.get("error_code", ""),
-            error_message=h.get("error_message", ""), last_error=h.get("last_error", ""),
-            results=json.loads(h.get("results") or "[]"), timings=json.loads(h.get("timings") or "{}"),
-            batch_id=h.get("batch_id", ""), batch_index=int(h.get("batch_index") or -1),
-            clip_id=h.get("clip_id", ""), cancel_requested=h.get("cancel_requested") == "1",
-            enqueued=h.get("enqueued") == "1", worker=h.get("worker", ""), heartbeat_at=f("heartbeat_at"))
+            retries=int(h.get("retries") or 0),
+            error_code=h.get("error_code", ""),
+            error_message=h.get("error_message", ""),
+            last_error=h.get("last_error", ""),
+            results=json.loads(h.get("results") or "[]"),
+            timings=json.loads(h.get("timings") or "{}"),
+            batch_id=h.get("batch_id", ""),
+            batch_index=int(h.get("batch_index") or -1),
+            clip_id=h.get("clip_id", ""),
+            cancel_requested=h.get("cancel_requested") == "1",
+            enqueued=h.get("enqueued") == "1",
+            worker=h.get("worker", ""),
+            heartbeat_at=f("heartbeat_at"),
+        )
 
 
 @dataclass
@@ -309,17 +336,37 @@ class ClipRecord:
     job_id: str = ""
 
     def to_fields(self) -> dict[str, str]:
-        return {"id": self.clip_id, "owner": self.owner, "kind": self.kind, "sha256": self.sha256,
-                "filename": self.filename, "size_bytes": str(self.size_bytes), "path": self.path,
-                "created_at": repr(self.created_at), "duration_s": repr(self.duration_s),
-                "width": str(self.width), "height": str(self.height), "job_id": self.job_id}
+        return {
+            "id": self.clip_id,
+            "owner": self.owner,
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "filename": self.filename,
+            "size_bytes": str(self.size_bytes),
+            "path": self.path,
+            "created_at": repr(self.created_at),
+            "duration_s": repr(self.duration_s),
+            "width": str(self.width),
+            "height": str(self.height),
+            "job_id": self.job_id,
+        }
 
     @classmethod
-    def from_hash(cls, h: dict[str, str]) -> "ClipRecord":
-        return cls(clip_id=h["id"], owner=h["owner"], kind=h["kind"], sha256=h["sha256"],  # type: ignore[arg-type]
-                   filename=h.get("filename", ""), size_bytes=int(h.get("size_bytes") or 0), path=h["path"],
-                   created_at=float(h.get("created_at") or 0.0), duration_s=float(h.get("duration_s") or 0.0),
-                   width=int(h.get("width") or 0), height=int(h.get("height") or 0), job_id=h.get("job_id", ""))
+    def from_hash(cls, h: dict[str, str]) -> ClipRecord:
+        return cls(
+            clip_id=h["id"],
+            owner=h["owner"],
+            kind=h["kind"],
+            sha256=h["sha256"],  # type: ignore[arg-type]
+            filename=h.get("filename", ""),
+            size_bytes=int(h.get("size_bytes") or 0),
+            path=h["path"],
+            created_at=float(h.get("created_at") or 0.0),
+            duration_s=float(h.get("duration_s") or 0.0),
+            width=int(h.get("width") or 0),
+            height=int(h.get("height") or 0),
+            job_id=h.get("job_id", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -359,9 +406,15 @@ class JobStore:
         self._requeue = client.register_script(_LUA_REQUEUE)
 
     @classmethod
-    def from_url(cls, url: str, namespace: str) -> "JobStore":
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5,
-                                      health_check_interval=30, retry_on_timeout=True)
+    def from_url(cls, url: str, namespace: str) -> JobStore:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=30,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            retry_on_timeout=True,
+        )
         return cls(client, namespace)
 
     def k(self, *parts: str) -> str:
@@ -374,9 +427,19 @@ class JobStore:
             return False
 
     # ------------------------------------------------------------------ admission
-    def admit(self, owner: str, jobs: Sequence[NewJob], *, max_active: int, max_active_per_owner: int,
-              idempotency_key: str | None = None, fingerprint: str = "", idempotency_ttl_s: int = 86400,
-              batch_id: str = "", clip: ClipRecord | None = None) -> Admission:
+    def admit(
+        self,
+        owner: str,
+        jobs: Sequence[NewJob],
+        *,
+        max_active: int,
+        max_active_per_owner: int,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        idempotency_ttl_s: int = 86400,
+        batch_id: str = "",
+        clip: ClipRecord | None = None,
+    ) -> Admission:
         """Atomically: replay an idempotent request, or refuse when the queue is full, or create
         every record (jobs, batch, clip, idempotency key) at once. Nothing is created on refusal."""
         now = _now()
@@ -384,15 +447,39 @@ class JobStore:
         if idempotency_key:
             digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
             idem = self.k("idem", owner, digest)
-        args: list[str] = [self.ns, owner, repr(now), str(max_active), str(max_active_per_owner), idem, fingerprint,
-                           str(int(idempotency_ttl_s)), batch_id,
-                           clip.clip_id if clip else "", clip.sha256 if clip else "",
-                           json.dumps(clip.to_fields()) if clip else "", str(len(jobs))]
+        args: list[str] = [
+            self.ns,
+            owner,
+            repr(now),
+            str(max_active),
+            str(max_active_per_owner),
+            idem,
+            fingerprint,
+            str(int(idempotency_ttl_s)),
+            batch_id,
+            clip.clip_id if clip else "",
+            clip.sha256 if clip else "",
+            json.dumps(clip.to_fields()) if clip else "",
+            str(len(jobs)),
+        ]
         for j in jobs:
-            fields = {"id": j.job_id, "owner": owner, "kind": j.kind, "state": JobState.QUEUED, "stage": "queued",
-                      "progress": "0", "spec": json.dumps(j.spec, separators=(",", ":")), "created_at": repr(now),
-                      "deliveries": "0", "retries": "0", "batch_id": j.batch_id, "batch_index": str(j.batch_index),
-                      "clip_id": j.clip_id, "enqueued": "0", "cancel_requested": "0"}
+            fields = {
+                "id": j.job_id,
+                "owner": owner,
+                "kind": j.kind,
+                "state": JobState.QUEUED,
+                "stage": "queued",
+                "progress": "0",
+                "spec": json.dumps(j.spec, separators=(",", ":")),
+                "created_at": repr(now),
+                "deliveries": "0",
+                "retries": "0",
+                "batch_id": j.batch_id,
+                "batch_index": str(j.batch_index),
+                "clip_id": j.clip_id,
+                "enqueued": "0",
+                "cancel_requested": "0",
+            }
             args += [j.job_id, json.dumps(fields)]
         res = self._admit(args=args)
         status = res[0]
@@ -555,8 +642,10 @@ class JobStore:
     # ------------------------------------------------------------------ API keys
     def add_api_key(self, key_hash: str, key_id: str, name: str, admin: bool) -> None:
         with self.r.pipeline(transaction=True) as p:
-            p.hset(self.k("apikey", key_hash), mapping={"key_id": key_id, "name": name, "admin": "1" if admin else "0",
-                                                        "created_at": repr(_now())})
+            p.hset(
+                self.k("apikey", key_hash),
+                mapping={"key_id": key_id, "name": name, "admin": "1" if admin else "0", "created_at": repr(_now())},
+            )
             p.hset(self.k("apikeys"), key_id, key_hash)
             p.execute()
 

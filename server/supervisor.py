@@ -62,22 +62,24 @@ class RedisServer:
     def config_text(self) -> str:
         """The configuration, built as data (tests read it)."""
         d = self.data_dir.resolve()
-        return "\n".join([
-            f"port {self.port}",
-            f"bind {self.bind}",
-            "protected-mode yes",
-            f"requirepass {self.password}",
-            f"dir {d}",
-            "appendonly yes",
-            f"appendfsync {self.appendfsync}",
-            "appendfilename appendonly.aof",
-            # AOF is the persistence; no RDB snapshots on a timer (they fork the whole dataset).
-            'save ""',
-            "maxmemory-policy noeviction",
-            "daemonize no",
-            f"logfile {d / 'redis.log'}",
-            "",
-        ])
+        return "\n".join(
+            [
+                f"port {self.port}",
+                f"bind {self.bind}",
+                "protected-mode yes",
+                f"requirepass {self.password}",
+                f"dir {d}",
+                "appendonly yes",
+                f"appendfsync {self.appendfsync}",
+                "appendfilename appendonly.aof",
+                # AOF is the persistence; no RDB snapshots on a timer (they fork the whole dataset).
+                'save ""',
+                "maxmemory-policy noeviction",
+                "daemonize no",
+                f"logfile {d / 'redis.log'}",
+                "",
+            ]
+        )
 
     def write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,8 +97,14 @@ class RedisServer:
     def ping(self) -> bool:
         try:
             # No retries: this is a probe, called in a loop while the server starts.
-            client = redis.Redis(host=self.bind, port=self.port, password=self.password, socket_timeout=1,
-                                 socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+            client = redis.Redis(
+                host=self.bind,
+                port=self.port,
+                password=self.password,
+                socket_timeout=1,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 0),
+            )
             try:
                 return bool(client.ping())
             finally:
@@ -110,8 +118,14 @@ class RedisServer:
             log.info("redis on port %d already answers; using it", self.port)
             return
         self.write_config()
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -153,8 +167,12 @@ class RedisServer:
 
 
 def redis_for_settings(settings: Settings) -> RedisServer:
-    return RedisServer(data_dir=settings.data_dir / "redis", port=settings.redis_port,
-                       password=settings.local_redis_password, binary=settings.redis_server_bin)
+    return RedisServer(
+        data_dir=settings.data_dir / "redis",
+        port=settings.redis_port,
+        password=settings.local_redis_password,
+        binary=settings.redis_server_bin,
+    )
 
 
 @dataclass
@@ -173,16 +191,18 @@ class ChildSpec:
 class Supervisor:
     """Keep children running: restart with backoff, kill a dead child's process group first."""
 
-    def __init__(self, children: list[ChildSpec], *, on_tick: Callable[[], None] | None = None,
-                 stop_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, children: list[ChildSpec], *, on_tick: Callable[[], None] | None = None, stop_timeout_s: float = 60.0
+    ) -> None:
         self.children = children
         self.on_tick = on_tick
         self.stop_timeout_s = stop_timeout_s
         self._stopping = False
 
     def _start(self, c: ChildSpec) -> None:
-        c.proc = subprocess.Popen(c.argv, env=c.env, stdin=subprocess.DEVNULL, start_new_session=True,
-                                  preexec_fn=_die_with_parent)
+        c.proc = subprocess.Popen(
+            c.argv, env=c.env, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent
+        )
         c.started_at = time.monotonic()
         log.info("started %s (pid %d)", c.name, c.proc.pid)
 
@@ -207,8 +227,9 @@ class Supervisor:
             uptime = now - c.started_at
             c.restarts = 0 if uptime > 60 else c.restarts + 1
             delay = min(30.0, 0.5 * 2 ** min(c.restarts, 6)) if c.restarts else 0.2
-            log.warning("%s (pid %d) exited with %s after %.0f s; restarting in %.1f s",
-                        c.name, c.proc.pid, rc, uptime, delay)
+            log.warning(
+                "%s (pid %d) exited with %s after %.0f s; restarting in %.1f s", c.name, c.proc.pid, rc, uptime, delay
+            )
             c.proc = None
             c.next_start = now + delay
 

@@ -105,8 +105,14 @@ class JobContext:
 class JobRunner:
     """Runs jobs in one worker process; holds the per-process model caches."""
 
-    def __init__(self, settings: Settings, store: JobStore, enqueue: Callable[[str, float], None], *,
-                 on_store_lost: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        enqueue: Callable[[str, float], None],
+        *,
+        on_store_lost: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.enqueue = enqueue
@@ -122,16 +128,22 @@ class JobRunner:
         self.draining = False
         self._lock = threading.Lock()
         self._handlers: dict[str, Callable[[JobContext], JobOutput]] = {
-            "edit": self._run_edit, "ingest": self._run_ingest, "rebuild": self._run_rebuild}
+            "edit": self._run_edit,
+            "ingest": self._run_ingest,
+            "rebuild": self._run_rebuild,
+        }
         # Paths users should not see in error messages, longest first.
-        roots = {str(settings.data_dir.resolve()): "<data>", str(settings.library_dir.resolve()): "<library>",
-                 str(settings.media_dir): "<media>"}
+        roots = {
+            str(settings.data_dir.resolve()): "<data>",
+            str(settings.library_dir.resolve()): "<library>",
+            str(settings.media_dir): "<media>",
+        }
         self._private_roots = sorted(roots.items(), key=lambda kv: -len(kv[0]))
 
     def warm_up(self) -> None:
         """Import the pipeline and build the default planner before the first job (not during it)."""
-        import autocut.library.ingest  # noqa: F401
-        import autocut.planning.pipeline  # noqa: F401
+        import autocut.library.ingest
+        import autocut.planning.pipeline
         import autocut.render  # noqa: F401
 
         try:
@@ -170,8 +182,11 @@ class JobRunner:
         try:
             self._handle(job_id)
         except redis.RedisError:
-            log.critical("job store unreachable while handling %s; exiting without acknowledging it so the "
-                         "job is redelivered", job_id, exc_info=True)
+            log.critical(
+                "job store unreachable while handling %s; exiting without acknowledging it so the job is redelivered",
+                job_id,
+                exc_info=True,
+            )
             self.on_store_lost()
 
     def _handle(self, job_id: str) -> None:
@@ -230,8 +245,11 @@ class JobRunner:
             self._finished(ctx)
         else:
             log.error("job %s: internal error", job_id, exc_info=exc)
-            self.store.fail(job_id, "internal_error",
-                            f"internal error ({type(exc).__name__}); the operator can find it in the worker log")
+            self.store.fail(
+                job_id,
+                "internal_error",
+                f"internal error ({type(exc).__name__}); the operator can find it in the worker log",
+            )
             self._finished(ctx)
 
     def _watch(self, ctx: JobContext) -> None:
@@ -300,16 +318,18 @@ class JobRunner:
         with self.layout.library_write_lock(ctx.cancel), _lock_contention_is_transient():
             ctx.check_cancel()
             ctx.progress("ingesting", 5.0)
-            report = ingest_paths(self.settings.library_dir, [path], kind="footage",
-                                  progress=lambda *_: ctx.progress("ingesting", 95.0))
+            report = ingest_paths(
+                self.settings.library_dir, [path], kind="footage", progress=lambda *_: ctx.progress("ingesting", 95.0)
+            )
         res = report.results[0]
         if res.status == "failed":
             reason = res.reason.replace(str(path), spec.filename or "the upload")
             raise MediaError(spec.filename or "upload", reason.split(": ", 1)[-1])
         photo_id = res.ids[0] if res.ids else None
-        return JobOutput(results=[{"type": "ingest", "clip_id": spec.clip_id, "photo_id": photo_id,
-                                   "status": res.status}],
-                         timings={"ingest_s": round(time.monotonic() - t0, 3)})
+        return JobOutput(
+            results=[{"type": "ingest", "clip_id": spec.clip_id, "photo_id": photo_id, "status": res.status}],
+            timings={"ingest_s": round(time.monotonic() - t0, 3)},
+        )
 
     # ------------------------------------------------------------------ index rebuild
     def _run_rebuild(self, ctx: JobContext) -> JobOutput:
@@ -324,8 +344,10 @@ class JobRunner:
 
         t0 = time.monotonic()
         summary = rebuild_indexes(self.settings.library_dir, kinds, progress)
-        results = [{"type": "rebuild", "kind": k.kind, "count": k.count, "factory": k.factory,
-                    "total_time_s": k.total_time_s} for k in summary.kinds]
+        results = [
+            {"type": "rebuild", "kind": k.kind, "count": k.count, "factory": k.factory, "total_time_s": k.total_time_s}
+            for k in summary.kinds
+        ]
         return JobOutput(results=results, timings={"rebuild_s": round(time.monotonic() - t0, 3)})
 
     # ------------------------------------------------------------------ edit
@@ -341,7 +363,7 @@ class JobRunner:
             planner.reference_split = "train"
         return planner
 
-    def _resolve_pool(self, ctx: JobContext, spec: EditJobSpec) -> list:  # noqa: ANN401
+    def _resolve_pool(self, ctx: JobContext, spec: EditJobSpec) -> list:
         """The stored pool references -> `PoolItem`s of ingested library videos."""
         from autocut.library.catalog import Catalog
         from autocut.library.ingest import ingest_paths
@@ -376,8 +398,11 @@ class JobRunner:
                     found = cat.video_by_path(path)
                     if found is None:
                         found_id = cat.has_source(content_hash(path))
-                        items.append(PoolItem(photo_id=found_id, text=text) if found_id is not None
-                                     else PoolItem(path=str(path), text=text))
+                        items.append(
+                            PoolItem(photo_id=found_id, text=text)
+                            if found_id is not None
+                            else PoolItem(path=str(path), text=text)
+                        )
                     else:
                         items.append(PoolItem(photo_id=found.photo_id, text=text))
         if waiting:
@@ -401,7 +426,7 @@ class JobRunner:
                 items[i] = PoolItem(photo_id=r.ids[0], text=it.text)
         return items
 
-    def _build_plans(self, ctx: JobContext) -> tuple[list, float]:  # noqa: ANN401
+    def _build_plans(self, ctx: JobContext) -> tuple[list, float]:
         from autocut.planning import plan_edit
         from autocut.types import BgmChoice, EditPlan
 
@@ -454,13 +479,25 @@ class JobRunner:
                     ctx.progress(stage, 10.0 + 90.0 * (k - 1 + x) / n)
 
                 t0 = time.monotonic()
-                res = render(plan, attempt / RESULT_FILES["video"], library_root=self.settings.library_dir,
-                             work_dir=attempt, on_progress=on_progress, cancel=ctx.cancel,
-                             threads=self.settings.render_threads)
+                res = render(
+                    plan,
+                    attempt / RESULT_FILES["video"],
+                    library_root=self.settings.library_dir,
+                    work_dir=attempt,
+                    on_progress=on_progress,
+                    cancel=ctx.cancel,
+                    threads=self.settings.render_threads,
+                )
                 render_s += time.monotonic() - t0
-                info = {"variant": k, "duration_s": round(res.duration_s, 3), "width": plan.output.width,
-                        "height": plan.output.height, "planner": plan.planner, "plan_id": plan.plan_id,
-                        "render_s": round(time.monotonic() - t0, 3)}
+                info = {
+                    "variant": k,
+                    "duration_s": round(res.duration_s, 3),
+                    "width": plan.output.width,
+                    "height": plan.output.height,
+                    "planner": plan.planner,
+                    "plan_id": plan.plan_id,
+                    "render_s": round(time.monotonic() - t0, 3),
+                }
                 (attempt / VARIANT_INFO).write_text(json.dumps(info), encoding="utf-8")
                 if not publish_dir(attempt, final):
                     log.info("job %s variant %d was published by another delivery", jid, k)

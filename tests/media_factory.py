@@ -10,9 +10,18 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
-def make_video(path: Path, *, duration_s: float = 3.0, size: str = "320x240", rate: int = 25,
-               src: str = "testsrc2", pix_fmt: str = "yuv420p", codec: str = "libx264", audio: bool = False,
-               extra: tuple[str, ...] = ()) -> Path:
+def make_video(
+    path: Path,
+    *,
+    duration_s: float = 3.0,
+    size: str = "320x240",
+    rate: int = 25,
+    src: str = "testsrc2",
+    pix_fmt: str = "yuv420p",
+    codec: str = "libx264",
+    audio: bool = False,
+    extra: tuple[str, ...] = (),
+) -> Path:
     args = ["-f", "lavfi", "-t", str(duration_s), "-i", f"{src}=size={size}:rate={rate}"]
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={duration_s}"]
@@ -35,8 +44,20 @@ def make_shots(path: Path, shots: list[tuple[str, float]], *, size: str = "320x2
     n = len(shots)
     graph = "".join(f"[{i}:v]format=yuv420p,setsar=1[v{i}];" for i in range(n))
     graph += "".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[out]"
-    ffmpeg(*args, "-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
-           "-pix_fmt", "yuv420p", str(path))
+    ffmpeg(
+        *args,
+        "-filter_complex",
+        graph,
+        "-map",
+        "[out]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
     return path
 
 

@@ -15,25 +15,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_factory import ffmpeg, make_audio, make_shots
 
-from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import CheckpointError, ConfigError
+from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
 from autocut.library.ingest import ingest_paths
+from autocut.library.tags import TAGS_FORMAT_VERSION, TagStats, clip_labels, frame_tags, imagenet_labels, short_labels
 from autocut.lm.backbone import default_qwen3_tokenizer_dir, make_qwen3_backbone
-from autocut.speech.words import count_words, target_words
 from autocut.planning import plan_edit
 from autocut.planning.planners import get_planner
 from autocut.planning.planners.caption import CaptionPlanner, CaptionSftPlanner
-from autocut.library.tags import TAGS_FORMAT_VERSION, TagStats, clip_labels, frame_tags, imagenet_labels, short_labels
+from autocut.speech.words import count_words, target_words
 from autocut.types import PlanRequest, PoolItem, ProductInfo
+from media_factory import ffmpeg, make_audio, make_shots
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 TOKENIZER_DIR = default_qwen3_tokenizer_dir()
-TINY = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "intermediate_size": 32}
-needs_tokenizer = pytest.mark.skipif(not (TOKENIZER_DIR / "tokenizer.json").exists(),
-                                     reason="Qwen3 tokenizer not fetched (run scripts/fetch_qwen3_tokenizer.sh)")
+TINY = {
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "intermediate_size": 32,
+}
+needs_tokenizer = pytest.mark.skipif(
+    not (TOKENIZER_DIR / "tokenizer.json").exists(),
+    reason="Qwen3 tokenizer not fetched (run scripts/fetch_qwen3_tokenizer.sh)",
+)
 
 SCRIPTS = {
     "p0": ["Fresh fruit every morning.", "Even the monkeys approve.", "Get the FreshCo bowl today."],
@@ -65,9 +72,17 @@ def _photo_video(path: Path, stills: list[Path], seconds: int = 3) -> Path:
 def _train_rqvae(x: np.ndarray, out: Path, pca_version: str) -> None:
     from rqvae import ModelConfig, RQVAEConfig, TrainConfig, train
 
-    cfg = RQVAEConfig(model=ModelConfig(modality="video", input_dim=x.shape[1], encoder_hidden=(32,),
-                                        decoder_hidden=(32,), codebook_dim=8, kmeans_iters=2),
-                      train=TrainConfig(epochs=1, batch_size=1024, val_fraction=0.0))
+    cfg = RQVAEConfig(
+        model=ModelConfig(
+            modality="video",
+            input_dim=x.shape[1],
+            encoder_hidden=(32,),
+            decoder_hidden=(32,),
+            codebook_dim=8,
+            kmeans_iters=2,
+        ),
+        train=TrainConfig(epochs=1, batch_size=1024, val_fraction=0.0),
+    )
     train(x, np.arange(len(x)) % 7, cfg).tokenizer.save(out, pca_version=pca_version)
 
 
@@ -98,8 +113,16 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> Lib:
         videos = {"p0": ids["photos"], "p1": ids["p1"], "p2": ids["p2"], "p3": ids["p3"]}
         for pid, photo in videos.items():
             category = "kitchen" if pid in ("p0", "p1") else "beauty"
-            cat.upsert_product(ProductRecord(pid, f"Product {pid}", brand="FreshCo", category=category,
-                                             selling_points=["bright colours"], split="train"))
+            cat.upsert_product(
+                ProductRecord(
+                    pid,
+                    f"Product {pid}",
+                    brand="FreshCo",
+                    category=category,
+                    selling_points=["bright colours"],
+                    split="train",
+                )
+            )
             segs = [RefSegment(photo, 3.0 * k, 3.0, s) for k, s in enumerate(SCRIPTS[pid])]
             track = tracks["high"] if category == "kitchen" else tracks["low"]
             cat.add_reference_edit(RefEditRecord(f"e-{pid}", pid, "en", segs, audio_id=track, split="train"))
@@ -232,10 +255,15 @@ def test_tag_corpus_prompts_are_what_the_caption_planner_builds(lib: Lib, tag_co
             script = [s.sentence for s in edits[meta["edit_id"]].segments]
             clips = [text for _, text in re.findall(r"(?m)^(\d+)\)(.*)$", human)]
             task = meta["task"]
-            rebuilt = task_prompt(task, meta["language"], product_view(products[meta["product_id"]], meta["language"]),
-                                  n=len(script) if task != "sort" else len(clips),
-                                  script=None if task == "script" else script, clips=clips,
-                                  durations_s=meta.get("durations_s"))
+            rebuilt = task_prompt(
+                task,
+                meta["language"],
+                product_view(products[meta["product_id"]], meta["language"]),
+                n=len(script) if task != "sort" else len(clips),
+                script=None if task == "script" else script,
+                clips=clips,
+                durations_s=meta.get("durations_s"),
+            )
             assert rebuilt == human
             n += 1
     assert n > 0
@@ -256,12 +284,12 @@ def test_tag_corpus_needs_a_token_corpus(lib: Lib, tmp_path: Path) -> None:
 PRODUCT = ProductInfo(name="FreshCo Bowl", brand="FreshCo", category="kitchen", selling_points=["bright colours"])
 
 
-def _check_plan(plan, lib: Lib, pool: set[int]) -> None:  # noqa: ANN001
+def _check_plan(plan, lib: Lib, pool: set[int]) -> None:
     with Catalog.open(lib.root, create=False) as cat:
         for seg in plan.segments:
             src = cat.source(seg.photo_id)
             assert seg.photo_id in pool
-            assert 0 <= seg.start_s and seg.start_s + seg.duration_s <= src.duration_s + 1e-9
+            assert seg.start_s >= 0 and seg.start_s + seg.duration_s <= src.duration_s + 1e-9
             assert seg.sentence.strip()
     assert plan.bgm is not None and plan.bgm.audio_id == lib.track_high  # the kitchen category's music
 
@@ -300,14 +328,22 @@ def test_caption_planner_plans_both_scenarios(lib: Lib, backbone: Path) -> None:
 def test_caption_sft_planner_uses_the_model_fine_tuned_on_tags(lib: Lib, tag_corpus: Path, backbone: Path) -> None:
     from autocut.lm.train import preset, train_lm
 
-    req = PlanRequest(product=PRODUCT, pool=[PoolItem(photo_id=lib.videos[p]) for p in ("p0", "p2")],
-                      script=["Fresh fruit every morning.", "Get the FreshCo bowl today."])
+    req = PlanRequest(
+        product=PRODUCT,
+        pool=[PoolItem(photo_id=lib.videos[p]) for p in ("p0", "p2")],
+        script=["Fresh fruit every morning.", "Get the FreshCo bowl today."],
+    )
     with pytest.raises(CheckpointError, match="corpus tags"):
         plan_edit(lib.root, req, "caption-sft")
     run = lib.root / "models" / "lm" / "caption_sft"
     files = sorted(tag_corpus.glob("sft_*_train.jsonl"))
-    res = train_lm(stage="sft", init_dir=backbone, data_files=files, run_dir=run,
-                   config=replace(preset("sft"), max_steps=2, cutoff_len=1024))
+    res = train_lm(
+        stage="sft",
+        init_dir=backbone,
+        data_files=files,
+        run_dir=run,
+        config=replace(preset("sft"), max_steps=2, cutoff_len=1024),
+    )
     assert res.steps == 2 and res.model_dir == run / "model"
     assert isinstance(get_planner("caption-sft"), CaptionSftPlanner)
     plan = plan_edit(lib.root, req, "caption-sft")[0]  # by name: the library's default model directory

@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import CatalogError, VersionMismatchError
+from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
 
 
 def _source(i: int, n_frames: int = 5, raw_dim: int = 16) -> NewSource:
@@ -20,11 +20,17 @@ def _source(i: int, n_frames: int = 5, raw_dim: int = 16) -> NewSource:
     vecs = rng.normal(size=(n_frames, 128)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     return NewSource(
-        content_hash=f"hash{i}", path=f"/media/v{i}.mp4", kind="footage", duration_s=float(n_frames),
+        content_hash=f"hash{i}",
+        path=f"/media/v{i}.mp4",
+        kind="footage",
+        duration_s=float(n_frames),
         probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
         frame_times_s=[float(k) for k in range(n_frames)],
-        frames_raw=rng.normal(size=(n_frames, raw_dim)).astype(np.float32), frames=vecs,
-        clip_spans=[(0.0, 2.0), (2.0, float(n_frames))], clips=vecs[:2].copy())
+        frames_raw=rng.normal(size=(n_frames, raw_dim)).astype(np.float32),
+        frames=vecs,
+        clip_spans=[(0.0, 2.0), (2.0, float(n_frames))],
+        clips=vecs[:2].copy(),
+    )
 
 
 def test_round_trip_and_ids(tmp_path):
@@ -86,9 +92,8 @@ def test_read_only_handle_refuses_writes(tmp_path):
 
 
 def test_single_writer_lock(tmp_path):
-    with Catalog.open(tmp_path, writable=True):
-        with pytest.raises(CatalogError, match="locked"):
-            Catalog.open(tmp_path, writable=True, lock_timeout_s=0.2)
+    with Catalog.open(tmp_path, writable=True), pytest.raises(CatalogError, match="locked"):
+        Catalog.open(tmp_path, writable=True, lock_timeout_s=0.2)
 
 
 def test_crash_between_array_write_and_commit_leaves_library_consistent(tmp_path):
@@ -121,16 +126,21 @@ def test_bgm_products_and_reference_edits(tmp_path):
     with Catalog.open(tmp_path, writable=True) as cat:
         pid = cat.add_source(_source(1))
         blocks = np.ones((3, 8), np.float32)
-        ids = cat.add_bgm([NewBgm("b1", "/m/a.ogg", 0.0, 25.0, blocks, blocks[0] / np.sqrt(8)),
-                           NewBgm("b2", "/m/a.ogg", 25.0, 25.0, blocks * 2, blocks[0] / np.sqrt(8))])
+        ids = cat.add_bgm(
+            [
+                NewBgm("b1", "/m/a.ogg", 0.0, 25.0, blocks, blocks[0] / np.sqrt(8)),
+                NewBgm("b2", "/m/a.ogg", 25.0, 25.0, blocks * 2, blocks[0] / np.sqrt(8)),
+            ]
+        )
         assert ids == [1, 2]
         bid, bvec = cat.bgm_vectors()
         assert list(bid) == [1, 2] and bvec.shape == (2, 8)
         blk_ids, blk = cat.bgm_block_vectors()
         assert list(blk_ids) == [1, 1, 1, 2, 2, 2] and blk[3, 0] == 2
         cat.upsert_product(ProductRecord("p1", "Juicer Cup", "FreshCo", "kitchen", ["30 s juice"], split="test"))
-        rec = RefEditRecord("e1", "p1", "en", [RefSegment(pid, 0.0, 2.0, "No time?", "hook")], audio_id=1,
-                            split="test", source="unit")
+        rec = RefEditRecord(
+            "e1", "p1", "en", [RefSegment(pid, 0.0, 2.0, "No time?", "hook")], audio_id=1, split="test", source="unit"
+        )
         cat.add_reference_edit(rec)
         cat.add_reference_edit(rec)  # idempotent
         assert cat.reference_edits("test") == [rec]

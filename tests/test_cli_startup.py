@@ -72,16 +72,17 @@ assert rc == 0
 
 def test_mirrored_parser_values_match_the_library() -> None:
     import rqvae
-    from autocut.planning.candidates import CandidateConfig
-    from autocut.cli import index, plan, rqvae as cli_rqvae, train
+    from autocut.cli import index, plan, train
+    from autocut.cli import rqvae as cli_rqvae
     from autocut.library.indexing import INDEX_KINDS
     from autocut.lm.backbone import DEFAULT_CPU_BACKBONE
     from autocut.lm.corpus import TASKS, CorpusConfig
+    from autocut.planning.candidates import CandidateConfig
 
-    assert index.INDEX_KINDS == tuple(INDEX_KINDS)
-    assert plan.DEFAULT_MAX_FRAMES == CandidateConfig().max_frames
-    assert cli_rqvae.MODALITIES == tuple(rqvae.MODALITIES)
+    assert tuple(INDEX_KINDS) == index.INDEX_KINDS
+    assert CandidateConfig().max_frames == plan.DEFAULT_MAX_FRAMES
+    assert tuple(rqvae.MODALITIES) == cli_rqvae.MODALITIES
     assert train.DEFAULT_CPU_BACKBONE == DEFAULT_CPU_BACKBONE
-    assert train.TASKS == tuple(TASKS)
+    assert tuple(TASKS) == train.TASKS
     d = CorpusConfig()
-    assert train.CORPUS_DEFAULTS == {k: getattr(d, k) for k in train.CORPUS_DEFAULTS}
+    assert {k: getattr(d, k) for k in train.CORPUS_DEFAULTS} == train.CORPUS_DEFAULTS

@@ -45,11 +45,17 @@ def _source(i: int, n_frames: int = 30) -> NewSource:
     rng = np.random.default_rng(100 + i)
     frames = _unit(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
     return NewSource(
-        content_hash=f"h{i}", path=f"/media/v{i}.mp4", kind="footage", duration_s=float(n_frames),
+        content_hash=f"h{i}",
+        path=f"/media/v{i}.mp4",
+        kind="footage",
+        duration_s=float(n_frames),
         probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
         frame_times_s=[float(k) for k in range(n_frames)],
-        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32), frames=frames,
-        clip_spans=[(0.0, float(n_frames))], clips=_unit(frames.mean(axis=0, keepdims=True)))
+        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32),
+        frames=frames,
+        clip_spans=[(0.0, float(n_frames))],
+        clips=_unit(frames.mean(axis=0, keepdims=True)),
+    )
 
 
 def _set_mtime(path, t: float) -> None:
@@ -98,8 +104,9 @@ def _write_corpus(library, created_at: float, pca: str = "pca-test-1") -> None:
     corpus = library / "lm" / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
     (corpus / "align_train.jsonl").write_text("{}\n")
-    (corpus / "manifest.json").write_text(json.dumps({"created_at": created_at, "pca_version": pca,
-                                                      "files": {"align_train.jsonl": 1}}))
+    (corpus / "manifest.json").write_text(
+        json.dumps({"created_at": created_at, "pca_version": pca, "files": {"align_train.jsonl": 1}})
+    )
 
 
 def test_corpus_is_stale_after_a_tokenizer_retrain(library):
@@ -120,8 +127,9 @@ def _trained_model(run_dir, created_at: float, data: list, init) -> None:
     model = run_dir / "model"
     model.mkdir(parents=True)
     (model / "config.json").write_text("{}")
-    (model / "autocut_lm.json").write_text(json.dumps({"created_at": created_at, "steps": 7,
-                                                       "stop_reason": "time_budget"}))
+    (model / "autocut_lm.json").write_text(
+        json.dumps({"created_at": created_at, "steps": 7, "stop_reason": "time_budget"})
+    )
     (run_dir / "run.json").write_text(json.dumps({"data_files": [str(p) for p in data], "init_dir": str(init)}))
 
 
@@ -129,14 +137,17 @@ def test_lm_model_current_when_newer_than_every_input(tmp_path):
     run, data, init = tmp_path / "sft", [tmp_path / "a.jsonl"], tmp_path / "align" / "model"
     now = time.time()
     assert lm_freshness(run, inputs={"the corpus": now}, data_files=data, init_dir=init) == Freshness(
-        False, f"no trained model in {run / 'model'}")
+        False, f"no trained model in {run / 'model'}"
+    )
     _trained_model(run, now, data, init)
-    fr = lm_freshness(run, inputs={"the corpus": now - 10, "the aligned model": now - 5}, data_files=data,
-                      init_dir=init)
+    fr = lm_freshness(
+        run, inputs={"the corpus": now - 10, "the aligned model": now - 5}, data_files=data, init_dir=init
+    )
     assert fr.current and "7 steps" in fr.reason
     # The aligned model was retrained after this SFT model: the SFT model is stale.
-    fr = lm_freshness(run, inputs={"the corpus": now - 10, "the aligned model": now + 5}, data_files=data,
-                      init_dir=init)
+    fr = lm_freshness(
+        run, inputs={"the corpus": now - 10, "the aligned model": now + 5}, data_files=data, init_dir=init
+    )
     assert not fr.current and not fr.resume and "the aligned model" in fr.reason
 
 

@@ -37,16 +37,18 @@ from autocut.errors import ConfigError
 
 def _fake_media(tmp_path: Path) -> SourceMedia:
     """Source media for planning only (no file is read while planning)."""
-    return SourceMedia(photos=tuple(str(tmp_path / f"p{i}.png") for i in range(5)),
-                       videos=((str(tmp_path / "v.mp4"), 30.0),))
+    return SourceMedia(
+        photos=tuple(str(tmp_path / f"p{i}.png") for i in range(5)), videos=((str(tmp_path / "v.mp4"), 30.0),)
+    )
 
 
 # --------------------------------------------------------------------------- catalogue
 def test_full_catalogue_is_deterministic_split_by_product_and_distinct() -> None:
     a = build_catalogue(160, seed=0)
     b = build_catalogue(160, seed=0)
-    assert [(p.product_id, p.name_en, p.split, [s.key for s in p.selling_points]) for p in a] == \
-           [(p.product_id, p.name_en, p.split, [s.key for s in p.selling_points]) for p in b]
+    assert [(p.product_id, p.name_en, p.split, [s.key for s in p.selling_points]) for p in a] == [
+        (p.product_id, p.name_en, p.split, [s.key for s in p.selling_points]) for p in b
+    ]
     assert len(a) == 160 and len({p.product_id for p in a}) == 160
     assert {p.category for p in a} == {c.key for c in CATEGORIES}
     splits = [p.split for p in a]
@@ -113,8 +115,9 @@ def test_plan_shots_one_reel_per_product_in_shuffled_order(tmp_path: Path) -> No
         kinds = [s.kind for s in ss]
         assert kinds.count("distractor") == cfg.distractor_shots
         assert len(ss) == cfg.hook_shots + 1 + len(p.selling_points) + cfg.usage_shots + 2 + cfg.distractor_shots
-        assert {s.selling_point for s in ss if s.role == "feature" and s.kind == "ad"} == \
-               {sp.key for sp in p.selling_points}
+        assert {s.selling_point for s in ss if s.role == "feature" and s.kind == "ad"} == {
+            sp.key for sp in p.selling_points
+        }
         assert all(s.duration_s == int(s.duration_s) and cfg.shot_s[0] <= s.duration_s <= cfg.shot_s[1] for s in ss)
         ad_roles = [ROLES.index(s.role) for s in ss if s.kind == "ad"]
         canonical += ad_roles == sorted(ad_roles)
@@ -203,8 +206,10 @@ def test_reel_command_concatenates_every_shot(tmp_path: Path) -> None:
     products = build_catalogue(8, seed=0, categories=4)
     shots = [s for s in plan_shots(products, cfg, _fake_media(tmp_path)) if s.product_id == "p0001"]
     p = products[0]
-    layers = [(s, render_shot_layers(s, p, next((x for x in p.selling_points if x.key == s.selling_point),
-                                                None), tmp_path)) for s in shots]
+    layers = [
+        (s, render_shot_layers(s, p, next((x for x in p.selling_points if x.key == s.selling_point), None), tmp_path))
+        for s in shots
+    ]
     cmd = build_reel_command(layers, tmp_path / "out.mp4")
     graph = cmd[cmd.index("-filter_complex") + 1]
     assert f"concat=n={len(shots)}:v=1:a=0" in graph
@@ -218,8 +223,10 @@ def test_reel_command_concatenates_every_shot(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- music
 def test_moods_follow_arousal_quartiles() -> None:
-    feats = [music.MoodFeatures(tempo_bpm=100.0, loudness_db=-40.0 + 2 * i, onset_rate_hz=1.0 + 0.1 * i,
-                                centroid_hz=1000.0) for i in range(8)]
+    feats = [
+        music.MoodFeatures(tempo_bpm=100.0, loudness_db=-40.0 + 2 * i, onset_rate_hz=1.0 + 0.1 * i, centroid_hz=1000.0)
+        for i in range(8)
+    ]
     moods = music.assign_moods(feats)
     assert moods == ["calm", "calm", "warm", "warm", "playful", "playful", "energetic", "energetic"]
     assert music.assign_moods([]) == []

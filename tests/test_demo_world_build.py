@@ -40,8 +40,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, float
 
 def _frames(path: str) -> int:
     # The MP4 sample table's frame count (no decode needed).
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=nb_frames",
-                          "-of", "csv=p=0", path], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_frames",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(out.stdout.strip())
 
 
@@ -95,8 +110,11 @@ def test_reference_edits_are_stored_through_the_catalog(world) -> None:
             for seg in e.segments:
                 assert seg.role in ROLES and seg.sentence
                 # The segment lies inside one shot of its product, whose role it carries.
-                shot = next(s for s in shots_by_photo[seg.photo_id]
-                            if s["offset_s"] <= seg.start_s < s["offset_s"] + s["duration_s"])
+                shot = next(
+                    s
+                    for s in shots_by_photo[seg.photo_id]
+                    if s["offset_s"] <= seg.start_s < s["offset_s"] + s["duration_s"]
+                )
                 assert shot["product_id"] == e.product_id and shot["kind"] == "ad" and shot["role"] == seg.role
                 assert seg.start_s + seg.duration_s <= shot["offset_s"] + shot["duration_s"]
                 src = cat.source(seg.photo_id)
@@ -152,8 +170,12 @@ def test_stats_and_contact_sheets(world, tmp_path: Path) -> None:
     assert st.n_products == 1 and st.n_ads >= 1
     for v in (st.role_frame_accuracy, st.role_clip_accuracy, st.colour_frame_accuracy, st.shape_frame_accuracy):
         assert 0.0 <= v <= 1.0
-    assert set(st.selection) == {"random", "similarity heuristic", "attributes named in text",
-                                 "learned relevance (train)"}
+    assert set(st.selection) == {
+        "random",
+        "similarity heuristic",
+        "attributes named in text",
+        "learned relevance (train)",
+    }
     assert all(0.0 <= v.auc <= 1.0 for v in st.selection.values())
     assert "similarity chain" in st.order and "brightness ascending" in st.order
     assert json.loads(json.dumps(st.to_dict()))["split"] == "test"
@@ -181,17 +203,28 @@ def test_generated_reel_bytes_are_deterministic(world, tmp_path: Path) -> None:
     lib, _, _ = world
     cfg = WorldConfig.preset("small")
     # The world's own source cache: nothing is transcoded again.
-    media = normalise_sources(lib / "world" / "cache" / "sources", fps=cfg.fps, max_video_s=cfg.max_video_s,
-                              min_loop_s=cfg.video_loop_s, max_photos=cfg.max_photos)
+    media = normalise_sources(
+        lib / "world" / "cache" / "sources",
+        fps=cfg.fps,
+        max_video_s=cfg.max_video_s,
+        min_loop_s=cfg.video_loop_s,
+        max_photos=cfg.max_photos,
+    )
     from autocut.demo_world.shots import plan_shots
 
     p = build_catalogue(8, seed=0, categories=4)[0]
     shots = [s for s in plan_shots([p], cfg, media)][:2]
     outs = []
     for k in range(2):
-        layers = [(s, render_shot_layers(s, p, next((x for x in p.selling_points
-                                                     if x.key == s.selling_point), None), tmp_path / f"l{k}"))
-                  for s in shots]
+        layers = [
+            (
+                s,
+                render_shot_layers(
+                    s, p, next((x for x in p.selling_points if x.key == s.selling_point), None), tmp_path / f"l{k}"
+                ),
+            )
+            for s in shots
+        ]
         out = tmp_path / f"reel{k}.mp4"
         run_reel(layers, out)
         outs.append(out.read_bytes())

@@ -38,14 +38,18 @@ DOTENV = {"AUTOCUT_SECRET_KEY": "s" * 40, "REDIS_PASSWORD": "0123abcd" * 4}
 
 # --------------------------------------------------------------------------- parsing helpers
 
+
 def compose() -> dict:
     return yaml.safe_load(COMPOSE_PATH.read_text())
 
 
 def autocut_services(doc: dict) -> dict[str, dict]:
     """Services that run this project's image (built from this directory)."""
-    return {n: s for n, s in doc["services"].items() if isinstance(s.get("build"), dict)
-            and s["build"].get("context") == "."}
+    return {
+        n: s
+        for n, s in doc["services"].items()
+        if isinstance(s.get("build"), dict) and s["build"].get("context") == "."
+    }
 
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -145,6 +149,7 @@ def service_env(svc: dict, dotenv: dict[str, str]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- compose
 
+
 def test_compose_parses_and_names_every_service():
     doc = compose()
     services = doc["services"]
@@ -204,8 +209,9 @@ def test_compose_environment_makes_valid_settings(monkeypatch):
 
 
 def test_compose_commands_are_server_cli_commands():
-    help_text = subprocess.run([sys.executable, "-m", "server", "--help"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "server", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     for name, svc in autocut_services(compose()).items():
         argv = svc["command"]
         assert argv[:3] == SERVER_PREFIX, name
@@ -220,6 +226,7 @@ def test_compose_commands_are_server_cli_commands():
 
 
 # --------------------------------------------------------------------------- Dockerfile
+
 
 def test_dockerfile_builds_with_the_makefile_and_copies_every_package():
     stages = dockerfile_stages()
@@ -244,8 +251,11 @@ def test_dockerfile_builds_with_the_makefile_and_copies_every_package():
     packages = {p.rstrip("*") for p in py["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert packages <= copied, f"packages not copied into the image: {packages - copied}"
     assert {"pyproject.toml", "Makefile"} <= copied
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert not (copied & ignored), "the build context must contain what the Dockerfile copies"
     assert {".venv", "var"} <= ignored
     for name, stage in stages.items():
@@ -260,8 +270,7 @@ def test_dockerfile_settings_and_command(monkeypatch):
     names = {k for k in env if k.startswith("AUTOCUT_")}
     assert names <= settings_env_names()
     assert "AUTOCUT_SECRET_KEY" not in env, "no secret is baked into the image"
-    s = settings_from({**{k: env[k] for k in names}, "AUTOCUT_SECRET_KEY": DOTENV["AUTOCUT_SECRET_KEY"]},
-                      monkeypatch)
+    s = settings_from({**{k: env[k] for k in names}, "AUTOCUT_SECRET_KEY": DOTENV["AUTOCUT_SECRET_KEY"]}, monkeypatch)
     instructions = dockerfile_instructions()
     volumes = set(next(exec_form(a) for i, a in instructions if i == "VOLUME"))
     assert volumes == {str(s.data_dir), str(s.library_dir)}
@@ -275,7 +284,7 @@ def test_dockerfile_settings_and_command(monkeypatch):
 
 def _healthcheck_argv_dockerfile() -> list[str]:
     arg = next(a for i, a in dockerfile_instructions() if i == "HEALTHCHECK")
-    return exec_form(arg[arg.index("CMD") + 3:].strip())
+    return exec_form(arg[arg.index("CMD") + 3 :].strip())
 
 
 def _run_check(argv: list[str], env: dict[str, str]) -> int:

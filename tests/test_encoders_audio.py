@@ -14,6 +14,7 @@ import torch
 from autocut.encoders import AisfxEncoder, PannsEncoder, load_audio_encoder
 from autocut.errors import CheckpointError, ConfigError
 
+
 def _test_signal(duration_s: float, sample_rate_hz: int, seed: int = 0) -> np.ndarray:
     """A chirp with harmonics and noise: broadband, deterministic."""
     t = np.arange(int(duration_s * sample_rate_hz)) / sample_rate_hz
@@ -69,8 +70,9 @@ def test_aisfx_blocks_track_and_resampling(aisfx):
 
     low = resample_poly(y, 1, 2).astype(np.float32)
     via_rate = aisfx.encode_track(low, sample_rate_hz=22050)
-    np.testing.assert_allclose(via_rate, aisfx.encode_track(resample_poly(low, 2, 1).astype(np.float32)),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        via_rate, aisfx.encode_track(resample_poly(low, 2, 1).astype(np.float32)), rtol=1e-4, atol=1e-5
+    )
     assert float(via_rate @ track) > 0.9
 
 
@@ -83,8 +85,13 @@ def test_aisfx_tells_music_pieces_apart(aisfx):
 
     def excerpt(name: str, start_s: float, duration_s: float = 5.0) -> np.ndarray:
         sr = sf.info(music / name).samplerate
-        y, _ = sf.read(music / name, dtype="float32", start=int(start_s * sr),
-                       stop=int((start_s + duration_s) * sr), always_2d=True)
+        y, _ = sf.read(
+            music / name,
+            dtype="float32",
+            start=int(start_s * sr),
+            stop=int((start_s + duration_s) * sr),
+            always_2d=True,
+        )
         return resample_mono(y.mean(axis=1), sr, 44100)
 
     pieces = ["battle.ogg", "elvish-theme.ogg", "underground.ogg"]
@@ -130,8 +137,9 @@ def panns_reference(tmp_path_factory):
         from panns_inference.models import Cnn14
 
         torch.manual_seed(0)
-        model = Cnn14(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000,
-                      classes_num=527)
+        model = Cnn14(
+            sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000, classes_num=527
+        )
         path = tmp_path_factory.mktemp("ckpt") / "Cnn14_random.pth"
         torch.save({"model": model.state_dict(), "iteration": 0}, path)
         del model
@@ -186,8 +194,10 @@ def test_panns_refuses_what_is_not_a_cnn14_checkpoint(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pth"):
         PannsEncoder(tmp_path / "junk.pth").encode_blocks(np.zeros(32000, dtype=np.float32))
-    torch.save({"model": {"pre_conv0.weight": torch.zeros(64, 1, 11), "fc1.weight": torch.zeros(2048, 2048)}},
-               tmp_path / "wavegram.pth")
+    torch.save(
+        {"model": {"pre_conv0.weight": torch.zeros(64, 1, 11), "fc1.weight": torch.zeros(2048, 2048)}},
+        tmp_path / "wavegram.pth",
+    )
     with pytest.raises(CheckpointError, match="Wavegram_Logmel_Cnn14"):
         PannsEncoder(tmp_path / "wavegram.pth").encode_blocks(np.zeros(32000, dtype=np.float32))
     torch.save({"model": {"fc.weight": torch.zeros(3, 3)}}, tmp_path / "other.pth")

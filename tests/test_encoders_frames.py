@@ -114,8 +114,9 @@ def test_resnet_classifier_checkpoint_and_preprocessor_config(tmp_path):
     classifier = ResNetForImageClassification(_tiny_resnet_config()).eval()
     classifier.save_pretrained(tmp_path / "cls")
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    (tmp_path / "cls" / "preprocessor_config.json").write_text(json.dumps(
-        {"do_rescale": True, "rescale_factor": 1 / 255, "image_mean": mean, "image_std": std}))
+    (tmp_path / "cls" / "preprocessor_config.json").write_text(
+        json.dumps({"do_rescale": True, "rescale_factor": 1 / 255, "image_mean": mean, "image_std": std})
+    )
     encoder = ResNetEncoder(tmp_path / "cls")
     frames = np.random.default_rng(2).integers(0, 256, size=(2, 224, 224, 3), dtype=np.uint8)
     with torch.inference_mode():

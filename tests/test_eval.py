@@ -62,8 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def run(world: Path) -> EvalResult:
-    config = EvalConfig(planners=(parse_planner_spec("random"), parse_planner_spec("heur=heuristic")),
-                        seeds=(0, 1))
+    config = EvalConfig(planners=(parse_planner_spec("random"), parse_planner_spec("heur=heuristic")), seeds=(0, 1))
     return evaluate(world, config)
 
 
@@ -80,6 +79,7 @@ def _covers(seg: dict, ref) -> bool:
 
 # --------------------------------------------------------------------------- end to end
 
+
 def test_every_planner_seed_and_sample_is_planned_and_scored(run, world: Path) -> None:
     result = run
     n_samples = len(result.samples)
@@ -94,9 +94,26 @@ def test_every_planner_seed_and_sample_is_planned_and_scored(run, world: Path) -
     assert all(len(s["pool_photo_ids"]) == 2 and s["n_candidates"] <= 64 for s in script)
     for r in result.rows:
         m = r["metrics"]
-        for key in ("csa", "sra", "cra", "precision", "on_product", "ssa", "ref_coverage", "repetition", "bleu",
-                    "rouge_l", "sp_coverage", "bgm_hit1", "bgm_hit5", "bgm_hit10", "bgm_mrr", "grounded_match",
-                    "pairwise", "pairwise_script"):
+        for key in (
+            "csa",
+            "sra",
+            "cra",
+            "precision",
+            "on_product",
+            "ssa",
+            "ref_coverage",
+            "repetition",
+            "bleu",
+            "rouge_l",
+            "sp_coverage",
+            "bgm_hit1",
+            "bgm_hit5",
+            "bgm_hit10",
+            "bgm_mrr",
+            "grounded_match",
+            "pairwise",
+            "pairwise_script",
+        ):
             if key in m and not (isinstance(m[key], float) and math.isnan(m[key])):
                 assert 0.0 <= m[key] <= 1.0, (key, m[key])
         for key in ("tau", "tau_script", "bgm_cos"):
@@ -141,8 +158,9 @@ def test_csa_sra_and_wcd_recomputed_by_hand(run, world: Path) -> None:
                 clips = cat.clips(segs[0]["photo_id"])
             wcds = []
             for s in segs:
-                clip = max(clips, key=lambda c: _overlap(s["start_s"], s["start_s"] + s["duration_s"],
-                                                         c.start_s, c.end_s))
+                clip = max(
+                    clips, key=lambda c: _overlap(s["start_s"], s["start_s"] + s["duration_s"], c.start_s, c.end_s)
+                )
                 target = math.floor(lang_rate * clip.duration_s + 0.5)
                 wcds.append(abs(count_words(s["sentence"]) - target))
             assert r["metrics"]["wcd"] == pytest.approx(np.mean(wcds))
@@ -155,8 +173,11 @@ def test_summary_is_the_mean_over_seeds_of_sample_means(run) -> None:
     for label in ("random", "heur"):
         per_seed = []
         for seed in (0, 1):
-            vals = [r["metrics"]["csa"] for r in result.rows
-                    if r["planner"] == label and r["seed"] == seed and r["scenario"] == "script"]
+            vals = [
+                r["metrics"]["csa"]
+                for r in result.rows
+                if r["planner"] == label and r["seed"] == seed and r["scenario"] == "script"
+            ]
             per_seed.append(np.mean(vals))
         st = result.summary[label]["csa"]
         assert st["per_seed"] == pytest.approx(per_seed)
@@ -165,9 +186,14 @@ def test_summary_is_the_mean_over_seeds_of_sample_means(run) -> None:
     # The heuristic's variant 0 ignores the seed for selection: no spread across seeds.
     assert result.summary["heur"]["csa"]["std"] == 0.0
     # Chance rows are exact expectations: CSA = C(P, k) / C(N, k) averaged over script samples.
-    exp = np.mean([math.comb(len(s["positives"]), len(s["ref_sentences"])) / math.comb(s["n_candidates"],
-                                                                                         len(s["ref_sentences"]))
-                   for s in result.samples if s["scenario"] == "script"])
+    exp = np.mean(
+        [
+            math.comb(len(s["positives"]), len(s["ref_sentences"]))
+            / math.comb(s["n_candidates"], len(s["ref_sentences"]))
+            for s in result.samples
+            if s["scenario"] == "script"
+        ]
+    )
     assert result.chance["csa"] == pytest.approx(exp)
     assert result.chance["bgm_hit1"] == pytest.approx(1 / 4)  # four BGM excerpts in the small world
 
@@ -195,8 +221,23 @@ def test_report_files(run, tmp_path: Path) -> None:
 
 def test_cli_runs_and_reports(world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    rc = cli_main(["--library", str(world), "eval", "--planners", "random", "--seeds", "3", "--max-ads", "1",
-                   "--scenarios", "script", "--out", str(out)])
+    rc = cli_main(
+        [
+            "--library",
+            str(world),
+            "eval",
+            "--planners",
+            "random",
+            "--seeds",
+            "3",
+            "--max-ads",
+            "1",
+            "--scenarios",
+            "script",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "| `random` |" in text and "wrote" in text
@@ -205,6 +246,7 @@ def test_cli_runs_and_reports(world: Path, tmp_path: Path, capsys: pytest.Captur
 
 
 # --------------------------------------------------------------------------- clear errors
+
 
 def test_unknown_planner_and_bad_options_are_clear_errors(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConfigError, match=r"unknown planner 'nope'; choose one of .*heuristic.*random"):
@@ -219,8 +261,10 @@ def test_unknown_planner_and_bad_options_are_clear_errors(world: Path, capsys: p
 
 
 def test_split_without_reference_edits_and_training_split_are_refused(world: Path) -> None:
-    with Catalog.open(world, create=False) as cat, \
-            pytest.raises(ConfigError, match=r"no reference edits in split 'nosuch'.*'test': 2"):
+    with (
+        Catalog.open(world, create=False) as cat,
+        pytest.raises(ConfigError, match=r"no reference edits in split 'nosuch'.*'test': 2"),
+    ):
         build_samples(cat, "nosuch")
     with pytest.raises(ConfigError, match="held-out split"):
         evaluate(world, EvalConfig(split="train"))
@@ -243,6 +287,7 @@ def test_planner_specs() -> None:
 
 
 # --------------------------------------------------------------------------- text proxies
+
 
 def test_bleu_rouge_repetition_and_coverage() -> None:
     ref = "Juice in thirty seconds, anywhere you go."
@@ -276,10 +321,16 @@ def test_judge_requests_are_built_as_documented() -> None:
     img, text = user["content"]
     prefix = "data:image/jpeg;base64,"
     assert img["image_url"]["url"].startswith(prefix)
-    assert base64.b64decode(img["image_url"]["url"][len(prefix):]) == frame
+    assert base64.b64decode(img["image_url"]["url"][len(prefix) :]) == frame
     assert text == {"type": "text", "text": "Script line: Juice in thirty seconds."}
-    body = build_sq_request(JUDGE, product_name="Zesto Jar", brand="Zesto", selling_points=["a leak-proof lid"],
-                            reference_lines=["No spills.", "Buy it now!"], lines=["Meet the Zesto Jar today.", "Go!"])
+    body = build_sq_request(
+        JUDGE,
+        product_name="Zesto Jar",
+        brand="Zesto",
+        selling_points=["a leak-proof lid"],
+        reference_lines=["No spills.", "Buy it now!"],
+        lines=["Meet the Zesto Jar today.", "Go!"],
+    )
     sys_msg, user = body["messages"]
     assert sys_msg["content"] == SQ_PROMPT and '"length_rhythm"' in SQ_PROMPT
     u = user["content"]
@@ -305,13 +356,21 @@ def test_judge_replies_are_parsed_strictly() -> None:
     for bad in ("", "maybe", "1 or 2", "1.5", "3", '{"score": 5}', '{"other": 1}', '{"score": true}'):
         with pytest.raises(JudgeError):
             parse_vsc_reply(bad)
-    sq = parse_sq_reply('Here you go:\n```json\n{"basic": 27, "expression": "35", "length_rhythm": 20.5, '
-                        '"reason": "clear {and} fluent"}\n```')
+    sq = parse_sq_reply(
+        'Here you go:\n```json\n{"basic": 27, "expression": "35", "length_rhythm": 20.5, '
+        '"reason": "clear {and} fluent"}\n```'
+    )
     assert (sq.basic, sq.expression, sq.length_rhythm, sq.total) == (27, 35, 20.5, 82.5)
     assert sq.reason == "clear {and} fluent"
-    for bad in ("no json", '{"basic": 27, "expression": 35}', '{"basic": 31, "expression": 35, "length_rhythm": 1}',
-                '{"basic": -1, "expression": 35, "length_rhythm": 1}', '{"basic": "lots", "expression": 1, '
-                '"length_rhythm": 1}', '{"basic": NaN, "expression": 1, "length_rhythm": 1}', "[1, 2, 3]"):
+    for bad in (
+        "no json",
+        '{"basic": 27, "expression": 35}',
+        '{"basic": 31, "expression": 35, "length_rhythm": 1}',
+        '{"basic": -1, "expression": 35, "length_rhythm": 1}',
+        '{"basic": "lots", "expression": 1, "length_rhythm": 1}',
+        '{"basic": NaN, "expression": 1, "length_rhythm": 1}',
+        "[1, 2, 3]",
+    ):
         with pytest.raises(JudgeError):
             parse_sq_reply(bad)
     ok = {"choices": [{"message": {"role": "assistant", "content": "2"}}]}
@@ -330,18 +389,28 @@ def test_judge_frame_is_a_real_jpeg(world: Path) -> None:
     assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) > 1000
 
 
-@pytest.mark.skipif(not os.environ.get("AUTOCUT_JUDGE_URL"), reason="no judge endpoint configured "
-                    "(AUTOCUT_JUDGE_URL): the live judge is never faked")
+@pytest.mark.skipif(
+    not os.environ.get("AUTOCUT_JUDGE_URL"),
+    reason="no judge endpoint configured (AUTOCUT_JUDGE_URL): the live judge is never faked",
+)
 def test_live_judge_answers(world: Path) -> None:
-    config = JudgeConfig(url=os.environ["AUTOCUT_JUDGE_URL"], model=os.environ.get("AUTOCUT_JUDGE_MODEL", ""),
-                         api_key=os.environ.get("AUTOCUT_JUDGE_KEY"))
+    config = JudgeConfig(
+        url=os.environ["AUTOCUT_JUDGE_URL"],
+        model=os.environ.get("AUTOCUT_JUDGE_MODEL", ""),
+        api_key=os.environ.get("AUTOCUT_JUDGE_KEY"),
+    )
     with Catalog.open(world, create=False) as cat:
         src = cat.sources()[0]
     client = JudgeClient(config)
     try:
         assert client.vsc(frame_jpeg(src.path, 1.0), "A product on a table.") in (0, 1, 2)
-        sq = client.sq(product_name="Zesto Jar", brand="Zesto", selling_points=["a leak-proof lid"],
-                       reference_lines=["No spills, ever."], lines=["The Zesto Jar never leaks."])
+        sq = client.sq(
+            product_name="Zesto Jar",
+            brand="Zesto",
+            selling_points=["a leak-proof lid"],
+            reference_lines=["No spills, ever."],
+            lines=["The Zesto Jar never leaks."],
+        )
         assert 0 <= sq.total <= 100
     finally:
         client.close()

@@ -42,8 +42,14 @@ REPO = Path(__file__).resolve().parents[1]
 EXPECTED = ExpectedIndex(kind="frames", encoder="enc-a", pca_version="pca-1", dim=32)
 
 
-def clustered(rng: np.random.Generator, n: int, dim: int = 32, clusters: int = 20, std: float = 0.05,
-              centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def clustered(
+    rng: np.random.Generator,
+    n: int,
+    dim: int = 32,
+    clusters: int = 20,
+    std: float = 0.05,
+    centres: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(centres, L2-normalised vectors) from a mixture of Gaussians, like real embeddings."""
     if centres is None:
         centres = rng.standard_normal((clusters, dim)).astype(np.float32)
@@ -116,8 +122,9 @@ def test_structure_chosen_by_size():
     assert choose_structure(10**6, 32, BuildConfig(exact_max_values=1000, approximate="hnsw")) == "hnsw"
     rng = np.random.default_rng(0)
     _, vecs = clustered(rng, 600)
-    index = build_index(np.arange(600), vecs, kind="clips", encoder="e", pca_version="p",
-                        config=BuildConfig(exact_max_values=500 * 32))
+    index = build_index(
+        np.arange(600), vecs, kind="clips", encoder="e", pca_version="p", config=BuildConfig(exact_max_values=500 * 32)
+    )
     assert index.meta.params.structure == "ivf" and index.meta.params.nlist == 600 // 39
     assert rebuild_advised(index.meta, BuildConfig(exact_max_values=500 * 32)) is None
     assert "flat" in rebuild_advised(index.meta, BuildConfig(exact_max_values=10**6))
@@ -220,8 +227,14 @@ def test_metadata_is_versioned_and_complete(tmp_path, data):
     doc = json.loads((tmp_path / f"gen-{gen:06d}" / "meta.json").read_text())
     assert doc["format"] == "autocut-faiss-index" and doc["format_version"] == 1
     assert {k: doc[k] for k in ("kind", "dim", "metric", "factory", "count", "encoder", "pca_version")} == {
-        "kind": "frames", "dim": 32, "metric": "inner_product", "factory": "IDMap,HNSW32,Flat",
-        "count": 3000, "encoder": "enc-a", "pca_version": "pca-1"}
+        "kind": "frames",
+        "dim": 32,
+        "metric": "inner_product",
+        "factory": "IDMap,HNSW32,Flat",
+        "count": 3000,
+        "encoder": "enc-a",
+        "pca_version": "pca-1",
+    }
     assert doc["created_at"].endswith("+00:00") and doc["params"]["ef_search"] >= 16
     assert len(doc["file"]["sha256"]) == 64
     gen2, meta = read_meta(tmp_path)
@@ -276,9 +289,8 @@ def test_old_generations_pruned_and_writer_lock(tmp_path, data):
     gens = [save_index(tmp_path, index) for _ in range(4)]
     assert gens == [1, 2, 3, 4] and current_generation(tmp_path) == 4
     assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-000003", "gen-000004"]
-    with IndexWriter(tmp_path):
-        with pytest.raises(IndexBusyError, match="another process"):
-            save_index(tmp_path, index, timeout_s=0.2)
+    with IndexWriter(tmp_path), pytest.raises(IndexBusyError, match="another process"):
+        save_index(tmp_path, index, timeout_s=0.2)
     assert save_index(tmp_path, index, timeout_s=0.2) == 5
 
 
@@ -359,9 +371,13 @@ def test_rebuild_killed_midway_leaves_previous_index(tmp_path, data, phase):
     ids, vecs, queries = data
     save_index(tmp_path, build(ids, vecs, "hnsw"))
     before = load_index(tmp_path, expected=EXPECTED).search(queries, 10)
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), phase], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(tmp_path), phase],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("PAUSED"), line
@@ -450,6 +466,8 @@ def test_holder_keeps_serving_when_new_generation_is_refused(tmp_path, data, cap
 
 
 def test_indexes_imports_no_autocut():
-    code = ("import sys, indexes; bad = [m for m in sys.modules if m.split('.')[0] in ('autocut', 'rqvae', 'server')];"
-            "assert not bad, bad")
+    code = (
+        "import sys, indexes; bad = [m for m in sys.modules if m.split('.')[0] in ('autocut', 'rqvae', 'server')];"
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})

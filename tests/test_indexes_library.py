@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocut.library.catalog import Catalog, NewBgm, NewSource
 from autocut.cli import main as cli_main
+from autocut.encoders.base import l2_normalize
 from autocut.errors import CatalogError, VersionMismatchError
+from autocut.library.catalog import Catalog, NewBgm, NewSource
 from autocut.library.indexing import (
     add_to_library_index,
     index_dir,
@@ -23,7 +24,6 @@ from autocut.library.indexing import (
     open_library_index,
     rebuild_indexes,
 )
-from autocut.encoders.base import l2_normalize
 from indexes import BuildConfig, current_generation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,13 +37,19 @@ def _source(i: int, n_frames: int = 40, n_clips: int = 4) -> NewSource:
     frames = l2_normalize(centre + rng.normal(0, 0.5, (n_frames, 128)))
     step = n_frames / n_clips
     spans = [(k * step, (k + 1) * step) for k in range(n_clips)]
-    clips = l2_normalize(np.stack([frames[int(a):int(b)].mean(axis=0) for a, b in spans]))
+    clips = l2_normalize(np.stack([frames[int(a) : int(b)].mean(axis=0) for a, b in spans]))
     return NewSource(
-        content_hash=f"h{i}", path=f"/media/v{i}.mp4", kind="footage", duration_s=float(n_frames),
+        content_hash=f"h{i}",
+        path=f"/media/v{i}.mp4",
+        kind="footage",
+        duration_s=float(n_frames),
         probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
         frame_times_s=[float(k) for k in range(n_frames)],
-        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32), frames=frames,
-        clip_spans=spans, clips=clips)
+        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32),
+        frames=frames,
+        clip_spans=spans,
+        clips=clips,
+    )
 
 
 def _make_library(root: Path, n_sources: int = 3, n_frames: int = 40, n_clips: int = 4, n_bgm: int = 12) -> Path:
@@ -54,8 +60,9 @@ def _make_library(root: Path, n_sources: int = 3, n_frames: int = 40, n_clips: i
             cat.add_source(_source(i, n_frames=n_frames, n_clips=n_clips))
         tracks = l2_normalize(rng.standard_normal((n_bgm, 64)))
         if n_bgm:
-            cat.add_bgm([NewBgm(f"b{k}", f"/music/{k}.ogg", 0.0, 25.0, np.tile(t, (3, 1)), t)
-                         for k, t in enumerate(tracks)])
+            cat.add_bgm(
+                [NewBgm(f"b{k}", f"/music/{k}.ogg", 0.0, 25.0, np.tile(t, (3, 1)), t) for k, t in enumerate(tracks)]
+            )
     return root
 
 
@@ -68,12 +75,18 @@ def test_rebuild_all_then_every_vector_finds_itself(library):
     seen = []
     summary = rebuild_indexes(library, ["frames", "clips", "bgm"], progress=lambda *a: seen.append(a))
     assert [(k.kind, k.count, k.dim, k.factory, k.generation) for k in summary.kinds] == [
-        ("frames", 120, 128, "IDMap,Flat", 1), ("clips", 12, 128, "IDMap,Flat", 1), ("bgm", 12, 64, "IDMap,Flat", 1)]
+        ("frames", 120, 128, "IDMap,Flat", 1),
+        ("clips", 12, 128, "IDMap,Flat", 1),
+        ("bgm", 12, 64, "IDMap,Flat", 1),
+    ]
     assert ("frames", 120, 120) in seen and ("bgm", 0, 12) in seen
     assert "frames" in summary.to_text() and "generation 1" in summary.to_text()
     with Catalog.open(library, create=False) as cat:
-        for kind, (ids, vecs) in {"frames": cat.frame_vectors(), "clips": cat.clip_vectors(),
-                                  "bgm": cat.bgm_vectors()}.items():
+        for kind, (ids, vecs) in {
+            "frames": cat.frame_vectors(),
+            "clips": cat.clip_vectors(),
+            "bgm": cat.bgm_vectors(),
+        }.items():
             index = open_library_index(library, kind, cat)
             assert index.meta.encoder == ("aud-test" if kind == "bgm" else "enc-test")
             assert index.meta.pca_version == (None if kind == "bgm" else "pca-test-1")
@@ -146,9 +159,12 @@ def test_cli_rebuild_killed_midway_keeps_serving_previous_index(tmp_path):
     # 21k frames: above the exact-search threshold, so the CLI trains an IVF index (k-means) for a while.
     library = _make_library(tmp_path / "lib", n_sources=3, n_frames=7000, n_clips=10)
     rebuild_indexes(library, ["frames"], config=FLAT)
-    proc = subprocess.Popen([sys.executable, "-m", "autocut", "--library", str(library), "index", "rebuild",
-                             "--kind", "frames"], cwd=REPO, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autocut", "--library", str(library), "index", "rebuild", "--kind", "frames"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         seen = b""
         deadline = time.monotonic() + 300  # `python -m autocut` imports every command family first

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from autocut.library.catalog import Catalog
 from autocut.cli import main as cli_main
 from autocut.errors import VersionMismatchError
+from autocut.library.catalog import Catalog
 from autocut.library.ingest import IngestConfig, ingest_paths
 from media_factory import ffmpeg, make_audio, make_shots, make_video
 
@@ -45,8 +45,12 @@ def test_bad_files_reported_and_rest_ingested(batch, tmp_path):
     files = sorted(batch.iterdir())
     rep = ingest_paths(lib, files, kind="footage", progress=lambda i, n, r: seen.append((i, n, r.status)))
     by_name = {os.path.basename(r.path): r for r in rep.results}
-    assert {n for n, r in by_name.items() if r.status == "added"} == {"shots.mp4", "plain.mp4", "rotated.mp4",
-                                                                         "odd.mp4"}
+    assert {n for n, r in by_name.items() if r.status == "added"} == {
+        "shots.mp4",
+        "plain.mp4",
+        "rotated.mp4",
+        "odd.mp4",
+    }
     reasons = {n: r.reason for n, r in by_name.items() if r.status == "failed"}
     assert "empty" in reasons["zero.mp4"]
     assert "not a readable media file" in reasons["text.mp4"]
@@ -107,8 +111,11 @@ def test_kill_mid_ingest_then_resume(tmp_path):
     for i, kind in enumerate(kinds):  # distinct content: identical files would be deduplicated
         make_video(src / f"v{i}.mp4", duration_s=6, src=kind, size="320x240")
     lib = tmp_path / "lib"
-    proc = subprocess.Popen([sys.executable, "-m", "autocut", "--library", str(lib), "ingest", str(src)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autocut", "--library", str(lib), "ingest", str(src)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     # Wait until at least one source is committed, then kill mid-batch.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

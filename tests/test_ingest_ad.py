@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from autocut.library.catalog import Catalog, ProductRecord
 from autocut.cli import main as cli_main
 from autocut.errors import CatalogError, ConfigError
-from autocut.library.ingest import IngestConfig, ingest_paths
 from autocut.library.ads import error_rate
+from autocut.library.catalog import Catalog, ProductRecord
+from autocut.library.ingest import IngestConfig, ingest_paths
 from autocut.lm.synthetic_ad import make_synthetic_ad
 from media_factory import make_video
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from autocut.lm import tokens as T
-from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import ConfigError
+from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord, RefEditRecord, RefSegment
 from autocut.lm import corpus as C
+from autocut.lm import tokens as T
 from autocut.lm.backbone import default_qwen3_tokenizer_dir, load_causal_lm, make_qwen3_backbone
 from autocut.lm.chat import render_exchange, render_prompt
 from autocut.lm.dataset import IGNORE_INDEX, collate, sft_examples
@@ -34,10 +34,17 @@ from autocut.lm.vocab import (
 )
 
 TOKENIZER_DIR = default_qwen3_tokenizer_dir()
-pytestmark = pytest.mark.skipif(not (TOKENIZER_DIR / "tokenizer.json").exists(),
-                                reason="Qwen3 tokenizer not fetched (run scripts/fetch_qwen3_tokenizer.sh)")
-TINY = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "intermediate_size": 32}
+pytestmark = pytest.mark.skipif(
+    not (TOKENIZER_DIR / "tokenizer.json").exists(),
+    reason="Qwen3 tokenizer not fetched (run scripts/fetch_qwen3_tokenizer.sh)",
+)
+TINY = {
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "intermediate_size": 32,
+}
 DIM = 16  # synthetic frame / BGM embedding width
 
 
@@ -50,7 +57,7 @@ def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def extended(backbone: Path):  # noqa: ANN201
+def extended(backbone: Path):
     model, tok = load_causal_lm(backbone)
     before = model.get_input_embeddings().weight.detach().clone()
     before_head = model.get_output_embeddings().weight.detach().clone()
@@ -80,21 +87,59 @@ def _build_library(root: Path) -> dict[str, object]:
         shots = rng.integers(0, len(centers), size=n // 5).repeat(5)  # 5 s shots
         frames = (centers[shots] + 0.05 * rng.normal(size=(n, DIM))).astype(np.float32)
         frames /= np.linalg.norm(frames, axis=1, keepdims=True)
-        photo_ids.append(cat.add_source(NewSource(
-            content_hash=f"src{s}", path=str(root / f"src{s}.mp4"), kind="footage", duration_s=float(n),
-            probe={"width": 320, "height": 240, "fps": 25.0}, frame_times_s=[float(i) for i in range(n)],
-            frames_raw=frames, frames=frames, clip_spans=[], clips=np.zeros((0, DIM), np.float32))))
-    bgm_ids = cat.add_bgm([NewBgm(content_hash=f"bgm{i}", source_path=str(root / f"bgm{i}.ogg"), start_s=0.0,
-                                  duration_s=25.0, blocks=rng.normal(size=(4, DIM)).astype(np.float32),
-                                  track=rng.normal(size=DIM).astype(np.float32)) for i in range(6)])
+        photo_ids.append(
+            cat.add_source(
+                NewSource(
+                    content_hash=f"src{s}",
+                    path=str(root / f"src{s}.mp4"),
+                    kind="footage",
+                    duration_s=float(n),
+                    probe={"width": 320, "height": 240, "fps": 25.0},
+                    frame_times_s=[float(i) for i in range(n)],
+                    frames_raw=frames,
+                    frames=frames,
+                    clip_spans=[],
+                    clips=np.zeros((0, DIM), np.float32),
+                )
+            )
+        )
+    bgm_ids = cat.add_bgm(
+        [
+            NewBgm(
+                content_hash=f"bgm{i}",
+                source_path=str(root / f"bgm{i}.ogg"),
+                start_s=0.0,
+                duration_s=25.0,
+                blocks=rng.normal(size=(4, DIM)).astype(np.float32),
+                track=rng.normal(size=DIM).astype(np.float32),
+            )
+            for i in range(6)
+        ]
+    )
     splits = ["train", "train", "train", "train", "val", "test", "train", "train"]
     for i, split in enumerate(splits):
-        cat.upsert_product(ProductRecord(product_id=f"p{i}", name=f"Product {i}", brand=f"Brand {i}",
-                                         selling_points=[f"point {i}a", f"point {i}b"], split=split,
-                                         language_names={"zh": {"name": f"商品{i}"}}))
+        cat.upsert_product(
+            ProductRecord(
+                product_id=f"p{i}",
+                name=f"Product {i}",
+                brand=f"Brand {i}",
+                selling_points=[f"point {i}a", f"point {i}b"],
+                split=split,
+                language_names={"zh": {"name": f"商品{i}"}},
+            )
+        )
 
-    def edit(eid: str, pid: str, photo: int, sentences: list[str], *, lang: str = "en", start: float = 0.0,
-             dur: float = 4.0, audio: int | None = None) -> None:
+    def edit(
+        eid: str,
+        pid: str,
+        photo: int,
+        sentences: list[str],
+        *,
+        lang: str = "en",
+        start: float = 0.0,
+        dur: float = 4.0,
+        audio: int | None = None,
+    ) -> None:
         segs = [RefSegment(photo, start + k * dur, dur, s) for k, s in enumerate(sentences)]
         cat.add_reference_edit(RefEditRecord(eid, pid, lang, segs, audio_id=audio, split="train", source="test"))
 
@@ -109,12 +154,15 @@ def _build_library(root: Path) -> dict[str, object]:
     return {"photo_ids": photo_ids, "bgm_ids": bgm_ids}
 
 
-def _train_rqvae(x: np.ndarray, modality: str, out: Path):  # noqa: ANN202
+def _train_rqvae(x: np.ndarray, modality: str, out: Path):
     from rqvae import ModelConfig, RQVAEConfig, TrainConfig, train
 
-    cfg = RQVAEConfig(model=ModelConfig(modality=modality, input_dim=DIM, encoder_hidden=(32,), decoder_hidden=(32,),
-                                        codebook_dim=8, kmeans_iters=2),
-                      train=TrainConfig(epochs=1, batch_size=1024, val_fraction=0.0))
+    cfg = RQVAEConfig(
+        model=ModelConfig(
+            modality=modality, input_dim=DIM, encoder_hidden=(32,), decoder_hidden=(32,), codebook_dim=8, kmeans_iters=2
+        ),
+        train=TrainConfig(epochs=1, batch_size=1024, val_fraction=0.0),
+    )
     tok = train(x, np.arange(len(x)) % 7, cfg).tokenizer
     tok.save(out, pca_version=None)
     return tok
@@ -143,7 +191,7 @@ def corpus(library: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- vocabulary
 
 
-def test_vocab_extension_rows_and_init(extended) -> None:  # noqa: ANN001
+def test_vocab_extension_rows_and_init(extended) -> None:
     model, tok, ext, before, before_head = extended
     n_new = len(T.added_tokens())
     assert ext.base_vocab_size == 151_669 and ext.num_added == n_new == 4106
@@ -154,11 +202,13 @@ def test_vocab_extension_rows_and_init(extended) -> None:  # noqa: ANN001
     assert emb.shape == head.shape and not ext.tied
     assert model.config.vocab_size == emb.shape[0]
     # old rows untouched by the resize
-    assert torch.equal(emb[:ext.base_vocab_size], before[:ext.base_vocab_size])
-    assert torch.equal(head[:ext.base_vocab_size], before_head[:ext.base_vocab_size])
+    assert torch.equal(emb[: ext.base_vocab_size], before[: ext.base_vocab_size])
+    assert torch.equal(head[: ext.base_vocab_size], before_head[: ext.base_vocab_size])
     # new rows: old mean + small noise (input and output matrices each from their own rows)
-    for new, old in ((emb[ext.base_vocab_size:len(tok)], before[:ext.base_vocab_size]),
-                     (head[ext.base_vocab_size:len(tok)], before_head[:ext.base_vocab_size])):
+    for new, old in (
+        (emb[ext.base_vocab_size : len(tok)], before[: ext.base_vocab_size]),
+        (head[ext.base_vocab_size : len(tok)], before_head[: ext.base_vocab_size]),
+    ):
         mean, spread = old.double().mean(0), float(old.double().std())
         assert torch.allclose(new.double().mean(0), mean, atol=0.05 * spread)
         assert 0.05 * spread < float((new.double() - mean).std()) < 0.2 * spread
@@ -170,23 +220,30 @@ def test_vocab_extension_rows_and_init(extended) -> None:  # noqa: ANN001
     pieces = tok.convert_ids_to_tokens(tok(text, add_special_tokens=False)["input_ids"])
     assert pieces[:3] == ["<|clip_start|>", "Ġ<|", "text"] or pieces[0] == "<|clip_start|>"
     assert "<v_0_17>" in pieces and "<v_7_46>" in pieces and "<|frame_end|>" in pieces
-    assert tok.decode(tok("<v_0_17><a_7_255>", add_special_tokens=False)["input_ids"],
-                      skip_special_tokens=True) == "<v_0_17><a_7_255>"
+    assert (
+        tok.decode(tok("<v_0_17><a_7_255>", add_special_tokens=False)["input_ids"], skip_special_tokens=True)
+        == "<v_0_17><a_7_255>"
+    )
     # idempotent
     assert extend_vocabulary(model, tok) == ext and len(tok) == 151_669 + n_new
     assert vocab_extension_of(model, tok) == ext
 
 
-def test_new_rows_only_training_keeps_old_rows_bit_identical(extended) -> None:  # noqa: ANN001
+def test_new_rows_only_training_keeps_old_rows_bit_identical(extended) -> None:
     model, tok, ext, _, _ = extended
     fp = fingerprint(model, ext)
-    new_before = model.get_input_embeddings().weight.detach()[ext.first_new_id:].clone()
+    new_before = model.get_input_embeddings().weight.detach()[ext.first_new_id :].clone()
     rows = NewRowsOnly(model, ext)
     assert {id(p) for p in rows.trainable_parameters()} == {id(p) for p in model.parameters() if p.requires_grad}
     # weight decay and a large lr would visibly move any old row that reached the optimizer
     opt = torch.optim.AdamW(rows.trainable_parameters(), lr=1e-2, weight_decay=0.5)
-    ids = torch.tensor([tok(T.ad_sequence([("Juice now.", np.arange(16).reshape(2, 8))], np.arange(8)),
-                            add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor(
+        [
+            tok(T.ad_sequence([("Juice now.", np.arange(16).reshape(2, 8))], np.arange(8)), add_special_tokens=False)[
+                "input_ids"
+            ]
+        ]
+    )
     for _ in range(3):
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
@@ -194,7 +251,7 @@ def test_new_rows_only_training_keeps_old_rows_bit_identical(extended) -> None: 
         opt.zero_grad()
     model = rows.restore()
     check_unchanged(fp, fingerprint(model, ext))
-    new_after = model.get_input_embeddings().weight.detach()[ext.first_new_id:]
+    new_after = model.get_input_embeddings().weight.detach()[ext.first_new_id :]
     assert not torch.equal(new_after, new_before)  # the new rows did train
     assert all(p.requires_grad for p in model.parameters())
     # the check is not vacuous: touching one old row is caught
@@ -209,7 +266,7 @@ def test_new_rows_only_training_keeps_old_rows_bit_identical(extended) -> None: 
 # ---------------------------------------------------------------------------------------------- SFT masking
 
 
-def test_response_only_loss_masking(extended) -> None:  # noqa: ANN001
+def test_response_only_loss_masking(extended) -> None:
     model, tok, _, _, _ = extended
     human = "You are a professional video editor. Order the clips.\n" + T.clip_block(np.zeros((1, 8), int))
     answer = "2,1"
@@ -354,10 +411,20 @@ def test_corpus_is_deterministic_and_seeded(library: Path, corpus: Path, tmp_pat
     video = Tokenizer.load(library / "models" / "rqvae_video")
     audio = Tokenizer.load(library / "models" / "rqvae_audio")
     with Catalog.open(library, create=False) as cat:
-        C.build_corpus(cat, tmp_path / "a", video_tokenizer=video, audio_tokenizer=audio,
-                       config=C.CorpusConfig(max_frames_per_clip=2))
-        C.build_corpus(cat, tmp_path / "b", video_tokenizer=video, audio_tokenizer=audio,
-                       config=C.CorpusConfig(max_frames_per_clip=2, seed=1))
+        C.build_corpus(
+            cat,
+            tmp_path / "a",
+            video_tokenizer=video,
+            audio_tokenizer=audio,
+            config=C.CorpusConfig(max_frames_per_clip=2),
+        )
+        C.build_corpus(
+            cat,
+            tmp_path / "b",
+            video_tokenizer=video,
+            audio_tokenizer=audio,
+            config=C.CorpusConfig(max_frames_per_clip=2, seed=1),
+        )
     for name in ("align_train.jsonl", "sft_select_train.jsonl", "sft_sort_train.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (corpus / name).read_bytes()
     assert (tmp_path / "b" / "sft_sort_train.jsonl").read_bytes() != (corpus / "sft_sort_train.jsonl").read_bytes()
@@ -368,18 +435,32 @@ def test_prompt_budget_lowers_k_then_drops(library: Path, tmp_path: Path) -> Non
 
     video = Tokenizer.load(library / "models" / "rqvae_video")
     with Catalog.open(library, create=False) as cat:
-        C.build_corpus(cat, tmp_path / "wide", video_tokenizer=video, audio_tokenizer=None,
-                       config=C.CorpusConfig(max_frames_per_clip=4, tasks=("script",)))
-        sizes = [C.estimate_tokens(r["conversations"][0]["value"])
-                 for r in _read(tmp_path / "wide" / "sft_script_train.jsonl")]
+        C.build_corpus(
+            cat,
+            tmp_path / "wide",
+            video_tokenizer=video,
+            audio_tokenizer=None,
+            config=C.CorpusConfig(max_frames_per_clip=4, tasks=("script",)),
+        )
+        sizes = [
+            C.estimate_tokens(r["conversations"][0]["value"])
+            for r in _read(tmp_path / "wide" / "sft_script_train.jsonl")
+        ]
         # one token under the smallest K=4 prompt: every prompt must shrink K, the biggest cannot fit at all
-        rep = C.build_corpus(cat, tmp_path / "tight", video_tokenizer=video, audio_tokenizer=None,
-                             config=C.CorpusConfig(max_frames_per_clip=4, max_prompt_tokens=min(sizes) - 1,
-                                                   tasks=("script",)))
+        rep = C.build_corpus(
+            cat,
+            tmp_path / "tight",
+            video_tokenizer=video,
+            audio_tokenizer=None,
+            config=C.CorpusConfig(max_frames_per_clip=4, max_prompt_tokens=min(sizes) - 1, tasks=("script",)),
+        )
     recs = _read(tmp_path / "tight" / "sft_script_train.jsonl")
     assert recs and all(r["meta"]["frames_per_clip"] < 4 for r in recs)
-    assert all(len(c.frames) <= r["meta"]["frames_per_clip"]
-               for r in recs for c in T.parse_ad(r["conversations"][0]["value"]).clips)
+    assert all(
+        len(c.frames) <= r["meta"]["frames_per_clip"]
+        for r in recs
+        for c in T.parse_ad(r["conversations"][0]["value"]).clips
+    )
     assert any("prompt over" in k for k in rep.dropped)
     assert not (tmp_path / "tight" / "sft_bgm_train.jsonl").exists()
 
@@ -406,24 +487,74 @@ def _autocut_style_records() -> list[dict]:
     rng = np.random.default_rng(3)
     clip = lambda: T.clip_block(rng.integers(0, 256, (2, 8)))  # noqa: E731
     head = "【商品】：冰丝裤\n【品牌】：啄木鸟\n【卖点】：['冰凉透气', '弹力舒适']\n"
-    sort = {"conversations": [
-        {"from": "human", "value": "你是专业的视频剪辑师。请你根据提供的广告台词顺序，将视频片段进行排序。\n" + head
-         + "【广告台词如下】\n家人们快看\n冰冰凉凉\n\n【视频片段如下】\n1)" + clip() + "\n2)" + clip()
-         + "\n【现在请输出按正确顺序排列的视频片段编号序列】"},
-        {"from": "gpt", "value": "2,1"}], "system": "", "tools": ""}
-    select = {"conversations": [
-        {"from": "human", "value": "你是专业的视频剪辑师。请从素材池中选择相关的视频片段。\n" + head
-         + "【广告台词如下】\n家人们快看\n\n【视频片段素材（含不相关的样本，正样本约占一半）】\n1)" + clip() + "\n2)" + clip()
-         + "\n【现在请输出相关的视频片段编号】"},
-        {"from": "gpt", "value": "2"}], "system": "", "tools": "", "sample_id": 7, "ad_key": {"chunk_id": 99}}
-    script = {"conversations": [
-        {"from": "human", "value": "你是专业广告台词助手。\n" + head + "【视频片段如下】\n1)" + clip() + "\n2)" + clip()
-         + "\n【现在开始输出台词】"},
-        {"from": "gpt", "value": "家人们快看\n冰冰凉凉"}], "system": "", "tools": ""}
-    bgm = {"conversations": [
-        {"from": "human", "value": "你是专业的广告背景音乐生成助手。\n" + head + "【台词和视频片段如下】\n"
-         + T.clip_block(rng.integers(0, 256, (1, 8)), "家人们快看") + "\n【现在请输出相关的背景音乐】"},
-        {"from": "gpt", "value": T.audio_block(rng.integers(0, 256, 8))}], "system": "", "tools": ""}
+    sort = {
+        "conversations": [
+            {
+                "from": "human",
+                "value": "你是专业的视频剪辑师。请你根据提供的广告台词顺序，将视频片段进行排序。\n"
+                + head
+                + "【广告台词如下】\n家人们快看\n冰冰凉凉\n\n【视频片段如下】\n1)"
+                + clip()
+                + "\n2)"
+                + clip()
+                + "\n【现在请输出按正确顺序排列的视频片段编号序列】",
+            },
+            {"from": "gpt", "value": "2,1"},
+        ],
+        "system": "",
+        "tools": "",
+    }
+    select = {
+        "conversations": [
+            {
+                "from": "human",
+                "value": "你是专业的视频剪辑师。请从素材池中选择相关的视频片段。\n"
+                + head
+                + "【广告台词如下】\n家人们快看\n\n【视频片段素材（含不相关的样本，正样本约占一半）】\n1)"
+                + clip()
+                + "\n2)"
+                + clip()
+                + "\n【现在请输出相关的视频片段编号】",
+            },
+            {"from": "gpt", "value": "2"},
+        ],
+        "system": "",
+        "tools": "",
+        "sample_id": 7,
+        "ad_key": {"chunk_id": 99},
+    }
+    script = {
+        "conversations": [
+            {
+                "from": "human",
+                "value": "你是专业广告台词助手。\n"
+                + head
+                + "【视频片段如下】\n1)"
+                + clip()
+                + "\n2)"
+                + clip()
+                + "\n【现在开始输出台词】",
+            },
+            {"from": "gpt", "value": "家人们快看\n冰冰凉凉"},
+        ],
+        "system": "",
+        "tools": "",
+    }
+    bgm = {
+        "conversations": [
+            {
+                "from": "human",
+                "value": "你是专业的广告背景音乐生成助手。\n"
+                + head
+                + "【台词和视频片段如下】\n"
+                + T.clip_block(rng.integers(0, 256, (1, 8)), "家人们快看")
+                + "\n【现在请输出相关的背景音乐】",
+            },
+            {"from": "gpt", "value": T.audio_block(rng.integers(0, 256, 8))},
+        ],
+        "system": "",
+        "tools": "",
+    }
     return [sort, select, script, bgm]
 
 
@@ -435,8 +566,10 @@ def test_autocut_import_export_roundtrip(tmp_path: Path, corpus: Path) -> None:
     assert rep.files == {f"sft_{t}_train.jsonl": 1 for t in ("sort", "select", "script", "bgm")}
     ours = {t: _read(tmp_path / "ours" / f"sft_{t}_train.jsonl")[0] for t in ("sort", "select", "script", "bgm")}
     assert ours["select"]["meta"]["extra"] == {"sample_id": 7, "ad_key": {"chunk_id": 99}}
-    n = C.export_autocut([tmp_path / "ours" / f"sft_{t}_train.jsonl" for t in ("sort", "select", "script", "bgm")],
-                         tmp_path / "back.json")
+    n = C.export_autocut(
+        [tmp_path / "ours" / f"sft_{t}_train.jsonl" for t in ("sort", "select", "script", "bgm")],
+        tmp_path / "back.json",
+    )
     assert n == 4
     assert json.loads((tmp_path / "back.json").read_text()) == original
     # ours -> AutoCut -> ours keeps conversations and tasks
@@ -453,8 +586,9 @@ def test_autocut_import_export_roundtrip(tmp_path: Path, corpus: Path) -> None:
 
 def test_import_rejects_malformed(tmp_path: Path) -> None:
     bad = _autocut_style_records()[:1]
-    bad[0]["conversations"][0]["value"] += "\n3)<|clip_start|><|video_start|><|frame_start|><v_0_999><|frame_end|>" \
-                                           "<|video_end|><|clip_end|>"
+    bad[0]["conversations"][0]["value"] += (
+        "\n3)<|clip_start|><|video_start|><|frame_start|><v_0_999><|frame_end|><|video_end|><|clip_end|>"
+    )
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(C.SftFormatError, match="code 999"):
         C.import_autocut([tmp_path / "bad.json"], tmp_path / "out")
@@ -470,8 +604,26 @@ def test_cli_train_align_then_sft_end_to_end(library: Path, corpus: Path, backbo
     from autocut.cli import main
 
     lib = ["--library", str(library)]
-    assert main([*lib, "train", "align", "--backbone", str(backbone), "--time-budget-s", "600", "--max-steps", "3",
-                 "--cutoff-len", "256", "--save-every", "2"]) == 0
+    assert (
+        main(
+            [
+                *lib,
+                "train",
+                "align",
+                "--backbone",
+                str(backbone),
+                "--time-budget-s",
+                "600",
+                "--max-steps",
+                "3",
+                "--cutoff-len",
+                "256",
+                "--save-every",
+                "2",
+            ]
+        )
+        == 0
+    )
     run = library / "models" / "lm" / "align"
     info = read_lm_info(run / "model")
     assert info["stage"] == "align" and info["frozen_check"] == "passed" and info["steps"] == 3
@@ -479,12 +631,21 @@ def test_cli_train_align_then_sft_end_to_end(library: Path, corpus: Path, backbo
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
     assert info["vocab"]["base_vocab_size"] == 151_669 and (run / "model" / "model.safetensors").exists()
     # resume continues from the last checkpoint to a longer plan
-    assert main([*lib, "train", "align", "--backbone", str(backbone), "--max-steps", "4", "--cutoff-len", "256",
-                 "--resume"]) == 0
+    assert (
+        main(
+            [*lib, "train", "align", "--backbone", str(backbone), "--max-steps", "4", "--cutoff-len", "256", "--resume"]
+        )
+        == 0
+    )
     assert read_lm_info(run / "model")["steps"] == 4
     with pytest.raises(ConfigError, match="already holds checkpoints"):
-        train_lm(stage="align", init_dir=backbone, data_files=[corpus / "align_train.jsonl"], run_dir=run,
-                 config=replace(preset("align"), max_steps=1, cutoff_len=128))
+        train_lm(
+            stage="align",
+            init_dir=backbone,
+            data_files=[corpus / "align_train.jsonl"],
+            run_dir=run,
+            config=replace(preset("align"), max_steps=1, cutoff_len=128),
+        )
     assert main([*lib, "train", "sft", "--max-steps", "2", "--cutoff-len", "1024", "--time-budget-s", "600"]) == 0
     sft = read_lm_info(library / "models" / "lm" / "sft" / "model")
     assert sft["stage"] == "sft" and sft["init_lm"]["stage"] == "align" and sft["steps"] == 2
@@ -514,8 +675,10 @@ def test_task_scoring_against_reference() -> None:
     assert _score("sort", srt, "2,1,3", rng)[0] is False
     bgm = {"conversations": [{"from": "human", "value": clips}, {"from": "gpt", "value": T.audio_block(np.arange(8))}]}
     assert _score("bgm", bgm, T.audio_block([0, 9, 9, 9, 9, 9, 9, 9]), rng)[1] == {"level0": 1.0, "exact": 0.0}
-    scr = {"conversations": [{"from": "human", "value": clips}, {"from": "gpt", "value": "a b\nc\nd\ne"}],
-           "meta": {"durations_s": [0.8, 0.4, 0.4, 0.4], "language": "en"}}
+    scr = {
+        "conversations": [{"from": "human", "value": clips}, {"from": "gpt", "value": "a b\nc\nd\ne"}],
+        "meta": {"durations_s": [0.8, 0.4, 0.4, 0.4], "language": "en"},
+    }
     ok, m, _ = _score("script", scr, "one two\nthree\nfour\nfive", rng)
     assert ok and m["line_count_ok"] == 1.0 and m["wcd"] == 0.0
     assert _score("script", scr, "only one line", rng)[1]["line_count_ok"] == 0.0
@@ -525,10 +688,17 @@ def test_sft_only_from_backbone_with_lora_and_time_budget(corpus: Path, backbone
     pytest.importorskip("peft")
     from autocut.lm.train import LoraSettings
 
-    cfg = replace(preset("sft"), max_steps=50, cutoff_len=1024, lora=LoraSettings(r=2, alpha=4),
-                  time_budget_s=1.0, log_every_steps=1)
-    res = train_lm(stage="sft", init_dir=backbone, data_files=C.sft_files(corpus, "train"), run_dir=tmp_path / "r",
-                   config=cfg)
+    cfg = replace(
+        preset("sft"),
+        max_steps=50,
+        cutoff_len=1024,
+        lora=LoraSettings(r=2, alpha=4),
+        time_budget_s=1.0,
+        log_every_steps=1,
+    )
+    res = train_lm(
+        stage="sft", init_dir=backbone, data_files=C.sft_files(corpus, "train"), run_dir=tmp_path / "r", config=cfg
+    )
     assert res.stop_reason == "time_budget" and 1 <= res.steps < 50
     model, tok = load_causal_lm(res.model_dir)  # LoRA merged: a plain model directory
     assert vocab_extension_of(model, tok) is not None  # SFT-only run extended the vocabulary itself
@@ -536,14 +706,21 @@ def test_sft_only_from_backbone_with_lora_and_time_budget(corpus: Path, backbone
     shutil.rmtree(tmp_path / "r")
 
 
-def test_causal_lm_loss_head_on_labelled_positions_only(extended) -> None:  # noqa: ANN001
+def test_causal_lm_loss_head_on_labelled_positions_only(extended) -> None:
     """The trainer's loss (LM head only over the response positions) equals the model's own full loss."""
     from autocut.lm.train import causal_lm_loss
 
     model, tok, _, _, _ = extended
-    recs = [{"conversations": [{"from": "human", "value": f"Order the clips {k}.\n" + T.clip_block(np.full((k, 8), k))},
-                               {"from": "gpt", "value": ans}], "system": ""}
-            for k, ans in ((1, "1"), (3, "3,1,2"))]
+    recs = [
+        {
+            "conversations": [
+                {"from": "human", "value": f"Order the clips {k}.\n" + T.clip_block(np.full((k, 8), k))},
+                {"from": "gpt", "value": ans},
+            ],
+            "system": "",
+        }
+        for k, ans in ((1, "1"), (3, "3,1,2"))
+    ]
     examples, _ = sft_examples(recs, tok, cutoff_len=4096)
     batch = collate(examples, pad_id=tok.pad_token_id)  # two rows of different lengths: right padding
     with torch.no_grad():

@@ -20,9 +20,13 @@ from autocut.lm.synthetic_ad import make_synthetic_ad
 pytest.importorskip("faster_whisper")
 pytestmark = pytest.mark.slow
 
-SCRIPT_EN = ["No time for breakfast?", "This juicer cup makes fresh juice in thirty seconds.",
-             "The blade comes out, so cleaning takes one rinse.", "Charge it once and it lasts a whole week.",
-             "Get yours today and start every morning right."]
+SCRIPT_EN = [
+    "No time for breakfast?",
+    "This juicer cup makes fresh juice in thirty seconds.",
+    "The blade comes out, so cleaning takes one rinse.",
+    "Charge it once and it lasts a whole week.",
+    "Get yours today and start every morning right.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +35,9 @@ def whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_whisper_model_is_joined_once(whisper_dir: Path, tmp_path: Path) -> None:
-    assert (whisper_dir / "model.bin").stat().st_size == sum(p for _, p in json.loads(
-        (whisper_dir / "autocut_asr.json").read_text())["parts"])
+    assert (whisper_dir / "model.bin").stat().st_size == sum(
+        p for _, p in json.loads((whisper_dir / "autocut_asr.json").read_text())["parts"]
+    )
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
         assert (whisper_dir / name).exists()
     mtime = (whisper_dir / "model.bin").stat().st_mtime_ns
@@ -42,8 +47,14 @@ def test_whisper_model_is_joined_once(whisper_dir: Path, tmp_path: Path) -> None
 
 def test_sentence_split_and_clip_tiling() -> None:
     W = asr.Word
-    words = [W(0.5, 0.8, " Hello"), W(0.9, 1.2, " there."), W(1.6, 1.9, " Buy"), W(2.0, 2.3, " now"),
-             W(3.5, 3.8, " Really"), W(3.9, 4.2, " fast!")]
+    words = [
+        W(0.5, 0.8, " Hello"),
+        W(0.9, 1.2, " there."),
+        W(1.6, 1.9, " Buy"),
+        W(2.0, 2.3, " now"),
+        W(3.5, 3.8, " Really"),
+        W(3.9, 4.2, " fast!"),
+    ]
     s = asr.split_sentences(words)  # punctuation, then the 1.2 s pause
     assert [x.text for x in s] == ["Hello there.", "Buy now", "Really fast!"]
     spans = asr.clip_spans(s, 5.0)
@@ -68,9 +79,20 @@ def test_english_ad_reference_edit_recovery(whisper_dir: Path, tmp_path: Path) -
         n = int(dur)
         frames = np.random.default_rng(0).normal(size=(n, 16)).astype(np.float32)
         # The ad as a catalog source (ingest --kind ad stores its frames; their values do not matter here).
-        cat.add_source(NewSource(content_hash=content_hash(mp4), path=str(mp4.resolve()), kind="ad",
-                                 duration_s=dur, probe={}, frame_times_s=[float(i) for i in range(n)],
-                                 frames_raw=frames, frames=frames, clip_spans=[], clips=np.zeros((0, 16), np.float32)))
+        cat.add_source(
+            NewSource(
+                content_hash=content_hash(mp4),
+                path=str(mp4.resolve()),
+                kind="ad",
+                duration_s=dur,
+                probe={},
+                frame_times_s=[float(i) for i in range(n)],
+                frames_raw=frames,
+                frames=frames,
+                clip_spans=[],
+                clips=np.zeros((0, 16), np.float32),
+            )
+        )
         cat.upsert_product(ProductRecord(product_id="juicer", name="Juicer Cup", split="train"))
         found = asr.reference_edit_from_ad(cat, mp4, product_id="juicer", model_dir=whisper_dir)
         rec = found.record

@@ -37,9 +37,21 @@ def corpus(tmp_path_factory):
     files["yuv444"] = make_video(d / "yuv444.mp4", duration_s=2, pix_fmt="yuv444p")
     # Variable frame rate: 30 fps for 2 s, then every third frame kept with its original timestamp.
     vfr = d / "vfr.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=4",
-           "-vf", "select='lt(n\\,60)+not(mod(n\\,3))'", "-fps_mode", "vfr", "-c:v", "libx264",
-           "-preset", "ultrafast", str(vfr))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=30:duration=4",
+        "-vf",
+        "select='lt(n\\,60)+not(mod(n\\,3))'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(vfr),
+    )
     files["vfr"] = vfr
     return files
 
@@ -53,11 +65,14 @@ def test_probe_good(corpus):
     assert info.video_codec == "h264" and info.audio_codec == "aac"
 
 
-@pytest.mark.parametrize("name,needle", [
-    ("empty", "empty"),
-    ("text", "not a readable media file"),
-    ("truncated", "truncated"),
-])
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("empty", "empty"),
+        ("text", "not a readable media file"),
+        ("truncated", "truncated"),
+    ],
+)
 def test_unreadable_files_are_named_with_reason(corpus, name, needle):
     with pytest.raises(MediaError) as ei:
         validate_footage(probe(corpus[name]))
@@ -115,8 +130,22 @@ def test_sample_frames_matches_timestamps(tmp_path):
         parts += ["-f", "lavfi", "-i", f"color=c={c}:size=64x48:rate=25:duration=1"]
     graph = "".join(f"[{i}:v]" for i in range(4)) + "concat=n=4:v=1:a=0[o]"
     out = tmp_path / "c.mp4"
-    ffmpeg(*parts, "-filter_complex", graph, "-map", "[o]", "-c:v", "libx264", "-preset", "ultrafast",
-           "-pix_fmt", "yuv444p", "-qp", "0", str(out))
+    ffmpeg(
+        *parts,
+        "-filter_complex",
+        graph,
+        "-map",
+        "[o]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv444p",
+        "-qp",
+        "0",
+        str(out),
+    )
     frames = np.concatenate([b.frames for b in sample_frames(out, size_hw=(16, 16))])
     assert len(frames) == 4
     dominant = [int(np.argmax(f.reshape(-1, 3).mean(0))) for f in frames[:3]]

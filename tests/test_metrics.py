@@ -12,16 +12,20 @@ from autocut.evaluation import metrics as m
 
 # --------------------------------------------------------------------------- words and WCD
 
-@pytest.mark.parametrize("text, words", [
-    ("Meet the FreshCo Bottle.", 4),
-    ("  Hello,   world!  ", 2),
-    ("It's self-cleaning — really.", 3),  # the dash alone is punctuation, not a word
-    ("三十秒快速完成。", 7),  # one word per CJK character, punctuation not counted
-    ("USB充电，超快", 5),  # "USB" + 充 电 超 快
-    ("iPhone 15 全新上市", 6),  # iPhone, 15, 全 新 上 市
-    ("", 0),
-    ("!!! …", 0),
-])
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("Meet the FreshCo Bottle.", 4),
+        ("  Hello,   world!  ", 2),
+        ("It's self-cleaning — really.", 3),  # the dash alone is punctuation, not a word
+        ("三十秒快速完成。", 7),  # one word per CJK character, punctuation not counted
+        ("USB充电，超快", 5),  # "USB" + 充 电 超 快
+        ("iPhone 15 全新上市", 6),  # iPhone, 15, 全 新 上 市
+        ("", 0),
+        ("!!! …", 0),
+    ],
+)
 def test_count_words(text: str, words: int) -> None:
     assert m.count_words(text) == words
 
@@ -40,9 +44,11 @@ def test_target_words_rounds_half_up_with_language_rates() -> None:
 
 
 def test_wcd_hand_computed() -> None:
-    lines = ["Meet the FreshCo Bottle.",  # 4 words, 2 s -> target 5, |4-5| = 1
-             "Enjoy thirty-second results every single day.",  # 6 words, 4 s -> 10, 4
-             "三十秒快速完成。"]  # 7 chars, 1 s -> 5, 2
+    lines = [
+        "Meet the FreshCo Bottle.",  # 4 words, 2 s -> target 5, |4-5| = 1
+        "Enjoy thirty-second results every single day.",  # 6 words, 4 s -> 10, 4
+        "三十秒快速完成。",
+    ]  # 7 chars, 1 s -> 5, 2
     assert m.wcd_per_clip(lines, [2.0, 4.0, 1.0]) == [1, 4, 2]  # "auto" picks the rate per line
     assert m.wcd(lines, [2.0, 4.0, 1.0]) == pytest.approx(7 / 3)
     # Forced English rate for every line: the Chinese line's target becomes round(2.5) = 3 -> |7-3| = 4.
@@ -52,6 +58,7 @@ def test_wcd_hand_computed() -> None:
 
 
 # --------------------------------------------------------------------------- selection and order
+
 
 def test_csa_counts_only_all_positive_selections() -> None:
     sels = [[1, 2], [1, 9], [], [3]]
@@ -102,6 +109,7 @@ def test_kendall_tau_matches_scipy() -> None:
 
 # --------------------------------------------------------------------------- SSA
 
+
 def test_ssa_rules_hand_checked() -> None:
     sentence = "Meet the FreshCo Bottle, fresh juice in thirty seconds."
     ok = ["Meet the FreshCo Bottle,", "fresh juice in thirty seconds."]
@@ -120,11 +128,13 @@ def test_ssa_rules_hand_checked() -> None:
     # Chinese: 11 characters fit one segment; cutting the word 新鲜 (jieba) breaks rule 3.
     assert m.ssa_sentence(["三十秒就能喝上新鲜果汁，"], "三十秒就能喝上新鲜果汁，")
     assert not m.ssa_sentence(["三十秒就能喝上新", "鲜果汁，"])
-    assert m.ssa([ok, split, ["三十秒就能喝上新鲜果汁，"]],
-                 [sentence, sentence, "三十秒就能喝上新鲜果汁，"]) == pytest.approx(2 / 3)
+    assert m.ssa(
+        [ok, split, ["三十秒就能喝上新鲜果汁，"]], [sentence, sentence, "三十秒就能喝上新鲜果汁，"]
+    ) == pytest.approx(2 / 3)
 
 
 # --------------------------------------------------------------------------- BGM
+
 
 def test_bgm_hit_at_k_mrr_and_cosine() -> None:
     ranked = [[4, 2, 7], [1, 3, 5], [9, 8, 6]]

@@ -14,21 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_factory import ffmpeg, make_audio, make_shots, make_video
 
-from autocut.planning.candidates import CandidateConfig, build_candidates
-from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
 from autocut.errors import PlanError
-from autocut.planning.grounding import BgmGrounder, LibraryVideoGrounder, PoolGrounder
-from autocut.library.ids import split_frame_id
-from autocut.library.ingest import ingest_paths
 from autocut.evaluation.metrics import wcd_per_clip
 from autocut.evaluation.variants import variant_distinctness
+from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
+from autocut.library.ids import split_frame_id
+from autocut.library.ingest import ingest_paths
 from autocut.planning import PlanOptions, plan_edit
+from autocut.planning.candidates import CandidateConfig, build_candidates
+from autocut.planning.grounding import BgmGrounder, LibraryVideoGrounder, PoolGrounder
 from autocut.planning.planners import Decision, HeuristicPlanner, PlanningTask, check_decision
 from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
 from autocut.speech.tts import estimate_duration_s
 from autocut.types import EditPlan, PlanRequest, PoolItem, ProductInfo
+from media_factory import ffmpeg, make_audio, make_shots, make_video
 
 
 @dataclass
@@ -79,8 +79,12 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> Lib:
     return Lib(root, media, ids["a"], ids["b"], ids["c"], ids["d"], tracks["low"], tracks["high"])
 
 
-PRODUCT = ProductInfo(name="FreshCo Blender Bottle", brand="FreshCo", category="kitchen",
-                      selling_points=["thirty-second results", "a leak-proof lid"])
+PRODUCT = ProductInfo(
+    name="FreshCo Blender Bottle",
+    brand="FreshCo",
+    category="kitchen",
+    selling_points=["thirty-second results", "a leak-proof lid"],
+)
 SCRIPT = ["Tired of slow mornings?", "Meet the FreshCo Blender Bottle.", "Get yours today!"]
 
 
@@ -127,6 +131,7 @@ def assert_valid(plan: EditPlan, lib: Lib, request: PlanRequest) -> None:
 
 # --------------------------------------------------------------------------- scenarios
 
+
 def test_footage_driven_uses_every_clip_with_fitted_script(lib: Lib) -> None:
     req = PlanRequest(product=PRODUCT, pool=lib.pool, n_variants=2)
     plans = plan_edit(lib.root, req, "heuristic")
@@ -144,8 +149,10 @@ def test_footage_driven_uses_every_clip_with_fitted_script(lib: Lib) -> None:
         assert max(gaps) <= 3 and float(np.mean(gaps)) <= 1.5, gaps
 
 
-@pytest.mark.parametrize("planner, mode", [("heuristic", "by_frame"), ("heuristic", "by_clip"),
-                                           ("random", "by_frame"), ("random", "by_clip")])
+@pytest.mark.parametrize(
+    "planner, mode",
+    [("heuristic", "by_frame"), ("heuristic", "by_clip"), ("random", "by_frame"), ("random", "by_clip")],
+)
 def test_script_driven_selects_one_distinct_clip_per_sentence(lib: Lib, planner: str, mode: str) -> None:
     req = PlanRequest(product=PRODUCT, pool=lib.pool, script=SCRIPT, seed=3)
     (plan,) = plan_edit(lib.root, req, planner, options=PlanOptions(segment_mode=mode))
@@ -160,8 +167,9 @@ def test_script_driven_selects_one_distinct_clip_per_sentence(lib: Lib, planner:
 def test_chinese_footage_plan_and_renderer_accepts_it(lib: Lib, tmp_path: Path) -> None:
     from autocut.render import prepare
 
-    product = ProductInfo(name="鲜享榨汁杯", brand="鲜享", category="kitchen",
-                          selling_points=["三十秒出汁", "防漏密封盖"])
+    product = ProductInfo(
+        name="鲜享榨汁杯", brand="鲜享", category="kitchen", selling_points=["三十秒出汁", "防漏密封盖"]
+    )
     req = PlanRequest(product=product, pool=lib.pool[:2], language="zh")
     (plan,) = plan_edit(lib.root, req, "random", options=PlanOptions(segment_mode="by_clip"))
     assert_valid(plan, lib, req)
@@ -187,6 +195,7 @@ def test_variants_are_distinct_and_reported(lib: Lib) -> None:
 
 
 # --------------------------------------------------------------------------- heuristic baseline
+
 
 def test_heuristic_selects_the_clip_nearest_the_product_image(lib: Lib) -> None:
     product = PRODUCT.model_copy(update={"image_path": str(lib.media / "product.png")})  # a mandelbrot frame
@@ -217,6 +226,7 @@ def test_heuristic_opens_like_reference_edits_and_picks_category_music(lib: Lib)
 
 # --------------------------------------------------------------------------- grounding
 
+
 class _QueryPlanner(HeuristicPlanner):
     """Selects candidate 0 but asks grounding for another frame's embedding (like decoded LM tokens)."""
 
@@ -225,8 +235,16 @@ class _QueryPlanner(HeuristicPlanner):
         self.query = query
 
     def plan(self, task: PlanningTask, n_variants: int) -> list[Decision]:
-        return [Decision((0,), (0,), ("Look at this.",), frame_queries=self.query[None, :],
-                         clip_queries=self.query[None, :], bgm_query=task.bgm_vectors[0])]
+        return [
+            Decision(
+                (0,),
+                (0,),
+                ("Look at this.",),
+                frame_queries=self.query[None, :],
+                clip_queries=self.query[None, :],
+                bgm_query=task.bgm_vectors[0],
+            )
+        ]
 
 
 @pytest.mark.parametrize("mode", ["by_frame", "by_clip"])
@@ -266,7 +284,7 @@ def test_pool_search_matches_brute_force_and_bgm_index_matches_exact(lib: Lib) -
     with Catalog.open(lib.root, create=False) as cat:
         # Library-wide frames (clips from outside the pool): a moving test pattern finds itself.
         fids, fvecs = cat.frame_vectors([lib.a])
-        (top, *_), = LibraryVideoGrounder(lib.root, cat, "frames").search(fvecs[1], 3)
+        ((top, *_),) = LibraryVideoGrounder(lib.root, cat, "frames").search(fvecs[1], 3)
         assert top[:2] == (int(fids[1]), lib.a) and top[2] == pytest.approx(1.0, abs=1e-4)
         indexed = BgmGrounder(lib.root, cat)
         assert indexed.source == "bgm index"
@@ -277,6 +295,7 @@ def test_pool_search_matches_brute_force_and_bgm_index_matches_exact(lib: Lib) -
 
 
 # --------------------------------------------------------------------------- budgets and errors
+
 
 def test_footage_over_budget_is_selected_and_trimmed(lib: Lib) -> None:
     req = PlanRequest(product=PRODUCT, pool=lib.pool, max_duration_s=10.0)
@@ -292,12 +311,20 @@ def test_bad_requests_fail_with_clear_messages(lib: Lib) -> None:
 
     fails(PlanRequest(product=PRODUCT, pool=[PoolItem(photo_id=999)]), "unknown photo_id 999")
     fails(PlanRequest(product=PRODUCT, pool=[PoolItem(path=str(lib.media / "low.wav"))]), "not in library")
-    fails(PlanRequest(product=PRODUCT, pool=[PoolItem(photo_id=lib.c)], script=SCRIPT),
-          "3 sentences but the pool yields only 1")
-    fails(PlanRequest(product=PRODUCT, pool=lib.pool), "limit is 3",
-          options=PlanOptions(candidates=CandidateConfig(max_candidates=3)))
-    fails(PlanRequest(product=PRODUCT, pool=lib.pool), "prompt tokens even at one frame per clip",
-          options=PlanOptions(candidates=CandidateConfig(max_prompt_tokens=30)))
+    fails(
+        PlanRequest(product=PRODUCT, pool=[PoolItem(photo_id=lib.c)], script=SCRIPT),
+        "3 sentences but the pool yields only 1",
+    )
+    fails(
+        PlanRequest(product=PRODUCT, pool=lib.pool),
+        "limit is 3",
+        options=PlanOptions(candidates=CandidateConfig(max_candidates=3)),
+    )
+    fails(
+        PlanRequest(product=PRODUCT, pool=lib.pool),
+        "prompt tokens even at one frame per clip",
+        options=PlanOptions(candidates=CandidateConfig(max_prompt_tokens=30)),
+    )
     fails(PlanRequest(product=PRODUCT, pool=lib.pool, script=["Fine.", " "]), "script line 2 is empty")
     long = " ".join(["This sentence keeps going and going without any end in sight"] * 4) + "."
     fails(PlanRequest(product=PRODUCT, pool=[PoolItem(photo_id=lib.c)], script=[long]), "needs .* s even at")
@@ -331,9 +358,16 @@ def test_frames_per_candidate_halve_until_the_prompt_fits(lib: Lib) -> None:
 def test_check_decision_enforces_the_task_constraints(lib: Lib) -> None:
     with Catalog.open(lib.root, create=False) as cat:
         pool = build_candidates(cat, lib.pool)
-        task = PlanningTask(request=PlanRequest(product=PRODUCT, pool=lib.pool, script=SCRIPT), pool=pool,
-                            catalog=cat, library_dir=lib.root, n_select=3, budget_s=60.0,
-                            bgm_ids=np.zeros(0, np.int64), bgm_vectors=np.zeros((0, 4), np.float32))
+        task = PlanningTask(
+            request=PlanRequest(product=PRODUCT, pool=lib.pool, script=SCRIPT),
+            pool=pool,
+            catalog=cat,
+            library_dir=lib.root,
+            n_select=3,
+            budget_s=60.0,
+            bgm_ids=np.zeros(0, np.int64),
+            bgm_vectors=np.zeros((0, 4), np.float32),
+        )
         check_decision(task, Decision((0, 2, 4), (4, 0, 2), ("a", "b", "c")))
         bad = [
             (Decision((0, 2), (0, 2), ("a", "b")), "3 sentences"),
@@ -355,8 +389,9 @@ def test_cli_writes_one_file_per_variant(lib: Lib, tmp_path: Path, capsys: pytes
     path = tmp_path / "request.json"
     path.write_text(req.model_dump_json(), encoding="utf-8")
     out = tmp_path / "out" / "plan.json"
-    rc = main(["--library", str(lib.root), "plan", str(path), "-o", str(out), "--planner", "random",
-               "--mode", "by_clip"])
+    rc = main(
+        ["--library", str(lib.root), "plan", str(path), "-o", str(out), "--planner", "random", "--mode", "by_clip"]
+    )
     assert rc == 0
     plans = [EditPlan.model_validate_json(p.read_text()) for p in (out, out.with_name("plan.v2.json"))]
     assert all(p.planner == "random" and p.segments[0].mode == "by_clip" for p in plans)

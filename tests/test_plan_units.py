@@ -7,15 +7,20 @@ import pytest
 
 from autocut.planning.candidates import sample_uniform
 from autocut.planning.grounding import SourceWindow
-from autocut.speech.words import count_words, target_words
 from autocut.planning.planners.base import select_under_budget
 from autocut.planning.script import line_roles, write_script
+from autocut.speech.words import count_words, target_words
 from autocut.types import ProductInfo
 
-EN = ProductInfo(name="FreshCo Blender Bottle X2", brand="FreshCo", category="Kitchen",
-                 selling_points=["thirty-second results", "a leak-proof lid", "USB charging"])
-ZH = ProductInfo(name="鲜享榨汁杯X2", brand="鲜享", category="厨房好物",
-                 selling_points=["三十秒快速完成", "防漏密封盖"])
+EN = ProductInfo(
+    name="FreshCo Blender Bottle X2",
+    brand="FreshCo",
+    category="Kitchen",
+    selling_points=["thirty-second results", "a leak-proof lid", "USB charging"],
+)
+ZH = ProductInfo(
+    name="鲜享榨汁杯X2", brand="鲜享", category="厨房好物", selling_points=["三十秒快速完成", "防漏密封盖"]
+)
 DURATIONS = [2.0, 3.0, 4.5, 6.0, 8.0, 3.5]
 
 
@@ -39,8 +44,9 @@ def test_script_uses_selling_points_and_seed_varies_it() -> None:
     lines = write_script(EN, [3.0, 4.0, 4.0, 4.0, 3.0], "en", seed=0)
     middle = " ".join(ln.text for ln in lines[1:-1])
     assert all(sp in middle for sp in EN.selling_points)
-    assert [ln.text for ln in write_script(EN, DURATIONS, "en", seed=1)] == \
-        [ln.text for ln in write_script(EN, DURATIONS, "en", seed=1)]
+    assert [ln.text for ln in write_script(EN, DURATIONS, "en", seed=1)] == [
+        ln.text for ln in write_script(EN, DURATIONS, "en", seed=1)
+    ]
     scripts = {tuple(ln.text for ln in write_script(EN, DURATIONS, "en", seed=s)) for s in range(4)}
     assert len(scripts) == 4
 

@@ -17,43 +17,54 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from media_factory import make_audio, make_shots, make_video
 
-from autocut.lm import tokens as T
-from autocut.planning.candidates import build_candidates
-from autocut.library.catalog import Catalog
+from autocut.encoders.base import l2_normalize
 from autocut.errors import ConfigError
+from autocut.evaluation.variants import variant_distinctness
+from autocut.library.catalog import Catalog
 from autocut.library.ids import split_frame_id
 from autocut.library.ingest import ingest_paths
 from autocut.lm import decoding as D
+from autocut.lm import tokens as T
 from autocut.lm import vllm_backend as V
 from autocut.lm.backbone import default_qwen3_tokenizer_dir, load_causal_lm, make_qwen3_backbone
 from autocut.lm.chat import render_prompt
 from autocut.lm.vocab import extend_vocabulary
-from autocut.speech.words import count_words, target_words
-from autocut.evaluation.variants import variant_distinctness
 from autocut.planning import PlanOptions, plan_edit
+from autocut.planning.candidates import build_candidates
 from autocut.planning.planners import get_planner
 from autocut.planning.planners.token import FREE_LINE_MAX_WORDS, TokenPlanner
 from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
 from autocut.speech.tts import estimate_duration_s
+from autocut.speech.words import count_words, target_words
 from autocut.types import EditPlan, PlanRequest, PoolItem, ProductInfo
-from autocut.encoders.base import l2_normalize
+from media_factory import make_audio, make_shots, make_video
 
 TOKENIZER_DIR = default_qwen3_tokenizer_dir()
-pytestmark = pytest.mark.skipif(not (TOKENIZER_DIR / "tokenizer.json").exists(),
-                                reason="Qwen3 tokenizer not fetched (run scripts/fetch_qwen3_tokenizer.sh)")
-TINY = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "intermediate_size": 32}
-PRODUCT = ProductInfo(name="FreshCo Blender Bottle", brand="FreshCo", category="kitchen",
-                      selling_points=["thirty-second results", "a leak-proof lid"])
+pytestmark = pytest.mark.skipif(
+    not (TOKENIZER_DIR / "tokenizer.json").exists(),
+    reason="Qwen3 tokenizer not fetched (run scripts/fetch_qwen3_tokenizer.sh)",
+)
+TINY = {
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "intermediate_size": 32,
+}
+PRODUCT = ProductInfo(
+    name="FreshCo Blender Bottle",
+    brand="FreshCo",
+    category="kitchen",
+    selling_points=["thirty-second results", "a leak-proof lid"],
+)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():  # noqa: ANN202 - the machine is shared with training runs
+def _one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -61,7 +72,7 @@ def _one_thread():  # noqa: ANN202 - the machine is shared with training runs
 
 
 @pytest.fixture(scope="module")
-def _tiny_lm(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN202 - (model dir, model, tokenizer)
+def _tiny_lm(tmp_path_factory: pytest.TempPathFactory):
     """A tiny untrained Qwen3 with the extended vocabulary, saved as a model directory."""
     base = tmp_path_factory.mktemp("lm")
     backbone = make_qwen3_backbone(base / "backbone", TOKENIZER_DIR, seed=0, **TINY)
@@ -74,26 +85,43 @@ def _tiny_lm(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN202 - (model
 
 
 @pytest.fixture(scope="module")
-def lm_dir(_tiny_lm) -> Path:  # noqa: ANN001
+def lm_dir(_tiny_lm) -> Path:
     return _tiny_lm[0]
 
 
 @pytest.fixture(scope="module")
-def lm(_tiny_lm):  # noqa: ANN001, ANN201 - (model, tokenizer)
+def lm(_tiny_lm):
     return _tiny_lm[1], _tiny_lm[2]
 
 
-def _train_rqvae(x: np.ndarray, modality: str, out: Path, pca_version: str | None, *, hidden: int = 64,  # noqa: ANN202
-                 codebook_dim: int = 16, epochs: int = 3, seed: int = 0):
+def _train_rqvae(
+    x: np.ndarray,
+    modality: str,
+    out: Path,
+    pca_version: str | None,
+    *,
+    hidden: int = 64,
+    codebook_dim: int = 16,
+    epochs: int = 3,
+    seed: int = 0,
+):
     from rqvae import ModelConfig, RQVAEConfig, TrainConfig, train
 
     # Few real vectors: repeat them with a little noise so every codebook has enough points to initialise.
     rng = np.random.default_rng(seed)
     rows = np.repeat(x, max(1, 2048 // len(x)), axis=0)
     rows = (rows + 0.01 * rng.normal(size=rows.shape)).astype(np.float32)
-    cfg = RQVAEConfig(model=ModelConfig(modality=modality, input_dim=x.shape[1], encoder_hidden=(hidden,),
-                                        decoder_hidden=(hidden,), codebook_dim=codebook_dim, kmeans_iters=4),
-                      train=TrainConfig(epochs=epochs, batch_size=1024, val_fraction=0.0, seed=seed))
+    cfg = RQVAEConfig(
+        model=ModelConfig(
+            modality=modality,
+            input_dim=x.shape[1],
+            encoder_hidden=(hidden,),
+            decoder_hidden=(hidden,),
+            codebook_dim=codebook_dim,
+            kmeans_iters=4,
+        ),
+        train=TrainConfig(epochs=epochs, batch_size=1024, val_fraction=0.0, seed=seed),
+    )
     tok = train(rows, np.arange(len(rows)) % 7, cfg).tokenizer
     tok.save(out, pca_version=pca_version)
     return tok
@@ -124,11 +152,16 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> dict:
         _, bgm = cat.bgm_vectors()
         pca = cat.pca_version or None
     # Wide enough that decoded codes find their own frame back among the test pattern's similar frames.
-    video = _train_rqvae(frames, "video", root / "models" / "rqvae_video", pca, hidden=256, codebook_dim=64,
-                         epochs=10)
+    video = _train_rqvae(frames, "video", root / "models" / "rqvae_video", pca, hidden=256, codebook_dim=64, epochs=10)
     audio = _train_rqvae(bgm, "audio", root / "models" / "rqvae_audio", None)
-    return {"root": root, "ids": ids, "tracks": tracks, "video": video, "audio": audio,
-            "pool": [PoolItem(photo_id=ids[k]) for k in "abc"]}
+    return {
+        "root": root,
+        "ids": ids,
+        "tracks": tracks,
+        "video": video,
+        "audio": audio,
+        "pool": [PoolItem(photo_id=ids[k]) for k in "abc"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------- decoding
@@ -148,19 +181,29 @@ def test_index_answer_rule() -> None:
     assert not D.index_answer_valid("3,3,1", complete=True, **perm)
 
 
-@pytest.mark.parametrize("n, count, permutation", [(1, 1, False), (9, 3, False), (15, None, False), (12, None, True),
-                                                  (24, 12, False)])
-def test_constrained_indices_are_valid_from_random_weights(lm, n: int, count: int | None,  # noqa: ANN001
-                                                           permutation: bool) -> None:
+@pytest.mark.parametrize(
+    "n, count, permutation", [(1, 1, False), (9, 3, False), (15, None, False), (12, None, True), (24, 12, False)]
+)
+def test_constrained_indices_are_valid_from_random_weights(lm, n: int, count: int | None, permutation: bool) -> None:
     model, tok = lm
-    prompt = render_prompt(tok, "Pick the clips.\n" + "\n".join(f"{k}){T.clip_block(np.zeros((1, 8), int))}"
-                                                                 for k in range(1, n + 1)))
+    prompt = render_prompt(
+        tok, "Pick the clips.\n" + "\n".join(f"{k}){T.clip_block(np.zeros((1, 8), int))}" for k in range(1, n + 1))
+    )
     for seed in range(4):
-        got = D.choose_indices(model, tok, prompt, n_options=n, count=count, ascending=not permutation,
-                               permutation=permutation, sample=seed > 0, temperature=2.0, seed=seed)
+        got = D.choose_indices(
+            model,
+            tok,
+            prompt,
+            n_options=n,
+            count=count,
+            ascending=not permutation,
+            permutation=permutation,
+            sample=seed > 0,
+            temperature=2.0,
+            seed=seed,
+        )
         # The answer text is the corpus format and parses with the corpus parser.
-        parsed = T.parse_indices(T.format_indices(got), pool_size=n,
-                                 expect_count=n if permutation else count)
+        parsed = T.parse_indices(T.format_indices(got), pool_size=n, expect_count=n if permutation else count)
         assert parsed == got
         if permutation:
             assert sorted(got) == list(range(1, n + 1))
@@ -168,19 +211,36 @@ def test_constrained_indices_are_valid_from_random_weights(lm, n: int, count: in
             assert got == sorted(set(got)) and len(got) >= 1
 
 
-def test_sampled_answers_differ_and_greedy_repeats(lm) -> None:  # noqa: ANN001
+def test_sampled_answers_differ_and_greedy_repeats(lm) -> None:
     model, tok = lm
     prompt = render_prompt(tok, "Order the clips.")
-    orders = {tuple(D.choose_indices(model, tok, prompt, n_options=8, count=None, ascending=False, permutation=True,
-                                     sample=True, temperature=1.5, seed=s)) for s in range(6)}
+    orders = {
+        tuple(
+            D.choose_indices(
+                model,
+                tok,
+                prompt,
+                n_options=8,
+                count=None,
+                ascending=False,
+                permutation=True,
+                sample=True,
+                temperature=1.5,
+                seed=s,
+            )
+        )
+        for s in range(6)
+    }
     assert len(orders) >= 3
-    greedy = [D.choose_indices(model, tok, prompt, n_options=8, count=None, ascending=False, permutation=True)
-              for _ in range(2)]
+    greedy = [
+        D.choose_indices(model, tok, prompt, n_options=8, count=None, ascending=False, permutation=True)
+        for _ in range(2)
+    ]
     assert greedy[0] == greedy[1]
     assert D.last_stats().prefill_cached  # the same prompt reuses its prefill
 
 
-def test_audio_codes_are_eight_levels_in_order(lm) -> None:  # noqa: ANN001
+def test_audio_codes_are_eight_levels_in_order(lm) -> None:
     model, tok = lm
     prompt = render_prompt(tok, "Choose the music.")
     seen = set()
@@ -193,7 +253,7 @@ def test_audio_codes_are_eight_levels_in_order(lm) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-def test_script_lines_meet_counts_and_character_caps(lm, language: str) -> None:  # noqa: ANN001
+def test_script_lines_meet_counts_and_character_caps(lm, language: str) -> None:
     model, tok = lm
     prompt = render_prompt(tok, "Write the voice-over.")
     lo, hi = [3, 5, 1], [6, 8, 3]
@@ -201,8 +261,19 @@ def test_script_lines_meet_counts_and_character_caps(lm, language: str) -> None:
     if language == "zh":
         lo, hi = [6, 8, 2], [10, 12, 5]
     for seed in range(3):
-        lines = D.generate_lines(model, tok, prompt, n_lines=3, max_words=hi, min_words=lo, max_chars=caps,
-                                 language=language, sample=seed > 0, temperature=1.0, seed=seed)
+        lines = D.generate_lines(
+            model,
+            tok,
+            prompt,
+            n_lines=3,
+            max_words=hi,
+            min_words=lo,
+            max_chars=caps,
+            language=language,
+            sample=seed > 0,
+            temperature=1.0,
+            seed=seed,
+        )
         assert len(lines) == 3
         for line, a, b, cap in zip(lines, lo, hi, caps):
             assert line and line == line.strip() and "\n" not in line
@@ -214,7 +285,7 @@ def test_script_lines_meet_counts_and_character_caps(lm, language: str) -> None:
                 assert not re.search(r"[\u3400-\u9fff]", line)
 
 
-def test_script_lines_resist_digit_collapse(lm) -> None:  # noqa: ANN001
+def test_script_lines_resist_digit_collapse(lm) -> None:
     """A model that prefers digits and commas (the undertrained LM's "1,2,3,..." collapse, forced here by a
     logit bias on the real model) still writes lines of word-shaped runs with letters in them."""
     model, tok = lm
@@ -227,8 +298,7 @@ def test_script_lines_resist_digit_collapse(lm) -> None:  # noqa: ANN001
     hook = model.lm_head.register_forward_hook(lambda mod, inp, out: out + bias.to(out.dtype))
     try:
         prompt = render_prompt(tok, "Write the voice-over (digits biased).")
-        lines = D.generate_lines(model, tok, prompt, n_lines=2, max_words=[10, 10], min_words=[6, 6],
-                                 language="en")
+        lines = D.generate_lines(model, tok, prompt, n_lines=2, max_words=[10, 10], min_words=[6, 6], language="en")
     finally:
         hook.remove()
     for line in lines:
@@ -275,15 +345,24 @@ def test_vllm_constraints_accept_valid_answers_and_reject_invalid() -> None:
     audio = V.audio_regex()
     codes = np.array([0, 9, 10, 99, 100, 199, 250, 255])
     assert re.fullmatch(audio, T.audio_block(codes))
-    for bad in (T.audio_block(codes).replace("<a_7_255>", "<a_7_256>"),
-                T.audio_block(codes).replace("<a_1_9>", "<a_2_9>"),
-                T.audio_block(codes).replace("<a_0_0>", "<a_0_00>"),
-                T.audio_block(codes).replace(T.AUDIO_END, ""), T.audio_block(codes[:7].tolist() + [1])[:-1]):
+    for bad in (
+        T.audio_block(codes).replace("<a_7_255>", "<a_7_256>"),
+        T.audio_block(codes).replace("<a_1_9>", "<a_2_9>"),
+        T.audio_block(codes).replace("<a_0_0>", "<a_0_00>"),
+        T.audio_block(codes).replace(T.AUDIO_END, ""),
+        T.audio_block(codes[:7].tolist() + [1])[:-1],
+    ):
         assert not re.fullmatch(audio, bad), bad
     en = V.lines_regex([2, 1], [4, 2], "en")
     assert re.fullmatch(en, "Fresh juice fast.\nBuy now!")
-    for bad in ("Juice.\nBuy now!", "Fresh juice in thirty seconds.\nBuy", "Fresh juice.", "Fresh juice.\n\nBuy",
-                "Fresh <v_0_1> juice.\nBuy", "Fresh juice.\nBuy now!\nToday"):
+    for bad in (
+        "Juice.\nBuy now!",
+        "Fresh juice in thirty seconds.\nBuy",
+        "Fresh juice.",
+        "Fresh juice.\n\nBuy",
+        "Fresh <v_0_1> juice.\nBuy",
+        "Fresh juice.\nBuy now!\nToday",
+    ):
         assert not re.fullmatch(en, bad), bad
     zh = V.lines_regex([3, 1], [6, 2], "zh")
     assert re.fullmatch(zh, "三十秒出汁。\n买！")
@@ -296,8 +375,16 @@ def test_vllm_request_bodies_carry_the_constraint() -> None:
     body = V.completion_body(model="autocut-lm", prompt="p", constraint=c, max_tokens=20)
     assert body["structured_outputs"] == {"regex": V.audio_regex()} and body["temperature"] == 0.0
     assert body["model"] == "autocut-lm" and body["max_tokens"] == 20 and body["skip_special_tokens"] is False
-    old = V.completion_body(model="m", prompt="p", constraint=V.Constraint("grammar", "root ::= \"1\""),
-                            max_tokens=4, sample=True, temperature=0.7, seed=3, api="guided")
+    old = V.completion_body(
+        model="m",
+        prompt="p",
+        constraint=V.Constraint("grammar", 'root ::= "1"'),
+        max_tokens=4,
+        sample=True,
+        temperature=0.7,
+        seed=3,
+        api="guided",
+    )
     assert old["guided_grammar"] == 'root ::= "1"' and "structured_outputs" not in old
     assert old["temperature"] == 0.7 and old["seed"] == 3
     with pytest.raises(ConfigError, match="api"):
@@ -307,16 +394,18 @@ def test_vllm_request_bodies_carry_the_constraint() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available() or not os.environ.get("AUTOCUT_TEST_VLLM_URL"),
-                    reason="needs a CUDA GPU and a vLLM server serving the fine-tuned LM (AUTOCUT_TEST_VLLM_URL, "
-                           "AUTOCUT_TEST_LM_DIR)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not os.environ.get("AUTOCUT_TEST_VLLM_URL"),
+    reason="needs a CUDA GPU and a vLLM server serving the fine-tuned LM (AUTOCUT_TEST_VLLM_URL, AUTOCUT_TEST_LM_DIR)",
+)
 def test_vllm_server_answers_within_constraints() -> None:  # pragma: no cover - GPU-only
     from autocut.lm.backbone import load_tokenizer
 
     tok = load_tokenizer(os.environ["AUTOCUT_TEST_LM_DIR"])
     client = V.VllmClient(os.environ["AUTOCUT_TEST_VLLM_URL"], os.environ.get("AUTOCUT_TEST_VLLM_MODEL", "autocut-lm"))
-    prompt = render_prompt(tok, "Pick the clips.\n" + "\n".join(f"{k}){T.clip_block(np.zeros((1, 8), int))}"
-                                                                for k in range(1, 10)))
+    prompt = render_prompt(
+        tok, "Pick the clips.\n" + "\n".join(f"{k}){T.clip_block(np.zeros((1, 8), int))}" for k in range(1, 10))
+    )
     sel = client.choose_indices(prompt, n_options=9, count=3, ascending=True, permutation=False)
     assert sel == sorted(set(sel)) and len(sel) == 3 and all(1 <= i <= 9 for i in sel)
     perm = client.choose_indices(prompt, n_options=8, count=None, ascending=False, permutation=True)
@@ -337,9 +426,11 @@ def _check_plan(plan: EditPlan, lib: dict, request: PlanRequest, pool_ids: set[i
         for seg in plan.segments:
             src = cat.source(seg.photo_id)
             assert seg.photo_id in pool_ids and seg.source_path == src.path
-            assert 0 <= seg.start_s and seg.start_s + seg.duration_s <= src.duration_s + 1e-9
-            assert seg.frame_id in frames and split_frame_id(seg.frame_id) == (seg.photo_id,
-                                                                               math.ceil(seg.start_s - 1e-6))
+            assert seg.start_s >= 0 and seg.start_s + seg.duration_s <= src.duration_s + 1e-9
+            assert seg.frame_id in frames and split_frame_id(seg.frame_id) == (
+                seg.photo_id,
+                math.ceil(seg.start_s - 1e-6),
+            )
             for a, b in spans.get(seg.photo_id, []):
                 assert min(b, seg.start_s + seg.duration_s) - max(a, seg.start_s) <= 1e-6
             spans.setdefault(seg.photo_id, []).append((seg.start_s, seg.start_s + seg.duration_s))
@@ -399,7 +490,7 @@ class _Redirect:
     """The library's real video RQ-VAE, except that decoding always yields the decoding of one target
     frame's codes: the planner's queries then point at that frame whatever clip the LM picked."""
 
-    def __init__(self, tok, target: np.ndarray) -> None:  # noqa: ANN001
+    def __init__(self, tok, target: np.ndarray) -> None:
         self.tok = tok
         self.target = tok.encode(target[None, :])
 
@@ -417,7 +508,9 @@ def test_segments_follow_the_decoded_embeddings_not_the_pool_index(lib: dict, lm
         pool = build_candidates(cat, lib["pool"])
     target = int(np.flatnonzero(fids == a * 10**4 + 1)[0])  # 1 s into a's moving test pattern
     decoded = lib["video"].decode(lib["video"].encode(fvecs[target][None, :]))[0]
-    assert int(fids[int(np.argmax(l2_normalize(fvecs) @ l2_normalize(decoded)))]) == a * 10**4 + 1  # the codes find it back
+    assert (
+        int(fids[int(np.argmax(l2_normalize(fvecs) @ l2_normalize(decoded)))]) == a * 10**4 + 1
+    )  # the codes find it back
     planner = TokenPlanner(model_dir=lm_dir, video_tokenizer=_Redirect(lib["video"], fvecs[target]))
     req = PlanRequest(product=PRODUCT, pool=lib["pool"], script=["Look at this."])
     (plan,) = plan_edit(lib["root"], req, planner)
@@ -439,8 +532,11 @@ def test_by_clip_grounding_uses_the_mean_of_decoded_frames(lib: dict, lm_dir: Pa
     # skip footage already used or kept for the clips after them).
     first = pool.candidates[int(plan.notes["order"].split(",")[0]) - 1]
     query = l2_normalize(lib["video"].decode(lib["video"].encode(first.frame_vectors)).mean(axis=0))
-    later = {c.clip_id for i, c in enumerate(pool.candidates) if i in
-             {int(k) - 1 for k in plan.notes["order"].split(",")[1:]}}
+    later = {
+        c.clip_id
+        for i, c in enumerate(pool.candidates)
+        if i in {int(k) - 1 for k in plan.notes["order"].split(",")[1:]}
+    }
     allowed = [k for k, cid in enumerate(pool.clip_ids) if int(cid) not in later]
     best = allowed[int(np.argmax(l2_normalize(pool.clip_vectors[allowed]) @ query))]
     assert plan.segments[0].clip_id == int(pool.clip_ids[best])
@@ -474,26 +570,72 @@ def test_missing_model_is_a_clear_error(lib: dict, tmp_path: Path) -> None:
     assert isinstance(get_planner("token", model_dir=tmp_path, temperature=0.5), TokenPlanner)
 
 
-def test_plan_cli_takes_a_model_dir(lib: dict, lm_dir: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_cli_takes_a_model_dir(
+    lib: dict, lm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from autocut.cli import main
 
     req = PlanRequest(product=PRODUCT, pool=lib["pool"], script=["Look at it.", "Buy it today."])
     path = tmp_path / "req.json"
     path.write_text(req.model_dump_json(), encoding="utf-8")
     out = tmp_path / "plan.json"
-    assert main(["--library", str(lib["root"]), "plan", str(path), "-o", str(out), "--planner", "token",
-                 "--model-dir", str(lm_dir)]) == 0
+    assert (
+        main(
+            [
+                "--library",
+                str(lib["root"]),
+                "plan",
+                str(path),
+                "-o",
+                str(out),
+                "--planner",
+                "token",
+                "--model-dir",
+                str(lm_dir),
+            ]
+        )
+        == 0
+    )
     plan = EditPlan.model_validate_json(out.read_text(encoding="utf-8"))
     assert [s.sentence for s in plan.segments] == req.script and plan.notes["order"]  # the LM's answers
     _check_plan(plan, lib, req, {lib["ids"][k] for k in "abc"})
     # No --planner: the library has no models/lm/sft/model, so the heuristic plans; LM flags need an LM planner.
     assert main(["--library", str(lib["root"]), "plan", str(path), "-o", str(out)]) == 0
     assert EditPlan.model_validate_json(out.read_text(encoding="utf-8")).planner == "heuristic"
-    assert main(["--library", str(lib["root"]), "plan", str(path), "-o", str(out), "--planner", "random",
-                 "--model-dir", str(lm_dir)]) == 2
-    assert main(["--library", str(lib["root"]), "plan", str(path), "-o", str(out), "--planner", "token",
-                 "--model-dir", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "--library",
+                str(lib["root"]),
+                "plan",
+                str(path),
+                "-o",
+                str(out),
+                "--planner",
+                "random",
+                "--model-dir",
+                str(lm_dir),
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "--library",
+                str(lib["root"]),
+                "plan",
+                str(path),
+                "-o",
+                str(out),
+                "--planner",
+                "token",
+                "--model-dir",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "apply to the LM planners" in err and "holds no model (no config.json)" in err
 
@@ -502,8 +644,10 @@ def test_length_free_scripts_drop_the_word_targets(lib: dict, lm_dir: Path) -> N
     """`length_targets=False`: lines are whatever the LM writes up to the safety cap; the untrained model
     overshoots the clips' targets, which the bounded planner never does."""
     req = PlanRequest(product=PRODUCT, pool=lib["pool"], seed=3)
-    bounded, free = (plan_edit(lib["root"], req, get_planner("token", model_dir=lm_dir, length_targets=flag))[0]
-                     for flag in (True, False))
+    bounded, free = (
+        plan_edit(lib["root"], req, get_planner("token", model_dir=lm_dir, length_targets=flag))[0]
+        for flag in (True, False)
+    )
     with Catalog.open(lib["root"], create=False) as cat:
         pool = build_candidates(cat, req.pool)
     over = 0

@@ -26,9 +26,17 @@ PALETTE = {
     "B": ["yellow", "cyan", "magenta"],
     "C": ["white", "orange", "purple"],
 }
-RGB = {"red": (255, 0, 0), "green": (0, 128, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
-       "cyan": (0, 255, 255), "magenta": (255, 0, 255), "white": (255, 255, 255), "orange": (255, 165, 0),
-       "purple": (128, 0, 128)}
+RGB = {
+    "red": (255, 0, 0),
+    "green": (0, 128, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "cyan": (0, 255, 255),
+    "magenta": (255, 0, 255),
+    "white": (255, 255, 255),
+    "orange": (255, 165, 0),
+    "purple": (128, 0, 128),
+}
 SHOT_S = 1.5
 
 
@@ -47,14 +55,15 @@ def _shots(path: Path, colours: list[str], size: str, tone_hz: int | None = None
     if tone_hz:
         inputs += ["-f", "lavfi", "-i", f"sine=frequency={tone_hz}:duration={n * SHOT_S}"]
         extra += ["-map", f"{n}:a", "-c:a", "aac"]
-    _ffmpeg(*inputs, "-filter_complex", graph, *extra, "-c:v", "libx264", "-preset", "ultrafast", "-g", "12",
-            str(path))
+    _ffmpeg(*inputs, "-filter_complex", graph, *extra, "-c:v", "libx264", "-preset", "ultrafast", "-g", "12", str(path))
     return path
 
 
 def _music_file() -> Path | None:
-    for p in (Path("/usr/share/games/wesnoth/1.16/data/core/music/elvish-theme.ogg"),
-              Path("/usr/share/games/asc/music/frontiers.mp3")):
+    for p in (
+        Path("/usr/share/games/wesnoth/1.16/data/core/music/elvish-theme.ogg"),
+        Path("/usr/share/games/asc/music/frontiers.mp3"),
+    ):
         if p.exists():
             return p
     return None
@@ -75,9 +84,14 @@ def media(tmp_path_factory) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------- probes of the output
 
+
 def _probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-count_frames", "-of", "json",
-                          str(path)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-count_frames", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -85,9 +99,9 @@ def _top_level_boxes(path: Path) -> list[str]:
     boxes, data = [], path.read_bytes()
     pos = 0
     while pos + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if size == 1:
-            size = struct.unpack(">Q", data[pos + 8:pos + 16])[0]
+            size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
         boxes.append(kind.decode("latin-1"))
         if size < 8:
             break
@@ -97,15 +111,50 @@ def _top_level_boxes(path: Path) -> list[str]:
 
 def _frames(path: Path, w: int = 18, h: int = 32) -> np.ndarray:
     """All frames, tiny, RGB float: (N, h, w, 3)."""
-    raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-vf", f"scale={w}:{h}",
-                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-vf",
+            f"scale={w}:{h}",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3).astype(np.float32)
 
 
 def _frame_at(path: Path, t: float) -> np.ndarray:
-    raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-ss", f"{t:.3f}", "-i", str(path),
-                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-ss",
+            f"{t:.3f}",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(H, W, 3).astype(np.float32)
 
 
@@ -120,13 +169,30 @@ def _source_colour(src: str, t: float) -> str:
 
 
 def _audio(path: Path) -> np.ndarray:
-    raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1", "-ar",
-                          str(AUDIO_HZ), "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-ac",
+            "1",
+            "-ar",
+            str(AUDIO_HZ),
+            "-f",
+            "f32le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.float32)
 
 
 def _band_db(x: np.ndarray, t0: float, t1: float, lo_hz: float, hi_hz: float) -> float:
-    seg = x[int(t0 * AUDIO_HZ):int(t1 * AUDIO_HZ)]
+    seg = x[int(t0 * AUDIO_HZ) : int(t1 * AUDIO_HZ)]
     spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)))) ** 2
     freqs = np.fft.rfftfreq(len(seg), 1 / AUDIO_HZ)
     band = spec[(freqs >= lo_hz) & (freqs <= hi_hz)].sum() / len(seg)
@@ -134,10 +200,24 @@ def _band_db(x: np.ndarray, t0: float, t1: float, lo_hz: float, hi_hz: float) ->
 
 
 def _loudness(path: Path) -> tuple[float, float]:
-    err = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-i", str(path), "-af",
-                          "ebur128=peak=true:framelog=verbose", "-f", "null", "-"],
-                         capture_output=True, text=True, check=True).stderr
-    summary = err[err.rindex("Summary:"):]
+    err = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-i",
+            str(path),
+            "-af",
+            "ebur128=peak=true:framelog=verbose",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    summary = err[err.rindex("Summary:") :]
     i = float(re.search(r"I:\s*(-?[\d.]+) LUFS", summary).group(1))
     tp = float(re.search(r"True peak:\s*Peak:\s*(-?[\d.]+|-inf) dBFS", summary).group(1))
     return i, tp
@@ -148,8 +228,12 @@ def _check_container(path: Path, plan: EditPlan) -> dict:
     v = next(s for s in info["streams"] if s["codec_type"] == "video")
     a = next(s for s in info["streams"] if s["codec_type"] == "audio")
     frame_s = 1 / plan.output.fps
-    assert (v["codec_name"], v["pix_fmt"], v["width"], v["height"]) == ("h264", "yuv420p", plan.output.width,
-                                                                        plan.output.height)
+    assert (v["codec_name"], v["pix_fmt"], v["width"], v["height"]) == (
+        "h264",
+        "yuv420p",
+        plan.output.width,
+        plan.output.height,
+    )
     assert (a["codec_name"], int(a["sample_rate"]), a["channels"]) == ("aac", AUDIO_HZ, 2)
     assert len(info["streams"]) == 2
     assert int(v["nb_read_frames"]) == round(plan.duration_s * plan.output.fps)
@@ -162,15 +246,20 @@ def _check_container(path: Path, plan: EditPlan) -> dict:
 
 # --------------------------------------------------------------------------- English: cuts, voice, ducking
 
+
 def _english_plan(media, **kw) -> EditPlan:
     segs = [
         PlanSegment(source_path=str(media["A"]), start_s=0.3, duration_s=4.0, sentence="No time for breakfast?"),
         PlanSegment(source_path=str(media["B"]), start_s=1.2, duration_s=3.0, sentence="Juice in thirty seconds."),
         PlanSegment(source_path=str(media["C"]), start_s=0.0, duration_s=2.5, sentence="FreshCo Juicer Cup."),
     ]
-    return EditPlan(product=ProductInfo(name="Juicer Cup", brand="FreshCo"), segments=segs,
-                    bgm=BgmChoice(path=str(media["tone_bgm"]), gain_db=-6.0),
-                    output=OutputSpec(width=W, height=H, fps=FPS), **kw)
+    return EditPlan(
+        product=ProductInfo(name="Juicer Cup", brand="FreshCo"),
+        segments=segs,
+        bgm=BgmChoice(path=str(media["tone_bgm"]), gain_db=-6.0),
+        output=OutputSpec(width=W, height=H, fps=FPS),
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +297,7 @@ def test_english_cuts_are_frame_exact(english):
 def test_english_voice_where_each_sentence_is(english):
     plan, result, _ = english
     x = _audio(result.output_path)
-    for (seg_start, seg_end, v0, vdur) in result.segments:
+    for seg_start, seg_end, v0, vdur in result.segments:
         assert seg_start + VOICE_LEAD_S - 1e-6 <= v0 and v0 + vdur <= seg_end - VOICE_TAIL_S + 1e-6
         speech = _band_db(x, v0 + 0.05, v0 + vdur - 0.05, 150, 3500)
         before = _band_db(x, seg_start + 0.01, v0 - 0.04, 150, 3500)
@@ -241,8 +330,9 @@ def test_english_sidecars(english, media):
     for e, c in zip(srt, result.cues):
         assert abs(e.start / 1000 - c.start_s) < 0.002 and abs(e.end / 1000 - c.end_s) < 0.002
     back = EditPlan.model_validate_json(result.plan_path.read_text())
-    assert [(s.source_path, s.start_s, s.duration_s, s.sentence) for s in back.segments] == \
-        [(s.source_path, s.start_s, s.duration_s, s.sentence) for s in plan.segments]
+    assert [(s.source_path, s.start_s, s.duration_s, s.sentence) for s in back.segments] == [
+        (s.source_path, s.start_s, s.duration_s, s.sentence) for s in plan.segments
+    ]
     cuts = timeline.read_cuts(result.otio_path)
     assert [c[0] for c in cuts] == [str(Path(s.source_path).resolve()) for s in plan.segments]
     for (src, start, dur), seg in zip(cuts, plan.segments):
@@ -269,6 +359,7 @@ def test_subtitles_visible_only_when_enabled(english, media, tmp_path):
 
 # --------------------------------------------------------------------------- Chinese, crossfades, blur pad
 
+
 @pytest.fixture(scope="module")
 def chinese(media, tmp_path_factory):
     music = _music_file()
@@ -276,16 +367,21 @@ def chinese(media, tmp_path_factory):
         pytest.skip("no packaged music (wesnoth-1.16-music / asc-music) installed")
     segs = [
         PlanSegment(source_path=str(media["A_wide"]), start_s=0.0, duration_s=2.6, sentence="没时间吃早餐？"),
-        PlanSegment(source_path=str(media["B_wide"]), start_s=0.2, duration_s=4.0,
-                    sentence="30秒就能喝到鲜榨果汁，随时随地。"),
+        PlanSegment(
+            source_path=str(media["B_wide"]), start_s=0.2, duration_s=4.0, sentence="30秒就能喝到鲜榨果汁，随时随地。"
+        ),
         PlanSegment(source_path=str(media["C_wide"]), start_s=0.0, duration_s=2.5, sentence="鲜榨果汁杯。"),
     ]
     # Set explicitly: ~4.7 characters a second (the zh default, 248 wpm, is espeak-measured ~5.0).
     voice = VoiceSpec(language="zh", words_per_minute=230)
-    plan = EditPlan(product=ProductInfo(name="榨汁杯"), language="zh", voice=voice, segments=segs,
-                    bgm=BgmChoice(path=str(music), start_s=40.0),
-                    output=OutputSpec(width=W, height=H, fps=FPS, fit="blur_pad", transition="dissolve",
-                                      transition_duration_s=0.3))
+    plan = EditPlan(
+        product=ProductInfo(name="榨汁杯"),
+        language="zh",
+        voice=voice,
+        segments=segs,
+        bgm=BgmChoice(path=str(music), start_s=40.0),
+        output=OutputSpec(width=W, height=H, fps=FPS, fit="blur_pad", transition="dissolve", transition_duration_s=0.3),
+    )
     out = tmp_path_factory.mktemp("zh") / "zh.mp4"
     return plan, R.render(plan, out)
 
@@ -306,7 +402,7 @@ def test_chinese_render(chinese):
     first = result.cues[0]
     before, during = _frame_at(result.output_path, 0.04), _frame_at(result.output_path, first.start_s + 0.5)
     diff = np.abs(during - before).mean(axis=2)
-    assert (diff[int(H * 0.70):int(H * 0.92)] > 60).mean() > 0.01
+    assert (diff[int(H * 0.70) : int(H * 0.92)] > 60).mean() > 0.01
     assert diff[: H // 2].mean() < 3
     # Blur pad: the 16:9 frame sits in the middle; crossfade frames mix two segments' colours.
     frames = _frames(result.output_path)
@@ -326,13 +422,24 @@ def test_chinese_render(chinese):
 
 # --------------------------------------------------------------------------- piper, source audio, cancel
 
+
 def test_piper_voice_with_source_audio(media, tmp_path):
     pytest.importorskip("piper")
-    plan = EditPlan(product=ProductInfo(name="Juicer Cup"), voice=VoiceSpec(engine="piper"),
-                    subtitles=SubtitleStyle(enabled=False),
-                    segments=[PlanSegment(source_path=str(media["A_tone"]), start_s=0.5, duration_s=3.0,
-                                          sentence="Fresh juice, anywhere.", source_audio_gain=0.5)],
-                    output=OutputSpec(width=W, height=H, fps=FPS))
+    plan = EditPlan(
+        product=ProductInfo(name="Juicer Cup"),
+        voice=VoiceSpec(engine="piper"),
+        subtitles=SubtitleStyle(enabled=False),
+        segments=[
+            PlanSegment(
+                source_path=str(media["A_tone"]),
+                start_s=0.5,
+                duration_s=3.0,
+                sentence="Fresh juice, anywhere.",
+                source_audio_gain=0.5,
+            )
+        ],
+        output=OutputSpec(width=W, height=H, fps=FPS),
+    )
     result = R.render(plan, tmp_path / "piper.mp4")
     _check_container(result.output_path, plan)
     x = _audio(result.output_path)
@@ -343,10 +450,15 @@ def test_piper_voice_with_source_audio(media, tmp_path):
 
 
 def test_cancel_leaves_nothing(media, tmp_path):
-    segs = [PlanSegment(source_path=str(media[k]), start_s=0.0, duration_s=4.4, sentence=s)
-            for k, s in (("A", "Fresh juice."), ("B", "Anywhere."))]
-    plan = EditPlan(product=ProductInfo(name="Juicer Cup"), segments=segs,
-                    output=OutputSpec(width=720, height=1280, x264_preset="medium"))
+    segs = [
+        PlanSegment(source_path=str(media[k]), start_s=0.0, duration_s=4.4, sentence=s)
+        for k, s in (("A", "Fresh juice."), ("B", "Anywhere."))
+    ]
+    plan = EditPlan(
+        product=ProductInfo(name="Juicer Cup"),
+        segments=segs,
+        output=OutputSpec(width=720, height=1280, x264_preset="medium"),
+    )
     cancel = threading.Event()
     procs = []
 

@@ -30,30 +30,50 @@ def media(tmp_path_factory) -> dict[str, Path]:
     paths = {}
     for name, size in (("wide", "320x180"), ("tall", "180x320")):
         p = d / f"{name}.mp4"
-        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration=6", "-c:v", "libx264",
-                "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(p))
+        _ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=25:duration=6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(p),
+        )
         paths[name] = p
     paths["music"] = d / "music.wav"
     _ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=4", str(paths["music"]))
     return paths
 
 
-def _plan(media, sentences=("No time for breakfast?", "Juice in thirty seconds."), durations=(3.0, 3.0),
-          **kw) -> EditPlan:
-    segs = [PlanSegment(source_path=str(media["wide"]), start_s=i * 3.0, duration_s=d, sentence=s)
-            for i, (s, d) in enumerate(zip(sentences, durations))]
+def _plan(
+    media, sentences=("No time for breakfast?", "Juice in thirty seconds."), durations=(3.0, 3.0), **kw
+) -> EditPlan:
+    segs = [
+        PlanSegment(source_path=str(media["wide"]), start_s=i * 3.0, duration_s=d, sentence=s)
+        for i, (s, d) in enumerate(zip(sentences, durations))
+    ]
     kw.setdefault("output", OutputSpec(width=360, height=640))
     return EditPlan(product=ProductInfo(name="Juicer Cup"), segments=segs, **kw)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(0.7, 9.0), min_size=1, max_size=8), st.sampled_from([24.0, 25.0, 29.97, 30.0, 60.0]),
-       st.sampled_from(["cut", "fade"]), st.floats(0.1, 0.3))
+@given(
+    st.lists(st.floats(0.7, 9.0), min_size=1, max_size=8),
+    st.sampled_from([24.0, 25.0, 29.97, 30.0, 60.0]),
+    st.sampled_from(["cut", "fade"]),
+    st.floats(0.1, 0.3),
+)
 def test_placement_is_frame_exact(durations, fps, transition, tdur):
     segs = [PlanSegment(source_path="x.mp4", start_s=0, duration_s=d, sentence="x") for d in durations]
-    plan = EditPlan(product=ProductInfo(name="p"), segments=segs,
-                    output=OutputSpec(width=360, height=640, fps=fps, transition=transition,
-                                      transition_duration_s=tdur))
+    plan = EditPlan(
+        product=ProductInfo(name="p"),
+        segments=segs,
+        output=OutputSpec(width=360, height=640, fps=fps, transition=transition, transition_duration_s=tdur),
+    )
     pl = R.place_segments(plan)
     f = R.output_fps(plan)
     # The whole edit is the plan's duration to within half a frame; no rounding drift.
@@ -89,9 +109,16 @@ def test_unknown_voice_font_and_preset(media, tmp_path):
     with pytest.raises(PlanError, match="unknown espeak-ng voice 'xx-nope'"):
         R.prepare(_plan(media, voice=VoiceSpec(name="xx-nope")), work_dir=tmp_path)
     with pytest.raises(PlanError, match="no glyphs for"):
-        R.prepare(_plan(media, sentences=("没时间吃早餐？", "鲜榨果汁。"), language="zh",
-                        voice=VoiceSpec(language="zh"), subtitles=SubtitleStyle(font="DejaVu Sans")),
-                  work_dir=tmp_path)
+        R.prepare(
+            _plan(
+                media,
+                sentences=("没时间吃早餐？", "鲜榨果汁。"),
+                language="zh",
+                voice=VoiceSpec(language="zh"),
+                subtitles=SubtitleStyle(font="DejaVu Sans"),
+            ),
+            work_dir=tmp_path,
+        )
     with pytest.raises(PlanError, match="voice language 'en' differs"):
         R.prepare(_plan(media, sentences=("没时间吃早餐？", "鲜榨果汁。"), language="zh"), work_dir=tmp_path)
     with pytest.raises(PlanError, match="unknown x264 preset"):
@@ -135,8 +162,11 @@ def test_sentence_slightly_too_long_is_sped_up_within_15_percent(media, tmp_path
 
 
 def test_render_command_is_one_pass_crop_then_scale(media, tmp_path):
-    plan = _plan(media, bgm=BgmChoice(path=str(media["music"])),
-                 output=OutputSpec(width=360, height=640, transition="dissolve", transition_duration_s=0.5))
+    plan = _plan(
+        media,
+        bgm=BgmChoice(path=str(media["music"])),
+        output=OutputSpec(width=360, height=640, transition="dissolve", transition_duration_s=0.5),
+    )
     p = R.prepare(plan, work_dir=tmp_path)
     assert p.bgm is not None and p.bgm.loop  # 4 s of music under a 5.5 s edit
     m = R.LoudnessMeasurement(-20.0, -8.0, 3.0, gain_db=6.0, bgm_gain_db=-6.0, limiter_db=-2.2)
@@ -162,8 +192,12 @@ def test_render_command_is_one_pass_crop_then_scale(media, tmp_path):
     meas = R.build_measure_command(p, bgm_gain_db=-6.0).args
     mgraph = meas[meas.index("-filter_complex") + 1]
     assert ":v:0]" not in mgraph and "xfade" not in mgraph and "libx264" not in meas
-    mix = graph[graph.index("[2:a:0]"):].split("volume=6.000dB")[0].replace("[2:a:0]", "[0:a:0]").replace(
-        "[3:a:0]", "[1:a:0]")
+    mix = (
+        graph[graph.index("[2:a:0]") :]
+        .split("volume=6.000dB")[0]
+        .replace("[2:a:0]", "[0:a:0]")
+        .replace("[3:a:0]", "[1:a:0]")
+    )
     assert mgraph.split("ebur128")[0] == mix
 
 
@@ -175,12 +209,27 @@ def test_blur_pad_builds_a_padded_frame(media, tmp_path):
 
 
 def test_run_ffmpeg_reports_failure_and_cancel(tmp_path):
-    bad = R.FfmpegCommand(["ffmpeg", "-nostdin", "-i", str(tmp_path / "nope.mp4"), "-f", "null", "-"],
-                          tmp_path, 1.0)
+    bad = R.FfmpegCommand(["ffmpeg", "-nostdin", "-i", str(tmp_path / "nope.mp4"), "-f", "null", "-"], tmp_path, 1.0)
     with pytest.raises(RenderError, match="nope.mp4"):
         R.run_ffmpeg(bad)
-    long = R.FfmpegCommand(["ffmpeg", "-nostdin", "-re", "-f", "lavfi", "-i", "testsrc2=duration=30",
-                            "-progress", "pipe:1", "-f", "null", "-"], tmp_path, 30.0)
+    long = R.FfmpegCommand(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=30",
+            "-progress",
+            "pipe:1",
+            "-f",
+            "null",
+            "-",
+        ],
+        tmp_path,
+        30.0,
+    )
     cancel = threading.Event()
     seen: list[float] = []
 
@@ -195,10 +244,19 @@ def test_run_ffmpeg_reports_failure_and_cancel(tmp_path):
 
 def test_timeline_round_trip(tmp_path, media):
     fps = 30.0
-    items = [timeline.TimelineItem(name="a", source_path=media["wide"], source_duration_s=6.0, start_s=0.5,
-                                   n_frames=90, transition_out_frames=9),
-             timeline.TimelineItem(name="b", source_path=media["tall"], source_duration_s=6.0, start_s=1.0,
-                                   n_frames=60, transition_in_frames=9)]
+    items = [
+        timeline.TimelineItem(
+            name="a",
+            source_path=media["wide"],
+            source_duration_s=6.0,
+            start_s=0.5,
+            n_frames=90,
+            transition_out_frames=9,
+        ),
+        timeline.TimelineItem(
+            name="b", source_path=media["tall"], source_duration_s=6.0, start_s=1.0, n_frames=60, transition_in_frames=9
+        ),
+    ]
     tl = timeline.build_timeline("t", items, fps=fps, transition_name="fade")
     path = timeline.write_otio(tl, tmp_path / "t.otio")
     assert timeline.read_cuts(path) == [(str(media["wide"]), 0.5, 3.0), (str(media["tall"]), 1.0, 2.0)]
@@ -214,10 +272,13 @@ def test_cli_render(media, tmp_path, capsys):
     bad.write_text('{"segments": []}')
     assert main(["--library", str(tmp_path), "render", str(bad), "-o", str(tmp_path / "x.mp4")]) == 2
     assert "not a valid edit plan" in capsys.readouterr().err
-    plan = EditPlan(product=ProductInfo(name="p"), voice=VoiceSpec(engine="none"),
-                    subtitles=SubtitleStyle(enabled=False),
-                    segments=[PlanSegment(source_path=media["tall"].name, start_s=0, duration_s=1.0, sentence="Hi.")],
-                    output=OutputSpec.for_aspect("1:1", short_side=128))
+    plan = EditPlan(
+        product=ProductInfo(name="p"),
+        voice=VoiceSpec(engine="none"),
+        subtitles=SubtitleStyle(enabled=False),
+        segments=[PlanSegment(source_path=media["tall"].name, start_s=0, duration_s=1.0, sentence="Hi.")],
+        output=OutputSpec.for_aspect("1:1", short_side=128),
+    )
     (tmp_path / "plan.json").write_text(plan.model_dump_json())
     lib = media["tall"].parent  # relative source paths resolve against --library
     out = tmp_path / "cli.mp4"

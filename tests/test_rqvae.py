@@ -18,8 +18,8 @@ from rqvae import (
     RQVAEConfigError,
     RQVAEInputError,
     RQVAEMismatchError,
-    TrainConfig,
     Tokenizer,
+    TrainConfig,
     audio_config,
     code_stats,
     cosine_rows,
@@ -41,11 +41,17 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 def tiny_config(epochs: int = 10, seed: int = 0, **train_kw) -> RQVAEConfig:
     model = ModelConfig(
-        modality="video", input_dim=D, encoder_hidden=(64,), decoder_hidden=(64,), codebook_dim=16,
-        num_quantizers=4, codebook_size=32,
+        modality="video",
+        input_dim=D,
+        encoder_hidden=(64,),
+        decoder_hidden=(64,),
+        codebook_dim=16,
+        num_quantizers=4,
+        codebook_size=32,
     )
-    return RQVAEConfig(model=model, train=TrainConfig(epochs=epochs, batch_size=500, val_fraction=0.2, seed=seed,
-                                                      **train_kw))
+    return RQVAEConfig(
+        model=model, train=TrainConfig(epochs=epochs, batch_size=500, val_fraction=0.2, seed=seed, **train_kw)
+    )
 
 
 def clustered(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -76,19 +82,35 @@ def trained():
 def test_presets_match_paper_table_3():
     v = video_config()
     assert (v.model.input_dim, v.model.encoder_hidden, v.model.decoder_hidden, v.model.codebook_dim) == (
-        128, (512, 512), (512, 512), 128)
+        128,
+        (512, 512),
+        (512, 512),
+        128,
+    )
     assert (v.model.num_quantizers, v.model.codebook_size, v.train.epochs) == (8, 256, 20)
     t = v.train
     assert (t.batch_size, t.learning_rate, t.min_learning_rate, t.weight_decay, t.commitment_weight) == (
-        8192, 1e-3, 2e-5, 1e-4, 0.0)
+        8192,
+        1e-3,
+        2e-5,
+        1e-4,
+        0.0,
+    )
     panns = audio_config(2048)
     assert (panns.model.encoder_hidden, panns.model.decoder_hidden, panns.model.codebook_dim) == (
-        (1024, 512), (512, 1024), 256)
+        (1024, 512),
+        (512, 1024),
+        256,
+    )
     assert (panns.model.num_quantizers, panns.model.codebook_size, panns.train.epochs) == (8, 256, 50)
     # aisfx (512-d): every width scaled by 512 / 2048, quantizer shape unchanged.
     aisfx = preset("audio")
-    assert (aisfx.model.input_dim, aisfx.model.encoder_hidden, aisfx.model.decoder_hidden,
-            aisfx.model.codebook_dim) == (512, (256, 128), (128, 256), 64)
+    assert (
+        aisfx.model.input_dim,
+        aisfx.model.encoder_hidden,
+        aisfx.model.decoder_hidden,
+        aisfx.model.codebook_dim,
+    ) == (512, (256, 128), (128, 256), 64)
     assert (aisfx.model.num_quantizers, aisfx.model.codebook_size) == (8, 256)
 
 
@@ -328,12 +350,18 @@ def test_code_stats_and_evaluate():
 def test_checkpoint_round_trip(trained, tmp_path):
     result, x, *_ = trained
     tok = result.tokenizer
-    path = tok.save(tmp_path / "models" / "rqvae_video", pca_version="pca-7", encoder="enc-a",
-                    train_config=tiny_config(), extra={"note": "t"})
+    path = tok.save(
+        tmp_path / "models" / "rqvae_video",
+        pca_version="pca-7",
+        encoder="enc-a",
+        train_config=tiny_config(),
+        extra={"note": "t"},
+    )
     assert path.name == "rqvae.safetensors"
     assert sorted(p.name for p in path.parent.iterdir()) == ["rqvae.safetensors"]  # no tmp left behind
-    loaded = Tokenizer.load(path.parent, expect_modality="video", expect_dim=D, expect_pca_version="pca-7",
-                            expect_encoder="enc-a")
+    loaded = Tokenizer.load(
+        path.parent, expect_modality="video", expect_dim=D, expect_pca_version="pca-7", expect_encoder="enc-a"
+    )
     assert np.array_equal(loaded.encode(x), tok.encode(x))
     assert np.array_equal(loaded.decode(tok.encode(x)), tok.decode(tok.encode(x)))
     assert loaded.pca_version == "pca-7" and loaded.info is not None and loaded.info.extra == {"note": "t"}
@@ -400,8 +428,12 @@ def test_corrupt_and_missing_checkpoints_give_clear_errors(trained, tmp_path):
         Tokenizer.load(tmp_path / "nowhere")
     bad_shape = tmp_path / "bad_shape.safetensors"
     bad_shape.write_bytes(blob)
-    _rewrite_header(bad_shape, config=json.dumps(tiny_config().replace_train(epochs=1).to_dict()).replace(
-        '"codebook_size": 32', '"codebook_size": 64'))
+    _rewrite_header(
+        bad_shape,
+        config=json.dumps(tiny_config().replace_train(epochs=1).to_dict()).replace(
+            '"codebook_size": 32', '"codebook_size": 64'
+        ),
+    )
     with pytest.raises(RQVAECheckpointError, match="do not fit the stored config"):
         Tokenizer.load(bad_shape)
 
@@ -440,7 +472,10 @@ def test_package_does_not_import_autocut_indexes_or_server():
     offenders = []
     for py in root.glob("*.py"):
         for node in ast.walk(ast.parse(py.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             offenders += [f"{py.name}: {n}" for n in names if n.split(".")[0] in ("autocut", "indexes", "server")]
     assert offenders == []

@@ -6,11 +6,11 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
-from autocut.library.catalog import Catalog, NewBgm, NewSource
 from autocut.cli import main as cli_main
+from autocut.encoders.base import l2_normalize
 from autocut.errors import CatalogError, CheckpointError, VersionMismatchError
+from autocut.library.catalog import Catalog, NewBgm, NewSource
 from autocut.library.codes import (
     evaluate_library_tokenizer,
     load_library_tokenizer,
@@ -18,9 +18,7 @@ from autocut.library.codes import (
     train_library_tokenizer,
     training_arrays,
 )
-from autocut.encoders.base import l2_normalize
 from rqvae import read_checkpoint_info
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -29,11 +27,17 @@ def _source(i: int, n_frames: int = 30) -> NewSource:
     rng = np.random.default_rng(100 + i)
     frames = l2_normalize(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
     return NewSource(
-        content_hash=f"h{i}", path=f"/media/v{i}.mp4", kind="footage", duration_s=float(n_frames),
+        content_hash=f"h{i}",
+        path=f"/media/v{i}.mp4",
+        kind="footage",
+        duration_s=float(n_frames),
         probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
         frame_times_s=[float(k) for k in range(n_frames)],
-        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32), frames=frames,
-        clip_spans=[(0.0, float(n_frames))], clips=l2_normalize(frames.mean(axis=0, keepdims=True)))
+        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32),
+        frames=frames,
+        clip_spans=[(0.0, float(n_frames))],
+        clips=l2_normalize(frames.mean(axis=0, keepdims=True)),
+    )
 
 
 @pytest.fixture
@@ -62,8 +66,21 @@ def test_training_arrays_group_frames_by_source_and_blocks_by_track(library):
 
 
 def test_cli_train_then_eval_video(library, capsys):
-    rc = cli_main(["--library", str(library), "rqvae", "train", "--modality", "video", "--epochs", "2",
-                   "--no-progress", "--threads", "1"])
+    rc = cli_main(
+        [
+            "--library",
+            str(library),
+            "rqvae",
+            "train",
+            "--modality",
+            "video",
+            "--epochs",
+            "2",
+            "--no-progress",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "video tokenizer ->" in out and "held out" in out
@@ -109,8 +126,21 @@ def test_audio_tokenizer_scores_pooled_tracks(library):
 
 
 def test_time_budget_flag_and_missing_pieces(library, tmp_path, capsys):
-    rc = cli_main(["--library", str(library), "rqvae", "train", "--modality", "audio", "--epochs", "500",
-                   "--time-budget-s", "0.5", "--no-progress"])
+    rc = cli_main(
+        [
+            "--library",
+            str(library),
+            "rqvae",
+            "train",
+            "--modality",
+            "audio",
+            "--epochs",
+            "500",
+            "--time-budget-s",
+            "0.5",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert "(time_budget)" in capsys.readouterr().out
     with pytest.raises(CheckpointError, match="no RQ-VAE checkpoint here.*rqvae train --modality video"):

@@ -30,8 +30,15 @@ def api(tmp_path, redis_server, seed_library):
     """(client factory, services, settings): a fresh namespace and data dir per test."""
     media = tmp_path / "media"
     media.mkdir()
-    settings = make_settings(tmp_path, redis_server, seed_library, media_root=media, max_upload_bytes=300_000,
-                             max_active_jobs=4, max_active_jobs_per_key=4)
+    settings = make_settings(
+        tmp_path,
+        redis_server,
+        seed_library,
+        media_root=media,
+        max_upload_bytes=300_000,
+        max_active_jobs=4,
+        max_active_jobs_per_key=4,
+    )
     app = create_app(settings)
     with TestClient(app) as client:
         yield client, app.state.services
@@ -58,6 +65,7 @@ def nothing_stored(services) -> None:
 
 
 # --------------------------------------------------------------------------- auth and isolation
+
 
 def test_missing_or_wrong_key_is_401(api):
     client, services = api
@@ -87,9 +95,13 @@ def test_another_keys_job_clip_and_batch_are_404(api):
     batch = client.post("/v1/batches", json={"items": [tiny_edit([2])]}, headers=a).json()["batch_id"]
     clip = client.post("/v1/clips", headers=a, files={"file": ("c.mp4", _video_bytes(services), "video/mp4")})
     clip_id = clip.json()["clip_id"]
-    for method, url in [("GET", f"/v1/jobs/{job}"), ("DELETE", f"/v1/jobs/{job}"),
-                        ("GET", f"/v1/jobs/{job}/results/1/video"), ("GET", f"/v1/batches/{batch}"),
-                        ("GET", f"/v1/clips/{clip_id}")]:
+    for method, url in [
+        ("GET", f"/v1/jobs/{job}"),
+        ("DELETE", f"/v1/jobs/{job}"),
+        ("GET", f"/v1/jobs/{job}/results/1/video"),
+        ("GET", f"/v1/batches/{batch}"),
+        ("GET", f"/v1/clips/{clip_id}"),
+    ]:
         r = client.request(method, url, headers=b)
         assert r.status_code == 404, (method, url, r.text)
         assert r.json()["error"]["code"] == "not_found"
@@ -111,6 +123,7 @@ def _video_bytes(services, name: str = "v.mp4", **kw) -> bytes:
 
 # --------------------------------------------------------------------------- bad requests
 
+
 def test_malformed_json_is_400_and_stores_nothing(api):
     client, services = api
     h = {**key(services), "Content-Type": "application/json"}
@@ -123,23 +136,36 @@ def test_malformed_json_is_400_and_stores_nothing(api):
     nothing_stored(services)
 
 
-@pytest.mark.parametrize("body, code", [
-    ({"product": {"name": "x"}, "clips": []}, "invalid_request"),
-    ({"product": {"name": ""}, "clips": [{"photo_id": 1}]}, "invalid_request"),
-    ({"product": {"name": "x"}, "clips": [{"photo_id": 1, "path": "a.mp4"}]}, "invalid_request"),
-    ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "options": {"resolution": 101}}, "invalid_request"),
-    ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "surprise": 1}, "invalid_request"),
-    ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "script": ["  "]}, "invalid_request"),
-    ({"product": {"name": "x"}, "clips": [{"clip_id": "clp_000000000000000000000000"}]}, "unknown_clip"),
-    ({"product": {"name": "x"}, "clips": [{"photo_id": 99999}]}, "unknown_video"),
-    ({"product": {"name": "x", "image_id": "img_000000000000000000000000"}, "clips": [{"photo_id": 1}]},
-     "unknown_image"),
-    ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "options": {"planner": "oracle"}}, "unknown_planner"),
-    ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "options": {"bgm": {"policy": "track", "audio_id": 999}}},
-     "unknown_bgm"),
-    ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "options": {"voice": {"name": "klingon-xx"}}},
-     "unknown_voice"),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"product": {"name": "x"}, "clips": []}, "invalid_request"),
+        ({"product": {"name": ""}, "clips": [{"photo_id": 1}]}, "invalid_request"),
+        ({"product": {"name": "x"}, "clips": [{"photo_id": 1, "path": "a.mp4"}]}, "invalid_request"),
+        ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "options": {"resolution": 101}}, "invalid_request"),
+        ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "surprise": 1}, "invalid_request"),
+        ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "script": ["  "]}, "invalid_request"),
+        ({"product": {"name": "x"}, "clips": [{"clip_id": "clp_000000000000000000000000"}]}, "unknown_clip"),
+        ({"product": {"name": "x"}, "clips": [{"photo_id": 99999}]}, "unknown_video"),
+        (
+            {"product": {"name": "x", "image_id": "img_000000000000000000000000"}, "clips": [{"photo_id": 1}]},
+            "unknown_image",
+        ),
+        ({"product": {"name": "x"}, "clips": [{"photo_id": 1}], "options": {"planner": "oracle"}}, "unknown_planner"),
+        (
+            {
+                "product": {"name": "x"},
+                "clips": [{"photo_id": 1}],
+                "options": {"bgm": {"policy": "track", "audio_id": 999}},
+            },
+            "unknown_bgm",
+        ),
+        (
+            {"product": {"name": "x"}, "clips": [{"photo_id": 1}], "options": {"voice": {"name": "klingon-xx"}}},
+            "unknown_voice",
+        ),
+    ],
+)
 def test_invalid_edits_are_422_with_a_clear_message(api, body, code):
     client, services = api
     r = client.post("/v1/edits", json=body, headers=key(services))
@@ -165,9 +191,20 @@ def test_path_traversal_and_symlink_escapes_are_refused(api, tmp_path):
     os.symlink(tmp_path, media / "sub" / "dirlink")
     os.symlink(media / "inside.mp4", media / "sub" / "ok-link.mp4")
     h = key(services)
-    bad = ["../outside.mp4", "sub/../../outside.mp4", str(secret), "/etc/passwd", "escape.mp4",
-           "sub/dirlink/outside.mp4", "http://127.0.0.1:6379/", "file:///etc/passwd", "missing.mp4", "sub",
-           "~/x.mp4", "a\x00b.mp4"]
+    bad = [
+        "../outside.mp4",
+        "sub/../../outside.mp4",
+        str(secret),
+        "/etc/passwd",
+        "escape.mp4",
+        "sub/dirlink/outside.mp4",
+        "http://127.0.0.1:6379/",
+        "file:///etc/passwd",
+        "missing.mp4",
+        "sub",
+        "~/x.mp4",
+        "a\x00b.mp4",
+    ]
     for ref in bad:
         r = client.post("/v1/edits", json={**tiny_edit([1]), "clips": [{"path": ref}]}, headers=h)
         assert r.status_code == 422, (ref, r.text)
@@ -198,9 +235,22 @@ def test_library_listing_hides_other_keys_uploads(api):
     with Catalog.open(lib) as cat:
         src = cat.video_by_path(blob)
     # Register the upload as key a's, as POST /v1/clips does.
-    services.store.admit(key_a, [], max_active=10, max_active_per_owner=10, clip=ClipRecord(
-        clip_id="clp_" + "1" * 24, owner=key_a, kind="video", sha256=src.content_hash, filename="x.mp4",
-        size_bytes=1, path=str(blob), created_at=0.0))
+    services.store.admit(
+        key_a,
+        [],
+        max_active=10,
+        max_active_per_owner=10,
+        clip=ClipRecord(
+            clip_id="clp_" + "1" * 24,
+            owner=key_a,
+            kind="video",
+            sha256=src.content_hash,
+            filename="x.mp4",
+            size_bytes=1,
+            path=str(blob),
+            created_at=0.0,
+        ),
+    )
     seen_a = {v["photo_id"]: v for v in client.get("/v1/library/videos", headers=a).json()["items"]}
     seen_b = {v["photo_id"] for v in client.get("/v1/library/videos", headers=b).json()["items"]}
     assert src.photo_id in seen_a and seen_a[src.photo_id]["uploaded"]
@@ -213,6 +263,7 @@ def test_library_listing_hides_other_keys_uploads(api):
 
 
 # --------------------------------------------------------------------------- idempotency, bound, cancel
+
 
 def test_idempotency_key_replays_and_refuses_another_body(api):
     client, services = api
@@ -269,6 +320,7 @@ def test_cancel_a_queued_job_then_409(api):
 
 # --------------------------------------------------------------------------- uploads
 
+
 def _multipart(name: str, data: bytes, field: str = "file") -> dict:
     return {field: (name, io.BytesIO(data), "application/octet-stream")}
 
@@ -294,8 +346,13 @@ def test_upload_accepts_video_dedupes_and_refuses_bad_files(api):
     bad = [
         (_multipart("notes.mp4", b"just some text, not a video" * 50), 415, "unsupported_media_type"),
         (_multipart("fake.mp4", b"\x00\x00\x00\x18ftypisom" + os.urandom(5000)), 422, "invalid_media"),
-        (_multipart("big.mp4", _video_bytes(services, "big.mp4", duration_s=4.0, size="640x480",
-                                            extra=("-qp", "0"))), 413, "too_large"),
+        (
+            _multipart(
+                "big.mp4", _video_bytes(services, "big.mp4", duration_s=4.0, size="640x480", extra=("-qp", "0"))
+            ),
+            413,
+            "too_large",
+        ),
         (_multipart("v.mp4", good, field="video"), 400, "unexpected_file"),
         (_multipart("tiny.png", b"\x89PNG\r\n\x1a\n" + b"0" * 100), 415, "unsupported_media_type"),
     ]
@@ -358,6 +415,7 @@ def test_admin_only_index_rebuild(api):
 
 # --------------------------------------------------------------------------- settings and spec
 
+
 def test_settings_refuse_placeholder_secrets_outside_dev_mode():
     from pydantic import ValidationError
 
@@ -405,8 +463,7 @@ def test_oversized_json_body_is_413(api):
 def test_store_down_is_503_not_500(tmp_path, redis_server, seed_library):
     from test_server_harness import free_port
 
-    settings = make_settings(tmp_path, redis_server, seed_library,
-                             redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = make_settings(tmp_path, redis_server, seed_library, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
         r = client.get("/readyz")

@@ -85,8 +85,9 @@ def _variant_dirs(service: Service, job_id: str) -> list[str]:
 
 def _slow_edit() -> dict:
     """Big enough that ffmpeg's main pass runs for seconds (something to kill or cancel)."""
-    return tiny_edit([1, 2], script=["Fresh juice in seconds.", "Take it anywhere."], resolution=1080,
-                     max_duration_s=8.0)
+    return tiny_edit(
+        [1, 2], script=["Fresh juice in seconds.", "Take it anywhere."], resolution=1080, max_duration_s=8.0
+    )
 
 
 def test_upload_submit_poll_download_ffprobe(service, key, tmp_path):
@@ -95,10 +96,12 @@ def test_upload_submit_poll_download_ffprobe(service, key, tmp_path):
         r = c.post("/v1/clips", files={"file": ("kitchen.mp4", footage.read_bytes(), "video/mp4")})
         assert r.status_code == 201, r.text
         clip = r.json()
-        req = {"product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["juice in 30 seconds"]},
-               "clips": [{"clip_id": clip["clip_id"]}, {"photo_id": 1}],
-               "script": ["No time for breakfast?", "Fresh juice in seconds."],
-               "options": {"aspect": "9:16", "resolution": 360, "max_duration_s": 12, "bgm": {"policy": "auto"}}}
+        req = {
+            "product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["juice in 30 seconds"]},
+            "clips": [{"clip_id": clip["clip_id"]}, {"photo_id": 1}],
+            "script": ["No time for breakfast?", "Fresh juice in seconds."],
+            "options": {"aspect": "9:16", "resolution": 360, "max_duration_s": 12, "bgm": {"policy": "auto"}},
+        }
         # Submitted while the upload is still ingesting: the edit waits for it.
         r = c.post("/v1/edits", json=req, headers={"Idempotency-Key": "e2e-1"})
         assert r.status_code == 202, r.text
@@ -177,8 +180,7 @@ def test_cancel_stops_the_running_ffmpeg(service, key):
         assert r.status_code == 202
         job = wait_job(c, job_id, timeout_s=30)
         assert job["state"] == "cancelled" and job["error"]["code"] == "cancelled"
-        wait_for(lambda: not any(_alive(p) for p in ffmpegs), 15,
-                 "ffmpeg to stop")
+        wait_for(lambda: not any(_alive(p) for p in ffmpegs), 15, "ffmpeg to stop")
         assert _variant_dirs(service, job_id) == ["plans.json"]  # no result, no attempt left behind
         assert c.get(f"/v1/jobs/{job_id}/results/1/video").status_code == 404
 
@@ -200,8 +202,7 @@ def test_sigkill_worker_mid_render_then_one_result(service, key, tmp_path):
         assert progress > 10
         os.kill(pid, signal.SIGKILL)
         # The supervisor restarts the worker and kills the orphaned ffmpeg of the dead one.
-        wait_for(lambda: not any(_alive(p) for p in ffmpegs), 20,
-                 "the orphaned ffmpeg to be killed")
+        wait_for(lambda: not any(_alive(p) for p in ffmpegs), 20, "the orphaned ffmpeg to be killed")
         job = wait_job(c, job_id, timeout_s=240)
         assert job["state"] == "done", (job, service.logs())
         rec = service.store.get_job(job_id)
@@ -213,7 +214,8 @@ def test_sigkill_worker_mid_render_then_one_result(service, key, tmp_path):
         out.write_bytes(c.get(job["results"][0]["links"]["video"]).content)
         info = probe(out)
         assert (info.width, info.height) == (1080, 1920) and info.duration_s == pytest.approx(
-            job["results"][0]["duration_s"], abs=0.1)
+            job["results"][0]["duration_s"], abs=0.1
+        )
     service.wait_workers(2)
 
 
@@ -221,19 +223,24 @@ def test_restart_api_mid_batch_loses_nothing(service, key):
     items = [tiny_edit([1 + i % 2], script=[f"Offer number {i}."]) for i in range(6)]
     with service.client(key) as c:
         batch = c.post("/v1/batches", json={"items": items}).json()
-        wait_for(lambda: any(j.state != "queued" for j in service.store.get_jobs(batch["job_ids"])), 60,
-                 "the batch to start")
+        wait_for(
+            lambda: any(j.state != "queued" for j in service.store.get_jobs(batch["job_ids"])), 60, "the batch to start"
+        )
         service.kill_api()
         with pytest.raises(httpx.TransportError):
             c.post("/v1/edits", json=tiny_edit([1]), headers={"Idempotency-Key": "while-down"})
         service.start_api()
         # The client retries its failed POST with the same key: one job, however often it retries.
-        ids = {c.post("/v1/edits", json=tiny_edit([1]), headers={"Idempotency-Key": "while-down"}).json()["job_id"]
-               for _ in range(3)}
+        ids = {
+            c.post("/v1/edits", json=tiny_edit([1]), headers={"Idempotency-Key": "while-down"}).json()["job_id"]
+            for _ in range(3)
+        }
         assert len(ids) == 1
-        status = wait_for(lambda: (b := c.get(batch["status_url"]).json())["state"] in ("done", "partial",
-                                                                                       "failed") and b, 240,
-                          "the batch to finish")
+        status = wait_for(
+            lambda: (b := c.get(batch["status_url"]).json())["state"] in ("done", "partial", "failed") and b,
+            240,
+            "the batch to finish",
+        )
         assert status["state"] == "done", (status, service.logs())
         assert status["counts"] == {"done": 6}
         for item in status["items"]:
@@ -249,8 +256,9 @@ def test_admitted_but_never_enqueued_job_is_recovered(service, key):
         owner = _key_id(service, key)
         spec_source = c.post("/v1/edits", json=tiny_edit([2])).json()["job_id"]
         spec = service.store.get_job(spec_source).spec
-        adm = service.store.admit(owner, [NewJob(job_id="job_" + "e" * 24, kind="edit", spec=spec)],
-                                  max_active=100, max_active_per_owner=100)
+        adm = service.store.admit(
+            owner, [NewJob(job_id="job_" + "e" * 24, kind="edit", spec=spec)], max_active=100, max_active_per_owner=100
+        )
         assert adm.status == "created"
         job = wait_job(c, "job_" + "e" * 24, timeout_s=120)
         assert job["state"] == "done"
@@ -272,8 +280,11 @@ def test_fifty_concurrent_submissions_fifty_results(service, key):
     def submit(i: int) -> str:
         with service.client(key) as c:
             start.wait()
-            r = c.post("/v1/edits", json=tiny_edit([1 + i % 2], script=[f"Deal number {i}."]),
-                       headers={"Idempotency-Key": f"fifty-{i}"})
+            r = c.post(
+                "/v1/edits",
+                json=tiny_edit([1 + i % 2], script=[f"Deal number {i}."]),
+                headers={"Idempotency-Key": f"fifty-{i}"},
+            )
             assert r.status_code == 202, r.text
             return r.json()["job_id"]
 
@@ -281,6 +292,7 @@ def test_fifty_concurrent_submissions_fifty_results(service, key):
         ids = list(pool.map(submit, range(n)))
     assert len(set(ids)) == n
     with service.client(key) as c:
+
         def all_done() -> bool:
             states = [j.state for j in service.store.get_jobs(ids)]
             assert "failed" not in states, service.logs()
@@ -308,13 +320,27 @@ def test_single_machine_default_runs_and_supervises_its_own_redis(tmp_path, seed
     lib = copy_library(seed_library, tmp_path / "library")
     api_port, redis_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOCUT_")}
-    env.update({"AUTOCUT_DATA_DIR": str(tmp_path / "data"), "AUTOCUT_LIBRARY_DIR": str(lib),
-                "AUTOCUT_REDIS_PORT": str(redis_port), "AUTOCUT_API_PORT": str(api_port),
-                "AUTOCUT_SECRET_KEY": SECRET, "AUTOCUT_WORKER_PROCESSES": "1", "AUTOCUT_POLL_INTERVAL_MS": "100",
-                "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "AUTOCUT_DATA_DIR": str(tmp_path / "data"),
+            "AUTOCUT_LIBRARY_DIR": str(lib),
+            "AUTOCUT_REDIS_PORT": str(redis_port),
+            "AUTOCUT_API_PORT": str(api_port),
+            "AUTOCUT_SECRET_KEY": SECRET,
+            "AUTOCUT_WORKER_PROCESSES": "1",
+            "AUTOCUT_POLL_INTERVAL_MS": "100",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     log = open(tmp_path / "all.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "server", "all"], env=env, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "all"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{api_port}"
 
     def ready() -> bool:
@@ -326,16 +352,25 @@ def test_single_machine_default_runs_and_supervises_its_own_redis(tmp_path, seed
 
     try:
         wait_for(ready, 90, "`python -m server all` to be ready")
-        out = subprocess.run([sys.executable, "-m", "server", "keys", "create", "--name", "me"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "server", "keys", "create", "--name", "me"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         raw = out.split()[1]
         with httpx.Client(base_url=base, headers={"X-API-Key": raw}, timeout=30) as c:
             job_id = c.post("/v1/edits", json=tiny_edit([1])).json()["job_id"]
             assert wait_job(c, job_id)["state"] == "done"
             (redis_proc,) = _named_children(proc.pid, "redis-server")
             redis_proc.kill()
-            wait_for(lambda: any(p.pid != redis_proc.pid for p in _named_children(proc.pid, "redis-server")), 30,
-                     "redis-server to be restarted")
+            wait_for(
+                lambda: any(p.pid != redis_proc.pid for p in _named_children(proc.pid, "redis-server")),
+                30,
+                "redis-server to be restarted",
+            )
             wait_for(ready, 60, "the service to be ready again")
             assert c.get(f"/v1/jobs/{job_id}").json()["state"] == "done"  # persisted in the AOF
             assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()

@@ -97,8 +97,14 @@ def copy_library(seed: Path, dest: Path) -> Path:
 
 
 def make_settings(tmp_path: Path, redis: RedisServer, library: Path, **overrides: object) -> Settings:
-    values: dict = {"data_dir": tmp_path / "data", "library_dir": library, "redis_url": redis.url,
-                    "redis_namespace": "t" + secrets.token_hex(5), "secret_key": SECRET, **FAST}
+    values: dict = {
+        "data_dir": tmp_path / "data",
+        "library_dir": library,
+        "redis_url": redis.url,
+        "redis_namespace": "t" + secrets.token_hex(5),
+        "secret_key": SECRET,
+        **FAST,
+    }
     values.update(overrides)
     return Settings(**values)
 
@@ -131,8 +137,14 @@ class Service:
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115 - lives with the process
-        p = subprocess.Popen([sys.executable, "-m", "server", *args], env=self.env, cwd=ROOT, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "server", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(p)
         return p
 
@@ -194,8 +206,9 @@ class Service:
         self.store.r.close()
 
 
-def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120,
-             states: tuple[str, ...] = ("done", "failed", "cancelled")) -> dict:
+def wait_job(
+    client: httpx.Client, job_id: str, timeout_s: float = 120, states: tuple[str, ...] = ("done", "failed", "cancelled")
+) -> dict:
     def finished() -> dict | None:
         body = client.get(f"/v1/jobs/{job_id}").json()
         return body if body["state"] in states else None
@@ -203,11 +216,28 @@ def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120,
     return wait_for(finished, timeout_s, f"job {job_id} to reach {states}", poll_s=0.3)  # type: ignore[return-value]
 
 
-def tiny_edit(photo_ids: list[int], *, script: list[str] | None = None, resolution: int = 144,
-              max_duration_s: float = 2.0, voice: str = "none", bgm: str = "none", **options: object) -> dict:
+def tiny_edit(
+    photo_ids: list[int],
+    *,
+    script: list[str] | None = None,
+    resolution: int = 144,
+    max_duration_s: float = 2.0,
+    voice: str = "none",
+    bgm: str = "none",
+    **options: object,
+) -> dict:
     """A request that renders fast (small frame, no voice, no music): for tests about delivery."""
-    opts = {"resolution": resolution, "max_duration_s": max_duration_s, "voice": {"engine": voice},
-            "bgm": {"policy": bgm}, "subtitles": False, **options}
-    return {"product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["fast"]},
-            "clips": [{"photo_id": p} for p in photo_ids], "script": script or ["Fresh juice now."],
-            "options": opts}
+    opts = {
+        "resolution": resolution,
+        "max_duration_s": max_duration_s,
+        "voice": {"engine": voice},
+        "bgm": {"policy": bgm},
+        "subtitles": False,
+        **options,
+    }
+    return {
+        "product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["fast"]},
+        "clips": [{"photo_id": p} for p in photo_ids],
+        "script": script or ["Fresh juice now."],
+        "options": opts,
+    }

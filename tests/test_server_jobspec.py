@@ -20,21 +20,46 @@ from server.store import ACTIVE_STATES, TERMINAL_STATES, JobState
 # An edit spec as the API has always stored it (`spec` field of a job hash).
 STORED_EDIT = {
     "request": {
-        "product": {"name": "Juicer Cup", "brand": "FreshCo", "category": "kitchen",
-                    "selling_points": ["juice in 30 seconds"], "description": "", "image_id": None},
-        "clips": [{"clip_id": "clp_" + "0" * 24, "photo_id": None, "path": None, "text": ""},
-                  {"clip_id": None, "photo_id": 3, "path": None, "text": "a cup"},
-                  {"clip_id": None, "photo_id": None, "path": "shoot/a.mp4", "text": ""}],
+        "product": {
+            "name": "Juicer Cup",
+            "brand": "FreshCo",
+            "category": "kitchen",
+            "selling_points": ["juice in 30 seconds"],
+            "description": "",
+            "image_id": None,
+        },
+        "clips": [
+            {"clip_id": "clp_" + "0" * 24, "photo_id": None, "path": None, "text": ""},
+            {"clip_id": None, "photo_id": 3, "path": None, "text": "a cup"},
+            {"clip_id": None, "photo_id": None, "path": "shoot/a.mp4", "text": ""},
+        ],
         "script": ["No time for breakfast?"],
-        "options": {"aspect": "1:1", "resolution": 720, "max_duration_s": 30.0, "language": "zh",
-                    "voice": {"engine": "espeak", "name": "cmn"},
-                    "bgm": {"policy": "auto", "audio_id": None, "exclude_audio_ids": [4]},
-                    "n_variants": 2, "planner": None, "transition": "fade", "subtitles": False, "seed": 7},
+        "options": {
+            "aspect": "1:1",
+            "resolution": 720,
+            "max_duration_s": 30.0,
+            "language": "zh",
+            "voice": {"engine": "espeak", "name": "cmn"},
+            "bgm": {"policy": "auto", "audio_id": None, "exclude_audio_ids": [4]},
+            "n_variants": 2,
+            "planner": None,
+            "transition": "fade",
+            "subtitles": False,
+            "seed": 7,
+        },
     },
-    "pool": [{"kind": "upload", "clip_id": "clp_" + "0" * 24, "sha256": "f" * 64, "path": "/data/u.mp4",
-              "ingest_job_id": "job_" + "1" * 24, "text": ""},
-             {"kind": "library", "photo_id": 3, "text": "a cup"},
-             {"kind": "media", "path": "shoot/a.mp4", "text": ""}],
+    "pool": [
+        {
+            "kind": "upload",
+            "clip_id": "clp_" + "0" * 24,
+            "sha256": "f" * 64,
+            "path": "/data/u.mp4",
+            "ingest_job_id": "job_" + "1" * 24,
+            "text": "",
+        },
+        {"kind": "library", "photo_id": 3, "text": "a cup"},
+        {"kind": "media", "path": "shoot/a.mp4", "text": ""},
+    ],
     "image_path": "/data/img.png",
     "planner": "heuristic",
 }
@@ -52,27 +77,40 @@ def test_edit_spec_reads_and_writes_the_stored_json_unchanged():
 
 def test_edit_spec_from_a_request_stores_the_schema_defaults_once():
     req = EditRequest.model_validate({"product": {"name": "x"}, "clips": [{"photo_id": 1}]})
-    spec = EditJobSpec(request=req, pool=[LibraryRef(kind="library", photo_id=1, text="")], image_path=None,
-                       planner="heuristic")
+    spec = EditJobSpec(
+        request=req, pool=[LibraryRef(kind="library", photo_id=1, text="")], image_path=None, planner="heuristic"
+    )
     stored = spec.model_dump(mode="json")
     assert list(stored) == ["request", "pool", "image_path", "planner"]
     assert stored["request"] == req.model_dump(mode="json")
     # The worker derives the planner input from the stored values, not from defaults of its own.
     pr = EditJobSpec.model_validate(stored).plan_request([PoolItem(photo_id=1)])
     opts = req.options
-    assert (pr.language, pr.max_duration_s, pr.n_variants, pr.seed) == (opts.language, opts.max_duration_s,
-                                                                        opts.n_variants, opts.seed)
-    assert (pr.output.aspect, min(pr.output.width, pr.output.height), pr.output.transition) == \
-        (opts.aspect, opts.resolution, opts.transition)
+    assert (pr.language, pr.max_duration_s, pr.n_variants, pr.seed) == (
+        opts.language,
+        opts.max_duration_s,
+        opts.n_variants,
+        opts.seed,
+    )
+    assert (pr.output.aspect, min(pr.output.width, pr.output.height), pr.output.transition) == (
+        opts.aspect,
+        opts.resolution,
+        opts.transition,
+    )
     assert (pr.voice.engine, pr.voice.name, pr.voice.language) == (opts.voice.engine, opts.voice.name, opts.language)
     assert pr.product.name == "x" and pr.product.image_path is None and pr.script is None
 
 
 def test_plan_request_carries_every_option():
     pr = EditJobSpec.model_validate(STORED_EDIT).plan_request([PoolItem(photo_id=1), PoolItem(photo_id=3)])
-    assert pr.product.model_dump() == {"name": "Juicer Cup", "brand": "FreshCo", "category": "kitchen",
-                                       "selling_points": ["juice in 30 seconds"], "description": "",
-                                       "image_path": "/data/img.png"}
+    assert pr.product.model_dump() == {
+        "name": "Juicer Cup",
+        "brand": "FreshCo",
+        "category": "kitchen",
+        "selling_points": ["juice in 30 seconds"],
+        "description": "",
+        "image_path": "/data/img.png",
+    }
     assert pr.script == ["No time for breakfast?"] and pr.language == "zh"
     assert (pr.max_duration_s, pr.n_variants, pr.seed, pr.exclude_audio_ids) == (30.0, 2, 7, [4])
     assert (pr.output.aspect, pr.output.width, pr.output.height, pr.output.transition) == ("1:1", 720, 720, "fade")

@@ -43,9 +43,11 @@ def test_no_server_errors(fuzz_target, mode):
     assert len(ops) >= 15
     seen: dict[str, set[int]] = {}
     for op in ops:
+
         @given(case=op.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def run(case) -> None:
             resp = case.call_and_validate(headers={"X-API-Key": key}, checks=[not_a_server_error])
             seen.setdefault(op.label, set()).add(resp.status_code)

@@ -38,8 +38,15 @@ pytest_plugins = ["test_server_harness"]
 
 @pytest.fixture
 def rig(tmp_path, redis_server, seed_library):
-    settings = make_settings(tmp_path, redis_server, seed_library, max_retries=2, retry_min_backoff_s=1.0,
-                             retry_max_backoff_s=10.0, max_lost_deliveries=3)
+    settings = make_settings(
+        tmp_path,
+        redis_server,
+        seed_library,
+        max_retries=2,
+        retry_min_backoff_s=1.0,
+        retry_max_backoff_s=10.0,
+        max_lost_deliveries=3,
+    )
     store = JobStore.from_url(settings.broker_url, settings.redis_namespace)
     enqueued: list[tuple[str, float]] = []
     runner = JobRunner(settings, store, lambda jid, delay: enqueued.append((jid, delay)))
@@ -48,8 +55,12 @@ def rig(tmp_path, redis_server, seed_library):
 
 
 def admit(store: JobStore, kind: str = "test", spec: dict | None = None, job_id: str = "job_" + "a" * 24) -> str:
-    adm = store.admit("key_owner", [NewJob(job_id=job_id, kind=kind, spec=spec or {})],  # type: ignore[arg-type]
-                      max_active=10, max_active_per_owner=10)
+    adm = store.admit(
+        "key_owner",
+        [NewJob(job_id=job_id, kind=kind, spec=spec or {})],  # type: ignore[arg-type]
+        max_active=10,
+        max_active_per_owner=10,
+    )
     assert adm.status == "created"
     return job_id
 
@@ -202,14 +213,39 @@ def test_shutdown_hands_the_job_back_and_timeout_fails_it(rig):
 
 def test_edit_waits_for_its_upload_to_finish_ingesting(rig, seed_library):
     runner, store, enqueued = rig
-    clip = ClipRecord(clip_id="clp_" + "d" * 24, owner="key_owner", kind="video", sha256="f" * 64, filename="u.mp4",
-                      size_bytes=1, path="/nonexistent/u.mp4", created_at=time.time(), job_id="job_" + "d" * 24)
-    store.admit("key_owner", [NewJob(job_id=clip.job_id, kind="ingest", spec={}, clip_id=clip.clip_id)],
-                max_active=10, max_active_per_owner=10, clip=clip)
-    spec = EditJobSpec(request=EditRequest(product=ProductIn(name="x"), clips=[ClipRef(clip_id=clip.clip_id)]),
-                       pool=[UploadRef(kind="upload", clip_id=clip.clip_id, sha256=clip.sha256, path=clip.path,
-                                       ingest_job_id=clip.job_id, text="")],
-                       image_path=None, planner="heuristic")
+    clip = ClipRecord(
+        clip_id="clp_" + "d" * 24,
+        owner="key_owner",
+        kind="video",
+        sha256="f" * 64,
+        filename="u.mp4",
+        size_bytes=1,
+        path="/nonexistent/u.mp4",
+        created_at=time.time(),
+        job_id="job_" + "d" * 24,
+    )
+    store.admit(
+        "key_owner",
+        [NewJob(job_id=clip.job_id, kind="ingest", spec={}, clip_id=clip.clip_id)],
+        max_active=10,
+        max_active_per_owner=10,
+        clip=clip,
+    )
+    spec = EditJobSpec(
+        request=EditRequest(product=ProductIn(name="x"), clips=[ClipRef(clip_id=clip.clip_id)]),
+        pool=[
+            UploadRef(
+                kind="upload",
+                clip_id=clip.clip_id,
+                sha256=clip.sha256,
+                path=clip.path,
+                ingest_job_id=clip.job_id,
+                text="",
+            )
+        ],
+        image_path=None,
+        planner="heuristic",
+    )
     jid = admit(store, "edit", spec.model_dump(mode="json"))
     runner.handle(jid)
     job = store.get_job(jid)
@@ -223,6 +259,7 @@ def test_edit_waits_for_its_upload_to_finish_ingesting(rig, seed_library):
 
 
 # --------------------------------------------------------------------------- storage rules
+
 
 def test_publish_is_first_writer_wins(tmp_path):
     dst = tmp_path / "v1"
@@ -273,8 +310,18 @@ def test_path_references_stay_inside_the_root(tmp_path):
     (root / "loop").symlink_to(root / "loop")
     assert resolve_media_path(root, "a/x.mp4") == (root / "a" / "x.mp4").resolve()
     assert resolve_media_path(root, "link-in.mp4") == (root / "a" / "x.mp4").resolve()
-    for bad in ["../secret.mp4", "a/../../secret.mp4", str(tmp_path / "secret.mp4"), "link-out.mp4", "a",
-                "loop", "https://example.com/x.mp4", "", "a/x.mp4\x00.png", "~root/x"]:
+    for bad in [
+        "../secret.mp4",
+        "a/../../secret.mp4",
+        str(tmp_path / "secret.mp4"),
+        "link-out.mp4",
+        "a",
+        "loop",
+        "https://example.com/x.mp4",
+        "",
+        "a/x.mp4\x00.png",
+        "~root/x",
+    ]:
         with pytest.raises(PathRefError):
             resolve_media_path(root, bad)
 
@@ -284,8 +331,13 @@ def test_sniffers_accept_media_and_refuse_playlists():
     assert sniff_video(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00") == ".mov"
     assert sniff_video(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01webm") == ".webm"
     assert sniff_video(b"RIFF\x00\x00\x00\x00AVI LIST") == ".avi"
-    for not_allowed in [b"#EXTM3U\n#EXT-X-VERSION:3\nhttp://evil/seg.ts", b"ffconcat version 1.0\nfile '/etc/passwd'",
-                        b"<?xml version='1.0'?><MPD>", b"v=0\r\no=- 0 0 IN IP4 127.0.0.1", b"hello"]:
+    for not_allowed in [
+        b"#EXTM3U\n#EXT-X-VERSION:3\nhttp://evil/seg.ts",
+        b"ffconcat version 1.0\nfile '/etc/passwd'",
+        b"<?xml version='1.0'?><MPD>",
+        b"v=0\r\no=- 0 0 IN IP4 127.0.0.1",
+        b"hello",
+    ]:
         assert sniff_video(not_allowed) is None
     assert sniff_image(b"\x89PNG\r\n\x1a\n....") == ".png" and sniff_image(b"\xff\xd8\xff\xe0") == ".jpg"
     assert sniff_image(b"GIF89a") is None
@@ -299,8 +351,9 @@ def test_store_survives_a_redis_crash(tmp_path):
         store = JobStore.from_url(srv.url, "dur")
         ids = [f"job_{i:024x}" for i in range(20)]
         for jid in ids:
-            store.admit("k", [NewJob(job_id=jid, kind="edit", spec={"n": jid})], max_active=100,
-                        max_active_per_owner=100)
+            store.admit(
+                "k", [NewJob(job_id=jid, kind="edit", spec={"n": jid})], max_active=100, max_active_per_owner=100
+            )
         store.complete(ids[0], [{"type": "x"}], {})
         store.r.close()
         srv.kill()
@@ -324,12 +377,15 @@ def test_supervisor_restarts_children_and_takes_them_down_with_it(tmp_path):
 
     import psutil
 
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from server.supervisor import ChildSpec, Supervisor\n"
-            "Supervisor([ChildSpec('a', ['sh', '-c', 'sleep 60 & exec sleep 61'])]).run(poll_s=0.1)\n"
-            % str(Path(__file__).resolve().parents[1]))
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from server.supervisor import ChildSpec, Supervisor\n"
+        "Supervisor([ChildSpec('a', ['sh', '-c', 'sleep 60 & exec sleep 61'])]).run(poll_s=0.1)\n"
+        % str(Path(__file__).resolve().parents[1])
+    )
     sup = subprocess.Popen([sys.executable, "-c", code])
     try:
+
         def child() -> psutil.Process | None:
             kids = [k for k in psutil.Process(sup.pid).children() if "61" in _cmdline(k)]
             return kids[0] if kids else None
@@ -337,8 +393,17 @@ def test_supervisor_restarts_children_and_takes_them_down_with_it(tmp_path):
         first = _wait(child, 20)
         # The background `sleep 60` is the child's own process: it outlives the child (an orphan,
         # like the ffmpeg of a killed worker) unless the supervisor kills the child's group.
-        orphan = _wait(lambda: next((p for p in psutil.process_iter(["cmdline"])
-                                     if p.info["cmdline"] == ["sleep", "60"] and _pgid(p.pid) == first.pid), None), 10)
+        orphan = _wait(
+            lambda: next(
+                (
+                    p
+                    for p in psutil.process_iter(["cmdline"])
+                    if p.info["cmdline"] == ["sleep", "60"] and _pgid(p.pid) == first.pid
+                ),
+                None,
+            ),
+            10,
+        )
         first.kill()
         second = _wait(lambda: (c := child()) is not None and c.pid != first.pid and c, 20)
         _wait(lambda: not _alive(orphan), 10)
@@ -350,7 +415,7 @@ def test_supervisor_restarts_children_and_takes_them_down_with_it(tmp_path):
             sup.kill()
 
 
-def _cmdline(p) -> str:  # noqa: ANN001
+def _cmdline(p) -> str:
     import psutil
 
     try:
@@ -366,7 +431,7 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def _alive(p) -> bool:  # noqa: ANN001
+def _alive(p) -> bool:
     import psutil
 
     try:
@@ -375,7 +440,7 @@ def _alive(p) -> bool:  # noqa: ANN001
         return False
 
 
-def _wait(cond, timeout_s: float):  # noqa: ANN001, ANN202
+def _wait(cond, timeout_s: float):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         v = cond()

@@ -14,10 +14,49 @@ from autocut.render import subtitles as S
 from autocut.speech.tts import WordTiming
 from autocut.types import SubtitleStyle
 
-EN_WORDS = ["juice", "in", "thirty", "seconds", "the", "FreshCo", "cup", "blends", "smoothies", "anywhere",
-            "washable", "blade", "no", "time", "for", "breakfast", "self-cleaning", "3.5", "minutes", "it's"]
-ZH_WORDS = ["没", "时间", "吃", "早餐", "鲜榨", "果汁", "一键", "清洗", "超级", "方便", "随时随地", "健康",
-            "便携式", "榨汁杯", "食品级", "材料", "30秒", "就能", "喝到"]
+EN_WORDS = [
+    "juice",
+    "in",
+    "thirty",
+    "seconds",
+    "the",
+    "FreshCo",
+    "cup",
+    "blends",
+    "smoothies",
+    "anywhere",
+    "washable",
+    "blade",
+    "no",
+    "time",
+    "for",
+    "breakfast",
+    "self-cleaning",
+    "3.5",
+    "minutes",
+    "it's",
+]
+ZH_WORDS = [
+    "没",
+    "时间",
+    "吃",
+    "早餐",
+    "鲜榨",
+    "果汁",
+    "一键",
+    "清洗",
+    "超级",
+    "方便",
+    "随时随地",
+    "健康",
+    "便携式",
+    "榨汁杯",
+    "食品级",
+    "材料",
+    "30秒",
+    "就能",
+    "喝到",
+]
 EN_PUNCT = [",", ".", "?", "!", ";"]
 ZH_PUNCT = ["，", "。", "？", "！", "、"]
 
@@ -30,12 +69,14 @@ def test_units():
 
 
 def test_examples():
-    segs = S.segment_sentence("The FreshCo Juicer Cup blends a full glass of smoothie in thirty seconds flat, "
-                              "anywhere you go!")
+    segs = S.segment_sentence(
+        "The FreshCo Juicer Cup blends a full glass of smoothie in thirty seconds flat, anywhere you go!"
+    )
     assert all(s.units <= 13 for s in segs)
     assert S.ssa_ok([s.text for s in segs])
-    assert " ".join(s.text for s in segs) == ("The FreshCo Juicer Cup blends a full glass of smoothie in thirty "
-                                             "seconds flat, anywhere you go!")
+    assert " ".join(s.text for s in segs) == (
+        "The FreshCo Juicer Cup blends a full glass of smoothie in thirty seconds flat, anywhere you go!"
+    )
     zh = S.segment_sentence("这款便携式榨汁杯采用食品级材料制作而成安全又健康还能一键清洗超级方便")
     assert len(zh) == 3 and S.ssa_ok([s.text for s in zh])
     # Short phrases are kept together rather than flashing one by one.
@@ -55,7 +96,8 @@ def test_ssa_check_catches_each_rule():
 def _sentences(words, punct, sep):
     phrase = st.lists(st.sampled_from(words), min_size=1, max_size=14).map(sep.join)
     return st.lists(st.tuples(phrase, st.sampled_from(punct)), min_size=1, max_size=4).map(
-        lambda parts: (" " if sep == " " else "").join(p + q for p, q in parts))
+        lambda parts: (" " if sep == " " else "").join(p + q for p, q in parts)
+    )
 
 
 @settings(max_examples=120, deadline=None)
@@ -66,7 +108,7 @@ def test_english_segmentation_satisfies_ssa(sentence):
     assert S.ssa_ok([s.text for s in segs])
     # Nothing lost or reordered; spans index the sentence.
     assert " ".join(s.text for s in segs).split() == sentence.split()
-    assert all(sentence[s.char_start:s.char_end] == s.text for s in segs)
+    assert all(sentence[s.char_start : s.char_end] == s.text for s in segs)
 
 
 @settings(max_examples=120, deadline=None)
@@ -96,8 +138,9 @@ def _words(sentence, times):
 def test_cues_follow_spoken_words():
     sentence = "No time for breakfast? Juice in thirty seconds."
     segs = S.segment_sentence(sentence)
-    words = _words(sentence, [(0, .2), (.2, .5), (.5, .7), (.7, 1.5), (1.6, 1.9), (1.9, 2.0), (2.0, 2.4),
-                              (2.4, 3.0)])
+    words = _words(
+        sentence, [(0, 0.2), (0.2, 0.5), (0.5, 0.7), (0.7, 1.5), (1.6, 1.9), (1.9, 2.0), (2.0, 2.4), (2.4, 3.0)]
+    )
     cues = S.time_cues(segs, words, speech_start_s=10.0, speech_duration_s=3.0, slot_end_s=14.0)
     assert [c.text for c in cues] == ["No time for breakfast?", "Juice in thirty seconds."]
     assert cues[0].start_s == pytest.approx(10.0)
@@ -118,8 +161,10 @@ def test_ass_and_srt_round_trip(tmp_path):
     ass = S.write_ass(cues, tmp_path / "a.ass", style=style, width=1080, height=1920)
     srt = S.write_srt(cues, tmp_path / "a.srt")
     back = pysubs2.load(str(ass))
-    assert [(e.start, e.end, e.text) for e in back] == [(500, 1500, "没时间吃早餐？"),
-                                                        (1500, 2750, "Juice in thirty seconds.")]
+    assert [(e.start, e.end, e.text) for e in back] == [
+        (500, 1500, "没时间吃早餐？"),
+        (1500, 2750, "Juice in thirty seconds."),
+    ]
     st_ = back.styles["Default"]
     assert st_.fontname == "Noto Sans CJK SC"
     assert (st_.primarycolor.r, st_.primarycolor.g, st_.primarycolor.b) == (255, 255, 0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autocut.lm import tokens as T
 from autocut.errors import AutoCutError
+from autocut.lm import tokens as T
 
 
 def _codes(n: int, seed: int = 0) -> np.ndarray:
@@ -26,9 +26,11 @@ def test_vocabulary_is_the_public_format() -> None:
 
 def test_frame_and_audio_blocks() -> None:
     assert T.frame_block([17, 155, 232, 197, 197, 84, 207, 46]) == (
-        "<|frame_start|><v_0_17><v_1_155><v_2_232><v_3_197><v_4_197><v_5_84><v_6_207><v_7_46><|frame_end|>")
+        "<|frame_start|><v_0_17><v_1_155><v_2_232><v_3_197><v_4_197><v_5_84><v_6_207><v_7_46><|frame_end|>"
+    )
     assert T.audio_block(np.arange(8)) == (
-        "<|audio_start|><a_0_0><a_1_1><a_2_2><a_3_3><a_4_4><a_5_5><a_6_6><a_7_7><|audio_end|>")
+        "<|audio_start|><a_0_0><a_1_1><a_2_2><a_3_3><a_4_4><a_5_5><a_6_6><a_7_7><|audio_end|>"
+    )
     # 10 tokens per frame (docs/method.md, "Candidates and prompt budget")
     assert len(T.parse_code_tokens(T.frame_block(np.zeros(8, int)))) + 2 == T.TOKENS_PER_FRAME
 
@@ -36,8 +38,10 @@ def test_frame_and_audio_blocks() -> None:
 def test_ad_roundtrip_property() -> None:
     rng = np.random.default_rng(1)
     for trial in range(20):
-        clips = [(f"sentence {trial}-{k}.", _codes(int(rng.integers(1, 6)), seed=trial * 10 + k))
-                 for k in range(int(rng.integers(1, 5)))]
+        clips = [
+            (f"sentence {trial}-{k}.", _codes(int(rng.integers(1, 6)), seed=trial * 10 + k))
+            for k in range(int(rng.integers(1, 5)))
+        ]
         audio = rng.integers(0, 256, 8)
         text = T.ad_sequence(clips, audio)
         assert text.startswith(T.AD_START) and text.endswith(T.AD_END)
@@ -67,14 +71,17 @@ def test_parser_tolerates_whitespace() -> None:
     np.testing.assert_array_equal(T.parse_audio(" ".join(f"<a_{i}_{i + 1}>" for i in range(8))), np.arange(1, 9))
 
 
-@pytest.mark.parametrize("bad, fragment", [
-    ("<|frame_start|><v_0_1><v_1_2><v_2_3><v_3_4><v_4_5><v_5_6><v_6_7><v_7_256><|frame_end|>", "code 256"),
-    ("<|frame_start|><v_0_1><v_1_2><v_2_3><v_3_4><v_4_5><v_5_6><v_6_7><v_8_1><|frame_end|>", "level 8"),
-    ("<|frame_start|><v_0_1><v_1_2><v_2_3><|frame_end|>", "levels 0..7"),
-    ("<|frame_start|><v_1_1><v_0_2><v_2_3><v_3_4><v_4_5><v_5_6><v_6_7><v_7_1><|frame_end|>", "in order"),
-    ("<|frame_start|><v_0_1>", "never closed"),
-    ("<v_0_1><|frame_end|>", "without a matching"),
-])
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ("<|frame_start|><v_0_1><v_1_2><v_2_3><v_3_4><v_4_5><v_5_6><v_6_7><v_7_256><|frame_end|>", "code 256"),
+        ("<|frame_start|><v_0_1><v_1_2><v_2_3><v_3_4><v_4_5><v_5_6><v_6_7><v_8_1><|frame_end|>", "level 8"),
+        ("<|frame_start|><v_0_1><v_1_2><v_2_3><|frame_end|>", "levels 0..7"),
+        ("<|frame_start|><v_1_1><v_0_2><v_2_3><v_3_4><v_4_5><v_5_6><v_6_7><v_7_1><|frame_end|>", "in order"),
+        ("<|frame_start|><v_0_1>", "never closed"),
+        ("<v_0_1><|frame_end|>", "without a matching"),
+    ],
+)
 def test_parser_rejects_malformed(bad: str, fragment: str) -> None:
     with pytest.raises(T.TokenFormatError, match=fragment):
         T.parse_frames(bad)

@@ -7,8 +7,8 @@ import wave
 import numpy as np
 import pytest
 
-from autocut.speech import tts
 from autocut.errors import ConfigError
+from autocut.speech import tts
 from autocut.types import VoiceSpec
 
 EN = VoiceSpec()
@@ -29,7 +29,7 @@ def test_espeak_english_wav_and_words(tmp_path):
     # Every written word is spoken once, in order, inside the audio.
     assert [w.text for w in sp.words] == SENTENCE.replace("?", "").replace(".", "").split()
     for w in sp.words:
-        assert SENTENCE[w.char_start:w.char_end] == w.text
+        assert SENTENCE[w.char_start : w.char_end] == w.text
         assert 0.0 <= w.start_s <= w.end_s <= sp.duration_s + 1e-9
     starts = [w.start_s for w in sp.words]
     assert starts == sorted(starts) and starts[-1] > sp.duration_s / 2
@@ -41,7 +41,7 @@ def test_espeak_english_wav_and_words(tmp_path):
     assert peak > 0.2
     # Durations measure speech: no leading or trailing silence beyond the trim margin.
     assert np.abs(pcm[: int(0.05 * sr)]).max() > 0.005 * peak
-    assert np.abs(pcm[-int(0.05 * sr):]).max() > 0.005 * peak
+    assert np.abs(pcm[-int(0.05 * sr) :]).max() > 0.005 * peak
 
 
 def test_rate_changes_duration_and_estimate_matches(tmp_path):
@@ -69,9 +69,19 @@ def test_mandarin_through_pinyin():
     assert all(a.start_s <= b.start_s for a, b in zip(words, words[1:]))
 
 
-@pytest.mark.parametrize("n,expect", [(0, "零"), (10, "十"), (15, "十五"), (105, "一百零五"), (1010, "一千零一十"),
-                                      (10086, "一万零八十六"), (100000001, "一亿零一"),
-                                      (12345678, "一千二百三十四万五千六百七十八")])
+@pytest.mark.parametrize(
+    "n,expect",
+    [
+        (0, "零"),
+        (10, "十"),
+        (15, "十五"),
+        (105, "一百零五"),
+        (1010, "一千零一十"),
+        (10086, "一万零八十六"),
+        (100000001, "一亿零一"),
+        (12345678, "一千二百三十四万五千六百七十八"),
+    ],
+)
 def test_numbers_read_in_mandarin(n, expect):
     assert tts._int_to_hanzi(n) == expect
 

@@ -10,18 +10,23 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from autocut.planning.pipeline import _voice_for
+from autocut.planning.script import write_script
+from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
 from autocut.speech import tts
 from autocut.speech.words import DEFAULT_WORDS_PER_S, count_words
-from autocut.planning.pipeline import _voice_for
-from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
-from autocut.planning.script import write_script
 from autocut.types import PlanRequest, PoolItem, ProductInfo, VoiceSpec
 
 PRODUCTS = {
-    "en": ProductInfo(name="FreshCo Blender Bottle X2", brand="FreshCo", category="Kitchen",
-                      selling_points=["thirty-second results", "a leak-proof lid", "USB charging"]),
-    "zh": ProductInfo(name="鲜享榨汁杯X2", brand="鲜享", category="厨房好物",
-                      selling_points=["三十秒快速完成", "防漏密封盖"]),
+    "en": ProductInfo(
+        name="FreshCo Blender Bottle X2",
+        brand="FreshCo",
+        category="Kitchen",
+        selling_points=["thirty-second results", "a leak-proof lid", "USB charging"],
+    ),
+    "zh": ProductInfo(
+        name="鲜享榨汁杯X2", brand="鲜享", category="厨房好物", selling_points=["三十秒快速完成", "防漏密封盖"]
+    ),
 }
 DURATIONS_S = [2.0, 3.0, 4.5, 6.0, 8.0, 3.5]
 # Segment time the voice cannot use at 30 fps with cuts (see autocut.planning.pipeline._extra_s).
@@ -52,8 +57,10 @@ def test_default_voice_speaks_script_lines_at_the_wcd_rate(lang: str) -> None:
             speech_s += s
             needed.append(s / (dur - EXTRA_S))  # speed-up the clip needs for this line
     rate = units / speech_s
-    print(f"{lang}: {rate:.2f} units/s of speech at {tts.base_words_per_minute(voice)} wpm; needed speed-ups "
-          f"median {sorted(needed)[len(needed) // 2]:.2f}, max {max(needed):.2f}")
+    print(
+        f"{lang}: {rate:.2f} units/s of speech at {tts.base_words_per_minute(voice)} wpm; needed speed-ups "
+        f"median {sorted(needed)[len(needed) // 2]:.2f}, max {max(needed):.2f}"
+    )
     # No more than 15 % slower than the WCD target (slower lines overflow their clips; faster only leaves
     # pauses), and a typical line fits its clip within the renderer's speed-up.
     assert DEFAULT_WORDS_PER_S[lang] * 0.85 <= rate <= DEFAULT_WORDS_PER_S[lang] * 1.3
@@ -62,8 +69,12 @@ def test_default_voice_speaks_script_lines_at_the_wcd_rate(lang: str) -> None:
 
 def test_plan_records_the_rate_its_fits_used() -> None:
     def req(language: str, voice: VoiceSpec) -> PlanRequest:
-        return PlanRequest(product=PRODUCTS[language], pool=[PoolItem(photo_id=1)], language=language,  # type: ignore[arg-type]
-                           voice=voice)
+        return PlanRequest(
+            product=PRODUCTS[language],
+            pool=[PoolItem(photo_id=1)],
+            language=language,  # type: ignore[arg-type]
+            voice=voice,
+        )
 
     zh = _voice_for(req("zh", VoiceSpec()))  # the default voice follows the request's language
     assert (zh.language, zh.words_per_minute) == ("zh", tts.base_words_per_minute(VoiceSpec(language="zh")))

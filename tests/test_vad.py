@@ -36,12 +36,19 @@ def _music() -> np.ndarray:
     n = int(DURATION_S * SR)
     if MUSIC.is_file():
         info = sf.info(MUSIC)
-        y, _ = sf.read(MUSIC, dtype="float32", start=30 * info.samplerate,
-                       stop=int((30 + DURATION_S) * info.samplerate), always_2d=True)
+        y, _ = sf.read(
+            MUSIC,
+            dtype="float32",
+            start=30 * info.samplerate,
+            stop=int((30 + DURATION_S) * info.samplerate),
+            always_2d=True,
+        )
         y = resample_mono(y.mean(axis=1), info.samplerate, SR)[:n]
         return 0.35 * y / np.max(np.abs(y))
     t = np.arange(n) / SR  # fallback: a chord of tones
-    return (0.1 * (np.sin(2 * np.pi * 220 * t) + np.sin(2 * np.pi * 277 * t) + np.sin(2 * np.pi * 330 * t))).astype(np.float32)
+    return (0.1 * (np.sin(2 * np.pi * 220 * t) + np.sin(2 * np.pi * 277 * t) + np.sin(2 * np.pi * 330 * t))).astype(
+        np.float32
+    )
 
 
 def _spoken_span_s(speech: np.ndarray) -> tuple[float, float]:
@@ -55,10 +62,13 @@ def _overlap_s(regions, start, end) -> float:
 
 @pytest.mark.parametrize("background", ["music", "tone"])
 def test_speech_regions_cover_the_spoken_part(speech, background):
-    bed = _music() if background == "music" else (
-        0.3 * np.sin(2 * np.pi * 440 * np.arange(int(DURATION_S * SR)) / SR)).astype(np.float32)
+    bed = (
+        _music()
+        if background == "music"
+        else (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(DURATION_S * SR)) / SR)).astype(np.float32)
+    )
     mix = bed.copy()
-    mix[int(SPEECH_AT_S * SR):int(SPEECH_AT_S * SR) + len(speech)] += speech
+    mix[int(SPEECH_AT_S * SR) : int(SPEECH_AT_S * SR) + len(speech)] += speech
     start, end = _spoken_span_s(speech)
 
     regions = speech_regions(mix, SR)
@@ -71,7 +81,7 @@ def test_speech_regions_cover_the_spoken_part(speech, background):
 
 def test_non_speech_audio_keeps_the_music_parts(speech):
     mix = _music()
-    mix[int(SPEECH_AT_S * SR):int(SPEECH_AT_S * SR) + len(speech)] += speech
+    mix[int(SPEECH_AT_S * SR) : int(SPEECH_AT_S * SR) + len(speech)] += speech
     start, end = _spoken_span_s(speech)
 
     # At 44.1 kHz: the input's own rate and time base are kept.
@@ -102,7 +112,7 @@ def test_torchscript_fallback_agrees_with_the_onnx_backend(speech, monkeypatch):
     from autocut.library import vad
 
     mix = _music()
-    mix[int(SPEECH_AT_S * SR):int(SPEECH_AT_S * SR) + len(speech)] += speech
+    mix[int(SPEECH_AT_S * SR) : int(SPEECH_AT_S * SR) + len(speech)] += speech
     first = speech_regions(mix, SR)
     monkeypatch.setattr(vad, "_silero", None)  # restored after the test
     assert vad._silero_vad(prefer_onnx=False)[2] == "torchscript"

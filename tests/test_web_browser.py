@@ -61,15 +61,26 @@ def browser(tmp_path):
     never tries to download a driver or a browser."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required",
-                 f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=DriverService(executable_path=str(CHROMEDRIVER),
-                                                    log_output=str(tmp_path / "chromedriver.log")),
-                              options=opts)
+    driver = webdriver.Chrome(
+        service=DriverService(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")),
+        options=opts,
+    )
     driver.set_script_timeout(60)
     try:
         yield driver
@@ -83,7 +94,9 @@ def _wait(driver, cond, timeout_s: float, what: str, service: Service | None = N
     except TimeoutException:
         page = driver.find_element(By.TAG_NAME, "body").text[-3000:]
         logs = service.logs() if service is not None else ""
-        raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n--- page:\n{page}\n{logs}") from None
+        raise AssertionError(
+            f"timed out after {timeout_s:.0f} s waiting for {what}\n--- page:\n{page}\n{logs}"
+        ) from None
 
 
 def _text(driver, css: str) -> str:
@@ -108,8 +121,10 @@ def _product_photo(path: Path) -> Path:
 def test_page_end_to_end(service, browser, tmp_path):
     d = browser
     key = service.new_key("web")
-    footage = [make_shots(tmp_path / "kitchen.mp4", [("yuvtestsrc", 3.0), ("orange", 3.0)], size="320x240"),
-               make_shots(tmp_path / "table.mp4", [("smptebars", 3.0), ("purple", 3.0)], size="320x240")]
+    footage = [
+        make_shots(tmp_path / "kitchen.mp4", [("yuvtestsrc", 3.0), ("orange", 3.0)], size="320x240"),
+        make_shots(tmp_path / "table.mp4", [("smptebars", 3.0), ("purple", 3.0)], size="320x240"),
+    ]
     photo = _product_photo(tmp_path / "cup.png")
 
     d.get(service.base_url + "/")
@@ -129,8 +144,9 @@ def test_page_end_to_end(service, browser, tmp_path):
     _wait(d, lambda d: _text(d, "#key-status") == "connected", 20, "the key to be accepted")
     assert d.execute_script("return localStorage.getItem('autocut.apiKey')") == key
     # The seed library's two videos are listed for picking.
-    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#library li[data-photo-id]")) == 2, 20,
-          "the library listing")
+    _wait(
+        d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#library li[data-photo-id]")) == 2, 20, "the library listing"
+    )
 
     # Submitting with no clips is refused by the page itself.
     _fill(d, "#p-name", "Juicer Cup")
@@ -146,14 +162,25 @@ def test_page_end_to_end(service, browser, tmp_path):
 
     d.find_element(By.ID, "clip-files").send_keys("\n".join(str(p) for p in footage))
     # Both uploads land (201) and get thumbnails drawn in the browser from a <video> frame.
-    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#uploads li[data-clip-id]")) == 2, 60,
-          "the uploads to be accepted", service)
-    _wait(d, lambda d: d.execute_script(
-        "const imgs = [...document.querySelectorAll('#uploads li img.thumb')];"
-        "return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth === 160);"), 30,
-        "client-side thumbnails")
-    clip_ids = d.execute_script("return [...document.querySelectorAll('#uploads li[data-clip-id]')]"
-                                ".map(li => li.dataset.clipId)")
+    _wait(
+        d,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#uploads li[data-clip-id]")) == 2,
+        60,
+        "the uploads to be accepted",
+        service,
+    )
+    _wait(
+        d,
+        lambda d: d.execute_script(
+            "const imgs = [...document.querySelectorAll('#uploads li img.thumb')];"
+            "return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth === 160);"
+        ),
+        30,
+        "client-side thumbnails",
+    )
+    clip_ids = d.execute_script(
+        "return [...document.querySelectorAll('#uploads li[data-clip-id]')].map(li => li.dataset.clipId)"
+    )
     with service.client(key) as c:
         mine = {x["clip_id"]: x for x in c.get("/v1/clips").json()["items"]}
     assert set(clip_ids) <= set(mine) and {mine[i]["filename"] for i in clip_ids} == {"kitchen.mp4", "table.mp4"}
@@ -170,8 +197,13 @@ def test_page_end_to_end(service, browser, tmp_path):
     _fill(d, "#o-planner", "heuristic")
     d.find_element(By.ID, "submit").click()
 
-    _wait(d, lambda d: d.find_element(By.ID, "job").get_attribute("data-state") in ("queued", "running", "done"),
-          20, "the job to be accepted", service)
+    _wait(
+        d,
+        lambda d: d.find_element(By.ID, "job").get_attribute("data-state") in ("queued", "running", "done"),
+        20,
+        "the job to be accepted",
+        service,
+    )
     job_id = _text(d, "#job-id")
     assert job_id.startswith("job_")
     # Live progress: the page shows the stage and a rising progress bar while the worker runs it.
@@ -193,34 +225,62 @@ def test_page_end_to_end(service, browser, tmp_path):
     assert sent["product"]["name"] == "Juicer Cup" and sent["product"]["image_id"].startswith("img_")
     assert sent["product"]["selling_points"] == ["juice in 30 seconds", "washable blade"]
     assert sent["script"] == SCRIPT
-    assert sorted(ref.get("clip_id") or f"photo:{ref.get('photo_id')}" for ref in sent["clips"]) == \
-        sorted(clip_ids + ["photo:1"])
+    assert sorted(ref.get("clip_id") or f"photo:{ref.get('photo_id')}" for ref in sent["clips"]) == sorted(
+        clip_ids + ["photo:1"]
+    )
     assert sent["options"]["resolution"] == 360 and sent["options"]["planner"] == "heuristic"
     (res,) = job["results"]
     assert (res["width"], res["height"]) == (360, 640)
 
     # The player gets the MP4 (fetched with the key) and plays it.
-    _wait(d, lambda d: d.execute_script(
-        "const v = document.querySelector('#variants video'); return v && v.readyState >= 3 && v.duration > 0"),
-        60, "the player to load the result")
+    _wait(
+        d,
+        lambda d: d.execute_script(
+            "const v = document.querySelector('#variants video'); return v && v.readyState >= 3 && v.duration > 0"
+        ),
+        60,
+        "the player to load the result",
+    )
     duration = d.execute_script("return document.querySelector('#variants video').duration")
     assert duration == pytest.approx(res["duration_s"], abs=0.25)
-    assert d.execute_script("return [document.querySelector('#variants video').videoWidth,"
-                            "document.querySelector('#variants video').videoHeight]") == [360, 640]
+    assert d.execute_script(
+        "return [document.querySelector('#variants video').videoWidth,"
+        "document.querySelector('#variants video').videoHeight]"
+    ) == [360, 640]
     d.execute_script("const v = document.querySelector('#variants video'); v.muted = true; v.play();")
-    _wait(d, lambda d: d.execute_script("return document.querySelector('#variants video').currentTime") > 0.5, 30,
-          "playback to advance")
+    _wait(
+        d,
+        lambda d: d.execute_script("return document.querySelector('#variants video').currentTime") > 0.5,
+        30,
+        "playback to advance",
+    )
     d.execute_script("const v = document.querySelector('#variants video'); v.pause(); v.currentTime = 1.0;")
-    _wait(d, lambda d: d.execute_script("const v = document.querySelector('#variants video');"
-                                        "return !v.seeking && v.readyState >= 2"), 10, "the seek")
+    _wait(
+        d,
+        lambda d: d.execute_script(
+            "const v = document.querySelector('#variants video');return !v.seeking && v.readyState >= 2"
+        ),
+        10,
+        "the seek",
+    )
 
     # Downloads: MP4 + SRT + OTIO + plan JSON, as blob links named after the job.
-    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#variants a.download[download]")) == 4, 30,
-          "the download links")
-    names = {a.get_attribute("data-artifact"): a.get_attribute("download")
-             for a in d.find_elements(By.CSS_SELECTOR, "#variants a.download")}
-    assert names == {"video": f"{job_id}-v1.mp4", "subtitles": f"{job_id}-v1.srt",
-                     "timeline": f"{job_id}-v1.otio", "plan": f"{job_id}-v1.plan.json"}
+    _wait(
+        d,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#variants a.download[download]")) == 4,
+        30,
+        "the download links",
+    )
+    names = {
+        a.get_attribute("data-artifact"): a.get_attribute("download")
+        for a in d.find_elements(By.CSS_SELECTOR, "#variants a.download")
+    }
+    assert names == {
+        "video": f"{job_id}-v1.mp4",
+        "subtitles": f"{job_id}-v1.srt",
+        "timeline": f"{job_id}-v1.otio",
+        "plan": f"{job_id}-v1.plan.json",
+    }
     blobs = d.execute_async_script("""
         const done = arguments[arguments.length - 1];
         const out = {};
@@ -238,8 +298,12 @@ def test_page_end_to_end(service, browser, tmp_path):
     assert [li.text.split(" (")[0] for li in d.find_elements(By.CSS_SELECTOR, "#variants .plan-script li")] == SCRIPT
 
     # Recent jobs lists this edit as done and selected.
-    _wait(d, lambda d: "done" in d.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job-id='{job_id}']").text, 20,
-          "the recent-jobs row")
+    _wait(
+        d,
+        lambda d: "done" in d.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job-id='{job_id}']").text,
+        20,
+        "the recent-jobs row",
+    )
     assert "selected" in d.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job-id='{job_id}']").get_attribute("class")
 
     severe = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
@@ -252,9 +316,14 @@ def test_page_end_to_end(service, browser, tmp_path):
     _check_screenshot(d, shot)
     # The whole page as well (what docs/web.png shows): taller than the window, same width.
     size = d.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    full = d.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    full = d.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        },
+    )
     (tmp_path / "web-full.png").write_bytes(base64.b64decode(full["data"]))
     from PIL import Image
 
@@ -269,12 +338,15 @@ def _check_screenshot(d, shot: Path) -> None:
 
     img = np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")).astype(np.int16)
     h, w, _ = img.shape
-    assert [w, h] == d.execute_script("return [window.innerWidth * devicePixelRatio, "
-                                      "window.innerHeight * devicePixelRatio]")
+    assert [w, h] == d.execute_script(
+        "return [window.innerWidth * devicePixelRatio, window.innerHeight * devicePixelRatio]"
+    )
     assert img.std() > 20, "the screenshot is nearly uniform"
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 500, "too few colours for a rendered page"
-    rect = d.execute_script("const r = document.querySelector('#variants video').getBoundingClientRect();"
-                            "return [r.left, r.top, r.width, r.height, devicePixelRatio]")
+    rect = d.execute_script(
+        "const r = document.querySelector('#variants video').getBoundingClientRect();"
+        "return [r.left, r.top, r.width, r.height, devicePixelRatio]"
+    )
     left, top, width, height, dpr = rect
     assert width > 100 and height > 100 and top + height <= h / dpr, f"player not fully on screen: {rect}"
     x0, y0 = int(left * dpr) + 4, int(top * dpr) + 4
@@ -282,5 +354,5 @@ def _check_screenshot(d, shot: Path) -> None:
     player = img[y0:y1, x0:x1]
     assert player.std() > 15, "the player area is uniform (no frame drawn)"
     # The frame is the 9:16 render letterboxed in the player: its middle column is not black.
-    mid = player[:, player.shape[1] // 2 - 20: player.shape[1] // 2 + 20]
+    mid = player[:, player.shape[1] // 2 - 20 : player.shape[1] // 2 + 20]
     assert mid.mean() > 30, "the player's middle is black"

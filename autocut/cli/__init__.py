@@ -42,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="AutoCut: turn product info and raw footage into short ad videos.",
     )
     parser.add_argument(
-        "--library", type=Path, default=None, metavar="DIR",
-        help="material library directory (default: $AUTOCUT_LIBRARY or ./var/library)")
+        "--library",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="material library directory (default: $AUTOCUT_LIBRARY or ./var/library)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -15,10 +15,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     isub = p.add_subparsers(dest="index_command", metavar="ACTION")
     isub.required = True
     r = isub.add_parser(
-        "rebuild", help="rebuild indexes from the catalog; serving processes pick up the new index atomically")
+        "rebuild", help="rebuild indexes from the catalog; serving processes pick up the new index atomically"
+    )
     r.add_argument("--kind", choices=[*INDEX_KINDS, "all"], default="all", help="which index (default: all)")
-    r.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
-                   help="give up if another writer holds an index longer than this (default: wait)")
+    r.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up if another writer holds an index longer than this (default: wait)",
+    )
     r.set_defaults(func=rebuild)
     s = isub.add_parser("status", help="print what each published index holds")
     s.set_defaults(func=status)

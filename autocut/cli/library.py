@@ -14,10 +14,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = lsub.add_parser("stats", help="print a summary of the library")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=stats)
-    r = lsub.add_parser("refit-pca", help="refit the 128-d PCA on this library's own frames (bumps the PCA "
-                                          "version: indexes, RQ-VAEs and LMs built on the old one must be rebuilt)")
-    r.add_argument("--min-frames", type=int, default=2000,
-                   help="refuse to refit on fewer frames than this (default 2000)")
+    r = lsub.add_parser(
+        "refit-pca",
+        help="refit the 128-d PCA on this library's own frames (bumps the PCA "
+        "version: indexes, RQ-VAEs and LMs built on the old one must be rebuilt)",
+    )
+    r.add_argument(
+        "--min-frames", type=int, default=2000, help="refuse to refit on fewer frames than this (default 2000)"
+    )
     r.set_defaults(func=refit)
 
 

@@ -10,10 +10,13 @@ from autocut.errors import PlanError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="render an edit plan (JSON) to an MP4",
-                       description="Render an EditPlan to H.264/AAC MP4 in one ffmpeg pass, with .srt, "
-                                   ".plan.json and .otio sidecars next to it. Relative source paths in the "
-                                   "plan are resolved against --library.")
+    p = sub.add_parser(
+        "render",
+        help="render an edit plan (JSON) to an MP4",
+        description="Render an EditPlan to H.264/AAC MP4 in one ffmpeg pass, with .srt, "
+        ".plan.json and .otio sidecars next to it. Relative source paths in the "
+        "plan are resolved against --library.",
+    )
     p.add_argument("plan", type=Path, metavar="PLAN.json", help="edit plan (as produced by the planner or the API)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4", help="output video path")
     p.add_argument("--no-sidecars", action="store_true", help="do not write .srt/.plan.json/.otio")
@@ -34,14 +37,26 @@ def run(args: argparse.Namespace) -> int:
         raise PlanError(f"cannot read plan {args.plan}: {exc.strerror}") from None
     except ValidationError as exc:
         raise PlanError(f"{args.plan} is not a valid edit plan:\n{exc}") from None
-    bar = tqdm(total=100, unit="%", desc="render", disable=None, file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+    bar = tqdm(
+        total=100,
+        unit="%",
+        desc="render",
+        disable=None,
+        file=sys.stderr,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+    )
 
     def progress(x: float) -> None:
         bar.update(int(round(x * 100)) - bar.n)
 
-    result = render(plan, args.output, library_root=args.library, on_progress=progress,
-                    sidecars=not args.no_sidecars, threads=args.threads)
+    result = render(
+        plan,
+        args.output,
+        library_root=args.library,
+        on_progress=progress,
+        sidecars=not args.no_sidecars,
+        threads=args.threads,
+    )
     bar.close()
     print(f"{result.output_path} ({result.duration_s:.2f} s, {result.n_frames} frames) in {result.wall_s:.1f} s")
     return 0

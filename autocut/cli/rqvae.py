@@ -17,15 +17,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub.required = True
 
     t = rsub.add_parser(
-        "train", help="train a tokenizer on the library (paper preset) into LIBRARY/models/rqvae_<modality>/")
+        "train", help="train a tokenizer on the library (paper preset) into LIBRARY/models/rqvae_<modality>/"
+    )
     t.add_argument("--modality", choices=MODALITIES, required=True)
     t.add_argument("--epochs", type=int, default=None, help="default: the preset's (video 20, audio 50)")
-    t.add_argument("--time-budget-s", type=float, default=None, metavar="S",
-                   help="finish within S seconds (the cosine schedule is shortened to fit)")
-    t.add_argument("--batch-size", type=int, default=None,
-                   help="most rows per step (default 8192, Table 3; smaller libraries get >= 8 steps per epoch)")
-    t.add_argument("--val-fraction", type=float, default=None,
-                   help="share of rows held out by source video / track (default 0.1)")
+    t.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="finish within S seconds (the cosine schedule is shortened to fit)",
+    )
+    t.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="most rows per step (default 8192, Table 3; smaller libraries get >= 8 steps per epoch)",
+    )
+    t.add_argument(
+        "--val-fraction", type=float, default=None, help="share of rows held out by source video / track (default 0.1)"
+    )
     t.add_argument("--seed", type=int, default=None)
     _threads_arg(t)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -38,8 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _threads_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch CPU threads (on a shared, busy machine 1 is often fastest)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (on a shared, busy machine 1 is often fastest)",
+    )
 
 
 def _set_threads(n: int | None) -> None:

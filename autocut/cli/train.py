@@ -34,13 +34,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = CORPUS_DEFAULTS
     b = csub.add_parser("build", help="alignment corpus + the four SFT task files from the library's reference edits")
     b.add_argument("--out", type=Path, default=None, help="corpus directory (default: LIBRARY/lm/corpus)")
-    b.add_argument("--video-tokenizer", type=Path, default=None,
-                   help="video RQ-VAE checkpoint (default: LIBRARY/models/rqvae_video)")
-    b.add_argument("--audio-tokenizer", type=Path, default=None,
-                   help="audio RQ-VAE checkpoint (default: LIBRARY/models/rqvae_audio; BGM task skipped if absent)")
+    b.add_argument(
+        "--video-tokenizer",
+        type=Path,
+        default=None,
+        help="video RQ-VAE checkpoint (default: LIBRARY/models/rqvae_video)",
+    )
+    b.add_argument(
+        "--audio-tokenizer",
+        type=Path,
+        default=None,
+        help="audio RQ-VAE checkpoint (default: LIBRARY/models/rqvae_audio; BGM task skipped if absent)",
+    )
     b.add_argument("--seed", type=int, default=d["seed"])
-    b.add_argument("--frames-per-clip", type=int, default=d["max_frames_per_clip"], metavar="K",
-                   help=f"max frames per candidate clip in SFT prompts (default {d['max_frames_per_clip']})")
+    b.add_argument(
+        "--frames-per-clip",
+        type=int,
+        default=d["max_frames_per_clip"],
+        metavar="K",
+        help=f"max frames per candidate clip in SFT prompts (default {d['max_frames_per_clip']})",
+    )
     b.add_argument("--max-prompt-tokens", type=int, default=d["max_prompt_tokens"])
     b.add_argument("--max-pool", type=int, default=d["max_pool_size"], help="max selection pool size")
     b.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
@@ -59,15 +72,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--out", type=Path, required=True, help="output .json file")
     e.set_defaults(func=_corpus_export)
 
-    g = csub.add_parser("tags", help="the SFT files with visual tags instead of video tokens (caption-sft baseline)",
-                        description="Rewrite the select/sort/script SFT files of a token corpus with each clip "
-                                    "listed as its ImageNet tags (autocut.library.tags); the BGM task is omitted (its "
-                                    "answer is audio tokens).")
+    g = csub.add_parser(
+        "tags",
+        help="the SFT files with visual tags instead of video tokens (caption-sft baseline)",
+        description="Rewrite the select/sort/script SFT files of a token corpus with each clip "
+        "listed as its ImageNet tags (autocut.library.tags); the BGM task is omitted (its "
+        "answer is audio tokens).",
+    )
     g.add_argument("--corpus", type=Path, default=None, help="token corpus to read (default: LIBRARY/lm/corpus)")
     g.add_argument("--out", type=Path, default=None, help="tag corpus directory (default: LIBRARY/lm/corpus_tags)")
     g.add_argument("--tags-per-clip", type=int, default=3, metavar="K", help="labels per clip (default 3)")
-    g.add_argument("--source", choices=("auto", "features", "video"), default="auto",
-                   help="classify stored frame features (efficientnet-lite0 libraries) or decoded frames")
+    g.add_argument(
+        "--source",
+        choices=("auto", "features", "video"),
+        default="auto",
+        help="classify stored frame features (efficientnet-lite0 libraries) or decoded frames",
+    )
     g.set_defaults(func=_corpus_tags)
 
     # ------------------------------------------------------------------ train
@@ -75,21 +95,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tsub = train.add_subparsers(dest="train_command", metavar="STAGE")
     tsub.required = True
     for stage in ("align", "sft"):
-        p = tsub.add_parser(stage, help="stage 1: new token rows only" if stage == "align"
-                            else "stage 2: full fine-tuning (or --lora), loss on the response")
+        p = tsub.add_parser(
+            stage,
+            help="stage 1: new token rows only"
+            if stage == "align"
+            else "stage 2: full fine-tuning (or --lora), loss on the response",
+        )
         src = p.add_mutually_exclusive_group()
-        src.add_argument("--backbone", default=None,
-                         help=f"'smollm2', 'qwen3-small' or a HF model directory (align default: {DEFAULT_CPU_BACKBONE}; "
-                              "for sft this starts from an unaligned backbone: the SFT-only ablation)")
+        src.add_argument(
+            "--backbone",
+            default=None,
+            help=f"'smollm2', 'qwen3-small' or a HF model directory (align default: {DEFAULT_CPU_BACKBONE}; "
+            "for sft this starts from an unaligned backbone: the SFT-only ablation)",
+        )
         if stage == "sft":
-            src.add_argument("--init", type=Path, default=None,
-                             help="model to fine-tune (default: LIBRARY/models/lm/align/model)")
+            src.add_argument(
+                "--init", type=Path, default=None, help="model to fine-tune (default: LIBRARY/models/lm/align/model)"
+            )
         p.add_argument("--corpus", type=Path, default=None, help="corpus directory (default: LIBRARY/lm/corpus)")
         p.add_argument("--data", type=Path, nargs="+", default=None, help="explicit data files (override --corpus)")
         p.add_argument("--run-dir", type=Path, default=None, help=f"default: LIBRARY/models/lm/{stage}")
         p.add_argument("--config", type=Path, default=None, help="training config JSON (see configs/)")
-        p.add_argument("--profile", choices=("cpu", "table4"), default="cpu",
-                       help="preset when no --config is given (table4 = the paper's Qwen3-8B recipe, GPU)")
+        p.add_argument(
+            "--profile",
+            choices=("cpu", "table4"),
+            default="cpu",
+            help="preset when no --config is given (table4 = the paper's Qwen3-8B recipe, GPU)",
+        )
         p.add_argument("--time-budget-s", type=float, default=None)
         p.add_argument("--max-steps", type=int, default=None)
         p.add_argument("--epochs", type=float, default=None)
@@ -100,31 +132,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")
         if stage == "sft":
             p.add_argument("--lora", action="store_true", help="LoRA adapters (peft) instead of full fine-tuning")
-        p.add_argument("--threads", type=int, default=None,
-                       help="torch CPU threads (1 is often fastest on a machine shared with other jobs)")
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="torch CPU threads (1 is often fastest on a machine shared with other jobs)",
+        )
         p.add_argument("--progress", action="store_true", help="show a progress bar")
         p.set_defaults(func=_train, stage=stage)
 
 
 def _corpus_build(args: argparse.Namespace) -> int:
-    from rqvae import Tokenizer
-
     from autocut.library.catalog import Catalog
     from autocut.lm.corpus import CorpusConfig, build_corpus
+    from rqvae import Tokenizer
 
     lib = Path(args.library)
     vpath = args.video_tokenizer or LibraryLayout(lib).rqvae_dir("video")
     apath = args.audio_tokenizer or LibraryLayout(lib).rqvae_dir("audio")
     tasks = tuple(t for t in args.tasks.split(",") if t)
-    cfg = CorpusConfig(seed=args.seed, max_frames_per_clip=args.frames_per_clip,
-                       max_prompt_tokens=args.max_prompt_tokens, max_pool_size=args.max_pool, tasks=tasks)
+    cfg = CorpusConfig(
+        seed=args.seed,
+        max_frames_per_clip=args.frames_per_clip,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_pool_size=args.max_pool,
+        tasks=tasks,
+    )
     with Catalog.open(lib, create=False) as cat:
         pca = cat.pca_version or None
         if not Path(vpath).exists():
             raise ConfigError(f"no video RQ-VAE tokenizer at {vpath} (train one first, or pass --video-tokenizer)")
-        from rqvae import RQVAEError
-
         from autocut.errors import CheckpointError
+        from rqvae import RQVAEError
 
         try:
             video = Tokenizer.load(vpath, expect_modality="video", expect_pca_version=pca)
@@ -133,10 +172,18 @@ def _corpus_build(args: argparse.Namespace) -> int:
             raise CheckpointError(f"{exc} (retrain with `autocut rqvae train`)") from None
         if audio is None:
             log.warning("no audio RQ-VAE tokenizer at %s: the BGM task and audio tokens are skipped", apath)
-        info = {"video": {"path": str(vpath), "pca_version": video.pca_version},
-                "audio": {"path": str(apath)} if audio is not None else None}
-        report = build_corpus(cat, args.out or LibraryLayout(lib).corpus_dir, video_tokenizer=video, audio_tokenizer=audio,
-                              config=cfg, tokenizer_info=info)
+        info = {
+            "video": {"path": str(vpath), "pca_version": video.pca_version},
+            "audio": {"path": str(apath)} if audio is not None else None,
+        }
+        report = build_corpus(
+            cat,
+            args.out or LibraryLayout(lib).corpus_dir,
+            video_tokenizer=video,
+            audio_tokenizer=audio,
+            config=cfg,
+            tokenizer_info=info,
+        )
     print(report.summary())
     return 0
 
@@ -155,8 +202,13 @@ def _corpus_tags(args: argparse.Namespace) -> int:
 
     lib = Path(args.library)
     with Catalog.open(lib, create=False) as cat:
-        report = build_tag_corpus(cat, _corpus_dir(args), args.out or LibraryLayout(lib).tag_corpus_dir,
-                                  tags_per_clip=args.tags_per_clip, source=args.source)
+        report = build_tag_corpus(
+            cat,
+            _corpus_dir(args),
+            args.out or LibraryLayout(lib).tag_corpus_dir,
+            tags_per_clip=args.tags_per_clip,
+            source=args.source,
+        )
     print(report.summary())
     return 0
 
@@ -181,9 +233,15 @@ def _train(args: argparse.Namespace) -> int:
     lib = Path(args.library)
     stage = args.stage
     cfg = LMTrainConfig.from_json(args.config) if args.config else preset(stage, args.profile)
-    overrides = {"time_budget_s": args.time_budget_s, "max_steps": args.max_steps, "epochs": args.epochs,
-                 "learning_rate": args.lr, "cutoff_len": args.cutoff_len, "save_every_steps": args.save_every,
-                 "seed": args.seed}
+    overrides = {
+        "time_budget_s": args.time_budget_s,
+        "max_steps": args.max_steps,
+        "epochs": args.epochs,
+        "learning_rate": args.lr,
+        "cutoff_len": args.cutoff_len,
+        "save_every_steps": args.save_every,
+        "seed": args.seed,
+    }
     cfg = replace(cfg, stage=stage, **{k: v for k, v in overrides.items() if v is not None})
     if stage == "sft" and args.lora:
         from autocut.lm.train import LoraSettings
@@ -197,8 +255,10 @@ def _train(args: argparse.Namespace) -> int:
     else:
         init = args.init or LibraryLayout(lib).lm_run_dir("align") / "model"
         if not (Path(init) / "config.json").exists():
-            raise ConfigError(f"no aligned model at {init}: run `autocut train align` first, pass --init DIR, "
-                              "or --backbone NAME for an SFT-only run")
+            raise ConfigError(
+                f"no aligned model at {init}: run `autocut train align` first, pass --init DIR, "
+                "or --backbone NAME for an SFT-only run"
+            )
     if args.data:
         data = list(args.data)
     else:
@@ -207,9 +267,19 @@ def _train(args: argparse.Namespace) -> int:
         if not data or not all(p.exists() for p in data):
             raise ConfigError(f"no {stage} training data in {corpus} (run `autocut corpus build` first)")
     run_dir = args.run_dir or LibraryLayout(lib).lm_run_dir(stage)
-    result = train_lm(stage=stage, init_dir=init, data_files=data, run_dir=run_dir, config=cfg,
-                      resume=args.resume, progress=args.progress, num_threads=args.threads)
+    result = train_lm(
+        stage=stage,
+        init_dir=init,
+        data_files=data,
+        run_dir=run_dir,
+        config=cfg,
+        resume=args.resume,
+        progress=args.progress,
+        num_threads=args.threads,
+    )
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
-    print(f"{stage}: {result.steps}/{result.planned_steps} steps ({result.stop_reason}), final loss {loss}, "
-          f"{result.seconds:.0f} s{', frozen-row check passed' if result.frozen_check else ''} -> {result.model_dir}")
+    print(
+        f"{stage}: {result.steps}/{result.planned_steps} steps ({result.stop_reason}), final loss {loss}, "
+        f"{result.seconds:.0f} s{', frozen-row check passed' if result.frozen_check else ''} -> {result.model_dir}"
+    )
     return 0

@@ -14,11 +14,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-world", help="build and inspect the generated demo ad world")
     wsub = p.add_subparsers(dest="world_command", metavar="ACTION")
     wsub.required = True
-    b = wsub.add_parser("build", help="generate the world's media, ingest it and store products and reference ads "
-                                      "(cached: a rerun with the same options does nothing)")
-    b.add_argument("--size", choices=("small", "medium", "full"), default="full",
-                   help="small: 8 products for tests (< 2 min); medium: 64 products (what `make demo` builds); "
-                        "full: 160 products, >= 10k frames, for training and evaluation (default)")
+    b = wsub.add_parser(
+        "build",
+        help="generate the world's media, ingest it and store products and reference ads "
+        "(cached: a rerun with the same options does nothing)",
+    )
+    b.add_argument(
+        "--size",
+        choices=("small", "medium", "full"),
+        default="full",
+        help="small: 8 products for tests (< 2 min); medium: 64 products (what `make demo` builds); "
+        "full: 160 products, >= 10k frames, for training and evaluation (default)",
+    )
     b.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     b.add_argument("--jobs", type=int, default=2, help="parallel ffmpeg processes (default 2)")
     b.add_argument("--torch-threads", type=int, default=1, help="encoder threads during ingest (default 1)")
@@ -28,10 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=stats)
     c = wsub.add_parser("sheet", help="write contact sheets (PNG grids of frames per product and per role)")
-    c.add_argument("--out", type=Path, default=Path("docs/contact_sheet.png"),
-                   help="per-product sheet; the per-role sheet goes next to it as *_roles.png")
-    c.add_argument("--split", choices=("train", "val", "test"), default="test",
-                   help="split the per-product sheet draws from (default test)")
+    c.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/contact_sheet.png"),
+        help="per-product sheet; the per-role sheet goes next to it as *_roles.png",
+    )
+    c.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default="test",
+        help="split the per-product sheet draws from (default test)",
+    )
     c.set_defaults(func=sheet)
 
 

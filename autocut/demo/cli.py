@@ -46,40 +46,81 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     d = DemoConfig(library=Path("var/library"))
-    ap = argparse.ArgumentParser(prog="python -m autocut.demo", description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[2:]))
+    ap = argparse.ArgumentParser(
+        prog="python -m autocut.demo",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]),
+    )
     ap.add_argument("--library", type=Path, default=d.library, help="library directory (default var/library)")
-    ap.add_argument("--world-size", choices=("small", "medium", "full"), default=d.world_size,
-                    help="demo world size: medium (64 products, about 15 min to build here), full (160 "
-                         "products, about 34 min; what the evaluation uses) or small (8 products, ~30 s; too "
-                         "little data for the LM to learn anything) (default medium)")
-    ap.add_argument("--rqvae-budget-s", type=float, default=d.rqvae_budget_s, metavar="S",
-                    help=f"time cap per RQ-VAE tokenizer (default {d.rqvae_budget_s:.0f})")
-    ap.add_argument("--align-budget-s", type=float, default=d.align_budget_s, metavar="S",
-                    help=f"LM alignment time budget (default {d.align_budget_s:.0f})")
-    ap.add_argument("--sft-budget-s", type=float, default=d.sft_budget_s, metavar="S",
-                    help=f"LM SFT time budget (default {d.sft_budget_s:.0f})")
+    ap.add_argument(
+        "--world-size",
+        choices=("small", "medium", "full"),
+        default=d.world_size,
+        help="demo world size: medium (64 products, about 15 min to build here), full (160 "
+        "products, about 34 min; what the evaluation uses) or small (8 products, ~30 s; too "
+        "little data for the LM to learn anything) (default medium)",
+    )
+    ap.add_argument(
+        "--rqvae-budget-s",
+        type=float,
+        default=d.rqvae_budget_s,
+        metavar="S",
+        help=f"time cap per RQ-VAE tokenizer (default {d.rqvae_budget_s:.0f})",
+    )
+    ap.add_argument(
+        "--align-budget-s",
+        type=float,
+        default=d.align_budget_s,
+        metavar="S",
+        help=f"LM alignment time budget (default {d.align_budget_s:.0f})",
+    )
+    ap.add_argument(
+        "--sft-budget-s",
+        type=float,
+        default=d.sft_budget_s,
+        metavar="S",
+        help=f"LM SFT time budget (default {d.sft_budget_s:.0f})",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
     ap.add_argument("--product", default=None, metavar="ID", help="test-split product to edit (default: the first)")
-    ap.add_argument("--resolution", type=int, default=d.resolution,
-                    help=f"short side of the ad in pixels (default {d.resolution})")
-    ap.add_argument("--planner", default=None,
-                    help="planner for the edit (default: the server's, 'auto' = token LM if trained, else heuristic)")
-    ap.add_argument("--force", action="append", default=[], choices=FORCEABLE, metavar="STAGE",
-                    help=f"redo a stage even if its output is current ({', '.join(FORCEABLE)}; repeatable); "
-                         "a model it replaces is kept as <run dir>.previous")
+    ap.add_argument(
+        "--resolution", type=int, default=d.resolution, help=f"short side of the ad in pixels (default {d.resolution})"
+    )
+    ap.add_argument(
+        "--planner",
+        default=None,
+        help="planner for the edit (default: the server's, 'auto' = token LM if trained, else heuristic)",
+    )
+    ap.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        choices=FORCEABLE,
+        metavar="STAGE",
+        help=f"redo a stage even if its output is current ({', '.join(FORCEABLE)}; repeatable); "
+        "a model it replaces is kept as <run dir>.previous",
+    )
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    cfg = DemoConfig(library=args.library.resolve(), world_size=args.world_size, rqvae_budget_s=args.rqvae_budget_s,
-                     align_budget_s=args.align_budget_s, sft_budget_s=args.sft_budget_s, threads=args.threads,
-                     product_id=args.product, resolution=args.resolution, planner=args.planner,
-                     force=frozenset(args.force))
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    cfg = DemoConfig(
+        library=args.library.resolve(),
+        world_size=args.world_size,
+        rqvae_budget_s=args.rqvae_budget_s,
+        align_budget_s=args.align_budget_s,
+        sft_budget_s=args.sft_budget_s,
+        threads=args.threads,
+        product_id=args.product,
+        resolution=args.resolution,
+        planner=args.planner,
+        force=frozenset(args.force),
+    )
     print(f"AutoCut demo: library {cfg.library}")
 
     def interrupt(_signum: int, _frame: object) -> None:
@@ -92,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_demo(cfg)
     except KeyboardInterrupt:
-        print("\ndemo interrupted; the service was stopped. Run it again to continue: finished stages are cached.",
-              file=sys.stderr)
+        print(
+            "\ndemo interrupted; the service was stopped. Run it again to continue: finished stages are cached.",
+            file=sys.stderr,
+        )
         return 130
     except AutoCutError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)

@@ -41,8 +41,10 @@ def run_edit(cfg: DemoConfig, server: DemoServer, *, say: Callable[[str], None])
     p, ref = choice.product, choice.reference
     script = [s.sentence for s in ref.segments]
     say(f"  product {p.product_id} (test split, never trained on): {p.name} by {p.brand}, {p.category}")
-    say(f"  pool: its reel (photo_id {', '.join(map(str, choice.photo_ids))}: its ad shots and a look-alike "
-        f"rival's); script-driven with reference ad {ref.edit_id}'s {len(script)} sentences")
+    say(
+        f"  pool: its reel (photo_id {', '.join(map(str, choice.photo_ids))}: its ad shots and a look-alike "
+        f"rival's); script-driven with reference ad {ref.edit_id}'s {len(script)} sentences"
+    )
     headers = {"X-API-Key": server.api_key}
     with httpx.Client(base_url=server.base_url, headers=headers, timeout=60.0) as c:
         image_id = None
@@ -55,10 +57,19 @@ def run_edit(cfg: DemoConfig, server: DemoServer, *, say: Callable[[str], None])
         options: dict[str, Any] = {"resolution": cfg.resolution, "language": "en", "max_duration_s": 60}
         if cfg.planner:
             options["planner"] = cfg.planner
-        body = {"product": {"name": p.name, "brand": p.brand, "category": p.category,
-                            "selling_points": list(p.selling_points), "description": p.description,
-                            **({"image_id": image_id} if image_id else {})},
-                "clips": [{"photo_id": pid} for pid in choice.photo_ids], "script": script, "options": options}
+        body = {
+            "product": {
+                "name": p.name,
+                "brand": p.brand,
+                "category": p.category,
+                "selling_points": list(p.selling_points),
+                "description": p.description,
+                **({"image_id": image_id} if image_id else {}),
+            },
+            "clips": [{"photo_id": pid} for pid in choice.photo_ids],
+            "script": script,
+            "options": options,
+        }
         t0 = time.perf_counter()
         r = c.post("/v1/edits", json=body)
         _check(r, "POST /v1/edits")
@@ -87,8 +98,10 @@ def run_edit(cfg: DemoConfig, server: DemoServer, *, say: Callable[[str], None])
                         f.write(chunk)
             outputs[artifact] = str(dest)
         timings = job.get("timings") or {}
-        say(f"  done in {wall:.1f} s (planning {timings.get('plan_s', 0):.1f} s, rendering "
-            f"{timings.get('render_s', 0):.1f} s); downloaded into {out_dir}")
+        say(
+            f"  done in {wall:.1f} s (planning {timings.get('plan_s', 0):.1f} s, rendering "
+            f"{timings.get('render_s', 0):.1f} s); downloaded into {out_dir}"
+        )
     plan = json.loads(Path(outputs["plan"]).read_text())
     return EditOutcome(outputs, summarize_plan(cfg.library, plan, choice))
 

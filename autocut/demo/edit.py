@@ -33,8 +33,9 @@ def choose_edit(library: Path, product_id: str | None) -> EditChoice:
         if not products:
             raise ConfigError(f"library {library} has no test-split products (build the demo world first)")
         if product_id is not None and product_id not in products:
-            raise ConfigError(f"{product_id} is not a test-split product; choose one of "
-                              f"{', '.join(sorted(products)[:10])} ...")
+            raise ConfigError(
+                f"{product_id} is not a test-split product; choose one of {', '.join(sorted(products)[:10])} ..."
+            )
         ads = [a for a in cat.reference_edits(split="test") if a.language == "en"]
         for pid in [product_id] if product_id else sorted(products):
             mine = sorted((a for a in ads if a.product_id == pid), key=lambda a: a.edit_id)
@@ -77,13 +78,17 @@ def summarize_plan(library: Path, plan: dict, choice: EditChoice) -> str:
     if bgm and bgm.get("audio_id") is not None:
         with Catalog.open(library, create=False) as cat:
             track = cat.bgm_track(int(bgm["audio_id"]))
-        music = (f"background music: excerpt {track.audio_id} of \"{track.title}\" at {bgm.get('start_s', 0):.0f} s "
-                 f"(mood {track.mood}; the reference ad's music is {choice.bgm_mood})")
+        music = (
+            f'background music: excerpt {track.audio_id} of "{track.title}" at {bgm.get("start_s", 0):.0f} s '
+            f"(mood {track.mood}; the reference ad's music is {choice.bgm_mood})"
+        )
     else:
         music = "no background music"
-    words = " / ".join(f"\"{s['sentence']}\"" for s in segs)
-    return (f"The {plan.get('planner') or '?'} planner cut {len(segs)} clips ({dur:.1f} s) from the pool: "
-            f"{own} of the product's own ad shots and {len(segs) - own} of the look-alike rival's, in the order "
-            f"{' -> '.join(used)} (reference ad: {' -> '.join(ref_roles)}; {same} of {len(segs)} positions "
-            f"match). The espeak-ng voice-over and subtitles speak the reference ad's script, one sentence per "
-            f"clip: {words}. {music[0].upper() + music[1:]}.")
+    words = " / ".join(f'"{s["sentence"]}"' for s in segs)
+    return (
+        f"The {plan.get('planner') or '?'} planner cut {len(segs)} clips ({dur:.1f} s) from the pool: "
+        f"{own} of the product's own ad shots and {len(segs) - own} of the look-alike rival's, in the order "
+        f"{' -> '.join(used)} (reference ad: {' -> '.join(ref_roles)}; {same} of {len(segs)} positions "
+        f"match). The espeak-ng voice-over and subtitles speak the reference ad's script, one sentence per "
+        f"clip: {words}. {music[0].upper() + music[1:]}."
+    )

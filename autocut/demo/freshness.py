@@ -103,8 +103,9 @@ def corpus_freshness(library: Path, *, pca_version: str | None) -> Freshness:
     if missing or not man.get("files"):
         return Freshness(False, f"corpus files missing: {', '.join(missing[:3]) or 'all'}")
     if man.get("pca_version") != pca_version:
-        return Freshness(False, f"corpus tokens were made with PCA {man.get('pca_version')}, the library uses "
-                                f"{pca_version}")
+        return Freshness(
+            False, f"corpus tokens were made with PCA {man.get('pca_version')}, the library uses {pca_version}"
+        )
     made, tok = float(man.get("created_at", 0.0)), _rqvae_made_at(library)
     if made < tok:
         return Freshness(False, f"corpus ({_when(made)}) is older than the tokenizers ({_when(tok)})")
@@ -138,13 +139,16 @@ def lm_freshness(run_dir: Path, *, inputs: dict[str, float], data_files: list[Pa
         if older:
             return Freshness(False, f"{model} ({_when(made)}) is older than {', '.join(older)}")
         info = json.loads((model / "autocut_lm.json").read_text())
-        return Freshness(True, f"{run_dir.name} model trained {_when(made)} ({info.get('steps')} steps, "
-                               f"{info.get('stop_reason')}), newer than its inputs")
+        return Freshness(
+            True,
+            f"{run_dir.name} model trained {_when(made)} ({info.get('steps')} steps, "
+            f"{info.get('stop_reason')}), newer than its inputs",
+        )
     ckpts = sorted((run_dir / "checkpoints").glob("step-*/progress.json")) if run_dir.exists() else []
     run_json = run_dir / "run.json"
     if ckpts and run_json.exists():
         info = json.loads(run_json.read_text())
-        same = (info.get("data_files") == [str(p) for p in data_files] and info.get("init_dir") == str(init_dir))
+        same = info.get("data_files") == [str(p) for p in data_files] and info.get("init_dir") == str(init_dir)
         if same:
             return Freshness(False, f"interrupted run: resuming from {ckpts[-1].parent.name}", resume=True)
     return Freshness(False, f"no trained model in {model}")
@@ -157,8 +161,11 @@ def index_freshness(library: Path) -> Freshness:
 
     status = {s.kind: s for s in index_status(library)}
     with Catalog.open(library, create=False) as cat:
-        counts = {"frames": len(cat.frame_vectors()[0]), "clips": len(cat.clip_vectors()[0]),
-                  "bgm": len(cat.bgm_vectors()[0])}
+        counts = {
+            "frames": len(cat.frame_vectors()[0]),
+            "clips": len(cat.clip_vectors()[0]),
+            "bgm": len(cat.bgm_vectors()[0]),
+        }
         expected = {k: expected_index(cat, k) for k in INDEX_KINDS}
     held = []
     for kind in INDEX_KINDS:
@@ -167,10 +174,13 @@ def index_freshness(library: Path) -> Freshness:
             return Freshness(False, f"no {kind} index")
         e = expected[kind]
         if m.encoder != e.encoder or (m.pca_version or None) != e.pca_version:
-            return Freshness(False, f"{kind} index was built on {m.encoder}/{m.pca_version}, the library has "
-                                    f"{e.encoder}/{e.pca_version}")
+            return Freshness(
+                False,
+                f"{kind} index was built on {m.encoder}/{m.pca_version}, the library has {e.encoder}/{e.pca_version}",
+            )
         if m.count + m.added_since_build != counts[kind]:
-            return Freshness(False, f"{kind} index holds {m.count + m.added_since_build} vectors, the library "
-                                    f"{counts[kind]}")
+            return Freshness(
+                False, f"{kind} index holds {m.count + m.added_since_build} vectors, the library {counts[kind]}"
+            )
         held.append(f"{kind} {counts[kind]}")
     return Freshness(True, "every index holds the whole library (" + ", ".join(held) + ")")

@@ -41,15 +41,18 @@ class DemoServer:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         lib = str(self.cfg.library.resolve())
-        env.update({
-            "AUTOCUT_SECRET_KEY": secrets.token_urlsafe(32),
-            "AUTOCUT_BOOTSTRAP_ADMIN_KEY": self.api_key,
-            "AUTOCUT_LIBRARY_DIR": lib, "AUTOCUT_LIBRARY": lib,
-            "AUTOCUT_DATA_DIR": str(self.data_dir),
-            "AUTOCUT_API_PORT": str(self.port),
-            "AUTOCUT_REDIS_PORT": str(self.redis_port),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "AUTOCUT_SECRET_KEY": secrets.token_urlsafe(32),
+                "AUTOCUT_BOOTSTRAP_ADMIN_KEY": self.api_key,
+                "AUTOCUT_LIBRARY_DIR": lib,
+                "AUTOCUT_LIBRARY": lib,
+                "AUTOCUT_DATA_DIR": str(self.data_dir),
+                "AUTOCUT_API_PORT": str(self.port),
+                "AUTOCUT_REDIS_PORT": str(self.redis_port),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.pop("AUTOCUT_REDIS_URL", None)  # the demo runs its own local redis-server
         if self.cfg.planner:
             env["AUTOCUT_DEFAULT_PLANNER"] = self.cfg.planner
@@ -62,16 +65,23 @@ class DemoServer:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         # A new session: Ctrl-C in the terminal reaches the demo only, which then stops the service
         # in order (SIGTERM to the supervisor, which stops workers, API and redis-server).
-        self.proc = subprocess.Popen([sys.executable, "-m", "server", "all"], env=self.env(), cwd=self.data_dir,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "all"],
+            env=self.env(),
+            cwd=self.data_dir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout_s
         headers = {"X-API-Key": self.api_key}
         shown = ""
         with httpx.Client(base_url=self.base_url, timeout=5.0) as c:
             while True:
                 if self.proc.poll() is not None:
-                    raise ConfigError(f"the service exited with code {self.proc.returncode} during start-up; "
-                                      f"see {self.log_path}")
+                    raise ConfigError(
+                        f"the service exited with code {self.proc.returncode} during start-up; see {self.log_path}"
+                    )
                 if time.monotonic() > deadline:
                     raise ConfigError(f"the service did not become ready within {timeout_s:.0f} s; see {self.log_path}")
                 try:

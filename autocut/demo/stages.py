@@ -114,8 +114,9 @@ class Demo:
         from autocut.demo_world.config import WorldConfig
 
         cfg = WorldConfig.preset(self.cfg.world_size)
-        with self.stage(1, "world", f"demo world ({self.cfg.world_size}): generated products, reels, reference "
-                                    "ads and BGM") as t:
+        with self.stage(
+            1, "world", f"demo world ({self.cfg.world_size}): generated products, reels, reference ads and BGM"
+        ) as t:
             bars: dict[str, tqdm] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
@@ -130,8 +131,10 @@ class Demo:
             finally:
                 for bar in bars.values():
                     bar.close()
-            what = (f"{summary.products} products, {summary.shots} shots, {summary.frames} frames, "
-                    f"{sum(summary.reference_edits.values())} reference ads, {summary.bgm_excerpts} BGM excerpts")
+            what = (
+                f"{summary.products} products, {summary.shots} shots, {summary.frames} frames, "
+                f"{sum(summary.reference_edits.values())} reference ads, {summary.bgm_excerpts} BGM excerpts"
+            )
             if summary.cached:
                 t.status, t.detail = "cached", f"world.json is complete for size={self.cfg.world_size} ({what})"
             else:
@@ -155,14 +158,17 @@ class Demo:
                 if fr.current and not self._forced("rqvae"):
                     cached.append(f"{modality}: {fr.reason}")
                     continue
-                self._say(f"  training the {modality} tokenizer ({fr.reason if not fr.current else 'forced'}; "
-                          f"budget {self.cfg.rqvae_budget_s:.0f} s)")
+                self._say(
+                    f"  training the {modality} tokenizer ({fr.reason if not fr.current else 'forced'}; "
+                    f"budget {self.cfg.rqvae_budget_s:.0f} s)"
+                )
                 self._set_threads()
-                rep = train_library_tokenizer(self.lib, modality, time_budget_s=self.cfg.rqvae_budget_s,
-                                              progress=True)
+                rep = train_library_tokenizer(self.lib, modality, time_budget_s=self.cfg.rqvae_budget_s, progress=True)
                 cos = rep.final_val.mean_cosine if rep.final_val is not None else float("nan")
-                details.append(f"{modality} {rep.epochs_run}/{rep.epochs_planned} epochs in {rep.duration_s:.0f} s, "
-                               f"held-out cosine {cos:.3f}")
+                details.append(
+                    f"{modality} {rep.epochs_run}/{rep.epochs_planned} epochs in {rep.duration_s:.0f} s, "
+                    f"held-out cosine {cos:.3f}"
+                )
             if not details:
                 t.status = "cached"
             t.detail = "; ".join(details + cached)
@@ -186,8 +192,14 @@ class Demo:
             audio = Tokenizer.load(adir, expect_modality="audio")
             info = {"video": {"path": str(vdir), "pca_version": video.pca_version}, "audio": {"path": str(adir)}}
             with Catalog.open(self.lib, create=False) as cat:
-                rep = build_corpus(cat, LibraryLayout(self.lib).corpus_dir, video_tokenizer=video,
-                                   audio_tokenizer=audio, config=CorpusConfig(), tokenizer_info=info)
+                rep = build_corpus(
+                    cat,
+                    LibraryLayout(self.lib).corpus_dir,
+                    video_tokenizer=video,
+                    audio_tokenizer=audio,
+                    config=CorpusConfig(),
+                    tokenizer_info=info,
+                )
             t.detail = f"{sum(rep.files.values())} records in {len(rep.files)} files"
 
     # ------------------------------------------------------------------ 4. LM
@@ -196,8 +208,12 @@ class Demo:
         from autocut.lm.corpus import sft_files
 
         corpus = LibraryLayout(self.lib).corpus_dir
-        with self.stage(4, "lm", f"planner LM ({DEFAULT_CPU_BACKBONE}): alignment "
-                                 f"({self.cfg.align_budget_s:.0f} s) then SFT ({self.cfg.sft_budget_s:.0f} s)") as t:
+        with self.stage(
+            4,
+            "lm",
+            f"planner LM ({DEFAULT_CPU_BACKBONE}): alignment "
+            f"({self.cfg.align_budget_s:.0f} s) then SFT ({self.cfg.sft_budget_s:.0f} s)",
+        ) as t:
             corpus_t = corpus_made_at(self.lib)
             align_dir, sft_dir = LibraryLayout(self.lib).lm_run_dir("align"), LibraryLayout(self.lib).lm_run_dir("sft")
             align_data = [corpus / "align_train.jsonl"]
@@ -212,12 +228,17 @@ class Demo:
             if fr.current:
                 cached.append(f"align: {fr.reason}")
             else:
-                details.append("align " + self._train("align", align_dir, backbone, align_data, fr,
-                                                      self.cfg.align_budget_s))
+                details.append(
+                    "align " + self._train("align", align_dir, backbone, align_data, fr, self.cfg.align_budget_s)
+                )
             align_model = align_dir / "model"
             sft_data = sft_files(corpus, "train")
-            fr = lm_freshness(sft_dir, inputs={"the corpus": corpus_t, "the aligned model": lm_made_at(align_model)
-                                               or float("inf")}, data_files=sft_data, init_dir=align_model)
+            fr = lm_freshness(
+                sft_dir,
+                inputs={"the corpus": corpus_t, "the aligned model": lm_made_at(align_model) or float("inf")},
+                data_files=sft_data,
+                init_dir=align_model,
+            )
             if self._forced("lm"):
                 fr = Freshness(False, "forced")
             if fr.current:
@@ -241,12 +262,23 @@ class Demo:
             self._say(f"  moved the old {stage} run to {previous}")
         self._say(f"  {stage}: {fr.reason}; training for at most {budget_s:.0f} s")
         cfg = replace(preset(stage, "cpu"), time_budget_s=budget_s)
-        res = train_lm(stage=stage, init_dir=init, data_files=data, run_dir=run_dir, config=cfg, resume=fr.resume,
-                       progress=True, num_threads=self.cfg.threads)
+        res = train_lm(
+            stage=stage,
+            init_dir=init,
+            data_files=data,
+            run_dir=run_dir,
+            config=cfg,
+            resume=fr.resume,
+            progress=True,
+            num_threads=self.cfg.threads,
+        )
         gc.collect()
         first = res.loss_history[0]["loss"] if res.loss_history else None
-        loss = (f"loss {first:.3f} -> {res.final_loss:.3f}" if first is not None and res.final_loss is not None
-                else "loss n/a")
+        loss = (
+            f"loss {first:.3f} -> {res.final_loss:.3f}"
+            if first is not None and res.final_loss is not None
+            else "loss n/a"
+        )
         return f"{res.steps}/{res.planned_steps} steps in {res.seconds:.0f} s ({res.stop_reason}), {loss}"
 
     # ------------------------------------------------------------------ 5. indexes
@@ -292,7 +324,11 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
         demo.indexes()
         demo.serve_and_edit()
     finally:
-        record = {"finished_at": time.time(), "wall_s": round(time.perf_counter() - t0, 1),
-                  "stages": [t.__dict__ for t in demo.report.timings], "outputs": demo.report.outputs}
+        record = {
+            "finished_at": time.time(),
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "stages": [t.__dict__ for t in demo.report.timings],
+            "outputs": demo.report.outputs,
+        }
         write_json_atomic(cfg.demo_dir / "last_run.json", record)
     return demo.report

@@ -85,15 +85,17 @@ class WorldSummary:
 
     def to_text(self) -> str:
         t = ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items())
-        return "\n".join([
-            f"demo world     {self.world_dir} (size={self.size}, seed={self.seed}, generated)",
-            f"products       {self.products} " + str(dict(sorted(self.products_by_split.items()))),
-            f"shots          {self.shots}, {self.footage_s / 60:.1f} min, {self.frames} frames at 1 fps",
-            "reference ads  " + ", ".join(f"{k}={v}" for k, v in sorted(self.reference_edits.items())),
-            f"bgm excerpts   {self.bgm_excerpts} " + str(dict(sorted(self.bgm_by_mood.items()))),
-            f"cached         {'yes (nothing to do)' if self.cached else 'no'}",
-            f"timings        {t}",
-        ])
+        return "\n".join(
+            [
+                f"demo world     {self.world_dir} (size={self.size}, seed={self.seed}, generated)",
+                f"products       {self.products} " + str(dict(sorted(self.products_by_split.items()))),
+                f"shots          {self.shots}, {self.footage_s / 60:.1f} min, {self.frames} frames at 1 fps",
+                "reference ads  " + ", ".join(f"{k}={v}" for k, v in sorted(self.reference_edits.items())),
+                f"bgm excerpts   {self.bgm_excerpts} " + str(dict(sorted(self.bgm_by_mood.items()))),
+                f"cached         {'yes (nothing to do)' if self.cached else 'no'}",
+                f"timings        {t}",
+            ]
+        )
 
 
 HOW = (
@@ -112,22 +114,47 @@ HOW = (
 # --------------------------------------------------------------------------- build
 def _record(p: Product) -> ProductRecord:
     return ProductRecord(
-        product_id=p.product_id, name=p.name_en, brand=p.brand.en, category=p.category,
-        selling_points=[sp.en for sp in p.selling_points], description=p.description("en"),
-        image_path=p.image_path, split=p.split,
-        language_names={"zh": {"name": p.name_zh, "brand": p.brand.zh,
-                               "category": next(c.zh for c in CATEGORIES if c.key == p.category),
-                               "selling_points": [sp.zh for sp in p.selling_points],
-                               "description": p.description("zh")}})
+        product_id=p.product_id,
+        name=p.name_en,
+        brand=p.brand.en,
+        category=p.category,
+        selling_points=[sp.en for sp in p.selling_points],
+        description=p.description("en"),
+        image_path=p.image_path,
+        split=p.split,
+        language_names={
+            "zh": {
+                "name": p.name_zh,
+                "brand": p.brand.zh,
+                "category": next(c.zh for c in CATEGORIES if c.key == p.category),
+                "selling_points": [sp.zh for sp in p.selling_points],
+                "description": p.description("zh"),
+            }
+        },
+    )
 
 
 def _product_json(p: Product) -> dict:
-    return {"product_id": p.product_id, "split": p.split, "category": p.category, "name_en": p.name_en,
-            "name_zh": p.name_zh, "brand": p.brand.en, "brand_zh": p.brand.zh, "brand_mark": p.brand.mark,
-            "shape": p.shape, "colour": p.colour.key, "colour_rgb": list(p.colour.rgb), "model": p.model,
-            "selling_points": [{"key": s.key, "en": s.en, "zh": s.zh, "icon": s.icon} for s in p.selling_points],
-            "price_usd": p.price_usd, "price_cny": p.price_cny, "rating": p.rating, "reviews_k": p.reviews_k,
-            "image_path": p.image_path}
+    return {
+        "product_id": p.product_id,
+        "split": p.split,
+        "category": p.category,
+        "name_en": p.name_en,
+        "name_zh": p.name_zh,
+        "brand": p.brand.en,
+        "brand_zh": p.brand.zh,
+        "brand_mark": p.brand.mark,
+        "shape": p.shape,
+        "colour": p.colour.key,
+        "colour_rgb": list(p.colour.rgb),
+        "model": p.model,
+        "selling_points": [{"key": s.key, "en": s.en, "zh": s.zh, "icon": s.icon} for s in p.selling_points],
+        "price_usd": p.price_usd,
+        "price_cny": p.price_cny,
+        "rating": p.rating,
+        "reviews_k": p.reviews_k,
+        "image_path": p.image_path,
+    }
 
 
 def _cached_summary(library: Path, cfg: WorldConfig) -> WorldSummary | None:
@@ -153,8 +180,9 @@ def _cached_summary(library: Path, cfg: WorldConfig) -> WorldSummary | None:
     return s
 
 
-def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
-                progress: ProgressFn | None = None) -> WorldSummary:
+def build_world(
+    library: str | os.PathLike[str], cfg: WorldConfig, *, progress: ProgressFn | None = None
+) -> WorldSummary:
     """Build (or finish, or confirm) the demo world in `library`; see the module docstring."""
     cfg.validate()
     library = Path(library).resolve()
@@ -172,7 +200,8 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
         raise ConfigError(
             f"library {library} already holds a demo world built with other options "
             f"(size={previous['config'].get('size')}, seed={previous['config'].get('seed')}, or an older "
-            "generator version); build this one into a fresh library directory")
+            "generator version); build this one into a fresh library directory"
+        )
     timings: dict[str, float] = {}
     world = LibraryLayout(library).world_dir
     (world / "footage").mkdir(parents=True, exist_ok=True)
@@ -180,15 +209,21 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
 
     # 1-2. catalogue, product images, footage
     t0 = time.perf_counter()
-    products = build_catalogue(cfg.n_products, seed=cfg.seed, n_selling_points=cfg.n_selling_points,
-                               categories=cfg.n_categories)
+    products = build_catalogue(
+        cfg.n_products, seed=cfg.seed, n_selling_points=cfg.n_selling_points, categories=cfg.n_categories
+    )
     for p in products:
         img = world / "products" / f"{p.product_id}-v{FOOTAGE_FORMAT_VERSION}.png"
         if not img.exists():
             render_product_image(p, img)
         p.image_path = str(img)
-    media = normalise_sources(world / "cache" / "sources", fps=cfg.fps, max_video_s=cfg.max_video_s,
-                              min_loop_s=cfg.video_loop_s, max_photos=cfg.max_photos)
+    media = normalise_sources(
+        world / "cache" / "sources",
+        fps=cfg.fps,
+        max_video_s=cfg.max_video_s,
+        min_loop_s=cfg.video_loop_s,
+        max_photos=cfg.max_photos,
+    )
     shots = plan_shots(products, cfg, media)
     by_product: dict[str, list[ShotSpec]] = {}
     for s in shots:
@@ -228,8 +263,9 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
 
     # 3. music files
     t0 = time.perf_counter()
-    tracks = prepare_tracks(world / "music", max_tracks=cfg.music_tracks, max_track_s=cfg.music_track_s,
-                            max_total_s=cfg.music_total_s)
+    tracks = prepare_tracks(
+        world / "music", max_tracks=cfg.music_tracks, max_track_s=cfg.music_track_s, max_total_s=cfg.music_total_s
+    )
     timings["music_copy"] = time.perf_counter() - t0
 
     # 4. ingest through the normal path
@@ -239,8 +275,9 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
     icfg = IngestConfig(bgm_excerpt_s=cfg.bgm_excerpt_s, bgm_min_excerpt_s=20.0, num_threads=cfg.torch_threads)
     t0 = time.perf_counter()
     paths = [reel_path[pid] for pid in by_product]
-    rep = ingest_paths(library, paths, kind="footage", config=icfg,
-                       progress=lambda d, n, r: report("ingest footage", d, n))
+    rep = ingest_paths(
+        library, paths, kind="footage", config=icfg, progress=lambda d, n, r: report("ingest footage", d, n)
+    )
     if rep.failed:
         raise MediaError(rep.failed[0].path, f"generated reel failed to ingest: {rep.failed[0].reason}")
     photo_by_path = {str(Path(r.path).resolve()): r.ids[0] for r in rep.results}
@@ -248,8 +285,7 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
     timings["ingest_footage"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    rep_b = ingest_paths(library, tracks, kind="bgm", config=icfg,
-                         progress=lambda d, n, r: report("ingest bgm", d, n))
+    rep_b = ingest_paths(library, tracks, kind="bgm", config=icfg, progress=lambda d, n, r: report("ingest bgm", d, n))
     if rep_b.failed:
         log.warning("some music failed to ingest:\n%s", rep_b.summary())
     timings["ingest_bgm"] = time.perf_counter() - t0
@@ -258,8 +294,10 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
     t0 = time.perf_counter()
     track_set = {str(t.resolve()) for t in tracks}
     with Catalog.open(library, writable=True) as cat:
-        excerpts = sorted((b for b in cat.bgm_tracks() if b.source_path in track_set),
-                          key=lambda b: (Path(b.source_path).name, b.start_s))
+        excerpts = sorted(
+            (b for b in cat.bgm_tracks() if b.source_path in track_set),
+            key=lambda b: (Path(b.source_path).name, b.start_s),
+        )
         if not excerpts:
             raise MediaError(world / "music", "no BGM excerpts were ingested")
         features = _mood_features(excerpts, report, _previous_features(library))
@@ -281,12 +319,27 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
                 rng = random.Random(stable_seed("bgm", cfg.seed, ad.edit_id))
                 pool = by_mood.get(ad.mood) or [b.audio_id for b in excerpts]
                 audio_id = rng.choice(pool)
-                segs = [RefSegment(photo_id=photo_of[p.product_id], start_s=offset_s[s.shot_id] + s.start_s,
-                                   duration_s=s.duration_s, sentence=s.sentence, role=s.role)
-                        for s in ad.segments]
-                cat.add_reference_edit(RefEditRecord(edit_id=ad.edit_id, product_id=p.product_id,
-                                                     language=ad.language, segments=segs, audio_id=audio_id,
-                                                     split=p.split, source=EDIT_SOURCE))
+                segs = [
+                    RefSegment(
+                        photo_id=photo_of[p.product_id],
+                        start_s=offset_s[s.shot_id] + s.start_s,
+                        duration_s=s.duration_s,
+                        sentence=s.sentence,
+                        role=s.role,
+                    )
+                    for s in ad.segments
+                ]
+                cat.add_reference_edit(
+                    RefEditRecord(
+                        edit_id=ad.edit_id,
+                        product_id=p.product_id,
+                        language=ad.language,
+                        segments=segs,
+                        audio_id=audio_id,
+                        split=p.split,
+                        source=EDIT_SOURCE,
+                    )
+                )
                 all_ads.append((ad, audio_id))
         frames = sum(cat.source(pid).n_frames for pid in set(photo_of.values()))
         excerpt_rows = {b.audio_id: b for b in excerpts}
@@ -302,11 +355,21 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
     for p in products:
         split_counts[p.split] = split_counts.get(p.split, 0) + 1
     summary = WorldSummary(
-        library=str(library), world_dir=str(world), size=cfg.size, seed=cfg.seed, products=len(products),
-        products_by_split=split_counts, shots=len(shots), footage_s=round(sum(s.duration_s for s in shots), 1),
-        frames=frames, reference_edits=ads_by_split, bgm_excerpts=len(excerpts),
-        bgm_by_mood={m: len(v) for m, v in by_mood.items()}, cached=False,
-        timings_s={k: round(v, 1) for k, v in timings.items()})
+        library=str(library),
+        world_dir=str(world),
+        size=cfg.size,
+        seed=cfg.seed,
+        products=len(products),
+        products_by_split=split_counts,
+        shots=len(shots),
+        footage_s=round(sum(s.duration_s for s in shots), 1),
+        frames=frames,
+        reference_edits=ads_by_split,
+        bgm_excerpts=len(excerpts),
+        bgm_by_mood={m: len(v) for m, v in by_mood.items()},
+        cached=False,
+        timings_s={k: round(v, 1) for k, v in timings.items()},
+    )
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": WORLD_FORMAT_VERSION,
@@ -314,23 +377,55 @@ def build_world(library: str | os.PathLike[str], cfg: WorldConfig, *,
         "how": HOW,
         "config": asdict(replace(cfg, jobs=0, torch_threads=0)),
         "config_key": cfg.key(),
-        "sources": {"photos": sorted(set(media.origins[p] for p in media.photos)),
-                    "videos": sorted(set(media.origins[v] for v, _ in media.videos)),
-                    "music": [str(t) for t in tracks]},
+        "sources": {
+            "photos": sorted(set(media.origins[p] for p in media.photos)),
+            "videos": sorted(set(media.origins[v] for v, _ in media.videos)),
+            "music": [str(t) for t in tracks],
+        },
         "products": [_product_json(p) for p in products],
-        "shots": [{"shot_id": s.shot_id, "product_id": s.product_id, "split": products_by_id[s.product_id].split,
-                   "role": s.role, "kind": s.kind, "selling_point": s.selling_point, "lang": s.lang,
-                   "duration_s": s.duration_s, "path": str(reel_path[s.product_id]),
-                   "photo_id": photo_of[s.product_id], "offset_s": offset_s[s.shot_id],
-                   "background": {"kind": s.background.kind,
-                                  "source": media.origins.get(s.background.path, s.background.path)}}
-                  for s in shots],
-        "ads": [{"edit_id": ad.edit_id, "product_id": ad.product_id, "split": products_by_id[ad.product_id].split,
-                 "language": ad.language, "mood": ad.mood, "audio_id": audio_id,
-                 "segments": [asdict(s) for s in ad.segments]} for ad, audio_id in all_ads],
-        "bgm": [{"audio_id": b.audio_id, "source": Path(b.source_path).name, "start_s": b.start_s,
-                 "duration_s": round(excerpt_rows[b.audio_id].duration_s, 2), "mood": m,
-                 **asdict(features[b.audio_id])} for b, m in zip(excerpts, moods)],
+        "shots": [
+            {
+                "shot_id": s.shot_id,
+                "product_id": s.product_id,
+                "split": products_by_id[s.product_id].split,
+                "role": s.role,
+                "kind": s.kind,
+                "selling_point": s.selling_point,
+                "lang": s.lang,
+                "duration_s": s.duration_s,
+                "path": str(reel_path[s.product_id]),
+                "photo_id": photo_of[s.product_id],
+                "offset_s": offset_s[s.shot_id],
+                "background": {
+                    "kind": s.background.kind,
+                    "source": media.origins.get(s.background.path, s.background.path),
+                },
+            }
+            for s in shots
+        ],
+        "ads": [
+            {
+                "edit_id": ad.edit_id,
+                "product_id": ad.product_id,
+                "split": products_by_id[ad.product_id].split,
+                "language": ad.language,
+                "mood": ad.mood,
+                "audio_id": audio_id,
+                "segments": [asdict(s) for s in ad.segments],
+            }
+            for ad, audio_id in all_ads
+        ],
+        "bgm": [
+            {
+                "audio_id": b.audio_id,
+                "source": Path(b.source_path).name,
+                "start_s": b.start_s,
+                "duration_s": round(excerpt_rows[b.audio_id].duration_s, 2),
+                "mood": m,
+                **asdict(features[b.audio_id]),
+            }
+            for b, m in zip(excerpts, moods)
+        ],
         "summary": asdict(summary),
         "complete": True,
     }
@@ -345,12 +440,16 @@ def _previous_features(library: Path) -> dict[tuple[str, float], MoodFeatures]:
     except (CatalogError, ValueError):
         return {}
     keys = [f.name for f in dataclasses.fields(MoodFeatures)]
-    return {(b["source"], float(b["start_s"])): MoodFeatures(**{k: b[k] for k in keys})
-            for b in man.get("bgm", []) if all(k in b for k in keys)}
+    return {
+        (b["source"], float(b["start_s"])): MoodFeatures(**{k: b[k] for k in keys})
+        for b in man.get("bgm", [])
+        if all(k in b for k in keys)
+    }
 
 
-def _mood_features(excerpts: list, report: ProgressFn,
-                   known: dict[tuple[str, float], MoodFeatures]) -> dict[int, MoodFeatures]:
+def _mood_features(
+    excerpts: list, report: ProgressFn, known: dict[tuple[str, float], MoodFeatures]
+) -> dict[int, MoodFeatures]:
     """Mood features per excerpt (reusing `known` ones); each music file is decoded at most once."""
     out: dict[int, MoodFeatures] = {}
     by_file: dict[str, list] = {}
@@ -365,7 +464,7 @@ def _mood_features(excerpts: list, report: ProgressFn,
         wave = track_waveform(path)
         sr = ANALYSIS_RATE_HZ
         for b in rows:
-            piece = wave[int(b.start_s * sr):int((b.start_s + b.duration_s) * sr)]
+            piece = wave[int(b.start_s * sr) : int((b.start_s + b.duration_s) * sr)]
             out[b.audio_id] = excerpt_features(piece)
         done += 1
         report("bgm moods", done, len(by_file))

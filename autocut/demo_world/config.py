@@ -58,15 +58,28 @@ class WorldConfig:
             # What `make demo` builds: the full world's recipe at 64 products and ~40 min of music, so the
             # first demo run fits its time target; the LM trains on a time budget that sees only a few
             # hundred records either way. Evaluations use `full`.
-            return replace(cls.preset("full", seed=seed, jobs=jobs), size="medium", n_products=64,
-                           music_total_s=2400.0)
+            return replace(cls.preset("full", seed=seed, jobs=jobs), size="medium", n_products=64, music_total_s=2400.0)
         if size == "full":
-            return cls(size="full", seed=seed, n_products=160, n_categories=None, n_selling_points=3,
-                       hook_shots=2, usage_shots=2,
-                       distractor_shots=3, ads_per_product=4, shot_s=(5, 6), max_video_s=None,
-                       video_loop_s=24.0, max_photos=None, music_tracks=None, music_track_s=None,
-                       # ~96 min of music -> ~230 excerpts of 25 s (the full world wants >= 200)
-                       music_total_s=5800.0, jobs=jobs)
+            return cls(
+                size="full",
+                seed=seed,
+                n_products=160,
+                n_categories=None,
+                n_selling_points=3,
+                hook_shots=2,
+                usage_shots=2,
+                distractor_shots=3,
+                ads_per_product=4,
+                shot_s=(5, 6),
+                max_video_s=None,
+                video_loop_s=24.0,
+                max_photos=None,
+                music_tracks=None,
+                music_track_s=None,
+                # ~96 min of music -> ~230 excerpts of 25 s (the full world wants >= 200)
+                music_total_s=5800.0,
+                jobs=jobs,
+            )
         raise ConfigError(f"unknown world size {size!r}; expected one of {', '.join(SIZES)}")
 
     def key(self) -> str:

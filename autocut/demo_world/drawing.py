@@ -82,8 +82,16 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, ma
     return lines
 
 
-def text_block(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], *, size: int,
-               fill: tuple[int, ...], max_lines: int = 3, align: str = "center") -> None:
+def text_block(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    box: tuple[int, int, int, int],
+    *,
+    size: int,
+    fill: tuple[int, ...],
+    max_lines: int = 3,
+    align: str = "center",
+) -> None:
     """Draw wrapped text inside box, shrinking the font until it fits."""
     x0, y0, x1, y1 = box
     for s in range(size, 9, -2):
@@ -101,8 +109,7 @@ def text_block(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, i
 
 
 # --------------------------------------------------------------------------- product drawing
-def draw_mark(draw: ImageDraw.ImageDraw, mark: str, cx: float, cy: float, r: float,
-              fill: tuple[int, ...]) -> None:
+def draw_mark(draw: ImageDraw.ImageDraw, mark: str, cx: float, cy: float, r: float, fill: tuple[int, ...]) -> None:
     """A brand mark centred at (cx, cy) with radius r."""
     if mark == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
@@ -123,8 +130,9 @@ def draw_mark(draw: ImageDraw.ImageDraw, mark: str, cx: float, cy: float, r: flo
         bw = r * 0.45
         for k in (-1, 0, 1):
             h = r * (0.7 + 0.3 * (k + 1))
-            draw.rectangle((cx + k * bw * 1.3 - bw / 2, cy + r - 2 * h * 0.9, cx + k * bw * 1.3 + bw / 2, cy + r),
-                           fill=fill)
+            draw.rectangle(
+                (cx + k * bw * 1.3 - bw / 2, cy + r - 2 * h * 0.9, cx + k * bw * 1.3 + bw / 2, cy + r), fill=fill
+            )
     elif mark == "cross":
         t = r * 0.38
         draw.rectangle((cx - t, cy - r, cx + t, cy + r), fill=fill)
@@ -138,8 +146,7 @@ def draw_mark(draw: ImageDraw.ImageDraw, mark: str, cx: float, cy: float, r: flo
 def _badge(draw: ImageDraw.ImageDraw, brand: Brand, cx: float, cy: float, w: float) -> None:
     """The brand label on the product body: a white plate with the brand mark."""
     h = w * 0.62
-    draw.rounded_rectangle((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), radius=w * 0.12,
-                           fill=(250, 250, 248, 255))
+    draw.rounded_rectangle((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), radius=w * 0.12, fill=(250, 250, 248, 255))
     draw_mark(draw, brand.mark, cx, cy, h * 0.34, brand.badge_rgb + (255,))
 
 
@@ -147,8 +154,16 @@ def _badge(draw: ImageDraw.ImageDraw, brand: Brand, cx: float, cy: float, w: flo
 # clips. ImageNet CNN features are nearly colour-blind but texture-sensitive, so the pattern is what
 # makes "which brand" visible in frame embeddings; it is learnable from text (the brand is named in
 # the product info) and separates a product from its look-alike rival (another brand).
-MARK_PATTERN = {"circle": "dots", "ring": "rings", "triangle": "zigzag", "diamond": "checks",
-                "star": "crosses", "bars": "stripes", "cross": "grid", "square": "diagonal"}
+MARK_PATTERN = {
+    "circle": "dots",
+    "ring": "rings",
+    "triangle": "zigzag",
+    "diamond": "checks",
+    "star": "crosses",
+    "bars": "stripes",
+    "cross": "grid",
+    "square": "diagonal",
+}
 
 
 def pattern_image(pattern: str, size: tuple[int, int], fg: tuple[int, ...], cell: float) -> Image.Image:
@@ -206,9 +221,18 @@ def contrast(rgb: tuple[int, int, int], amount: float) -> tuple[int, int, int]:
     return shade(rgb, -amount if luma(rgb) > 110 else amount)
 
 
-def panel(layout: Image.Image, box: tuple[float, float, float, float], *, radius: float,
-          bg: tuple[int, ...], pattern: str, fg: tuple[int, ...], cell: float = 18.0,
-          outline: tuple[int, ...] | None = None, width: int = 0) -> None:
+def panel(
+    layout: Image.Image,
+    box: tuple[float, float, float, float],
+    *,
+    radius: float,
+    bg: tuple[int, ...],
+    pattern: str,
+    fg: tuple[int, ...],
+    cell: float = 18.0,
+    outline: tuple[int, ...] | None = None,
+    width: int = 0,
+) -> None:
     """A rounded panel filled with `bg` and the brand pattern in `fg`, composited onto `layout`."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     w, h = max(1, x1 - x0), max(1, y1 - y0)
@@ -300,12 +324,26 @@ def draw_product(product: Product, size: int) -> Image.Image:
         d.rectangle(R(0.34, 0.45, 0.66, 0.55), fill=dark)
         badge_at = (0.5, 0.5, 0.18)
     elif shape == "shoe":
-        d.polygon([(0.08 * s, 0.72 * s), (0.1 * s, 0.45 * s), (0.3 * s, 0.42 * s), (0.45 * s, 0.3 * s),
-                   (0.58 * s, 0.32 * s), (0.66 * s, 0.5 * s), (0.9 * s, 0.58 * s), (0.94 * s, 0.72 * s)], fill=col)
+        d.polygon(
+            [
+                (0.08 * s, 0.72 * s),
+                (0.1 * s, 0.45 * s),
+                (0.3 * s, 0.42 * s),
+                (0.45 * s, 0.3 * s),
+                (0.58 * s, 0.32 * s),
+                (0.66 * s, 0.5 * s),
+                (0.9 * s, 0.58 * s),
+                (0.94 * s, 0.72 * s),
+            ],
+            fill=col,
+        )
         d.rounded_rectangle(R(0.06, 0.7, 0.96, 0.8), radius=0.03 * s, fill=(245, 245, 240, 255))
         for k in range(3):
-            d.line([(0.4 * s + k * 0.05 * s, 0.38 * s), (0.48 * s + k * 0.05 * s, 0.45 * s)], fill=light,
-                   width=int(0.02 * s))
+            d.line(
+                [(0.4 * s + k * 0.05 * s, 0.38 * s), (0.48 * s + k * 0.05 * s, 0.45 * s)],
+                fill=light,
+                width=int(0.02 * s),
+            )
         badge_at = (0.3, 0.6, 0.18)
     elif shape == "bag":
         d.arc(R(0.32, 0.1, 0.68, 0.5), start=180, end=360, fill=dark, width=int(0.05 * s))
@@ -314,8 +352,9 @@ def draw_product(product: Product, size: int) -> Image.Image:
     else:
         raise ConfigError(f"unknown product shape {shape!r}")
     # The brand's pattern on the body (under the highlight and the badge).
-    pat = pattern_image(MARK_PATTERN[product.brand.mark], (s, s), contrast(product.colour.rgb, 0.35) + (255,),
-                        cell=s * 0.13)
+    pat = pattern_image(
+        MARK_PATTERN[product.brand.mark], (s, s), contrast(product.colour.rgb, 0.35) + (255,), cell=s * 0.13
+    )
     pat.putalpha(Image.fromarray(np.minimum(np.asarray(pat.getchannel("A")), np.asarray(img.getchannel("A")))))
     img = Image.alpha_composite(img, pat)
     # A soft highlight down the left side gives the flat shape some volume.
@@ -343,16 +382,21 @@ def render_product_image(product: Product, path: Path, *, size: int = 512) -> No
     img = Image.alpha_composite(img.convert("RGBA"), shadow.filter(ImageFilter.GaussianBlur(8)))
     img.alpha_composite(sprite, (int(size * 0.11), int(size * 0.04)))
     d = ImageDraw.Draw(img)
-    text_block(d, product.name_en, (10, int(size * 0.87), size - 10, size - 4), size=int(size * 0.05),
-               fill=(40, 40, 40, 255), max_lines=1)
+    text_block(
+        d,
+        product.name_en,
+        (10, int(size * 0.87), size - 10, size - 4),
+        size=int(size * 0.05),
+        fill=(40, 40, 40, 255),
+        max_lines=1,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         img.convert("RGB").save(tmp, format="PNG")
 
 
 # --------------------------------------------------------------------------- icons
-def draw_icon(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: float,
-              fill: tuple[int, ...]) -> None:
+def draw_icon(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: float, fill: tuple[int, ...]) -> None:
     """A selling-point glyph centred at (cx, cy), radius r."""
     w = max(2, int(r * 0.18))
     if name == "clock":
@@ -364,8 +408,7 @@ def draw_icon(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: flo
         draw.polygon([(cx, cy - r), (cx + r * 0.66, cy + r * 0.3), (cx - r * 0.66, cy + r * 0.3)], fill=fill)
     elif name == "flame":
         draw.ellipse((cx - r * 0.7, cy - r * 0.2, cx + r * 0.7, cy + r), fill=fill)
-        draw.polygon([(cx - r * 0.1, cy - r), (cx + r * 0.68, cy + r * 0.3), (cx - r * 0.68, cy + r * 0.3)],
-                     fill=fill)
+        draw.polygon([(cx - r * 0.1, cy - r), (cx + r * 0.68, cy + r * 0.3), (cx - r * 0.68, cy + r * 0.3)], fill=fill)
         draw.polygon([(cx + r * 0.4, cy - r * 0.6), (cx + r * 0.7, cy + r * 0.2), (cx + r * 0.1, cy)], fill=fill)
     elif name == "lock":
         draw.arc((cx - r * 0.55, cy - r, cx + r * 0.55, cy + r * 0.1), start=180, end=360, fill=fill, width=w)
@@ -376,29 +419,65 @@ def draw_icon(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: flo
         draw.ellipse((cx - r * 0.55, cy - r, cx + r * 0.55, cy + r), fill=fill)
         draw.line([(cx, cy - r * 0.7), (cx, cy + r * 1.1)], fill=(255, 255, 255, 255), width=max(1, w // 2))
     elif name == "check":
-        draw.line([(cx - r * 0.8, cy), (cx - r * 0.2, cy + r * 0.6), (cx + r * 0.9, cy - r * 0.7)], fill=fill,
-                  width=int(w * 1.6), joint="curve")
+        draw.line(
+            [(cx - r * 0.8, cy), (cx - r * 0.2, cy + r * 0.6), (cx + r * 0.9, cy - r * 0.7)],
+            fill=fill,
+            width=int(w * 1.6),
+            joint="curve",
+        )
     elif name == "battery":
-        draw.rounded_rectangle((cx - r, cy - r * 0.5, cx + r * 0.8, cy + r * 0.5), radius=r * 0.1, outline=fill,
-                               width=w)
+        draw.rounded_rectangle(
+            (cx - r, cy - r * 0.5, cx + r * 0.8, cy + r * 0.5), radius=r * 0.1, outline=fill, width=w
+        )
         draw.rectangle((cx + r * 0.8, cy - r * 0.2, cx + r, cy + r * 0.2), fill=fill)
         draw.rectangle((cx - r * 0.8, cy - r * 0.3, cx + r * 0.3, cy + r * 0.3), fill=fill)
     elif name == "feather":
-        draw.polygon([(cx + r * 0.8, cy - r), (cx + r * 0.3, cy + r * 0.3), (cx - r * 0.6, cy + r * 0.7),
-                      (cx - r * 0.3, cy - r * 0.2)], fill=fill)
+        draw.polygon(
+            [
+                (cx + r * 0.8, cy - r),
+                (cx + r * 0.3, cy + r * 0.3),
+                (cx - r * 0.6, cy + r * 0.7),
+                (cx - r * 0.3, cy - r * 0.2),
+            ],
+            fill=fill,
+        )
         draw.line([(cx - r * 0.9, cy + r), (cx + r * 0.5, cy - r * 0.5)], fill=fill, width=max(1, w // 2))
     elif name == "sun":
         draw.ellipse((cx - r * 0.5, cy - r * 0.5, cx + r * 0.5, cy + r * 0.5), fill=fill)
         for k in range(8):
             a = k * math.pi / 4
-            draw.line([(cx + r * 0.65 * math.cos(a), cy + r * 0.65 * math.sin(a)),
-                       (cx + r * math.cos(a), cy + r * math.sin(a))], fill=fill, width=w)
+            draw.line(
+                [
+                    (cx + r * 0.65 * math.cos(a), cy + r * 0.65 * math.sin(a)),
+                    (cx + r * math.cos(a), cy + r * math.sin(a)),
+                ],
+                fill=fill,
+                width=w,
+            )
     elif name == "shield":
-        draw.polygon([(cx - r * 0.85, cy - r * 0.8), (cx, cy - r), (cx + r * 0.85, cy - r * 0.8),
-                      (cx + r * 0.75, cy + r * 0.2), (cx, cy + r), (cx - r * 0.75, cy + r * 0.2)], fill=fill)
+        draw.polygon(
+            [
+                (cx - r * 0.85, cy - r * 0.8),
+                (cx, cy - r),
+                (cx + r * 0.85, cy - r * 0.8),
+                (cx + r * 0.75, cy + r * 0.2),
+                (cx, cy + r),
+                (cx - r * 0.75, cy + r * 0.2),
+            ],
+            fill=fill,
+        )
     elif name == "bolt":
-        draw.polygon([(cx + r * 0.2, cy - r), (cx - r * 0.6, cy + r * 0.15), (cx - r * 0.05, cy + r * 0.15),
-                      (cx - r * 0.25, cy + r), (cx + r * 0.6, cy - r * 0.2), (cx + r * 0.05, cy - r * 0.2)], fill=fill)
+        draw.polygon(
+            [
+                (cx + r * 0.2, cy - r),
+                (cx - r * 0.6, cy + r * 0.15),
+                (cx - r * 0.05, cy + r * 0.15),
+                (cx - r * 0.25, cy + r),
+                (cx + r * 0.6, cy - r * 0.2),
+                (cx + r * 0.05, cy - r * 0.2),
+            ],
+            fill=fill,
+        )
     elif name == "heart":
         draw.ellipse((cx - r, cy - r * 0.8, cx, cy + r * 0.2), fill=fill)
         draw.ellipse((cx, cy - r * 0.8, cx + r, cy + r * 0.2), fill=fill)
@@ -412,16 +491,23 @@ def draw_icon(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: flo
     elif name == "snow":
         for k in range(3):
             a = k * math.pi / 3
-            draw.line([(cx - r * math.cos(a), cy - r * math.sin(a)), (cx + r * math.cos(a), cy + r * math.sin(a))],
-                      fill=fill, width=w)
+            draw.line(
+                [(cx - r * math.cos(a), cy - r * math.sin(a)), (cx + r * math.cos(a), cy + r * math.sin(a))],
+                fill=fill,
+                width=w,
+            )
     elif name == "recycle":
         for k in range(3):
             a = -math.pi / 2 + k * 2 * math.pi / 3
             px, py = cx + r * 0.55 * math.cos(a), cy + r * 0.55 * math.sin(a)
-            draw.polygon([(px + r * 0.4 * math.cos(a + 2.1), py + r * 0.4 * math.sin(a + 2.1)),
-                          (px + r * 0.4 * math.cos(a - 0.5), py + r * 0.4 * math.sin(a - 0.5)),
-                          (px + r * 0.4 * math.cos(a + 0.9), py + r * 0.4 * math.sin(a + 0.9))], fill=fill)
+            draw.polygon(
+                [
+                    (px + r * 0.4 * math.cos(a + 2.1), py + r * 0.4 * math.sin(a + 2.1)),
+                    (px + r * 0.4 * math.cos(a - 0.5), py + r * 0.4 * math.sin(a - 0.5)),
+                    (px + r * 0.4 * math.cos(a + 0.9), py + r * 0.4 * math.sin(a + 0.9)),
+                ],
+                fill=fill,
+            )
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=fill, width=max(1, w // 2))
     else:
         raise ConfigError(f"unknown icon {name!r}")
-

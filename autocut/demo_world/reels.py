@@ -28,13 +28,16 @@ def _background_chain(bg: Background, in_idx: int, n_frames: int, fps: float) ->
         z = f"{z0}+({z1}-{z0})*on/{last}"
         x = f"(iw-iw/zoom)*({px0}+({px1}-{px0})*on/{last})"
         y = f"(ih-ih/zoom)*({py0}+({py1}-{py0})*on/{last})"
-        chain = (f"[{in_idx}:v]crop={cw}:{PHOTO_CACHE_H}:(iw-{cw})*{cx}:0,"
-                 f"zoompan=z='{z}':x='{x}':y='{y}':d={n_frames}:s={W}x{H}:fps={fps}")
+        chain = (
+            f"[{in_idx}:v]crop={cw}:{PHOTO_CACHE_H}:(iw-{cw})*{cx}:0,"
+            f"zoompan=z='{z}':x='{x}':y='{y}':d={n_frames}:s={W}x{H}:fps={fps}"
+        )
     else:
         _start, a, b, flip = bg.params
         dur = n_frames / fps
-        chain = (f"[{in_idx}:v]fps={fps},crop={W}:{H}:x='(iw-{W})*({a}+({b}-{a})*min(t/{dur:.3f},1))':y=0"
-                 + (",hflip" if flip else ""))
+        chain = f"[{in_idx}:v]fps={fps},crop={W}:{H}:x='(iw-{W})*({a}+({b}-{a})*min(t/{dur:.3f},1))':y=0" + (
+            ",hflip" if flip else ""
+        )
     chain += f",eq=brightness={bg.brightness}:saturation={bg.saturation}"
     if bg.blur:
         chain += ",boxblur=6:1"
@@ -64,8 +67,7 @@ def build_reel_command(shots: Sequence[tuple[ShotSpec, ShotLayers]], out_path: P
         if bg.kind == "photo":
             args += ["-i", bg.path]
         else:
-            args += ["-threads", "1", "-ss", f"{bg.params[0]:.2f}", "-t", f"{spec.duration_s + 1:.2f}",
-                     "-i", bg.path]
+            args += ["-threads", "1", "-ss", f"{bg.params[0]:.2f}", "-t", f"{spec.duration_s + 1:.2f}", "-i", bg.path]
         bg_idx = n_in
         n_in += 1
         args += ["-i", str(layers.layout)]
@@ -83,10 +85,30 @@ def build_reel_command(shots: Sequence[tuple[ShotSpec, ShotLayers]], out_path: P
         chain += f",format=yuv420p,setsar=1[o{k}]"
         chains.append(chain)
     concat = "".join(f"[o{k}]" for k in range(len(shots))) + f"concat=n={len(shots)}:v=1:a=0[reel]"
-    return args + ["-filter_complex", ";".join(chains + [concat]),
-                   "-map", "[reel]", "-an", "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(crf),
-                   "-threads", "1", "-r", f"{fps}", "-frames:v", str(total_frames), "-pix_fmt", "yuv420p",
-                   "-f", "mp4", str(out_path)]
+    return args + [
+        "-filter_complex",
+        ";".join(chains + [concat]),
+        "-map",
+        "[reel]",
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        str(crf),
+        "-threads",
+        "1",
+        "-r",
+        f"{fps}",
+        "-frames:v",
+        str(total_frames),
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "mp4",
+        str(out_path),
+    ]
 
 
 def run_reel(shots: Sequence[tuple[ShotSpec, ShotLayers]], out_path: Path, *, crf: int = 26) -> None:

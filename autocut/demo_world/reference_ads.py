@@ -45,9 +45,7 @@ class AdPlan:
     mood: str
 
 
-
-def compose_ads(product: Product, shots: list[ShotSpec], cfg: WorldConfig,
-                product_index: int) -> list[AdPlan]:
+def compose_ads(product: Product, shots: list[ShotSpec], cfg: WorldConfig, product_index: int) -> list[AdPlan]:
     """The product's reference ads: a narrative (hook?, showcase, features/usage, proof?, cta),
     one template sentence per clip, each clip cut from the matching shot and as long as its
     sentence takes to speak (WORDS_PER_S), so script length and clip length agree."""
@@ -72,8 +70,9 @@ def compose_ads(product: Product, shots: list[ShotSpec], cfg: WorldConfig,
         if not has_hook or rng.random() < 0.85:
             seq.append(("showcase", None))
         n_feat = rng.choice([k for k in (1, 2, 2, 3) if k <= len(product.selling_points)])
-        middle: list[tuple[str, str | None]] = [("feature", sp.key)
-                                                 for sp in rng.sample(product.selling_points, n_feat)]
+        middle: list[tuple[str, str | None]] = [
+            ("feature", sp.key) for sp in rng.sample(product.selling_points, n_feat)
+        ]
         if rng.random() < 0.7:
             middle.insert(rng.randint(0, len(middle)), ("usage", None))
         seq += middle

@@ -25,9 +25,28 @@ LABEL_H = 18
 
 
 def _frame_at(path: str, t_s: float) -> Image.Image:
-    res = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{t_s:.2f}", "-i", path,
-                          "-frames:v", "1", "-vf", f"scale={TILE_W}:{TILE_H}:flags=area,format=rgb24",
-                          "-f", "rawvideo", "pipe:1"], capture_output=True, check=False)
+    res = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-ss",
+            f"{t_s:.2f}",
+            "-i",
+            path,
+            "-frames:v",
+            "1",
+            "-vf",
+            f"scale={TILE_W}:{TILE_H}:flags=area,format=rgb24",
+            "-f",
+            "rawvideo",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=False,
+    )
     if res.returncode != 0 or len(res.stdout) != TILE_W * TILE_H * 3:
         raise MediaError(path, f"could not read a frame at {t_s:.2f} s")
     return Image.fromarray(np.frombuffer(res.stdout, np.uint8).reshape(TILE_H, TILE_W, 3))
@@ -72,11 +91,13 @@ def _save(img: Image.Image, out: Path) -> None:
     # A 256-colour palette keeps the committed docs images small (~4x) at no visible cost here.
     with atomic_path(out) as tmp:
         img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
-            tmp, format="PNG", optimize=True)
+            tmp, format="PNG", optimize=True
+        )
 
 
-def contact_sheet_by_product(library: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                             n_products: int = 6, split: str = "test") -> Path:
+def contact_sheet_by_product(
+    library: str | os.PathLike[str], out: str | os.PathLike[str], *, n_products: int = 6, split: str = "test"
+) -> Path:
     """Rows = products (one per category where possible), columns = product image, one frame per
     role, and the look-alike rival's distractor shot."""
     man = load_manifest(library)
@@ -101,18 +122,18 @@ def contact_sheet_by_product(library: str | os.PathLike[str], out: str | os.Path
         rival = next((s for s in shots if s["kind"] == "distractor"), None)
         if rival is not None:
             tiles.append((f"distractor ({rival['role']})", _shot_tile(rival)))
-        label = f"{p['product_id']} ({p['split']})\n{p['category']}\n" + "\n".join(
-            _wrap_words(p["name_en"], 22))
+        label = f"{p['product_id']} ({p['split']})\n{p['category']}\n" + "\n".join(_wrap_words(p["name_en"], 22))
         rows.append((label, tiles))
-    title = "AutoCut demo world (generated): per product, the product image, one frame per narrative role, " \
-            "and a look-alike distractor"
+    title = (
+        "AutoCut demo world (generated): per product, the product image, one frame per narrative role, "
+        "and a look-alike distractor"
+    )
     path = Path(out)
     _save(_grid(rows, title), path)
     return path
 
 
-def contact_sheet_by_role(library: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                          n_products: int = 8) -> Path:
+def contact_sheet_by_role(library: str | os.PathLike[str], out: str | os.PathLike[str], *, n_products: int = 8) -> Path:
     """Rows = narrative roles, columns = products (spread over categories): what each role looks like."""
     man = load_manifest(library)
     prods, cats = [], set()
@@ -126,8 +147,14 @@ def contact_sheet_by_role(library: str | os.PathLike[str], out: str | os.PathLik
     for role in ROLES:
         tiles = []
         for p in prods:
-            s = next((s for s in man["shots"] if s["product_id"] == p["product_id"] and s["role"] == role
-                      and s["kind"] == "ad"), None)
+            s = next(
+                (
+                    s
+                    for s in man["shots"]
+                    if s["product_id"] == p["product_id"] and s["role"] == role and s["kind"] == "ad"
+                ),
+                None,
+            )
             if s is not None:
                 tiles.append((f"{p['product_id']} {p['category']}", _shot_tile(s)))
         rows.append((role, tiles))

@@ -84,16 +84,29 @@ def plan_background(role: str, media: SourceMedia, rng: random.Random, duration_
         # Half a second of margin: a window must never run past the end of the cached file.
         start = round(rng.uniform(0, max(0.0, dur - duration_s - 0.5)), 2)
         a, b = rng.random(), rng.random()
-        return Background("video", path, (start, round(a, 3), round(b, 3), float(rng.random() < 0.5)),
-                          brightness, saturation, blur)
+        return Background(
+            "video", path, (start, round(a, 3), round(b, 3), float(rng.random() < 0.5)), brightness, saturation, blur
+        )
     path = rng.choice(media.photos)
     z0, z1 = 1.0, rng.uniform(1.12, 1.3)
     if rng.random() < 0.5:
         z0, z1 = z1, z0  # zoom out as often as in
-    return Background("photo", path, (round(rng.random(), 3), round(z0, 3), round(z1, 3),
-                                      round(rng.random(), 3), round(rng.random(), 3),
-                                      round(rng.random(), 3), round(rng.random(), 3)),
-                      brightness, saturation, blur)
+    return Background(
+        "photo",
+        path,
+        (
+            round(rng.random(), 3),
+            round(z0, 3),
+            round(z1, 3),
+            round(rng.random(), 3),
+            round(rng.random(), 3),
+            round(rng.random(), 3),
+            round(rng.random(), 3),
+        ),
+        brightness,
+        saturation,
+        blur,
+    )
 
 
 def plan_shots(products: list[Product], cfg: WorldConfig, media: SourceMedia) -> list[ShotSpec]:
@@ -114,14 +127,25 @@ def plan_shots(products: list[Product], cfg: WorldConfig, media: SourceMedia) ->
         # vision-only similarity baseline) and in one more role drawn at random.
         d_roles = ["showcase", "cta", rng.choice(["hook", "feature", "usage", "proof"])]
         d_roles += [rng.choice(ROLES) for _ in range(max(0, cfg.distractor_shots - 3))]
-        for k, role in enumerate(d_roles[:cfg.distractor_shots]):
+        for k, role in enumerate(d_roles[: cfg.distractor_shots]):
             sp = rng.choice(p.selling_points).key if role == "feature" else None
             wanted.append((f"{p.product_id}-rival{k + 1}-{role}", role, "distractor", sp))
         rng.shuffle(wanted)
         for shot_id, role, kind, sp in wanted:
             dur = float(rng.randint(*cfg.shot_s))
             bg = plan_background(role, media, rng, dur)
-            shots.append(ShotSpec(
-                shot_id=shot_id, product_id=p.product_id, role=role, kind=kind, duration_s=dur,
-                lang=rng.choice(("en", "zh")), background=bg, selling_point=sp, seed=cfg.seed, fps=cfg.fps))
+            shots.append(
+                ShotSpec(
+                    shot_id=shot_id,
+                    product_id=p.product_id,
+                    role=role,
+                    kind=kind,
+                    duration_s=dur,
+                    lang=rng.choice(("en", "zh")),
+                    background=bg,
+                    selling_point=sp,
+                    seed=cfg.seed,
+                    fps=cfg.fps,
+                )
+            )
     return shots

@@ -145,13 +145,19 @@ class WorldStats:
             f"{1 / max(self.n_colours, 1):.3f})",
             "selection (pool = positives + as many negatives; CSA = only positives chosen):",
         ]
-        lines += [f"  {k:<28} CSA {v.csa:.3f}  precision {v.precision:.3f}  AUC {v.auc:.3f}"
-                  for k, v in self.selection.items()]
+        lines += [
+            f"  {k:<28} CSA {v.csa:.3f}  precision {v.precision:.3f}  AUC {v.auc:.3f}"
+            for k, v in self.selection.items()
+        ]
         lines.append("order (the ad's own clips, shuffled):")
-        lines += [f"  {k:<28} CRA {v.cra:.3f}  pairwise {v.pairwise:.3f}  tau {v.kendall_tau:+.3f}"
-                  for k, v in self.order.items()]
-        lines.append("global cues vs position in the ad (Spearman rho; 0 = no cue): "
-                     + ", ".join(f"{k} {v:+.3f}" for k, v in self.position_cue_spearman.items()))
+        lines += [
+            f"  {k:<28} CRA {v.cra:.3f}  pairwise {v.pairwise:.3f}  tau {v.kendall_tau:+.3f}"
+            for k, v in self.order.items()
+        ]
+        lines.append(
+            "global cues vs position in the ad (Spearman rho; 0 = no cue): "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in self.position_cue_spearman.items())
+        )
         return "\n".join(lines)
 
 
@@ -188,7 +194,7 @@ def _window(frames: np.ndarray, start_s: float, duration_s: float) -> np.ndarray
     """1 fps frames i with start <= i < start + duration (at least one)."""
     a = int(math.ceil(start_s - 1e-6))
     b = max(a + 1, int(math.ceil(start_s + duration_s - 1e-6)))
-    return frames[a:min(b, len(frames))]
+    return frames[a : min(b, len(frames))]
 
 
 def _embed_images(cat: Catalog, paths: Sequence[str], num_threads: int | None) -> np.ndarray:
@@ -214,9 +220,24 @@ def _embed_images(cat: Catalog, paths: Sequence[str], num_threads: int | None) -
 def _pixel_cues(path: str) -> np.ndarray:
     """Per 1 fps frame (same sampling as ingest): mean luma, mean saturation, mean hue in degrees."""
     w, h = 32, 56
-    res = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path,
-                          "-vf", f"fps=1:round=near,scale={w}:{h}:flags=area,format=rgb24",
-                          "-f", "rawvideo", "pipe:1"], capture_output=True, check=False)
+    res = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            path,
+            "-vf",
+            f"fps=1:round=near,scale={w}:{h}:flags=area,format=rgb24",
+            "-f",
+            "rawvideo",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=False,
+    )
     if res.returncode != 0:
         raise MediaError(path, f"ffmpeg could not decode: {res.stderr.decode(errors='replace')[-200:]}")
     px = np.frombuffer(res.stdout, np.uint8).reshape(-1, h * w, 3).astype(np.float32) / 255.0
@@ -267,15 +288,27 @@ class _Pool:
 
 
 # --------------------------------------------------------------------------- the statistics
-def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: int = 0,
-                num_threads: int | None = 1) -> WorldStats:
+def world_stats(
+    library: str | os.PathLike[str], *, split: str = "test", seed: int = 0, num_threads: int | None = 1
+) -> WorldStats:
     """Compute the learnability statistics of the demo world in `library` on `split`."""
     if split == "train":
         raise ConfigError("evaluate on val or test: the centroids and the learned baseline are fitted on train")
     man = load_manifest(library)
     products = {p["product_id"]: p for p in man["products"]}
-    shots = [_Shot(s["shot_id"], s["product_id"], s["split"], s["role"], s["kind"], s["photo_id"],
-                   s["offset_s"], s["duration_s"]) for s in man["shots"]]
+    shots = [
+        _Shot(
+            s["shot_id"],
+            s["product_id"],
+            s["split"],
+            s["role"],
+            s["kind"],
+            s["photo_id"],
+            s["offset_s"],
+            s["duration_s"],
+        )
+        for s in man["shots"]
+    ]
     eval_pids = sorted(p for p, d in products.items() if d["split"] == split)
     if not eval_pids:
         raise CatalogError(f"the demo world has no products in split {split!r}")
@@ -324,8 +357,7 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
     tr_ad = np.concatenate([shot_frames(s) for s in shots if s.split == "train" and s.kind == "ad"])
     ev_ad = np.concatenate([shot_frames(s) for s in shots if s.split == split and s.kind == "ad"])
     id_model = {key: _nearest_centroid(tr_ad, tr_id[key]) for key in tr_id}
-    id_acc = {key: float(np.mean([a == b for a, b in zip(id_model[key].predict(ev_ad), ev_id[key])]))
-              for key in tr_id}
+    id_acc = {key: float(np.mean([a == b for a, b in zip(id_model[key].predict(ev_ad), ev_id[key])])) for key in tr_id}
 
     # Selection: each ad's clips plus as many negatives -- one shot of the product's look-alike rival
     # (the hard negative), the rest shots of other products of the same category in the same split.
@@ -333,14 +365,18 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
     for s in shots:
         by_pid.setdefault(s.product_id, []).append(s)
 
-    def make_pool(ad, split_pids: list[str]) -> _Pool:  # noqa: ANN001
+    def make_pool(ad, split_pids: list[str]) -> _Pool:
         rng = random.Random(stable_seed("stats-select", seed, ad.edit_id))
         p = products[ad.product_id]
         pos = [_window(frames[g.photo_id], g.start_s, g.duration_s).mean(0) for g in ad.segments]
         k = len(pos)
         rivals = [s for s in by_pid[ad.product_id] if s.kind == "distractor"]
-        others = [s for pid in split_pids if pid != ad.product_id and products[pid]["category"] == p["category"]
-                  for s in by_pid[pid]]
+        others = [
+            s
+            for pid in split_pids
+            if pid != ad.product_id and products[pid]["category"] == p["category"]
+            for s in by_pid[pid]
+        ]
         if len(others) < k:
             others += [s for pid in split_pids if products[pid]["category"] != p["category"] for s in by_pid[pid]]
         neg_shots = rng.sample(rivals, 1) if rivals else []
@@ -371,8 +407,12 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
         fy.append(pp.is_pos)
     relevance = LogisticRegression(max_iter=3000, C=1.0).fit(np.vstack(fx), np.concatenate(fy))
 
-    sel_hits: dict[str, list[float]] = {"random": [], "similarity heuristic": [], "attributes named in text": [],
-                                        "learned relevance (train)": []}
+    sel_hits: dict[str, list[float]] = {
+        "random": [],
+        "similarity heuristic": [],
+        "attributes named in text": [],
+        "learned relevance (train)": [],
+    }
     sel_prec: dict[str, list[float]] = {k: [] for k in sel_hits}
     sel_auc: dict[str, list[float]] = {k: [] for k in sel_hits}
     for ad in ads:
@@ -397,16 +437,27 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
             sel_hits[name].append(float(all(is_pos[i] for i in ch)))
             sel_prec[name].append(float(np.mean([is_pos[i] for i in ch])))
             sel_auc[name].append(float(np.mean([(a > b) + 0.5 * (a == b) for a in sc[is_pos] for b in sc[~is_pos]])))
-    selection = {k: SelectionScores(float(np.mean(sel_hits[k])), float(np.mean(sel_prec[k])),
-                                    float(np.mean(sel_auc[k]))) for k in sel_hits}
+    selection = {
+        k: SelectionScores(float(np.mean(sel_hits[k])), float(np.mean(sel_prec[k])), float(np.mean(sel_auc[k])))
+        for k in sel_hits
+    }
 
     # Order: the ad's own clips shuffled; predicted order vs the reference.
-    first = np.stack([_window(frames[a.segments[0].photo_id], a.segments[0].start_s,
-                              a.segments[0].duration_s).mean(0) for a in train_ads])
+    first = np.stack(
+        [
+            _window(frames[a.segments[0].photo_id], a.segments[0].start_s, a.segments[0].duration_s).mean(0)
+            for a in train_ads
+        ]
+    )
     opening = _unit(first.mean(0))
     rank = {r: i for i, r in enumerate(ROLES)}
-    ord_cra: dict[str, list[float]] = {"random": [], "similarity chain": [], "role centroid + role order": [],
-                                       "brightness ascending": [], "brightness descending": []}
+    ord_cra: dict[str, list[float]] = {
+        "random": [],
+        "similarity chain": [],
+        "role centroid + role order": [],
+        "brightness ascending": [],
+        "brightness descending": [],
+    }
     ord_pair: dict[str, list[float]] = {k: [] for k in ord_cra}
     cue_cache: dict[int, np.ndarray] = {}
     cue_pos: list[float] = []
@@ -440,14 +491,29 @@ def world_stats(library: str | os.PathLike[str], *, split: str = "test", seed: i
             ord_pair[name].append(pairwise_order_accuracy(pr, true_order))
     order = {k: OrderScores(float(np.mean(ord_cra[k])), float(np.mean(ord_pair[k]))) for k in ord_cra}
     cv = np.stack(cue_vals)
-    cues_rho = {"brightness": _spearman(cue_pos, cv[:, 0]), "saturation": _spearman(cue_pos, cv[:, 1]),
-                "hue": _spearman(cue_pos, cv[:, 2])}
+    cues_rho = {
+        "brightness": _spearman(cue_pos, cv[:, 0]),
+        "saturation": _spearman(cue_pos, cv[:, 1]),
+        "hue": _spearman(cue_pos, cv[:, 2]),
+    }
 
     return WorldStats(
-        split=split, n_products=len(eval_pids), n_ads=len(ads), n_frames_train=len(tr_all),
-        n_frames_eval=len(ev_all), role_frame_accuracy=role_acc, role_clip_accuracy=clip_acc,
-        role_majority_baseline=majority, role_accuracy_by_role=by_role, colour_frame_accuracy=id_acc["colour"],
-        shape_frame_accuracy=id_acc["shape"], brand_mark_frame_accuracy=id_acc["brand_mark"],
-        n_colours=len(id_model["colour"].labels), n_shapes=len(id_model["shape"].labels),
+        split=split,
+        n_products=len(eval_pids),
+        n_ads=len(ads),
+        n_frames_train=len(tr_all),
+        n_frames_eval=len(ev_all),
+        role_frame_accuracy=role_acc,
+        role_clip_accuracy=clip_acc,
+        role_majority_baseline=majority,
+        role_accuracy_by_role=by_role,
+        colour_frame_accuracy=id_acc["colour"],
+        shape_frame_accuracy=id_acc["shape"],
+        brand_mark_frame_accuracy=id_acc["brand_mark"],
+        n_colours=len(id_model["colour"].labels),
+        n_shapes=len(id_model["shape"].labels),
         n_marks=len(id_model["brand_mark"].labels),
-        selection=selection, order=order, position_cue_spearman=cues_rho)
+        selection=selection,
+        order=order,
+        position_cue_spearman=cues_rho,
+    )

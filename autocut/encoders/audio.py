@@ -56,8 +56,14 @@ class AisfxEncoder(AudioEncoder):
     _BLOCK_FRAMES = 100  # mel frames per embedding block (~2.32 s)
     _SPEC_MAX = 9.457798957824707  # 'original' min-max normalisation bound of the ISMIR paper
 
-    def __init__(self, *, weights_path: Path | None = None, block_hop_fraction: float = 0.5,
-                 batch_blocks: int = 32, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        weights_path: Path | None = None,
+        block_hop_fraction: float = 0.5,
+        batch_blocks: int = 32,
+        num_threads: int | None = None,
+    ) -> None:
         """`block_hop_fraction`: hop between blocks as a fraction of a block (0.5 = the paper's 1.16 s)."""
         super().__init__(num_threads=num_threads)
         if not 0.0 < block_hop_fraction <= 1.0:
@@ -88,7 +94,7 @@ class AisfxEncoder(AudioEncoder):
             # refuses it; the default file comes from the installed package.
             weights, _datasets = torch.load(path, map_location="cpu", weights_only=False)
             prefix = "embedding_net."
-            state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
             # Only the embedding trunk is needed; its per-dataset classifier heads are dropped.
             model = EmbeddingNet("max", 3, 1, 64)
             model.load_state_dict(state)
@@ -104,9 +110,17 @@ class AisfxEncoder(AudioEncoder):
         peak = float(np.max(np.abs(waveform)))
         y = waveform / peak if peak > 0 else waveform  # the package peak-normalises each file
         spec = librosa.feature.melspectrogram(
-            y=y, sr=self.sample_rate_hz, n_mels=self._MEL_BINS, norm=1.0, fmin=0.0,
-            fmax=self.sample_rate_hz / 2, htk=True, power=2.0, hop_length=self._SPEC_HOP,
-            win_length=self._SPEC_WINDOW)  # (96, frames)
+            y=y,
+            sr=self.sample_rate_hz,
+            n_mels=self._MEL_BINS,
+            norm=1.0,
+            fmin=0.0,
+            fmax=self.sample_rate_hz / 2,
+            htk=True,
+            power=2.0,
+            hop_length=self._SPEC_HOP,
+            win_length=self._SPEC_WINDOW,
+        )  # (96, frames)
         spec = np.log10(spec * 10000.0 + 1) / self._SPEC_MAX
         return spec.T.astype(np.float32)  # (frames, 96)
 
@@ -116,11 +130,12 @@ class AisfxEncoder(AudioEncoder):
         spec = self.log_mel(waveform)
         # drop_partial_block=True as the package's default; audio shorter than one block is
         # zero-padded to a single block.
-        blocks = blocking(spec, block_size=self._BLOCK_FRAMES, hop_size=self.block_hop_frames,
-                          drop_partial_block=True).astype(np.float32)  # (n_blocks, 100, 96)
+        blocks = blocking(
+            spec, block_size=self._BLOCK_FRAMES, hop_size=self.block_hop_frames, drop_partial_block=True
+        ).astype(np.float32)  # (n_blocks, 100, 96)
         out = []
         for start in range(0, len(blocks), self.batch_blocks):
-            out.append(model(torch.from_numpy(blocks[start:start + self.batch_blocks])).numpy())
+            out.append(model(torch.from_numpy(blocks[start : start + self.batch_blocks])).numpy())
         return np.concatenate(out).astype(np.float32, copy=False)  # (n_blocks, 512)
 
 
@@ -169,8 +184,15 @@ class PannsEncoder(AudioEncoder):
     # this, and only then, since padding changes the embedding (Cnn14 mean-pools over time).
     _MIN_SAMPLES = 32 * 320
 
-    def __init__(self, weights_path: Path, *, block_s: float = 10.0, min_last_block_s: float = 1.0,
-                 batch_blocks: int = 4, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        weights_path: Path,
+        *,
+        block_s: float = 10.0,
+        min_last_block_s: float = 1.0,
+        batch_blocks: int = 4,
+        num_threads: int | None = None,
+    ) -> None:
         """`block_s`: window per embedding (AudioSet clips are 10 s); a trailing part shorter
         than `min_last_block_s` is dropped unless it is the whole input."""
         super().__init__(num_threads=num_threads)
@@ -200,9 +222,13 @@ class PannsEncoder(AudioEncoder):
         if any(k.startswith(("pre_conv0", "pre_block")) for k in state):
             raise CheckpointError(
                 f"{path}: a Wavegram_Logmel_Cnn14 checkpoint; the installed panns-inference provides "
-                "only Cnn14, so use a Cnn14 checkpoint (e.g. Cnn14_mAP=0.431.pth)")
-        if "fc1.weight" not in state or tuple(state["fc1.weight"].shape) != (2048, 2048) \
-                or "fc_audioset.weight" not in state:
+                "only Cnn14, so use a Cnn14 checkpoint (e.g. Cnn14_mAP=0.431.pth)"
+            )
+        if (
+            "fc1.weight" not in state
+            or tuple(state["fc1.weight"].shape) != (2048, 2048)
+            or "fc_audioset.weight" not in state
+        ):
             raise CheckpointError(f"{path}: not a Cnn14 checkpoint (no 2048x2048 fc1 / fc_audioset layer)")
         return state
 
@@ -223,11 +249,11 @@ class PannsEncoder(AudioEncoder):
 
     def _encode_blocks(self, model: torch.nn.Module, waveform: np.ndarray) -> np.ndarray:
         n_full = len(waveform) // self.block_samples
-        rest = waveform[n_full * self.block_samples:]
+        rest = waveform[n_full * self.block_samples :]
         out = []
-        full = waveform[:n_full * self.block_samples].reshape(n_full, self.block_samples)  # (n_full, samples)
+        full = waveform[: n_full * self.block_samples].reshape(n_full, self.block_samples)  # (n_full, samples)
         for start in range(0, n_full, self.batch_blocks):
-            out.append(self._embed(model, np.ascontiguousarray(full[start:start + self.batch_blocks])))
+            out.append(self._embed(model, np.ascontiguousarray(full[start : start + self.batch_blocks])))
         if len(rest) and (n_full == 0 or len(rest) >= self.min_last_block_samples):
             if len(rest) < self._MIN_SAMPLES:
                 rest = np.pad(rest, (0, self._MIN_SAMPLES - len(rest)))
@@ -239,8 +265,9 @@ _CACHE: dict[tuple[str, str | None], AudioEncoder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_audio_encoder(name: str = DEFAULT_AUDIO_ENCODER, weights_path: Path | None = None,
-                       num_threads: int | None = None) -> AudioEncoder:
+def load_audio_encoder(
+    name: str = DEFAULT_AUDIO_ENCODER, weights_path: Path | None = None, num_threads: int | None = None
+) -> AudioEncoder:
     """The audio encoder `name` (cached per name + weights file; the model loads on first use).
 
     `weights_path`: the PANNs Cnn14 checkpoint (required for `panns`); for `aisfx` an optional

@@ -135,16 +135,17 @@ class FrameEncoder(ABC):
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, 3):
             raise ConfigError(
                 f"{self.name} expects uint8 RGB frames of shape (B, {h}, {w}, 3), "
-                f"got {frames.dtype} {frames.shape}; sample frames at size_hw={self.input_size}")
+                f"got {frames.dtype} {frames.shape}; sample frames at size_hw={self.input_size}"
+            )
         out = np.empty((frames.shape[0], self.raw_dim), dtype=np.float32)
         if frames.shape[0] == 0:
             return out
         model = self.model
         with torch.inference_mode():
             for start in range(0, frames.shape[0], self.batch_size):
-                batch = self.preprocess(frames[start:start + self.batch_size])
+                batch = self.preprocess(frames[start : start + self.batch_size])
                 feats = self._forward(model, batch)  # (b, raw_dim)
-                out[start:start + feats.shape[0]] = feats.float().numpy()
+                out[start : start + feats.shape[0]] = feats.float().numpy()
         return out
 
 

@@ -52,8 +52,9 @@ class EfficientNetLite0Encoder(FrameEncoder):
     _mean_rgb = (127.0, 127.0, 127.0)
     _std_rgb = (128.0, 128.0, 128.0)
 
-    def __init__(self, *, weights_path: Path | None = None, batch_size: int = 32,
-                 num_threads: int | None = None) -> None:
+    def __init__(
+        self, *, weights_path: Path | None = None, batch_size: int = 32, num_threads: int | None = None
+    ) -> None:
         super().__init__(batch_size=batch_size, num_threads=num_threads)
         self.weights_path = weights_path
 
@@ -139,7 +140,8 @@ class ResNetEncoder(FrameEncoder):
         if not (self.weights_dir / "config.json").is_file():
             raise CheckpointError(
                 f"{self.weights_dir}: no config.json; resnet50 needs a transformers ResNet directory "
-                "(config.json + model.safetensors, as written by save_pretrained)")
+                "(config.json + model.safetensors, as written by save_pretrained)"
+            )
         try:
             config = ResNetConfig.from_pretrained(self.weights_dir, local_files_only=True)
         except Exception as exc:
@@ -183,8 +185,13 @@ _CACHE: dict[tuple[str, str | None, int], FrameEncoder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_frame_encoder(name: str = DEFAULT_FRAME_ENCODER, weights_dir: Path | None = None,
-                       num_threads: int | None = None, *, batch_size: int = 32) -> FrameEncoder:
+def load_frame_encoder(
+    name: str = DEFAULT_FRAME_ENCODER,
+    weights_dir: Path | None = None,
+    num_threads: int | None = None,
+    *,
+    batch_size: int = 32,
+) -> FrameEncoder:
     """The frame encoder `name` (cached per name + weights location; the model loads on first encode).
 
     `weights_dir`: for `resnet50` a transformers ResNet directory (required); for
@@ -215,5 +222,6 @@ def _build(name: str, weights_dir: Path | None, batch_size: int, num_threads: in
     if weights_dir is None:
         raise ConfigError(
             "resnet50 has no packaged weights: pass weights_dir, a local transformers ResNet directory "
-            "(config.json + model.safetensors)")
+            "(config.json + model.safetensors)"
+        )
     return ResNetEncoder(Path(weights_dir), batch_size=batch_size, num_threads=num_threads)

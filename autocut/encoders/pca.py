@@ -70,14 +70,16 @@ class FramePca:
         if encoder_name != self.encoder_name or raw_dim != self.raw_dim:
             raise VersionMismatchError(
                 f"PCA {self.version} was fitted on {self.encoder_name} features ({self.raw_dim}-d), "
-                f"but the features come from {encoder_name} ({raw_dim}-d); refit the PCA for {encoder_name}")
+                f"but the features come from {encoder_name} ({raw_dim}-d); refit the PCA for {encoder_name}"
+            )
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
         """(N, raw_dim) raw features -> (N, out_dim) float32, L2-normalised rows."""
         raw = np.asarray(raw)
         if raw.ndim != 2 or raw.shape[1] != self.raw_dim:
             raise VersionMismatchError(
-                f"PCA {self.version} expects (N, {self.raw_dim}) {self.encoder_name} features, got shape {raw.shape}")
+                f"PCA {self.version} expects (N, {self.raw_dim}) {self.encoder_name} features, got shape {raw.shape}"
+            )
         projected = (raw.astype(np.float32, copy=False) - self.mean) @ self.components.T  # (N, out_dim)
         return l2_normalize(projected)
 
@@ -130,12 +132,25 @@ def _content_hash(encoder_name: str, raw_dim: int, mean: np.ndarray, components:
     return h.hexdigest()
 
 
-def _make(encoder_name: str, raw_dim: int, mean: np.ndarray, components: np.ndarray,
-          explained_variance: np.ndarray, fitted_on_count: int) -> FramePca:
+def _make(
+    encoder_name: str,
+    raw_dim: int,
+    mean: np.ndarray,
+    components: np.ndarray,
+    explained_variance: np.ndarray,
+    fitted_on_count: int,
+) -> FramePca:
     content_hash = _content_hash(encoder_name, raw_dim, mean, components)
-    return FramePca(encoder_name=encoder_name, raw_dim=raw_dim, mean=mean, components=components,
-                    explained_variance=explained_variance, fitted_on_count=fitted_on_count,
-                    content_hash=content_hash, version=f"{encoder_name}-pca-{fitted_on_count}-{content_hash[:8]}")
+    return FramePca(
+        encoder_name=encoder_name,
+        raw_dim=raw_dim,
+        mean=mean,
+        components=components,
+        explained_variance=explained_variance,
+        fitted_on_count=fitted_on_count,
+        content_hash=content_hash,
+        version=f"{encoder_name}-pca-{fitted_on_count}-{content_hash[:8]}",
+    )
 
 
 def fit_pca(raw: np.ndarray, encoder_name: str, *, out_dim: int = PCA_DIM) -> FramePca:
@@ -157,14 +172,14 @@ def fit_pca(raw: np.ndarray, encoder_name: str, *, out_dim: int = PCA_DIM) -> Fr
 
     total = np.zeros(raw_dim, dtype=np.float64)
     for start in range(0, n, _FIT_CHUNK_ROWS):
-        chunk = np.asarray(raw[start:start + _FIT_CHUNK_ROWS], dtype=np.float64)
+        chunk = np.asarray(raw[start : start + _FIT_CHUNK_ROWS], dtype=np.float64)
         if not np.all(np.isfinite(chunk)):
             raise ConfigError(f"fit_pca: rows {start}..{start + len(chunk) - 1} contain NaN or inf")
         total += chunk.sum(axis=0)
     mean = total / n
     cov = np.zeros((raw_dim, raw_dim), dtype=np.float64)
     for start in range(0, n, _FIT_CHUNK_ROWS):
-        centred = np.asarray(raw[start:start + _FIT_CHUNK_ROWS], dtype=np.float64) - mean
+        centred = np.asarray(raw[start : start + _FIT_CHUNK_ROWS], dtype=np.float64) - mean
         cov += centred.T @ centred
     cov /= n - 1
 
@@ -174,11 +189,18 @@ def fit_pca(raw: np.ndarray, encoder_name: str, *, out_dim: int = PCA_DIM) -> Fr
     components = eigvecs[:, order].T  # (out_dim, raw_dim)
     signs = np.sign(components[np.arange(out_dim), np.argmax(np.abs(components), axis=1)])
     components *= np.where(signs == 0, 1.0, signs)[:, None]
-    pca = _make(encoder_name, raw_dim, mean.astype(np.float32), components.astype(np.float32),
-                np.maximum(eigvals[order], 0.0), n)
+    pca = _make(
+        encoder_name,
+        raw_dim,
+        mean.astype(np.float32),
+        components.astype(np.float32),
+        np.maximum(eigvals[order], 0.0),
+        n,
+    )
     kept = pca.explained_variance.sum() / max(float(np.trace(cov)), 1e-300)
-    logger.info("fitted PCA %s on %d rows: %d -> %d dims, %.1f%% variance kept",
-                pca.version, n, raw_dim, out_dim, 100 * kept)
+    logger.info(
+        "fitted PCA %s on %d rows: %d -> %d dims, %.1f%% variance kept", pca.version, n, raw_dim, out_dim, 100 * kept
+    )
     return pca
 
 
@@ -192,24 +214,41 @@ def load_pca(path: Path, *, encoder_name: str | None = None, raw_dim: int | None
             fields = {k: z[k] for k in z.files}
     except Exception as exc:
         raise CheckpointError(f"{path}: not a PCA file ({exc})") from exc
-    required = {"format_version", "encoder_name", "raw_dim", "out_dim", "fitted_on_count", "content_hash",
-                "version", "mean", "components", "explained_variance"}
+    required = {
+        "format_version",
+        "encoder_name",
+        "raw_dim",
+        "out_dim",
+        "fitted_on_count",
+        "content_hash",
+        "version",
+        "mean",
+        "components",
+        "explained_variance",
+    }
     if missing := required - fields.keys():
         raise CheckpointError(f"{path}: not a PCA file (missing {', '.join(sorted(missing))})")
     if int(fields["format_version"]) != PCA_FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: PCA format version {int(fields['format_version'])}, this AutoCut reads {PCA_FORMAT_VERSION}")
+            f"{path}: PCA format version {int(fields['format_version'])}, this AutoCut reads {PCA_FORMAT_VERSION}"
+        )
     pca = FramePca(
-        encoder_name=str(fields["encoder_name"]), raw_dim=int(fields["raw_dim"]),
-        mean=fields["mean"].astype(np.float32), components=fields["components"].astype(np.float32),
+        encoder_name=str(fields["encoder_name"]),
+        raw_dim=int(fields["raw_dim"]),
+        mean=fields["mean"].astype(np.float32),
+        components=fields["components"].astype(np.float32),
         explained_variance=fields["explained_variance"].astype(np.float64),
-        fitted_on_count=int(fields["fitted_on_count"]), content_hash=str(fields["content_hash"]),
-        version=str(fields["version"]))
+        fitted_on_count=int(fields["fitted_on_count"]),
+        content_hash=str(fields["content_hash"]),
+        version=str(fields["version"]),
+    )
     if pca.components.shape != (int(fields["out_dim"]), pca.raw_dim) or pca.mean.shape != (pca.raw_dim,):
         raise CheckpointError(f"{path}: PCA arrays do not match its recorded dims")
     if _content_hash(pca.encoder_name, pca.raw_dim, pca.mean, pca.components) != pca.content_hash:
         raise CheckpointError(f"{path}: PCA content hash mismatch (file corrupt or edited)")
     if encoder_name is not None or raw_dim is not None:
-        pca.check_compatible(encoder_name if encoder_name is not None else pca.encoder_name,
-                             raw_dim if raw_dim is not None else pca.raw_dim)
+        pca.check_compatible(
+            encoder_name if encoder_name is not None else pca.encoder_name,
+            raw_dim if raw_dim is not None else pca.raw_dim,
+        )
     return pca

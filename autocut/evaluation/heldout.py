@@ -61,32 +61,39 @@ class SftEvaluation:
         for t, s in self.tasks.items():
             m = ", ".join(f"{k} {v:.3f}" for k, v in s.metrics.items())
             r = ", ".join(f"{k} {v:.3f}" for k, v in s.random_baseline.items())
-            lines.append(f"  {t:6s} n={s.n:3d} parsed {s.parse_rate:.2f} | {m} | random: {r} | "
-                         f"response NLL {s.response_nll:.3f}")
+            lines.append(
+                f"  {t:6s} n={s.n:3d} parsed {s.parse_rate:.2f} | {m} | random: {r} | response NLL {s.response_nll:.3f}"
+            )
         return "\n".join(lines)
 
 
 @torch.no_grad()
-def generate_answer(model, tok, human: str, *, system: str = "", max_new_tokens: int = 64) -> str:  # noqa: ANN001
+def generate_answer(model, tok, human: str, *, system: str = "", max_new_tokens: int = 64) -> str:
     """Greedy answer to one prompt (the training prompt format), special tokens stripped."""
     prompt = render_prompt(tok, human, system=system)
     ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]], device=model.device)
     end = tok.convert_tokens_to_ids("<|im_end|>")
     eos = [i for i in {end, tok.eos_token_id} if isinstance(i, int) and i >= 0]
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                         do_sample=False, eos_token_id=eos, pad_token_id=tok.pad_token_id or eos[0])
-    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=tok.pad_token_id or eos[0],
+    )
+    return tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
 @torch.no_grad()
-def _response_nll(model, tok, rec: dict[str, Any]) -> tuple[float, int]:  # noqa: ANN001
+def _response_nll(model, tok, rec: dict[str, Any]) -> tuple[float, int]:
     conv = rec["conversations"]
     turns = render_exchange(tok, conv[0]["value"], conv[1]["value"], system=rec.get("system") or "")
     p = tok(turns.prompt, add_special_tokens=False)["input_ids"]
     r = tok(turns.response, add_special_tokens=False)["input_ids"]
     ids = torch.tensor([p + r], device=model.device)
-    logits = model(input_ids=ids).logits[0, len(p) - 1:-1].float()
-    nll = torch.nn.functional.cross_entropy(logits, ids[0, len(p):], reduction="sum")
+    logits = model(input_ids=ids).logits[0, len(p) - 1 : -1].float()
+    nll = torch.nn.functional.cross_entropy(logits, ids[0, len(p) :], reduction="sum")
     return float(nll), len(r)
 
 
@@ -125,7 +132,7 @@ def _score(task: str, rec: dict[str, Any], answer: str, rng: np.random.Generator
         return True, {"line_count_ok": 1.0, "wcd": M.wcd(lines, durations, lang)}, rand
     if task == "bgm":
         truth = T.parse_audio(ref)
-        rand = {"level0": 1 / T.CODEBOOK_SIZE, "exact": T.CODEBOOK_SIZE ** -T.NUM_LEVELS}
+        rand = {"level0": 1 / T.CODEBOOK_SIZE, "exact": T.CODEBOOK_SIZE**-T.NUM_LEVELS}
         try:
             pred = T.parse_audio(answer)
         except T.TokenFormatError:
@@ -134,9 +141,16 @@ def _score(task: str, rec: dict[str, Any], answer: str, rng: np.random.Generator
     raise ValueError(task)
 
 
-def evaluate_sft(model_dir: str | os.PathLike[str], files: list[str | os.PathLike[str]], *,
-                 max_per_task: int = 20, seed: int = 0, num_examples: int = 2, greedy: bool = True,
-                 num_threads: int | None = None) -> SftEvaluation:
+def evaluate_sft(
+    model_dir: str | os.PathLike[str],
+    files: list[str | os.PathLike[str]],
+    *,
+    max_per_task: int = 20,
+    seed: int = 0,
+    num_examples: int = 2,
+    greedy: bool = True,
+    num_threads: int | None = None,
+) -> SftEvaluation:
     """Score a model directory on SFT files (held-out split); see the module docstring.
 
     `greedy=False` skips decoding and reports only the teacher-forced response NLL (cheap).
@@ -167,8 +181,9 @@ def evaluate_sft(model_dir: str | os.PathLike[str], files: list[str | os.PathLik
             n_lines = len(rec["conversations"][1]["value"].split("\n"))
             answer = ""
             if greedy:
-                answer = generate_answer(model, tok, human, system=rec.get("system") or "",
-                                         max_new_tokens=_MAX_NEW.get(task, 40 * n_lines))
+                answer = generate_answer(
+                    model, tok, human, system=rec.get("system") or "", max_new_tokens=_MAX_NEW.get(task, 40 * n_lines)
+                )
                 ok, m, r = _score(task, rec, answer, rng)
                 parsed += ok
                 for k, v in m.items():
@@ -180,7 +195,14 @@ def evaluate_sft(model_dir: str | os.PathLike[str], files: list[str | os.PathLik
             if len(examples) < num_examples:
                 examples.append({"answer": answer, "reference": rec["conversations"][1]["value"]})
         mean = lambda xs: float(np.nanmean(xs)) if xs and not all(math.isnan(x) for x in xs) else math.nan  # noqa: E731
-        out[task] = TaskScores(task, len(recs), parsed / len(recs) if greedy else math.nan, {k: mean(v) for k, v in vals.items()},
-                               {k: mean(v) for k, v in rands.items()}, nll_sum / max(nll_tok, 1), examples)
+        out[task] = TaskScores(
+            task,
+            len(recs),
+            parsed / len(recs) if greedy else math.nan,
+            {k: mean(v) for k, v in vals.items()},
+            {k: mean(v) for k, v in rands.items()},
+            nll_sum / max(nll_tok, 1),
+            examples,
+        )
         log.info("%s: %s", task, out[task].metrics)
     return SftEvaluation(str(model_dir), out, time.perf_counter() - t0)

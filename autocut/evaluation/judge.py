@@ -128,10 +128,13 @@ def build_vsc_request(config: JudgeConfig, frame: bytes, line: str) -> dict[str,
         "max_tokens": 8,
         "messages": [
             {"role": "system", "content": VSC_PROMPT},
-            {"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": data_url}},
-                {"type": "text", "text": f"Script line: {line.strip()}"},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                    {"type": "text", "text": f"Script line: {line.strip()}"},
+                ],
+            },
         ],
     }
 
@@ -141,30 +144,40 @@ def _length_stats(lines: Sequence[str], reference: Sequence[str]) -> str:
 
     gen = [count_words(s) for s in lines]
     ref = [count_words(s) for s in reference]
-    return (f"generated words per line: {gen}; reference words per line: {ref}; "
-            f"mean absolute difference over aligned lines: "
-            + (f"{sum(abs(a - b) for a, b in zip(gen, ref)) / min(len(gen), len(ref)):.2f}"
-               if gen and ref else "n/a"))
+    return (
+        f"generated words per line: {gen}; reference words per line: {ref}; "
+        f"mean absolute difference over aligned lines: "
+        + (f"{sum(abs(a - b) for a, b in zip(gen, ref)) / min(len(gen), len(ref)):.2f}" if gen and ref else "n/a")
+    )
 
 
-def build_sq_request(config: JudgeConfig, *, product_name: str, brand: str, selling_points: Sequence[str],
-                     reference_lines: Sequence[str], lines: Sequence[str]) -> dict[str, Any]:
+def build_sq_request(
+    config: JudgeConfig,
+    *,
+    product_name: str,
+    brand: str,
+    selling_points: Sequence[str],
+    reference_lines: Sequence[str],
+    lines: Sequence[str],
+) -> dict[str, Any]:
     """Chat-completions body asking for the SQ rubric scores of one generated script."""
     if not lines or not any(s.strip() for s in lines):
         raise ConfigError("SQ needs a non-empty generated script")
-    user = "\n".join([
-        f"Product: {product_name}",
-        f"Brand: {brand or 'n/a'}",
-        "Selling points: " + ("; ".join(selling_points) if selling_points else "n/a"),
-        "",
-        "Reference script (human):",
-        *(f"{i + 1}. {s}" for i, s in enumerate(reference_lines)),
-        "",
-        "Generated script:",
-        *(f"{i + 1}. {s}" for i, s in enumerate(lines)),
-        "",
-        "Line-level length statistic: " + _length_stats(lines, reference_lines),
-    ])
+    user = "\n".join(
+        [
+            f"Product: {product_name}",
+            f"Brand: {brand or 'n/a'}",
+            "Selling points: " + ("; ".join(selling_points) if selling_points else "n/a"),
+            "",
+            "Reference script (human):",
+            *(f"{i + 1}. {s}" for i, s in enumerate(reference_lines)),
+            "",
+            "Generated script:",
+            *(f"{i + 1}. {s}" for i, s in enumerate(lines)),
+            "",
+            "Line-level length statistic: " + _length_stats(lines, reference_lines),
+        ]
+    )
     return {
         "model": config.model,
         "temperature": 0,
@@ -174,6 +187,7 @@ def build_sq_request(config: JudgeConfig, *, product_name: str, brand: str, sell
 
 
 # --------------------------------------------------------------------------- replies
+
 
 def reply_text(response: Any) -> str:
     """The assistant text of a chat-completions response (`choices[0].message.content`)."""
@@ -268,19 +282,40 @@ def parse_sq_reply(text: str) -> SqScore:
 
 # --------------------------------------------------------------------------- frames and HTTP
 
+
 def frame_jpeg_cmd(path: str, t_s: float, width_px: int) -> list[str]:
     """ffmpeg arguments writing one JPEG frame of `path` at `t_s` to stdout, `width_px` wide."""
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{max(t_s, 0.0):.3f}", "-i", path,
-            "-frames:v", "1", "-vf", f"scale={int(width_px)}:-2", "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "4",
-            "pipe:1"]
+    return [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-ss",
+        f"{max(t_s, 0.0):.3f}",
+        "-i",
+        path,
+        "-frames:v",
+        "1",
+        "-vf",
+        f"scale={int(width_px)}:-2",
+        "-f",
+        "image2pipe",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "4",
+        "pipe:1",
+    ]
 
 
 def frame_jpeg(path: str, t_s: float, width_px: int = 384) -> bytes:
     """One frame of a video as JPEG bytes."""
     res = subprocess.run(frame_jpeg_cmd(path, t_s, width_px), capture_output=True, check=False)
     if res.returncode != 0 or not res.stdout:
-        raise MediaError(path, f"cannot extract a frame at {t_s:.2f} s: "
-                               f"{res.stderr.decode(errors='replace')[-200:] or 'no output'}")
+        raise MediaError(
+            path, f"cannot extract a frame at {t_s:.2f} s: {res.stderr.decode(errors='replace')[-200:] or 'no output'}"
+        )
     return res.stdout
 
 
@@ -319,8 +354,21 @@ class JudgeClient:
     def vsc(self, frame: bytes, line: str) -> int:
         return parse_vsc_reply(self._post(build_vsc_request(self.config, frame, line)))
 
-    def sq(self, *, product_name: str, brand: str, selling_points: Sequence[str], reference_lines: Sequence[str],
-           lines: Sequence[str]) -> SqScore:
-        body = build_sq_request(self.config, product_name=product_name, brand=brand, selling_points=selling_points,
-                                reference_lines=reference_lines, lines=lines)
+    def sq(
+        self,
+        *,
+        product_name: str,
+        brand: str,
+        selling_points: Sequence[str],
+        reference_lines: Sequence[str],
+        lines: Sequence[str],
+    ) -> SqScore:
+        body = build_sq_request(
+            self.config,
+            product_name=product_name,
+            brand=brand,
+            selling_points=selling_points,
+            reference_lines=reference_lines,
+            lines=lines,
+        )
         return parse_sq_reply(self._post(body))

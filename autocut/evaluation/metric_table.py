@@ -15,16 +15,41 @@ __all__ = ["METRICS", "METRIC_BY_KEY", "PAPER_ANCHORS", "MetricDef"]
 # Paper anchors, on the paper's data and encoders (AutoCut Table 1; "sft only" from Table 2). Their CRA is
 # the sorting task with the ordered script given; MSS is a Music-Flamingo similarity, not our BGM cosine.
 PAPER_ANCHORS: list[dict[str, Any]] = [
-    {"label": "AutoCut (paper, their data)", "csa": 0.6593, "cra": 0.10714, "vsc": 1.0360, "sq": 84.6255,
-     "wcd": 3.0182, "mss": 0.3475},
-    {"label": "AutoCut sft only (paper Table 2)", "csa": 0.4780, "cra": 0.08242, "vsc": 1.0043, "sq": 83.1898,
-     "wcd": 4.4346},
-    {"label": "Qwen3-8B Caption (paper)", "csa": 0.1374, "cra": 0.01648, "vsc": 0.9308, "sq": 79.9947,
-     "wcd": 5.2648},
-    {"label": "Qwen3-8B Caption+SFT (paper)", "csa": 0.5687, "cra": 0.03022, "vsc": 1.1227, "sq": 59.1592,
-     "wcd": 6.8230},
-    {"label": "GPT-4o + MGSV (paper)", "csa": 0.2689, "cra": 0.07756, "vsc": 1.1364, "sq": 83.0290,
-     "wcd": 7.7457, "mss": 0.2656},
+    {
+        "label": "AutoCut (paper, their data)",
+        "csa": 0.6593,
+        "cra": 0.10714,
+        "vsc": 1.0360,
+        "sq": 84.6255,
+        "wcd": 3.0182,
+        "mss": 0.3475,
+    },
+    {
+        "label": "AutoCut sft only (paper Table 2)",
+        "csa": 0.4780,
+        "cra": 0.08242,
+        "vsc": 1.0043,
+        "sq": 83.1898,
+        "wcd": 4.4346,
+    },
+    {"label": "Qwen3-8B Caption (paper)", "csa": 0.1374, "cra": 0.01648, "vsc": 0.9308, "sq": 79.9947, "wcd": 5.2648},
+    {
+        "label": "Qwen3-8B Caption+SFT (paper)",
+        "csa": 0.5687,
+        "cra": 0.03022,
+        "vsc": 1.1227,
+        "sq": 59.1592,
+        "wcd": 6.8230,
+    },
+    {
+        "label": "GPT-4o + MGSV (paper)",
+        "csa": 0.2689,
+        "cra": 0.07756,
+        "vsc": 1.1364,
+        "sq": 83.0290,
+        "wcd": 7.7457,
+        "mss": 0.2656,
+    },
 ]
 
 

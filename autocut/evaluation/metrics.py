@@ -13,7 +13,6 @@ duration), default rate 2.5 English words/s or 5 CJK characters/s (VideoNarrator
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -57,8 +56,14 @@ __all__ = [
     "wcd_per_clip",
 ]
 
-def wcd_per_clip(lines: Sequence[str], durations_s: Sequence[float], language: str = "auto", *,
-                 words_per_s: float | Mapping[str, float] | None = None) -> list[int]:
+
+def wcd_per_clip(
+    lines: Sequence[str],
+    durations_s: Sequence[float],
+    language: str = "auto",
+    *,
+    words_per_s: float | Mapping[str, float] | None = None,
+) -> list[int]:
     """|words(line) - target(duration)| for each (script line, clip) pair."""
     if len(lines) != len(durations_s):
         raise ConfigError(f"{len(lines)} script lines for {len(durations_s)} clips: WCD needs one line per clip")
@@ -71,14 +76,20 @@ def wcd_per_clip(lines: Sequence[str], durations_s: Sequence[float], language: s
     return out
 
 
-def wcd(lines: Sequence[str], durations_s: Sequence[float], language: str = "auto", *,
-        words_per_s: float | Mapping[str, float] | None = None) -> float:
+def wcd(
+    lines: Sequence[str],
+    durations_s: Sequence[float],
+    language: str = "auto",
+    *,
+    words_per_s: float | Mapping[str, float] | None = None,
+) -> float:
     """Mean clip-level word count discrepancy of one script (AutoCut 4.2, VC-LLM eq. 12)."""
     per = wcd_per_clip(lines, durations_s, language, words_per_s=words_per_s)
     return float(np.mean(per)) if per else math.nan
 
 
 # --------------------------------------------------------------------------- selection and order
+
 
 def selection_only_positive(selected: Sequence[Hashable], positives: Sequence[Hashable] | set) -> bool:
     """True when a sample's selection is non-empty and holds positive clips only (CSA's per-sample test).
@@ -159,8 +170,9 @@ def kendall_tau(pred: Sequence[Hashable], ref: Sequence[Hashable]) -> float:
     return (conc - disc) / (conc + disc) if conc + disc else math.nan
 
 
-def mean_pairwise_order_accuracy(pred_orders: Sequence[Sequence[Hashable]],
-                                 ref_orders: Sequence[Sequence[Hashable]]) -> float:
+def mean_pairwise_order_accuracy(
+    pred_orders: Sequence[Sequence[Hashable]], ref_orders: Sequence[Sequence[Hashable]]
+) -> float:
     """Mean of `pairwise_order_accuracy` over samples that have at least one pair."""
     _same_len(pred_orders, ref_orders, "predicted orders", "reference orders")
     return _nanmean([pairwise_order_accuracy(p, r) for p, r in zip(pred_orders, ref_orders)])
@@ -173,6 +185,7 @@ def mean_kendall_tau(pred_orders: Sequence[Sequence[Hashable]], ref_orders: Sequ
 
 
 # --------------------------------------------------------------------------- subtitles (SSA)
+
 
 def _splits_latin_word(segments: Sequence[str], sentence: str) -> bool | None:
     """Whether a segment boundary falls inside a Latin word of `sentence`; None if the segments are
@@ -192,10 +205,17 @@ def _splits_latin_word(segments: Sequence[str], sentence: str) -> bool | None:
     if sentence[pos:].strip():
         return None
     for b in bounds[:-1]:
-        left, right = sentence[b - 1:b], sentence[b:b + 1]
-        if left and right and not left.isspace() and not right.isspace() \
-                and not CJK_CHAR.match(left) and not CJK_CHAR.match(right) \
-                and is_word_char(left) and is_word_char(right):
+        left, right = sentence[b - 1 : b], sentence[b : b + 1]
+        if (
+            left
+            and right
+            and not left.isspace()
+            and not right.isspace()
+            and not CJK_CHAR.match(left)
+            and not CJK_CHAR.match(right)
+            and is_word_char(left)
+            and is_word_char(right)
+        ):
             return True
     return False
 
@@ -229,6 +249,7 @@ def ssa(segmented: Sequence[Sequence[str]], sentences: Sequence[str] | None = No
 
 
 # --------------------------------------------------------------------------- BGM
+
 
 def bgm_rank(ranked_ids: Sequence[int], ref_id: int) -> int | None:
     """1-based rank of the reference track in a ranked retrieval list, None if absent."""
@@ -283,6 +304,7 @@ def bgm_cosine(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- summary
+
 
 @dataclass(frozen=True)
 class MetricSummary:

@@ -56,7 +56,7 @@ class PlannerSpec:
 
 
 def parse_planner_spec(text: str) -> PlannerSpec:
-    """"name", "name:key=value,key=value" or "label=name:key=value" -> `PlannerSpec`.
+    """ "name", "name:key=value,key=value" or "label=name:key=value" -> `PlannerSpec`.
 
     Values are read as bool/None/int/float when they look like one, else kept as text (so a value
     cannot contain a comma). The label defaults to the spec without the label part.

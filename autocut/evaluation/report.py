@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def _num(v: float, digits: int) -> str:
     """Fixed-point, except a non-zero value too small to show (chance CSA is ~1e-5): scientific."""
-    return f"{v:.1e}" if 0 < abs(v) < 0.5 * 10 ** -digits else f"{v:.{digits}f}"
+    return f"{v:.1e}" if 0 < abs(v) < 0.5 * 10**-digits else f"{v:.{digits}f}"
 
 
 def _fmt(stats: dict[str, Any] | None, digits: int, n_seeds: int) -> str:
@@ -38,8 +38,10 @@ def _fmt(stats: dict[str, Any] | None, digits: int, n_seeds: int) -> str:
 
 def _table(result: EvalResult, keys: Sequence[str], *, with_extra: bool) -> list[str]:
     n_seeds = len(result.config["seeds"])
-    head = ["planner", *[METRIC_BY_KEY[k].label + (" ↓" if not METRIC_BY_KEY[k].higher_is_better else "")
-                         for k in keys]]
+    head = [
+        "planner",
+        *[METRIC_BY_KEY[k].label + (" ↓" if not METRIC_BY_KEY[k].higher_is_better else "") for k in keys],
+    ]
     if with_extra:
         head += ["ms/plan", "failed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -48,8 +50,10 @@ def _table(result: EvalResult, keys: Sequence[str], *, with_extra: bool) -> list
         if with_extra:
             t = result.timing.get(label, {})
             f = result.failures.get(label, {})
-            cells += [f"{t.get('ms_mean', math.nan):.0f}" if t.get("plans") else "n/a",
-                      f"{f.get('count', 0)}/{sum(1 for r in result.rows if r['planner'] == label)}"]
+            cells += [
+                f"{t.get('ms_mean', math.nan):.0f}" if t.get("plans") else "n/a",
+                f"{f.get('count', 0)}/{sum(1 for r in result.rows if r['planner'] == label)}",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     chance = [("chance (exact, uniform random)", result.chance)]
     for name, vals in chance:
@@ -77,10 +81,13 @@ def _markdown(result: EvalResult, plot_names: Sequence[str]) -> str:
         "",
         "## Planners (Table 1 layout)",
         "",
-        ("Mean over samples per seed, then mean ± std over seeds. " if n_seeds > 1 else
-         "Mean over samples (one seed). ")
+        (
+            "Mean over samples per seed, then mean ± std over seeds. "
+            if n_seeds > 1
+            else "Mean over samples (one seed). "
+        )
         + "CSA, SRA, BGM: script-driven samples; CRA, pairwise, tau, WCD, SSA: footage-driven samples "
-          "(order scored on the reference clips). ↓ = lower is better.",
+        "(order scored on the reference clips). ↓ = lower is better.",
         "",
         *_table(result, main_keys, with_extra=True),
         "",
@@ -97,10 +104,16 @@ def _markdown(result: EvalResult, plot_names: Sequence[str]) -> str:
         "|" + "---|" * (len(main_keys) + 1),
     ]
     for label, stats in result.summary.items():
-        out.append(f"| `{label}` | " + " | ".join(
-            f"{stats[k]['sem']:.{METRIC_BY_KEY[k].digits}f}" if stats.get(k) and stats[k].get("sem") is not None
-            else "n/a"
-            for k in main_keys) + " |")
+        out.append(
+            f"| `{label}` | "
+            + " | ".join(
+                f"{stats[k]['sem']:.{METRIC_BY_KEY[k].digits}f}"
+                if stats.get(k) and stats[k].get("sem") is not None
+                else "n/a"
+                for k in main_keys
+            )
+            + " |"
+        )
     out += [
         "",
         "## Paper anchors (AutoCut Table 1 / Table 2, on the paper's data: not comparable)",
@@ -113,14 +126,24 @@ def _markdown(result: EvalResult, plot_names: Sequence[str]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for a in PAPER_ANCHORS:
-        out.append(f"| {a['label']} | " + " | ".join(
-            f"{a[k]:g}" if k in a else "-" for k in ("csa", "cra", "vsc", "sq", "wcd", "mss")) + " |")
-    out += ["", "## Timing", "", "| planner | planned requests | ms/plan mean | median | max | planning total s |",
-            "|---|---|---|---|---|---|"]
+        out.append(
+            f"| {a['label']} | "
+            + " | ".join(f"{a[k]:g}" if k in a else "-" for k in ("csa", "cra", "vsc", "sq", "wcd", "mss"))
+            + " |"
+        )
+    out += [
+        "",
+        "## Timing",
+        "",
+        "| planner | planned requests | ms/plan mean | median | max | planning total s |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, t in result.timing.items():
         if t.get("plans"):
-            out.append(f"| `{label}` | {t['plans']} | {t['ms_mean']:.0f} | {t['ms_median']:.0f} | {t['ms_max']:.0f} | "
-                       f"{t['s_total']:.1f} |")
+            out.append(
+                f"| `{label}` | {t['plans']} | {t['ms_mean']:.0f} | {t['ms_median']:.0f} | {t['ms_max']:.0f} | "
+                f"{t['s_total']:.1f} |"
+            )
         else:
             out.append(f"| `{label}` | 0 | n/a | n/a | n/a | 0 |")
     out += ["", "## Failures", ""]
@@ -128,15 +151,20 @@ def _markdown(result: EvalResult, plot_names: Sequence[str]) -> str:
     for label, f in result.failures.items():
         if f["count"] or f["free_failures"] or f["judge_failures"]:
             any_fail = True
-            out.append(f"- `{label}`: {f['count']} failed plans {f['by_scenario']}, {f['free_failures']} failed "
-                       f"length-free plans, {f['judge_failures']} judge failures")
+            out.append(
+                f"- `{label}`: {f['count']} failed plans {f['by_scenario']}, {f['free_failures']} failed "
+                f"length-free plans, {f['judge_failures']} judge failures"
+            )
             for reason, n in sorted(f["reasons"].items(), key=lambda kv: -kv[1])[:5]:
                 out.append(f"  - {n} x {reason}")
     if not any_fail:
         out.append("None.")
     if result.skipped:
-        out.append(f"- skipped reference ads: {len(result.skipped)} (" + "; ".join(
-            f"{s['edit_id']}: {s['reason']}" for s in result.skipped[:3]) + ")")
+        out.append(
+            f"- skipped reference ads: {len(result.skipped)} ("
+            + "; ".join(f"{s['edit_id']}: {s['reason']}" for s in result.skipped[:3])
+            + ")"
+        )
     out += [
         "",
         "## Notes",
@@ -167,8 +195,21 @@ def _plots(result: EvalResult, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     labels = list(result.summary)
-    keys = ["csa", "sra", "cra", "pairwise", "tau", "wcd", "ssa", "bgm_hit5", "bgm_mrr", "bgm_cos",
-            "precision", "sp_coverage", "rouge_l"]
+    keys = [
+        "csa",
+        "sra",
+        "cra",
+        "pairwise",
+        "tau",
+        "wcd",
+        "ssa",
+        "bgm_hit5",
+        "bgm_mrr",
+        "bgm_cos",
+        "precision",
+        "sp_coverage",
+        "rouge_l",
+    ]
     keys = [k for k in keys if any(result.summary[lb][k]["mean"] is not None for lb in labels)]
     names: list[str] = []
     if keys:
@@ -196,16 +237,20 @@ def _plots(result: EvalResult, out_dir: Path) -> list[str]:
             ax.set_ylim(bottom, top)
             for xi, v in zip(x, means):
                 label = "n/a" if v is None else f"{v:.{min(m.digits, 3)}f}"
-                ax.text(xi, max(v or 0.0, bottom), label, ha="center", va="bottom" if (v or 0) >= 0 else "top",
-                        fontsize=7)
+                ax.text(
+                    xi, max(v or 0.0, bottom), label, ha="center", va="bottom" if (v or 0) >= 0 else "top", fontsize=7
+                )
             ax.set_title(m.label + (" (lower better)" if not m.higher_is_better else ""), fontsize=9)
             ax.set_xticks(x)
             ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
             ax.tick_params(axis="y", labelsize=7)
-        for ax in list(axes.flat)[len(keys):]:
+        for ax in list(axes.flat)[len(keys) :]:
             ax.axis("off")
-        fig.suptitle(f"split {result.config['split']}: mean over samples, error bars = std over seeds "
-                     f"({len(result.config['seeds'])}); dashed = chance (exact, uniform random)", fontsize=10)
+        fig.suptitle(
+            f"split {result.config['split']}: mean over samples, error bars = std over seeds "
+            f"({len(result.config['seeds'])}); dashed = chance (exact, uniform random)",
+            fontsize=10,
+        )
         fig.tight_layout()
         names.append("eval_metrics.png")
         _save(fig, out_dir / names[-1])
@@ -246,7 +291,6 @@ def _json_safe(x: Any) -> Any:
     if isinstance(x, frozenset | set):
         return sorted(x)
     return x
-
 
 
 def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> list[Path]:

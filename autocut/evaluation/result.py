@@ -39,8 +39,12 @@ class EvalResult:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": "autocut-eval", "version": EVAL_FORMAT_VERSION, **asdict(self),
-                "paper_anchors": PAPER_ANCHORS}
+        return {
+            "format": "autocut-eval",
+            "version": EVAL_FORMAT_VERSION,
+            **asdict(self),
+            "paper_anchors": PAPER_ANCHORS,
+        }
 
 
 def load_result(path: str | os.PathLike[str]) -> EvalResult:
@@ -90,13 +94,28 @@ def summarise(rows: list[dict[str, Any]], labels: Sequence[str], seeds: Sequence
                     sems.append(float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else math.nan)
                     ns.append(len(vals))
             if not per_seed:
-                stats[m.key] = {"mean": None, "std": None, "min": None, "max": None, "per_seed": [], "n": 0,
-                                "n_undefined": undefined, "sem": None}
+                stats[m.key] = {
+                    "mean": None,
+                    "std": None,
+                    "min": None,
+                    "max": None,
+                    "per_seed": [],
+                    "n": 0,
+                    "n_undefined": undefined,
+                    "sem": None,
+                }
                 continue
             arr = np.asarray(per_seed)
             sem = [s for s in sems if not math.isnan(s)]
-            stats[m.key] = {"mean": float(arr.mean()), "std": float(arr.std()), "min": float(arr.min()),
-                            "max": float(arr.max()), "per_seed": per_seed, "n": int(np.mean(ns)),
-                            "n_undefined": undefined, "sem": float(np.mean(sem)) if sem else None}
+            stats[m.key] = {
+                "mean": float(arr.mean()),
+                "std": float(arr.std()),
+                "min": float(arr.min()),
+                "max": float(arr.max()),
+                "per_seed": per_seed,
+                "n": int(np.mean(ns)),
+                "n_undefined": undefined,
+                "sem": float(np.mean(sem)) if sem else None,
+            }
         out[label] = stats
     return out

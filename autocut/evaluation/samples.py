@@ -105,11 +105,21 @@ class EvalSample:
         return out
 
     def summary(self) -> dict[str, Any]:
-        return {"sample_id": self.sample_id, "edit_id": self.edit_id, "product_id": self.product_id,
-                "scenario": self.scenario, "language": self.language, "n_candidates": len(self.candidates),
-                "pool_photo_ids": [p.photo_id for p in self.request.pool], "positives": sorted(self.positives),
-                "reference": self.reference, "ref_sentences": self.ref_sentences,
-                "ref_audio_id": self.ref_audio_id, "negatives_from": self.negatives_from, "notes": self.notes}
+        return {
+            "sample_id": self.sample_id,
+            "edit_id": self.edit_id,
+            "product_id": self.product_id,
+            "scenario": self.scenario,
+            "language": self.language,
+            "n_candidates": len(self.candidates),
+            "pool_photo_ids": [p.photo_id for p in self.request.pool],
+            "positives": sorted(self.positives),
+            "reference": self.reference,
+            "ref_sentences": self.ref_sentences,
+            "ref_audio_id": self.ref_audio_id,
+            "negatives_from": self.negatives_from,
+            "notes": self.notes,
+        }
 
 
 class SampleSet(NamedTuple):
@@ -121,12 +131,14 @@ class SampleSet(NamedTuple):
 
 # --------------------------------------------------------------------------- spans
 
+
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
 
-def span_overlaps(photo_id: int, a: float, b: float,
-                  spans: Sequence[CandidateSpan]) -> list[tuple[CandidateSpan, float]]:
+def span_overlaps(
+    photo_id: int, a: float, b: float, spans: Sequence[CandidateSpan]
+) -> list[tuple[CandidateSpan, float]]:
     """(span, seconds of overlap with a..b) for every span of source `photo_id`, in span order."""
     return [(sp, _overlap(a, b, sp.start_s, sp.end_s)) for sp in spans if sp.photo_id == photo_id]
 
@@ -141,6 +153,7 @@ def most_overlapping(overlaps: list[tuple[CandidateSpan, float]], *, eps: float)
 
 
 # --------------------------------------------------------------------------- building
+
 
 @dataclass(frozen=True, eq=False)
 class _Sources:
@@ -179,9 +192,14 @@ def _product_info(p: ProductRecord, language: str) -> tuple[ProductInfo, list[st
     """
     loc = p.language_names.get(language, {}) if isinstance(p.language_names, dict) else {}
     points = list(loc.get("selling_points") or p.selling_points)
-    info = ProductInfo(name=(loc.get("name") or p.name)[:200], brand=(loc.get("brand") or p.brand)[:200],
-                       category=p.category[:100], selling_points=points[:20],
-                       description=(loc.get("description") or p.description)[:4000], image_path=p.image_path)
+    info = ProductInfo(
+        name=(loc.get("name") or p.name)[:200],
+        brand=(loc.get("brand") or p.brand)[:200],
+        category=p.category[:100],
+        selling_points=points[:20],
+        description=(loc.get("description") or p.description)[:4000],
+        image_path=p.image_path,
+    )
     return info, points
 
 
@@ -211,8 +229,9 @@ def _round_robin(ads: Sequence[RefEditRecord]) -> list[RefEditRecord]:
     return out
 
 
-def _match_reference(catalog: Catalog, request: PlanRequest, ad: RefEditRecord,
-                     cfg: CandidateConfig) -> _ReferenceMatch:
+def _match_reference(
+    catalog: Catalog, request: PlanRequest, ad: RefEditRecord, cfg: CandidateConfig
+) -> _ReferenceMatch:
     pool = build_candidates(catalog, request.pool, cfg)
     spans = [CandidateSpan(c.index, c.photo_id, float(c.start_s), float(c.end_s)) for c in pool.candidates]
     positives: set[int] = set()
@@ -229,9 +248,15 @@ def _match_reference(catalog: Catalog, request: PlanRequest, ad: RefEditRecord,
     return _ReferenceMatch(spans, frozenset(positives), reference)
 
 
-def build_samples(catalog: Catalog, split: str, *, scenarios: Sequence[str] = ("script", "footage"),
-                  max_ads: int | None = None, negative_products: int = 1,
-                  candidates: CandidateConfig | None = None) -> SampleSet:
+def build_samples(
+    catalog: Catalog,
+    split: str,
+    *,
+    scenarios: Sequence[str] = ("script", "footage"),
+    max_ads: int | None = None,
+    negative_products: int = 1,
+    candidates: CandidateConfig | None = None,
+) -> SampleSet:
     """Evaluation samples from `split`'s reference edits, and the ads skipped with the reason."""
     cfg = candidates or CandidateConfig()
     bad = set(scenarios) - {"script", "footage"}
@@ -243,9 +268,14 @@ def build_samples(catalog: Catalog, split: str, *, scenarios: Sequence[str] = ("
     ads = [a for a in all_edits if a.split == split]
     if not ads:
         splits = Counter(a.split for a in all_edits)
-        raise ConfigError(f"library {catalog.root} has no reference edits in split {split!r}"
-                          + (f" (it has {dict(sorted(splits.items()))})" if splits else
-                             " (it has none at all: build the demo world or import reference ads)"))
+        raise ConfigError(
+            f"library {catalog.root} has no reference edits in split {split!r}"
+            + (
+                f" (it has {dict(sorted(splits.items()))})"
+                if splits
+                else " (it has none at all: build the demo world or import reference ads)"
+            )
+        )
     ads = _round_robin(ads)
     if max_ads is not None:
         if max_ads < 1:
@@ -268,8 +298,9 @@ def build_samples(catalog: Catalog, split: str, *, scenarios: Sequence[str] = ("
     return SampleSet(samples, skipped)
 
 
-def _samples_for(sources: _Sources, ad: RefEditRecord, scenarios: Sequence[str],
-                 negative_products: int) -> list[EvalSample]:
+def _samples_for(
+    sources: _Sources, ad: RefEditRecord, scenarios: Sequence[str], negative_products: int
+) -> list[EvalSample]:
     cfg = sources.candidates
     if ad.language not in ("en", "zh"):
         raise ConfigError(f"language {ad.language!r} is not a request language (en, zh)")
@@ -285,9 +316,15 @@ def _samples_for(sources: _Sources, ad: RefEditRecord, scenarios: Sequence[str],
         raise PlanError(f"the ad's own sources yield {own_n} candidates (> {cfg.max_candidates})")
     sentences = [s.sentence for s in ad.segments]
     common: dict[str, Any] = {
-        "edit_id": ad.edit_id, "product_id": ad.product_id, "language": ad.language, "product_photo_ids": own,
-        "ref_sentences": sentences, "ref_durations_s": [float(s.duration_s) for s in ad.segments],
-        "ref_audio_id": ad.audio_id, "selling_points": points}
+        "edit_id": ad.edit_id,
+        "product_id": ad.product_id,
+        "language": ad.language,
+        "product_photo_ids": own,
+        "ref_sentences": sentences,
+        "ref_durations_s": [float(s.duration_s) for s in ad.segments],
+        "ref_audio_id": ad.audio_id,
+        "selling_points": points,
+    }
     out = []
     for scenario in scenarios:
         notes: list[str] = []
@@ -297,11 +334,20 @@ def _samples_for(sources: _Sources, ad: RefEditRecord, scenarios: Sequence[str],
             negatives_from, neg = _negatives(sources, ad, negative_products, cfg.max_candidates - own_n)
             pool_ids += neg
             pool_ids = pool_order(pool_ids, ad.edit_id)
-            request = PlanRequest(product=info, pool=[PoolItem(photo_id=p) for p in pool_ids], script=sentences,
-                                  language=ad.language, max_duration_s=_MAX_REQUEST_S)  # type: ignore[arg-type]
+            request = PlanRequest(
+                product=info,
+                pool=[PoolItem(photo_id=p) for p in pool_ids],
+                script=sentences,
+                language=ad.language,
+                max_duration_s=_MAX_REQUEST_S,
+            )  # type: ignore[arg-type]
         else:
-            request = PlanRequest(product=info, pool=[PoolItem(photo_id=p) for p in pool_ids],
-                                  language=ad.language, max_duration_s=_MAX_REQUEST_S)  # type: ignore[arg-type]
+            request = PlanRequest(
+                product=info,
+                pool=[PoolItem(photo_id=p) for p in pool_ids],
+                language=ad.language,
+                max_duration_s=_MAX_REQUEST_S,
+            )  # type: ignore[arg-type]
         match = _match_reference(sources.catalog, request, ad, cfg)
         spans, reference = match.candidates, match.reference
         if len(set(reference)) < len(reference):
@@ -310,9 +356,19 @@ def _samples_for(sources: _Sources, ad: RefEditRecord, scenarios: Sequence[str],
             raise PlanError(f"{len(sentences)} sentences but only {len(spans)} candidates")
         if scenario == "footage" and sum(s.duration_s for s in spans) > _MAX_REQUEST_S:
             notes.append(f"the reel is longer than {_MAX_REQUEST_S:.0f} s: the planner uses a subset")
-        out.append(EvalSample(sample_id=f"{ad.edit_id}/{scenario}", scenario=scenario, request=request,
-                              candidates=spans, positives=match.positives, reference=reference,
-                              negatives_from=negatives_from, notes=notes, **common))  # type: ignore[arg-type]
+        out.append(
+            EvalSample(
+                sample_id=f"{ad.edit_id}/{scenario}",
+                scenario=scenario,
+                request=request,
+                candidates=spans,
+                positives=match.positives,
+                reference=reference,
+                negatives_from=negatives_from,
+                notes=notes,
+                **common,
+            )
+        )  # type: ignore[arg-type]
     return out
 
 

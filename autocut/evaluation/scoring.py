@@ -41,8 +41,10 @@ __all__ = ["chance_scores", "score_footage_plan", "score_script_plan", "segment_
 
 def segment_candidates(plan: EditPlan, candidates: Sequence[CandidateSpan]) -> list[int | None]:
     """Per plan segment, the candidate of the same source it overlaps most (None: overlaps none)."""
-    return [most_overlapping(span_overlaps(seg.photo_id, seg.start_s, seg.start_s + seg.duration_s, candidates),
-                             eps=1e-9) for seg in plan.segments]
+    return [
+        most_overlapping(span_overlaps(seg.photo_id, seg.start_s, seg.start_s + seg.duration_s, candidates), eps=1e-9)
+        for seg in plan.segments
+    ]
 
 
 def _sequence(mapped: Sequence[int | None]) -> list[Any]:
@@ -61,8 +63,9 @@ def _grounded_match(mapped: Sequence[int | None], decision: Decision | None) -> 
     return float(np.mean([m == d for m, d in zip(mapped, decision.order)]))
 
 
-def _bgm_metrics(sample: EvalSample, ranking: Sequence[int], chosen: int | None,
-                 bgm_rows: dict[int, np.ndarray], ks: Sequence[int]) -> dict[str, float]:
+def _bgm_metrics(
+    sample: EvalSample, ranking: Sequence[int], chosen: int | None, bgm_rows: dict[int, np.ndarray], ks: Sequence[int]
+) -> dict[str, float]:
     ref = sample.ref_audio_id
     out: dict[str, float] = {}
     if ref is None or int(ref) not in bgm_rows:
@@ -74,14 +77,23 @@ def _bgm_metrics(sample: EvalSample, ranking: Sequence[int], chosen: int | None,
         out[f"bgm_hit{k}"] = M.bgm_hit_at_k([list(ranking)], [int(ref)], k)
     out["bgm_mrr"] = M.bgm_mrr([list(ranking)], [int(ref)])
     # Clipped: the same track against itself can come out at 1 + 1e-16 in float64.
-    out["bgm_cos"] = (float(np.clip(M.bgm_cosine(bgm_rows[int(chosen)], bgm_rows[int(ref)]), -1.0, 1.0))
-                      if chosen is not None and int(chosen) in bgm_rows else math.nan)
+    out["bgm_cos"] = (
+        float(np.clip(M.bgm_cosine(bgm_rows[int(chosen)], bgm_rows[int(ref)]), -1.0, 1.0))
+        if chosen is not None and int(chosen) in bgm_rows
+        else math.nan
+    )
     return out
 
 
-def score_script_plan(sample: EvalSample, plan: EditPlan, decision: Decision | None = None, *,
-                      bgm_ranking: Sequence[int] = (), bgm_rows: dict[int, np.ndarray] | None = None,
-                      bgm_ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def score_script_plan(
+    sample: EvalSample,
+    plan: EditPlan,
+    decision: Decision | None = None,
+    *,
+    bgm_ranking: Sequence[int] = (),
+    bgm_rows: dict[int, np.ndarray] | None = None,
+    bgm_ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
     """Selection, order and BGM scores of one script-driven plan against its reference ad."""
     mapped = segment_candidates(plan, sample.candidates)
     selected = [c if c is not None else -1 - k for k, c in enumerate(mapped)]
@@ -102,9 +114,15 @@ def score_script_plan(sample: EvalSample, plan: EditPlan, decision: Decision | N
     return out
 
 
-def score_footage_plan(sample: EvalSample, plan: EditPlan, decision: Decision | None = None, *,
-                       durations_s: Sequence[float] | None = None, proxies: ScriptProxies | None = None,
-                       words_per_s: dict[str, float] | None = None) -> dict[str, float]:
+def score_footage_plan(
+    sample: EvalSample,
+    plan: EditPlan,
+    decision: Decision | None = None,
+    *,
+    durations_s: Sequence[float] | None = None,
+    proxies: ScriptProxies | None = None,
+    words_per_s: dict[str, float] | None = None,
+) -> dict[str, float]:
     """Order and script scores of one footage-driven plan.
 
     `durations_s`: per segment, the duration of the candidate clip its line was written for (the
@@ -138,8 +156,9 @@ def score_footage_plan(sample: EvalSample, plan: EditPlan, decision: Decision | 
     return out
 
 
-def chance_scores(sample: EvalSample, n_tracks: int, ref_cos_mean: float | None,
-                  bgm_ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def chance_scores(
+    sample: EvalSample, n_tracks: int, ref_cos_mean: float | None, bgm_ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """Exact expectations of the metrics under uniform random choices on this sample."""
     out: dict[str, float] = {}
     if sample.scenario == "script":

@@ -48,7 +48,7 @@ def _tokens(text: str) -> list[str]:
 
 
 def _ngrams(toks: Sequence[str], n: int) -> Counter:
-    return Counter(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
+    return Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
 
 
 def bleu4(hypothesis: str, reference: str) -> float:
@@ -95,7 +95,7 @@ def repetition(lines: Sequence[str]) -> float:
     grams: list[tuple[str, ...]] = []
     for ln in lines:
         t = _tokens(ln)
-        grams += [tuple(t[i:i + 3]) for i in range(len(t) - 2)]
+        grams += [tuple(t[i : i + 3]) for i in range(len(t) - 2)]
     if not grams:
         return math.nan
     return 1.0 - len(set(grams)) / len(grams)
@@ -144,8 +144,7 @@ class ScriptProxies:
         points = [p for p in selling_points if p.strip()]
         if not points or not lines or not self.available:
             return math.nan
-        emb = self._model.encode([*points, *lines], normalize_embeddings=True, batch_size=64,
-                                 show_progress_bar=False)
-        sims = emb[:len(points)] @ emb[len(points):].T  # (P, L)
+        emb = self._model.encode([*points, *lines], normalize_embeddings=True, batch_size=64, show_progress_bar=False)
+        sims = emb[: len(points)] @ emb[len(points) :].T  # (P, L)
         thr = SP_COVERAGE_THRESHOLD.get(language, SP_COVERAGE_THRESHOLD["en"])
         return float(np.mean(sims.max(axis=1) >= thr))

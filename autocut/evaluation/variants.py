@@ -27,9 +27,11 @@ class VariantReport:
     bgm_distance: float  # share of pairs with different BGM tracks
 
     def to_text(self) -> str:
-        return (f"{self.n_plans} plans, all distinct: {self.all_distinct}; mean pairwise distance: "
-                f"selection {self.selection_distance:.2f}, order {self.order_distance:.2f}, "
-                f"script {self.script_distance:.2f}, BGM {self.bgm_distance:.2f}")
+        return (
+            f"{self.n_plans} plans, all distinct: {self.all_distinct}; mean pairwise distance: "
+            f"selection {self.selection_distance:.2f}, order {self.order_distance:.2f}, "
+            f"script {self.script_distance:.2f}, BGM {self.bgm_distance:.2f}"
+        )
 
 
 def _clip_key(s: PlanSegment) -> tuple:
@@ -53,11 +55,18 @@ def variant_distinctness(plans: Sequence[EditPlan]) -> VariantReport:
         if not math.isnan(acc):
             order.append(1.0 - acc)
         n = max(len(a.segments), len(b.segments))
-        diff = sum(1 for i in range(n) if i >= len(a.segments) or i >= len(b.segments)
-                   or a.segments[i].sentence != b.segments[i].sentence)
+        diff = sum(
+            1
+            for i in range(n)
+            if i >= len(a.segments) or i >= len(b.segments) or a.segments[i].sentence != b.segments[i].sentence
+        )
         script.append(diff / n)
         bgm.append(float((a.bgm.audio_id if a.bgm else None) != (b.bgm.audio_id if b.bgm else None)))
     return VariantReport(
-        n_plans=len(plans), all_distinct=len(signatures) == len(plans),
-        selection_distance=float(np.mean(sel)), order_distance=float(np.mean(order)) if order else math.nan,
-        script_distance=float(np.mean(script)), bgm_distance=float(np.mean(bgm)))
+        n_plans=len(plans),
+        all_distinct=len(signatures) == len(plans),
+        selection_distance=float(np.mean(sel)),
+        order_distance=float(np.mean(order)) if order else math.nan,
+        script_distance=float(np.mean(script)),
+        bgm_distance=float(np.mean(bgm)),
+    )

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autocut.library.catalog import Catalog, NewBgm, RefEditRecord, RefSegment
 from autocut.errors import CatalogError, ConfigError, MediaError
+from autocut.library.catalog import Catalog, NewBgm, RefEditRecord, RefSegment
 
 __all__ = [
     "ASR_SAMPLE_RATE_HZ",
@@ -141,7 +141,7 @@ _MODELS: dict[tuple[str, int], object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _whisper(model_dir: Path, num_threads: int):  # noqa: ANN202 - faster_whisper.WhisperModel
+def _whisper(model_dir: Path, num_threads: int):
     from faster_whisper import WhisperModel
 
     key = (str(model_dir), num_threads)
@@ -154,17 +154,25 @@ def _whisper(model_dir: Path, num_threads: int):  # noqa: ANN202 - faster_whispe
     return m
 
 
-def transcribe(waveform: np.ndarray, *, model_dir: str | os.PathLike[str], language: str | None = None,
-               beam_size: int = 5, num_threads: int = 2) -> Transcript:
+def transcribe(
+    waveform: np.ndarray,
+    *,
+    model_dir: str | os.PathLike[str],
+    language: str | None = None,
+    beam_size: int = 5,
+    num_threads: int = 2,
+) -> Transcript:
     """Words with timestamps from mono float32 audio at 16 kHz (`ASR_SAMPLE_RATE_HZ`)."""
     audio = np.asarray(waveform, dtype=np.float32)
     if audio.ndim != 1 or audio.size == 0:
         raise ConfigError(f"transcribe expects a non-empty mono waveform, got shape {audio.shape}")
     model = _whisper(Path(model_dir), num_threads)
-    segments, info = model.transcribe(audio, language=language, beam_size=beam_size, word_timestamps=True,
-                                      condition_on_previous_text=False)
-    words = [Word(float(w.start), float(w.end), w.word, float(w.probability))
-             for seg in segments for w in (seg.words or [])]
+    segments, info = model.transcribe(
+        audio, language=language, beam_size=beam_size, word_timestamps=True, condition_on_previous_text=False
+    )
+    words = [
+        Word(float(w.start), float(w.end), w.word, float(w.probability)) for seg in segments for w in (seg.words or [])
+    ]
     return Transcript(info.language, float(info.language_probability), len(audio) / ASR_SAMPLE_RATE_HZ, words)
 
 
@@ -181,8 +189,9 @@ def speech_gaps(speech: Sequence[tuple[float, float]], *, min_gap_s: float = 0.3
     return [(a_end, b_start) for (_, a_end), (b_start, _) in zip(speech, speech[1:]) if b_start - a_end >= min_gap_s]
 
 
-def split_sentences(words: Sequence[Word], *, pause_split_s: float = 0.6,
-                    gaps: Sequence[tuple[float, float]] = ()) -> list[Sentence]:
+def split_sentences(
+    words: Sequence[Word], *, pause_split_s: float = 0.6, gaps: Sequence[tuple[float, float]] = ()
+) -> list[Sentence]:
     """Group words into sentences: after sentence-final punctuation, at an ASR pause of `pause_split_s`+,
     or where a VAD silence (`gaps`, see `speech_gaps`) separates two words; the last two catch
     transcripts without punctuation (frequent for Mandarin with the base model). A sentence next to a
@@ -211,8 +220,9 @@ def split_sentences(words: Sequence[Word], *, pause_split_s: float = 0.6,
     return out
 
 
-def snap_to_speech(sentences: Sequence[Sentence], speech: Sequence[tuple[float, float]], *,
-                   max_shift_s: float = 0.6) -> list[Sentence]:
+def snap_to_speech(
+    sentences: Sequence[Sentence], speech: Sequence[tuple[float, float]], *, max_shift_s: float = 0.6
+) -> list[Sentence]:
     """Move each sentence's start/end to the nearest VAD speech onset/offset within `max_shift_s`.
 
     Whisper's word timestamps (cross-attention alignment) often start a segment's first word early;
@@ -278,7 +288,7 @@ class AdBgm:
     full_mix: bool  # True: speech covered nearly everything, the voice is in the embedding
 
 
-def embed_ad_bgm(waveform: np.ndarray, sample_rate_hz: int, encoder) -> AdBgm:  # noqa: ANN001 - AudioEncoder
+def embed_ad_bgm(waveform: np.ndarray, sample_rate_hz: int, encoder) -> AdBgm:
     """Embed an ad's BGM from its non-speech regions (VAD), or the full mix when too little is left."""
     from autocut.encoders.base import l2_normalize
     from autocut.library.vad import non_speech_audio
@@ -301,8 +311,9 @@ class AdReference:
     bgm_full_mix: bool | None  # None when the BGM track was already in the library
 
 
-def sentences_from_audio(waveform: np.ndarray, *, model_dir: str | os.PathLike[str], language: str | None = None,
-                         num_threads: int = 2) -> tuple[Transcript, list[Sentence]]:
+def sentences_from_audio(
+    waveform: np.ndarray, *, model_dir: str | os.PathLike[str], language: str | None = None, num_threads: int = 2
+) -> tuple[Transcript, list[Sentence]]:
     """ASR + sentence split of 16 kHz mono audio, boundaries refined with VAD speech edges."""
     from autocut.library.vad import speech_regions
 
@@ -311,10 +322,18 @@ def sentences_from_audio(waveform: np.ndarray, *, model_dir: str | os.PathLike[s
     return tr, snap_to_speech(split_sentences(tr.words, gaps=speech_gaps(speech)), speech)
 
 
-def reference_edit_from_ad(catalog: Catalog, ad_path: str | os.PathLike[str], *, product_id: str,
-                           model_dir: str | os.PathLike[str], language: str | None = None,
-                           edit_id: str | None = None, split: str | None = None,
-                           audio_encoder=None, num_threads: int = 2) -> AdReference:  # noqa: ANN001
+def reference_edit_from_ad(
+    catalog: Catalog,
+    ad_path: str | os.PathLike[str],
+    *,
+    product_id: str,
+    model_dir: str | os.PathLike[str],
+    language: str | None = None,
+    edit_id: str | None = None,
+    split: str | None = None,
+    audio_encoder=None,
+    num_threads: int = 2,
+) -> AdReference:
     """Build and store the reference edit of a finished ad already ingested as a source (``kind="ad"``).
 
     `catalog` must be writable. The ad's frames come from its catalog source; its BGM is added as a
@@ -336,8 +355,9 @@ def reference_edit_from_ad(catalog: Catalog, ad_path: str | os.PathLike[str], *,
         raise MediaError(path, "ASR found no speech: a reference edit needs a spoken script")
     spans = clip_spans(sentences, min(src.duration_s, tr.duration_s))
     lang = "zh" if tr.language == "zh" else "en"
-    segments = [RefSegment(src.photo_id, round(a, 3), round(d, 3), s.text) for s, (a, d) in zip(sentences, spans)
-                if d > 0]
+    segments = [
+        RefSegment(src.photo_id, round(a, 3), round(d, 3), s.text) for s, (a, d) in zip(sentences, spans) if d > 0
+    ]
 
     if audio_encoder is None:
         from autocut.encoders.audio import load_audio_encoder
@@ -350,12 +370,37 @@ def reference_edit_from_ad(catalog: Catalog, ad_path: str | os.PathLike[str], *,
         bgm = embed_ad_bgm(wave, ASR_SAMPLE_RATE_HZ, audio_encoder)
         full_mix = bgm.full_mix
         flags = "ad_bgm" + (",full_mix" if bgm.full_mix else "")
-        audio_id = catalog.add_bgm([NewBgm(content_hash=digest, source_path=str(path), start_s=0.0,
-                                           duration_s=tr.duration_s, blocks=bgm.blocks, track=bgm.track,
-                                           title=f"{path.stem} (ad BGM)", flags=flags)])[0]
-    rec = RefEditRecord(edit_id=edit_id or f"asr-{src.photo_id}", product_id=product_id, language=lang,
-                        segments=segments, audio_id=audio_id, split=split or product.split, source=f"asr:{path}")
+        audio_id = catalog.add_bgm(
+            [
+                NewBgm(
+                    content_hash=digest,
+                    source_path=str(path),
+                    start_s=0.0,
+                    duration_s=tr.duration_s,
+                    blocks=bgm.blocks,
+                    track=bgm.track,
+                    title=f"{path.stem} (ad BGM)",
+                    flags=flags,
+                )
+            ]
+        )[0]
+    rec = RefEditRecord(
+        edit_id=edit_id or f"asr-{src.photo_id}",
+        product_id=product_id,
+        language=lang,
+        segments=segments,
+        audio_id=audio_id,
+        split=split or product.split,
+        source=f"asr:{path}",
+    )
     catalog.add_reference_edit(rec)
-    log.info("reference edit %s from %s: %d sentences (%s), BGM audio_id %s, %.1f s", rec.edit_id, path.name,
-             len(segments), tr.language, audio_id, time.perf_counter() - t0)
+    log.info(
+        "reference edit %s from %s: %d sentences (%s), BGM audio_id %s, %.1f s",
+        rec.edit_id,
+        path.name,
+        len(segments),
+        tr.language,
+        audio_id,
+        time.perf_counter() - t0,
+    )
     return AdReference(rec, tr, sentences, full_mix)

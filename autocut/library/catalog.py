@@ -33,8 +33,8 @@ import numpy as np
 from autocut.errors import CatalogError, VersionMismatchError
 from autocut.library.ids import clip_id as make_clip_id
 from autocut.library.ids import frame_id as make_frame_id
-from autocut.library.layout import LibraryLayout
 from autocut.library.ids import split_clip_id
+from autocut.library.layout import LibraryLayout
 
 __all__ = [
     "CATALOG_FORMAT_VERSION",
@@ -224,18 +224,20 @@ class LibraryStats:
 
     def to_text(self) -> str:
         refs = ", ".join(f"{k}={v}" for k, v in sorted(self.reference_edits.items())) or "0"
-        return "\n".join([
-            f"library        {self.root}",
-            f"encoders       frames={self.frame_encoder} audio={self.audio_encoder} pca={self.pca_version}",
-            f"sources        {self.sources} videos, {self.footage_s / 60:.1f} min",
-            f"frames (1 fps) {self.frames}",
-            f"clips          {self.clips}",
-            f"bgm tracks     {self.bgm_tracks}, {self.bgm_s / 60:.1f} min",
-            f"products       {self.products}",
-            f"reference ads  {refs}",
-            f"failed files   {self.failures}",
-            f"disk           {self.disk_bytes / 1e6:.1f} MB",
-        ])
+        return "\n".join(
+            [
+                f"library        {self.root}",
+                f"encoders       frames={self.frame_encoder} audio={self.audio_encoder} pca={self.pca_version}",
+                f"sources        {self.sources} videos, {self.footage_s / 60:.1f} min",
+                f"frames (1 fps) {self.frames}",
+                f"clips          {self.clips}",
+                f"bgm tracks     {self.bgm_tracks}, {self.bgm_s / 60:.1f} min",
+                f"products       {self.products}",
+                f"reference ads  {refs}",
+                f"failed files   {self.failures}",
+                f"disk           {self.disk_bytes / 1e6:.1f} MB",
+            ]
+        )
 
 
 class Catalog:
@@ -250,9 +252,16 @@ class Catalog:
 
     # ------------------------------------------------------------------ open / close
     @classmethod
-    def open(cls, root: str | os.PathLike[str], *, create: bool = True, writable: bool = False,
-             frame_encoder: str | None = None, audio_encoder: str | None = None,
-             lock_timeout_s: float = 30.0) -> "Catalog":
+    def open(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        writable: bool = False,
+        frame_encoder: str | None = None,
+        audio_encoder: str | None = None,
+        lock_timeout_s: float = 30.0,
+    ) -> Catalog:
         """Open (and with `create`, initialise) a library.
 
         `writable=True` takes the single-writer lock and repairs arrays left by a crashed writer.
@@ -311,7 +320,7 @@ class Catalog:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -326,14 +335,17 @@ class Catalog:
         return row[0] if row else default
 
     def _set_meta(self, key: str, value: str) -> None:
-        self._conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                           (key, value))
+        self._conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
 
     def _check_format(self) -> None:
         v = self._meta("format_version")
         if v is not None and int(v) != CATALOG_FORMAT_VERSION:
             raise VersionMismatchError(
-                f"library {self.root} has catalog format {v}; this AutoCut reads format {CATALOG_FORMAT_VERSION}")
+                f"library {self.root} has catalog format {v}; this AutoCut reads format {CATALOG_FORMAT_VERSION}"
+            )
 
     def _init_meta(self, frame_encoder: str | None, audio_encoder: str | None) -> None:
         with self._conn:
@@ -349,7 +361,8 @@ class Catalog:
                 elif have != want:
                     raise VersionMismatchError(
                         f"library {self.root} was built with {key.replace('_', ' ')} {have!r}, not {want!r}; "
-                        "use a separate library per encoder")
+                        "use a separate library per encoder"
+                    )
 
     def _check_encoders(self, frame_encoder: str | None, audio_encoder: str | None) -> None:
         for key, want in (("frame_encoder", frame_encoder), ("audio_encoder", audio_encoder)):
@@ -391,13 +404,19 @@ class Catalog:
             p = self._array_path(name)
             want = dim * rows * 4
             if p.exists() and p.stat().st_size > want:
-                log.warning("library %s: truncating %s to %d committed rows (left by an interrupted ingest)",
-                            self.root, p.name, rows)
+                log.warning(
+                    "library %s: truncating %s to %d committed rows (left by an interrupted ingest)",
+                    self.root,
+                    p.name,
+                    rows,
+                )
                 with open(p, "r+b") as f:
                     f.truncate(want)
             elif want and (not p.exists() or p.stat().st_size < want):
-                raise CatalogError(f"library {self.root}: array {p.name} is shorter than its {rows} committed rows "
-                                   "(file damaged or deleted); rebuild the library")
+                raise CatalogError(
+                    f"library {self.root}: array {p.name} is shorter than its {rows} committed rows "
+                    "(file damaged or deleted); rebuild the library"
+                )
 
     def _append(self, name: str, arr: np.ndarray) -> int:
         """Append rows to an array file (fsynced); return the first new row. Caller commits the count."""
@@ -406,8 +425,10 @@ class Catalog:
             raise ValueError(f"{name}: expected a 2-D array, got shape {arr.shape}")
         dim, rows = self._pending.get(name) or self._array_info(name)
         if dim and arr.shape[1] != dim:
-            raise CatalogError(f"library {self.root}: {name} vectors are {dim}-d, got {arr.shape[1]}-d "
-                               "(different encoder? use a separate library)")
+            raise CatalogError(
+                f"library {self.root}: {name} vectors are {dim}-d, got {arr.shape[1]}-d "
+                "(different encoder? use a separate library)"
+            )
         if not np.isfinite(arr).all():
             raise CatalogError(f"{name}: refusing to store NaN/inf vectors")
         p = self._array_path(name)
@@ -430,7 +451,9 @@ class Catalog:
                 for name, (dim, rows) in self._pending.items():
                     self._conn.execute(
                         "INSERT INTO arrays(name, dim, rows) VALUES(?,?,?) "
-                        "ON CONFLICT(name) DO UPDATE SET dim=excluded.dim, rows=excluded.rows", (name, dim, rows))
+                        "ON CONFLICT(name) DO UPDATE SET dim=excluded.dim, rows=excluded.rows",
+                        (name, dim, rows),
+                    )
         except BaseException:
             # Roll the files back to the committed length so a later append in this process is clean.
             self._pending = {}
@@ -467,10 +490,23 @@ class Catalog:
                 "INSERT INTO sources(content_hash, path, kind, duration_s, width, height, fps, rotation_deg, "
                 "video_codec, audio_codec, has_audio, n_frames, probe_json, ingested_at) "
                 "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (src.content_hash, src.path, src.kind, src.duration_s, src.probe.get("width"),
-                 src.probe.get("height"), src.probe.get("fps"), src.probe.get("rotation_deg"),
-                 src.probe.get("video_codec"), src.probe.get("audio_codec"), int(bool(src.probe.get("has_audio"))),
-                 n, json.dumps(src.probe, default=str), time.time()))
+                (
+                    src.content_hash,
+                    src.path,
+                    src.kind,
+                    src.duration_s,
+                    src.probe.get("width"),
+                    src.probe.get("height"),
+                    src.probe.get("fps"),
+                    src.probe.get("rotation_deg"),
+                    src.probe.get("video_codec"),
+                    src.probe.get("audio_codec"),
+                    int(bool(src.probe.get("has_audio"))),
+                    n,
+                    json.dumps(src.probe, default=str),
+                    time.time(),
+                ),
+            )
             photo_id = int(cur.lastrowid)  # type: ignore[arg-type]
             fids = [make_frame_id(photo_id, i) for i in range(n)]  # raises IdRangeError past 9,999 s
             cids = []
@@ -484,26 +520,35 @@ class Catalog:
             r_raw = self._append("frames_raw", src.frames_raw)
             r_vec = self._append("frames", src.frames)
             assert r_raw == r_vec, "frames_raw and frames arrays out of step"
-            c.executemany("INSERT INTO frames(frame_id, photo_id, frame_index, t_s, row) VALUES(?,?,?,?,?)",
-                          [(fid, photo_id, i, float(t), r_vec + i)
-                           for i, (fid, t) in enumerate(zip(fids, src.frame_times_s))])
+            c.executemany(
+                "INSERT INTO frames(frame_id, photo_id, frame_index, t_s, row) VALUES(?,?,?,?,?)",
+                [(fid, photo_id, i, float(t), r_vec + i) for i, (fid, t) in enumerate(zip(fids, src.frame_times_s))],
+            )
             if len(src.clips):
                 r_clip = self._append("clips", src.clips)
                 c.executemany(
                     "INSERT INTO clips(clip_id, photo_id, start_s, end_s, start_frame, duration_frames, row) "
                     "VALUES(?,?,?,?,?,?,?)",
-                    [(cid, photo_id, a, b, *split_clip_id(cid)[1:], r_clip + k)
-                     for k, (cid, (a, b)) in enumerate(zip(cids, src.clip_spans))])
+                    [
+                        (cid, photo_id, a, b, *split_clip_id(cid)[1:], r_clip + k)
+                        for k, (cid, (a, b)) in enumerate(zip(cids, src.clip_spans))
+                    ],
+                )
             c.execute("DELETE FROM failures WHERE path=?", (src.path,))
         return photo_id
 
     def sources(self, kind: str | None = None) -> list[SourceRow]:
-        q = ("SELECT photo_id, content_hash, path, kind, duration_s, width, height, fps, rotation_deg, has_audio, "
-             "n_frames FROM sources")
-        rows = self._conn.execute(q + (" WHERE kind=?" if kind else "") + " ORDER BY photo_id",
-                                  (kind,) if kind else ()).fetchall()
-        return [SourceRow(r[0], r[1], r[2], r[3], r[4], r[5] or 0, r[6] or 0, r[7] or 0.0, r[8] or 0, bool(r[9]),
-                          r[10]) for r in rows]
+        q = (
+            "SELECT photo_id, content_hash, path, kind, duration_s, width, height, fps, rotation_deg, has_audio, "
+            "n_frames FROM sources"
+        )
+        rows = self._conn.execute(
+            q + (" WHERE kind=?" if kind else "") + " ORDER BY photo_id", (kind,) if kind else ()
+        ).fetchall()
+        return [
+            SourceRow(r[0], r[1], r[2], r[3], r[4], r[5] or 0, r[6] or 0, r[7] or 0.0, r[8] or 0, bool(r[9]), r[10])
+            for r in rows
+        ]
 
     def source(self, photo_id: int) -> SourceRow:
         for s in self._sources_where("photo_id=?", (int(photo_id),)):
@@ -521,18 +566,26 @@ class Catalog:
     def _sources_where(self, where: str, params: tuple) -> list[SourceRow]:
         rows = self._conn.execute(
             "SELECT photo_id, content_hash, path, kind, duration_s, width, height, fps, rotation_deg, has_audio, "
-            f"n_frames FROM sources WHERE {where}", params).fetchall()
-        return [SourceRow(r[0], r[1], r[2], r[3], r[4], r[5] or 0, r[6] or 0, r[7] or 0.0, r[8] or 0, bool(r[9]),
-                          r[10]) for r in rows]
+            f"n_frames FROM sources WHERE {where}",
+            params,
+        ).fetchall()
+        return [
+            SourceRow(r[0], r[1], r[2], r[3], r[4], r[5] or 0, r[6] or 0, r[7] or 0.0, r[8] or 0, bool(r[9]), r[10])
+            for r in rows
+        ]
 
     def clips(self, photo_id: int | None = None) -> list[ClipRow]:
         q = "SELECT clip_id, photo_id, start_s, end_s, start_frame, duration_frames FROM clips"
-        rows = self._conn.execute(q + (" WHERE photo_id=?" if photo_id is not None else "") + " ORDER BY clip_id",
-                                  (int(photo_id),) if photo_id is not None else ()).fetchall()
+        rows = self._conn.execute(
+            q + (" WHERE photo_id=?" if photo_id is not None else "") + " ORDER BY clip_id",
+            (int(photo_id),) if photo_id is not None else (),
+        ).fetchall()
         return [ClipRow(*r) for r in rows]
 
     # ------------------------------------------------------------------ vectors
-    def _vectors(self, table: str, id_col: str, array: str, photo_ids: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    def _vectors(
+        self, table: str, id_col: str, array: str, photo_ids: Sequence[int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         arr = self.array(array)
         if photo_ids is None:
             rows = self._conn.execute(f"SELECT {id_col}, row FROM {table} ORDER BY {id_col}").fetchall()
@@ -540,7 +593,8 @@ class Catalog:
             ph = ",".join("?" * len(photo_ids))
             rows = self._conn.execute(
                 f"SELECT {id_col}, row FROM {table} WHERE photo_id IN ({ph}) ORDER BY {id_col}",
-                tuple(int(p) for p in photo_ids)).fetchall()
+                tuple(int(p) for p in photo_ids),
+            ).fetchall()
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, arr.shape[1] if arr.ndim == 2 else 0), np.float32)
         ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
@@ -594,8 +648,11 @@ class Catalog:
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, self._array_path(name))
-                self._conn.execute("INSERT INTO arrays(name, dim, rows) VALUES(?,?,?) ON CONFLICT(name) DO UPDATE "
-                                   "SET dim=excluded.dim, rows=excluded.rows", (name, arr.shape[1], len(arr)))
+                self._conn.execute(
+                    "INSERT INTO arrays(name, dim, rows) VALUES(?,?,?) ON CONFLICT(name) DO UPDATE "
+                    "SET dim=excluded.dim, rows=excluded.rows",
+                    (name, arr.shape[1], len(arr)),
+                )
             self._set_meta("pca_version", pca_version)
 
     # ------------------------------------------------------------------ BGM
@@ -615,20 +672,35 @@ class Catalog:
                 cur = c.execute(
                     "INSERT INTO bgm(content_hash, source_path, start_s, duration_s, title, mood, block_row, "
                     "n_blocks, row, flags, ingested_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                    (t.content_hash, t.source_path, t.start_s, t.duration_s, t.title, t.mood, r_blocks,
-                     len(t.blocks), r_track, t.flags, time.time()))
+                    (
+                        t.content_hash,
+                        t.source_path,
+                        t.start_s,
+                        t.duration_s,
+                        t.title,
+                        t.mood,
+                        r_blocks,
+                        len(t.blocks),
+                        r_track,
+                        t.flags,
+                        time.time(),
+                    ),
+                )
                 out.append(int(cur.lastrowid))  # type: ignore[arg-type]
             c.executemany("DELETE FROM failures WHERE path=?", [(t.source_path,) for t in tracks])
         return out
 
     def bgm_tracks(self) -> list[BgmRow]:
-        rows = self._conn.execute("SELECT audio_id, source_path, start_s, duration_s, title, mood, n_blocks, flags "
-                                  "FROM bgm ORDER BY audio_id").fetchall()
+        rows = self._conn.execute(
+            "SELECT audio_id, source_path, start_s, duration_s, title, mood, n_blocks, flags FROM bgm ORDER BY audio_id"
+        ).fetchall()
         return [BgmRow(*r) for r in rows]
 
     def bgm_track(self, audio_id: int) -> BgmRow:
-        row = self._conn.execute("SELECT audio_id, source_path, start_s, duration_s, title, mood, n_blocks, flags "
-                                 "FROM bgm WHERE audio_id=?", (int(audio_id),)).fetchone()
+        row = self._conn.execute(
+            "SELECT audio_id, source_path, start_s, duration_s, title, mood, n_blocks, flags FROM bgm WHERE audio_id=?",
+            (int(audio_id),),
+        ).fetchone()
         if row is None:
             raise CatalogError(f"unknown audio_id {audio_id} in library {self.root}")
         return BgmRow(*row)
@@ -644,7 +716,9 @@ class Catalog:
         with self._conn:
             self._conn.execute(
                 "INSERT INTO products(product_id, split, json) VALUES(?,?,?) ON CONFLICT(product_id) DO UPDATE "
-                "SET split=excluded.split, json=excluded.json", (rec.product_id, rec.split, json.dumps(asdict(rec))))
+                "SET split=excluded.split, json=excluded.json",
+                (rec.product_id, rec.split, json.dumps(asdict(rec))),
+            )
 
     def products(self, split: str | None = None) -> list[ProductRecord]:
         q = "SELECT json FROM products" + (" WHERE split=?" if split else "") + " ORDER BY product_id"
@@ -662,16 +736,26 @@ class Catalog:
         for s in rec.segments:
             src = self.source(s.photo_id)
             if s.start_s < 0 or s.start_s + s.duration_s > src.duration_s + 0.05:
-                raise CatalogError(f"reference edit {rec.edit_id}: segment {s.start_s:.2f}+{s.duration_s:.2f}s "
-                                   f"is outside photo {s.photo_id} ({src.duration_s:.2f}s)")
+                raise CatalogError(
+                    f"reference edit {rec.edit_id}: segment {s.start_s:.2f}+{s.duration_s:.2f}s "
+                    f"is outside photo {s.photo_id} ({src.duration_s:.2f}s)"
+                )
         with self._conn:
             self._conn.execute(
                 "INSERT INTO reference_edits(edit_id, product_id, language, split, source, audio_id, json) "
                 "VALUES(?,?,?,?,?,?,?) ON CONFLICT(edit_id) DO UPDATE SET product_id=excluded.product_id, "
                 "language=excluded.language, split=excluded.split, source=excluded.source, "
                 "audio_id=excluded.audio_id, json=excluded.json",
-                (rec.edit_id, rec.product_id, rec.language, rec.split, rec.source, rec.audio_id,
-                 json.dumps(asdict(rec))))
+                (
+                    rec.edit_id,
+                    rec.product_id,
+                    rec.language,
+                    rec.split,
+                    rec.source,
+                    rec.audio_id,
+                    json.dumps(asdict(rec)),
+                ),
+            )
 
     def reference_edits(self, split: str | None = None) -> list[RefEditRecord]:
         q = "SELECT json FROM reference_edits" + (" WHERE split=?" if split else "") + " ORDER BY edit_id"
@@ -687,8 +771,11 @@ class Catalog:
         if not self._writable:
             return
         with self._conn:
-            self._conn.execute("INSERT INTO failures(path, kind, reason, at) VALUES(?,?,?,?) ON CONFLICT(path) "
-                               "DO UPDATE SET reason=excluded.reason, at=excluded.at", (path, kind, reason, time.time()))
+            self._conn.execute(
+                "INSERT INTO failures(path, kind, reason, at) VALUES(?,?,?,?) ON CONFLICT(path) "
+                "DO UPDATE SET reason=excluded.reason, at=excluded.at",
+                (path, kind, reason, time.time()),
+            )
 
     def clear_failure(self, path: str) -> None:
         """Forget an earlier failure of `path` (it has now been ingested)."""
@@ -705,14 +792,24 @@ class Catalog:
         n_src, foot = c.execute("SELECT COUNT(*), COALESCE(SUM(duration_s),0) FROM sources").fetchone()
         n_bgm, bgm_s = c.execute("SELECT COUNT(*), COALESCE(SUM(duration_s),0) FROM bgm").fetchone()
         refs = dict(c.execute("SELECT split, COUNT(*) FROM reference_edits GROUP BY split").fetchall())
-        disk = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()
-                   and "world" not in p.relative_to(self.root).parts[:1])
+        disk = sum(
+            p.stat().st_size
+            for p in self.root.rglob("*")
+            if p.is_file() and "world" not in p.relative_to(self.root).parts[:1]
+        )
         return LibraryStats(
-            root=str(self.root), frame_encoder=self.frame_encoder, audio_encoder=self.audio_encoder,
-            pca_version=self.pca_version, sources=n_src, footage_s=float(foot),
+            root=str(self.root),
+            frame_encoder=self.frame_encoder,
+            audio_encoder=self.audio_encoder,
+            pca_version=self.pca_version,
+            sources=n_src,
+            footage_s=float(foot),
             frames=c.execute("SELECT COUNT(*) FROM frames").fetchone()[0],
             clips=c.execute("SELECT COUNT(*) FROM clips").fetchone()[0],
-            bgm_tracks=n_bgm, bgm_s=float(bgm_s),
+            bgm_tracks=n_bgm,
+            bgm_s=float(bgm_s),
             products=c.execute("SELECT COUNT(*) FROM products").fetchone()[0],
-            reference_edits=refs, failures=c.execute("SELECT COUNT(*) FROM failures").fetchone()[0],
-            disk_bytes=disk)
+            reference_edits=refs,
+            failures=c.execute("SELECT COUNT(*) FROM failures").fetchone()[0],
+            disk_bytes=disk,
+        )

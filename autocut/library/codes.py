@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autocut.library.catalog import Catalog
 from autocut.errors import CatalogError, CheckpointError, ConfigError, VersionMismatchError
+from autocut.library.catalog import Catalog
 from autocut.library.ids import MAX_FRAME_INDEX
 from autocut.library.layout import LibraryLayout
 from rqvae import (
@@ -176,8 +176,13 @@ def train_library_tokenizer(
         pca_version = _pca_version(cat, modality)
     changes = {
         k: v
-        for k, v in {"epochs": epochs, "time_budget_s": time_budget_s, "batch_size": batch_size,
-                     "val_fraction": val_fraction, "seed": seed}.items()
+        for k, v in {
+            "epochs": epochs,
+            "time_budget_s": time_budget_s,
+            "batch_size": batch_size,
+            "val_fraction": val_fraction,
+            "seed": seed,
+        }.items()
         if v is not None
     }
     with _translated(library_dir, modality):
@@ -221,8 +226,12 @@ class LibraryEvalReport:
 
     def to_text(self) -> str:
         lines = [f"{self.modality} tokenizer {self.checkpoint}"]
-        for name, ev in (("held out", self.held_out), ("all rows", self.all_rows),
-                         ("tracks", self.pooled_tracks), ("held-out tracks", self.pooled_held_out)):
+        for name, ev in (
+            ("held out", self.held_out),
+            ("all rows", self.all_rows),
+            ("tracks", self.pooled_tracks),
+            ("held-out tracks", self.pooled_held_out),
+        ):
             if ev is not None:
                 lines.append(f"  {name:<16}{ev.summary()}")
         p = self.paths

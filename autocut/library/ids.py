@@ -50,7 +50,8 @@ def frame_id(photo_id: int, frame_index: int) -> int:
     if not 0 <= frame_index <= MAX_FRAME_INDEX:
         raise IdRangeError(
             f"frame index {frame_index} of photo {photo_id} exceeds {MAX_FRAME_INDEX} "
-            f"(sources longer than {MAX_FRAME_INDEX} s at 1 fps must be split before ingest)")
+            f"(sources longer than {MAX_FRAME_INDEX} s at 1 fps must be split before ingest)"
+        )
     return photo_id * 10**4 + frame_index
 
 
@@ -69,7 +70,7 @@ def frame_ids(photo_id: int, frame_indices: np.ndarray) -> np.ndarray:
     """`frame_id` over an array of frame indices of one source (int64; range-checked)."""
     idx = np.asarray(frame_indices, dtype=np.int64)
     _check_photo(photo_id)
-    if idx.size and not (0 <= idx.min() and idx.max() <= MAX_FRAME_INDEX):
+    if idx.size and not (idx.min() >= 0 and idx.max() <= MAX_FRAME_INDEX):
         raise IdRangeError(f"frame indices of photo {photo_id} outside 0..{MAX_FRAME_INDEX}")
     return photo_id * 10**4 + idx
 
@@ -82,7 +83,8 @@ def clip_id(photo_id: int, start_frame: int, duration_frames: int) -> int:
     if not 1 <= duration_frames <= MAX_CLIP_FRAMES:
         raise IdRangeError(
             f"clip of {duration_frames} frames in photo {photo_id} is outside 1..{MAX_CLIP_FRAMES} "
-            "(split clips longer than 999 s)")
+            "(split clips longer than 999 s)"
+        )
     return photo_id * 10**7 + start_frame * 10**3 + duration_frames
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autocut.library.catalog import Catalog
 from autocut.errors import CatalogError, ConfigError, TransientError, VersionMismatchError
+from autocut.library.catalog import Catalog
 from autocut.library.layout import LibraryLayout
 from indexes import (
     KINDS,
@@ -140,8 +140,10 @@ class RebuildSummary:
         for k in self.kinds:
             recall = "exact" if k.calibrated_recall_at_10 is None else f"recall@10 {k.calibrated_recall_at_10:.3f}"
             params = f" {k.search_params}" if k.search_params else ""
-            lines.append(f"  {k.kind:<6} {k.count:>9} x {k.dim:<4} {k.factory}{params}, {recall}, "
-                         f"built in {k.build_time_s:.1f} s, generation {k.generation}")
+            lines.append(
+                f"  {k.kind:<6} {k.count:>9} x {k.dim:<4} {k.factory}{params}, {recall}, "
+                f"built in {k.build_time_s:.1f} s, generation {k.generation}"
+            )
         lines += [f"  {kind:<6} skipped: {reason}" for kind, reason in self.skipped]
         return "\n".join(lines)
 
@@ -187,18 +189,37 @@ def rebuild_indexes(
                     continue
                 log.info("rebuilding %s index of %s from %d vectors", kind, library_dir, len(ids))
                 index = build_index(
-                    ids, vecs, kind=kind, encoder=expected.encoder, pca_version=expected.pca_version,
-                    config=config, progress=(lambda d, t, kind=kind: progress(kind, d, t)) if progress else None)
+                    ids,
+                    vecs,
+                    kind=kind,
+                    encoder=expected.encoder,
+                    pca_version=expected.pca_version,
+                    config=config,
+                    progress=(lambda d, t, kind=kind: progress(kind, d, t)) if progress else None,
+                )
                 del vecs
                 generation = writer.publish(index)
             meta = index.meta
-            done.append(KindRebuild(
-                kind=kind, count=meta.count, dim=meta.dim, factory=meta.factory, search_params=_search_params(meta),
-                calibrated_recall_at_10=meta.params.calibrated_recall_at_10, generation=generation,
-                build_time_s=meta.params.build_time_s, total_time_s=round(time.perf_counter() - kind_start, 3),
-                directory=directory))
-    return RebuildSummary(library_dir=library_dir, kinds=tuple(done), skipped=tuple(skipped),
-                          total_time_s=round(time.perf_counter() - start, 3))
+            done.append(
+                KindRebuild(
+                    kind=kind,
+                    count=meta.count,
+                    dim=meta.dim,
+                    factory=meta.factory,
+                    search_params=_search_params(meta),
+                    calibrated_recall_at_10=meta.params.calibrated_recall_at_10,
+                    generation=generation,
+                    build_time_s=meta.params.build_time_s,
+                    total_time_s=round(time.perf_counter() - kind_start, 3),
+                    directory=directory,
+                )
+            )
+    return RebuildSummary(
+        library_dir=library_dir,
+        kinds=tuple(done),
+        skipped=tuple(skipped),
+        total_time_s=round(time.perf_counter() - start, 3),
+    )
 
 
 def open_library_index(library_dir: Path, kind: str, catalog: Catalog) -> LibraryIndex:
@@ -208,17 +229,27 @@ def open_library_index(library_dir: Path, kind: str, catalog: Catalog) -> Librar
 
 
 def library_index_holder(
-    library_dir: Path, kind: str, catalog: Catalog, *, check_interval_s: float = 1.0,
+    library_dir: Path,
+    kind: str,
+    catalog: Catalog,
+    *,
+    check_interval_s: float = 1.0,
 ) -> IndexHolder:
     """An `IndexHolder` for a serving process: follows rebuilds and incremental adds atomically."""
     with _translated(kind, library_dir):
-        return IndexHolder(index_dir(library_dir, kind), expected=expected_index(catalog, kind),
-                           check_interval_s=check_interval_s)
+        return IndexHolder(
+            index_dir(library_dir, kind), expected=expected_index(catalog, kind), check_interval_s=check_interval_s
+        )
 
 
 def add_to_library_index(
-    library_dir: Path, kind: str, ids: np.ndarray, vectors: np.ndarray, catalog: Catalog,
-    *, lock_timeout_s: float | None = None,
+    library_dir: Path,
+    kind: str,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    catalog: Catalog,
+    *,
+    lock_timeout_s: float | None = None,
 ) -> LibraryIndex | None:
     """Add freshly ingested vectors to the `kind` index (call after the catalog commit).
 
@@ -232,11 +263,17 @@ def add_to_library_index(
     expected = expected_index(catalog, kind)
     with _translated(kind, library_dir):
         try:
-            return add_to_stored_index(directory, ids, vectors, expected=expected,
-                                       timeout_s=lock_timeout_s, skip_existing=True)
+            return add_to_stored_index(
+                directory, ids, vectors, expected=expected, timeout_s=lock_timeout_s, skip_existing=True
+            )
         except IndexMismatchError as exc:
-            log.warning("not adding %d vectors to the stale %s index (%s); run `autocut index rebuild --kind %s`",
-                        len(ids), kind, exc, kind)
+            log.warning(
+                "not adding %d vectors to the stale %s index (%s); run `autocut index rebuild --kind %s`",
+                len(ids),
+                kind,
+                exc,
+                kind,
+            )
             return None
         except IndexNotFoundError:
             log.info("no %s index in %s yet: building it from the catalog", kind, library_dir)
@@ -259,9 +296,11 @@ class IndexStatus:
             return f"  {self.kind:<6} not built"
         m = self.meta
         params = _search_params(m)
-        return (f"  {self.kind:<6} {m.count:>9} x {m.dim:<4} {m.factory}{' ' + params if params else ''}, "
-                f"encoder {m.encoder}, PCA {m.pca_version or '-'}, built {m.created_at}, "
-                f"+{m.added_since_build} added since, generation {self.generation}")
+        return (
+            f"  {self.kind:<6} {m.count:>9} x {m.dim:<4} {m.factory}{' ' + params if params else ''}, "
+            f"encoder {m.encoder}, PCA {m.pca_version or '-'}, built {m.created_at}, "
+            f"+{m.added_since_build} added since, generation {self.generation}"
+        )
 
 
 def index_status(library_dir: Path) -> list[IndexStatus]:

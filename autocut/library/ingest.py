@@ -31,9 +31,10 @@ from typing import Literal
 
 import numpy as np
 
-from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord
 from autocut.errors import AutoCutError, CatalogError, ConfigError, MediaError
+from autocut.library.catalog import Catalog, NewBgm, NewSource, ProductRecord
 from autocut.library.ids import MAX_FRAME_INDEX
+from autocut.library.layout import LibraryLayout
 from autocut.library.media import (
     FrameBatch,
     MediaInfo,
@@ -44,7 +45,6 @@ from autocut.library.media import (
     validate_footage,
 )
 from autocut.library.segmentation import SegmentationConfig, clip_embeddings, segment_clips
-from autocut.library.layout import LibraryLayout
 
 __all__ = [
     "FileResult",
@@ -112,10 +112,13 @@ class IngestReport:
     def summary(self) -> str:
         media_s = sum(r.duration_s for r in self.added)
         wall = sum(r.seconds for r in self.results)
-        lines = [f"added {len(self.added)} ({media_s:.0f} s of media in {wall:.1f} s), "
-                 f"already present {len(self.skipped)}, failed {len(self.failed)}"]
-        lines += [f"  reference edit {r.edit_id}: {r.n_sentences} sentences from {r.path}"
-                  for r in self.added if r.edit_id]
+        lines = [
+            f"added {len(self.added)} ({media_s:.0f} s of media in {wall:.1f} s), "
+            f"already present {len(self.skipped)}, failed {len(self.failed)}"
+        ]
+        lines += [
+            f"  reference edit {r.edit_id}: {r.n_sentences} sentences from {r.path}" for r in self.added if r.edit_id
+        ]
         lines += [f"  FAILED {r.path}: {r.reason}" for r in self.failed]
         return "\n".join(lines)
 
@@ -145,25 +148,27 @@ class _Models:
         self._asr_dir: Path | None = None
 
     @property
-    def frame(self):  # noqa: ANN201
+    def frame(self):
         if self._frame is None:
             from autocut.encoders import load_frame_encoder
 
-            self._frame = load_frame_encoder(self.cfg.frame_encoder, weights_dir=self.cfg.frame_weights,
-                                             num_threads=self.cfg.num_threads)
+            self._frame = load_frame_encoder(
+                self.cfg.frame_encoder, weights_dir=self.cfg.frame_weights, num_threads=self.cfg.num_threads
+            )
         return self._frame
 
     @property
-    def audio(self):  # noqa: ANN201
+    def audio(self):
         if self._audio is None:
             from autocut.encoders import load_audio_encoder
 
-            self._audio = load_audio_encoder(self.cfg.audio_encoder, weights_path=self.cfg.audio_weights,
-                                             num_threads=self.cfg.num_threads)
+            self._audio = load_audio_encoder(
+                self.cfg.audio_encoder, weights_path=self.cfg.audio_weights, num_threads=self.cfg.num_threads
+            )
         return self._audio
 
     @property
-    def pca(self):  # noqa: ANN201
+    def pca(self):
         if self._pca is None:
             from autocut.library.pca import current_pca
 
@@ -208,18 +213,34 @@ def _ingest_footage(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig
     t0 = time.perf_counter()
     info = validate_footage(probe(path))
     if info.duration_s * cfg.frame_rate_hz > MAX_FRAME_INDEX + 1:
-        raise MediaError(path, f"longer than {MAX_FRAME_INDEX} s ({info.duration_s:.0f} s): AutoCut frame ids "
-                               "allow at most 9,999 1 fps frames per source; split the file first")
+        raise MediaError(
+            path,
+            f"longer than {MAX_FRAME_INDEX} s ({info.duration_s:.0f} s): AutoCut frame ids "
+            "allow at most 9,999 1 fps frames per source; split the file first",
+        )
     digest = content_hash(path)
     if (pid := cat.has_source(digest)) is not None:
-        return FileResult(str(path), "skipped", "already in the library (same content)", [pid], info.duration_s,
-                          time.perf_counter() - t0)
+        return FileResult(
+            str(path),
+            "skipped",
+            "already in the library (same content)",
+            [pid],
+            info.duration_s,
+            time.perf_counter() - t0,
+        )
     enc = models.frame
     thumbs: list[np.ndarray] = []
     raw_parts: list[np.ndarray] = []
-    gen = _run_sampler(str(path), rate_hz=cfg.frame_rate_hz, size_hw=enc.input_size,
-                       thumb_rate_hz=cfg.thumb_rate_hz, thumb_size_hw=(36, 64), threads=cfg.decode_threads,
-                       batch_size=16, thumbs_out=thumbs)
+    gen = _run_sampler(
+        str(path),
+        rate_hz=cfg.frame_rate_hz,
+        size_hw=enc.input_size,
+        thumb_rate_hz=cfg.thumb_rate_hz,
+        thumb_size_hw=(36, 64),
+        threads=cfg.decode_threads,
+        batch_size=16,
+        thumbs_out=thumbs,
+    )
     for batch in _threaded(gen):
         raw_parts.append(enc.encode(batch.frames))
     if not raw_parts:
@@ -234,10 +255,20 @@ def _ingest_footage(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig
     spans = [s for s in spans if s.start_frame < len(vecs)]
     clips = clip_embeddings(spans, vecs)
     probe_d = {k: v for k, v in info.__dict__.items() if k != "tags"}
-    photo_id = cat.add_source(NewSource(
-        content_hash=digest, path=str(path.resolve()), kind=kind, duration_s=duration_s, probe=probe_d,
-        frame_times_s=[i / cfg.frame_rate_hz for i in range(len(vecs))], frames_raw=raw, frames=vecs,
-        clip_spans=[(s.start_s, s.end_s) for s in spans], clips=clips))
+    photo_id = cat.add_source(
+        NewSource(
+            content_hash=digest,
+            path=str(path.resolve()),
+            kind=kind,
+            duration_s=duration_s,
+            probe=probe_d,
+            frame_times_s=[i / cfg.frame_rate_hz for i in range(len(vecs))],
+            frames_raw=raw,
+            frames=vecs,
+            clip_spans=[(s.start_s, s.end_s) for s in spans],
+            clips=clips,
+        )
+    )
     return FileResult(str(path), "added", "", [photo_id], duration_s, time.perf_counter() - t0)
 
 
@@ -264,8 +295,9 @@ def _ingest_bgm(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig) ->
     keys = [hashlib.sha256(f"{digest}:{a:.3f}:{d:.3f}".encode()).hexdigest() for a, d in wins]
     todo = [(w, k) for w, k in zip(wins, keys) if cat.has_bgm(k) is None]
     if not todo:
-        return FileResult(str(path), "skipped", "already in the library (same content)", [], info.duration_s,
-                          time.perf_counter() - t0)
+        return FileResult(
+            str(path), "skipped", "already in the library (same content)", [], info.duration_s, time.perf_counter() - t0
+        )
     enc = models.audio
     wave = load_audio_mono(path, enc.sample_rate_hz)
     tracks = []
@@ -277,9 +309,17 @@ def _ingest_bgm(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig) ->
         blocks = enc.encode_blocks(piece)
         track = blocks.mean(axis=0)
         track = track / max(float(np.linalg.norm(track)), 1e-12)
-        tracks.append(NewBgm(content_hash=key, source_path=str(path.resolve()), start_s=start,
-                             duration_s=len(piece) / enc.sample_rate_hz, blocks=blocks, track=track,
-                             title=f"{path.stem} @{start:.0f}s"))
+        tracks.append(
+            NewBgm(
+                content_hash=key,
+                source_path=str(path.resolve()),
+                start_s=start,
+                duration_s=len(piece) / enc.sample_rate_hz,
+                blocks=blocks,
+                track=track,
+                title=f"{path.stem} @{start:.0f}s",
+            )
+        )
     if not tracks:
         raise MediaError(path, "no decodable audio in the file")
     ids = cat.add_bgm(tracks)
@@ -295,30 +335,60 @@ def _ingest_ad(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig, pro
     res = _ingest_footage(path, cat, models, cfg, "ad")
     src = cat.source(res.ids[0])
     if src.kind != "ad":
-        raise MediaError(path, f"this content is already in the library as {src.kind} (photo {src.photo_id}, "
-                               f"{src.path}); a finished ad cannot also be footage")
+        raise MediaError(
+            path,
+            f"this content is already in the library as {src.kind} (photo {src.photo_id}, "
+            f"{src.path}); a finished ad cannot also be footage",
+        )
     if not src.has_audio:
         raise MediaError(path, "no audio stream: a finished ad's reference edit is cut at its spoken sentences")
     edit_id = f"asr-{src.photo_id}"  # reference_edit_from_ad's default id: one edit per ad source
     old = next((e for e in cat.reference_edits() if e.edit_id == edit_id), None)
     if old is not None and old.product_id == product.product_id:  # another product: redone and replaced
-        return FileResult(str(path), "skipped", f"already in the library with reference edit {edit_id}",
-                          [src.photo_id], src.duration_s, time.perf_counter() - t0, edit_id, len(old.segments))
+        return FileResult(
+            str(path),
+            "skipped",
+            f"already in the library with reference edit {edit_id}",
+            [src.photo_id],
+            src.duration_s,
+            time.perf_counter() - t0,
+            edit_id,
+            len(old.segments),
+        )
     # The stored copy is the one the catalog knows by path (the same content may come under another name).
     ad_path = Path(src.path)
     if not ad_path.exists():
-        raise MediaError(path, f"same content as photo {src.photo_id}, ingested from {src.path}, which no "
-                               "longer exists: restore that file to build its reference edit")
+        raise MediaError(
+            path,
+            f"same content as photo {src.photo_id}, ingested from {src.path}, which no "
+            "longer exists: restore that file to build its reference edit",
+        )
     # Whisper makes words up on silence and music (a lone "You" is typical), so an ad where voice activity
     # detection hears no speech is refused before the ASR can invent a script for it.
     if not speech_regions(load_audio_mono(ad_path, VAD_SAMPLE_RATE_HZ), VAD_SAMPLE_RATE_HZ):
-        raise MediaError(path, "no speech found (voice activity detection heard none): a reference edit needs "
-                               "the ad's spoken script")
-    found = reference_edit_from_ad(cat, ad_path, product_id=product.product_id, model_dir=models.asr_dir,
-                                   language=cfg.ad_language, edit_id=edit_id, audio_encoder=models.audio,
-                                   num_threads=cfg.num_threads or 2)
-    return FileResult(str(path), "added", "", [src.photo_id], src.duration_s, time.perf_counter() - t0,
-                      edit_id, len(found.record.segments))
+        raise MediaError(
+            path, "no speech found (voice activity detection heard none): a reference edit needs the ad's spoken script"
+        )
+    found = reference_edit_from_ad(
+        cat,
+        ad_path,
+        product_id=product.product_id,
+        model_dir=models.asr_dir,
+        language=cfg.ad_language,
+        edit_id=edit_id,
+        audio_encoder=models.audio,
+        num_threads=cfg.num_threads or 2,
+    )
+    return FileResult(
+        str(path),
+        "added",
+        "",
+        [src.photo_id],
+        src.duration_s,
+        time.perf_counter() - t0,
+        edit_id,
+        len(found.record.segments),
+    )
 
 
 def _product_for_ads(cat: Catalog, product_id: str | None) -> ProductRecord:
@@ -328,17 +398,26 @@ def _product_for_ads(cat: Catalog, product_id: str | None) -> ProductRecord:
         return cat.product(product_id)
     except CatalogError:
         known = [p.product_id for p in cat.products()]
-        hint = (f"the library has {len(known)} products, e.g. {', '.join(known[:5])}" if known else
-                "the library has no products yet (`autocut demo-world build` stores its products)")
+        hint = (
+            f"the library has {len(known)} products, e.g. {', '.join(known[:5])}"
+            if known
+            else "the library has no products yet (`autocut demo-world build` stores its products)"
+        )
         raise CatalogError(f"unknown product {product_id!r}: {hint}") from None
 
 
 ProgressFn = Callable[[int, int, FileResult], None]
 
 
-def ingest_paths(library: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], *,
-                 kind: Kind = "footage", config: IngestConfig | None = None,
-                 progress: ProgressFn | None = None, product_id: str | None = None) -> IngestReport:
+def ingest_paths(
+    library: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    kind: Kind = "footage",
+    config: IngestConfig | None = None,
+    progress: ProgressFn | None = None,
+    product_id: str | None = None,
+) -> IngestReport:
     """Ingest files (or directories of them) into `library`. Bad files are reported and skipped.
 
     `kind="ad"`: finished ads of product `product_id` (which must be in the library), each stored with
@@ -353,8 +432,12 @@ def ingest_paths(library: str | os.PathLike[str], paths: Sequence[str | os.PathL
     files = expand_paths(paths, kind)
     report = IngestReport()
     # Ads need both encoders: frames for the source, audio for the ad's BGM track.
-    with Catalog.open(library, writable=True, frame_encoder=cfg.frame_encoder if kind != "bgm" else None,
-                      audio_encoder=cfg.audio_encoder if kind != "footage" else None) as cat:
+    with Catalog.open(
+        library,
+        writable=True,
+        frame_encoder=cfg.frame_encoder if kind != "bgm" else None,
+        audio_encoder=cfg.audio_encoder if kind != "footage" else None,
+    ) as cat:
         product = _product_for_ads(cat, product_id) if kind == "ad" else None
         models = _Models(cfg, cat)
         for i, path in enumerate(files):

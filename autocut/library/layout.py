@@ -1,18 +1,18 @@
 """Every path inside a material library, in one place.
 
-    <library>/
-      catalog.sqlite, catalog.lock   the catalog (rows) and its single-writer lock
-      arrays/                        memory-mapped vector arrays (frames, clips, BGM)
-      pca/<version>.npz              PCA fits of this library (the packaged default lives in autocut/data)
-      indexes/<kind>/                published FAISS indexes (`autocut index rebuild`)
-      models/rqvae_<modality>/       RQ-VAE tokenizers (`autocut rqvae train`)
-      models/lm/<stage>/model        trained planner LMs (`autocut train align|sft`)
-      models/lm/caption_sft/model    the caption+SFT baseline
-      models/backbones/              converted base LMs (cache)
-      models/asr/                    the ASR model cache (ad ingest)
-      lm/corpus/, lm/corpus_tags/    training corpora (`autocut corpus build|tags`)
-      world/world.json               the generated demo world's manifest (`autocut demo-world build`)
-      demo/                          what `make demo` writes (server data, outputs, logs)
+<library>/
+  catalog.sqlite, catalog.lock   the catalog (rows) and its single-writer lock
+  arrays/                        memory-mapped vector arrays (frames, clips, BGM)
+  pca/<version>.npz              PCA fits of this library (the packaged default lives in autocut/data)
+  indexes/<kind>/                published FAISS indexes (`autocut index rebuild`)
+  models/rqvae_<modality>/       RQ-VAE tokenizers (`autocut rqvae train`)
+  models/lm/<stage>/model        trained planner LMs (`autocut train align|sft`)
+  models/lm/caption_sft/model    the caption+SFT baseline
+  models/backbones/              converted base LMs (cache)
+  models/asr/                    the ASR model cache (ad ingest)
+  lm/corpus/, lm/corpus_tags/    training corpora (`autocut corpus build|tags`)
+  world/world.json               the generated demo world's manifest (`autocut demo-world build`)
+  demo/                          what `make demo` writes (server data, outputs, logs)
 """
 
 from __future__ import annotations

@@ -120,8 +120,9 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     size = p.stat().st_size
     if size == 0:
         raise MediaError(p, "file is empty (0 bytes)")
-    res = subprocess.run(["ffprobe", "-show_format", "-show_streams", "-of", "json", str(p)],
-                         capture_output=True, check=False)
+    res = subprocess.run(
+        ["ffprobe", "-show_format", "-show_streams", "-of", "json", str(p)], capture_output=True, check=False
+    )
     if res.returncode != 0:
         msg = res.stderr.decode("utf-8", "replace").strip().splitlines()
         last = msg[-1] if msg else "ffprobe failed"
@@ -132,8 +133,9 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     fmt = info.get("format", {})
     streams = info.get("streams", [])
     # Attached pictures (cover art) are "video" streams in ffprobe but not footage.
-    vstreams = [s for s in streams if s.get("codec_type") == "video"
-                and not s.get("disposition", {}).get("attached_pic")]
+    vstreams = [
+        s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+    ]
     astreams = [s for s in streams if s.get("codec_type") == "audio"]
     if not vstreams and not astreams:
         raise MediaError(p, "no audio or video stream")
@@ -154,16 +156,35 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         pix = v.get("pix_fmt")
         depth = int(v.get("bits_per_raw_sample") or 0) or (10 if pix and ("10" in pix) else 8)
         nb = v.get("nb_frames")
-        kw.update(width=w, height=h, coded_width=cw, coded_height=ch, rotation_deg=rot, fps=fps,
-                  is_vfr=bool(avg and real and abs(avg - real) / real > 0.01),
-                  n_frames=int(nb) if nb and str(nb).isdigit() else None,
-                  video_codec=v.get("codec_name"), pix_fmt=pix, bit_depth=depth)
+        kw.update(
+            width=w,
+            height=h,
+            coded_width=cw,
+            coded_height=ch,
+            rotation_deg=rot,
+            fps=fps,
+            is_vfr=bool(avg and real and abs(avg - real) / real > 0.01),
+            n_frames=int(nb) if nb and str(nb).isdigit() else None,
+            video_codec=v.get("codec_name"),
+            pix_fmt=pix,
+            bit_depth=depth,
+        )
     if a is not None:
-        kw.update(audio_codec=a.get("codec_name"), audio_sample_rate_hz=int(a.get("sample_rate") or 0) or None,
-                  audio_channels=int(a.get("channels") or 0) or None)
-    return MediaInfo(path=str(p), format_name=fmt.get("format_name", ""), duration_s=max(duration, 0.0),
-                     size_bytes=size, has_video=v is not None, has_audio=a is not None,
-                     tags={k: str(val) for k, val in (fmt.get("tags") or {}).items()}, **kw)
+        kw.update(
+            audio_codec=a.get("codec_name"),
+            audio_sample_rate_hz=int(a.get("sample_rate") or 0) or None,
+            audio_channels=int(a.get("channels") or 0) or None,
+        )
+    return MediaInfo(
+        path=str(p),
+        format_name=fmt.get("format_name", ""),
+        duration_s=max(duration, 0.0),
+        size_bytes=size,
+        has_video=v is not None,
+        has_audio=a is not None,
+        tags={k: str(val) for k, val in (fmt.get("tags") or {}).items()},
+        **kw,
+    )
 
 
 def _parse_float(x: object) -> float:
@@ -213,45 +234,92 @@ class SampledVideo:
     thumbs: ThumbStream | None
 
 
-def _build_sample_cmd(path: str, *, rate_hz: float, size_hw: tuple[int, int],
-                      thumb_rate_hz: float | None, thumb_size_hw: tuple[int, int],
-                      threads: int) -> list[str]:
+def _build_sample_cmd(
+    path: str,
+    *,
+    rate_hz: float,
+    size_hw: tuple[int, int],
+    thumb_rate_hz: float | None,
+    thumb_size_hw: tuple[int, int],
+    threads: int,
+) -> list[str]:
     h, w = size_hw
     # Crop to the encoder's aspect before scaling (cheaper, and ImageNet-style centre crop).
-    main = (f"fps={rate_hz}:round=near,scale={w}:{h}:force_original_aspect_ratio=increase:flags=bilinear,"
-            f"crop={w}:{h},format=rgb24")
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", str(threads),
-           "-i", path]
+    main = (
+        f"fps={rate_hz}:round=near,scale={w}:{h}:force_original_aspect_ratio=increase:flags=bilinear,"
+        f"crop={w}:{h},format=rgb24"
+    )
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", str(threads), "-i", path]
     if thumb_rate_hz:
         th, tw = thumb_size_hw
-        graph = (f"[0:v:0]split=2[a][b];[a]{main}[out1];"
-                 f"[b]fps={thumb_rate_hz}:round=near,scale={tw}:{th}:flags=area,format=gray[out2]")
-        cmd += ["-filter_complex", graph,
-                "-map", "[out1]", "-f", "rawvideo", "pipe:1",
-                "-map", "[out2]", "-f", "rawvideo", "pipe:3"]
+        graph = (
+            f"[0:v:0]split=2[a][b];[a]{main}[out1];"
+            f"[b]fps={thumb_rate_hz}:round=near,scale={tw}:{th}:flags=area,format=gray[out2]"
+        )
+        cmd += [
+            "-filter_complex",
+            graph,
+            "-map",
+            "[out1]",
+            "-f",
+            "rawvideo",
+            "pipe:1",
+            "-map",
+            "[out2]",
+            "-f",
+            "rawvideo",
+            "pipe:3",
+        ]
     else:
         cmd += ["-map", "0:v:0", "-vf", main, "-f", "rawvideo", "pipe:1"]
     return cmd
 
 
-def sample_frames(path: str | os.PathLike[str], *, rate_hz: float = 1.0, size_hw: tuple[int, int] = (224, 224),
-                  batch_size: int = 32, threads: int = 2) -> Iterator[FrameBatch]:
+def sample_frames(
+    path: str | os.PathLike[str],
+    *,
+    rate_hz: float = 1.0,
+    size_hw: tuple[int, int] = (224, 224),
+    batch_size: int = 32,
+    threads: int = 2,
+) -> Iterator[FrameBatch]:
     """Stream frames sampled at `rate_hz` as RGB uint8 batches, from one ffmpeg process."""
-    sv = _run_sampler(str(path), rate_hz=rate_hz, size_hw=size_hw, thumb_rate_hz=None,
-                      thumb_size_hw=(36, 64), threads=threads, batch_size=batch_size)
+    sv = _run_sampler(
+        str(path),
+        rate_hz=rate_hz,
+        size_hw=size_hw,
+        thumb_rate_hz=None,
+        thumb_size_hw=(36, 64),
+        threads=threads,
+        batch_size=batch_size,
+    )
     yield from sv  # type: ignore[misc]
 
 
-def sample_video(path: str | os.PathLike[str], *, rate_hz: float = 1.0, size_hw: tuple[int, int] = (224, 224),
-                 thumb_rate_hz: float | None = 5.0, thumb_size_hw: tuple[int, int] = (36, 64),
-                 threads: int = 2, info: MediaInfo | None = None) -> SampledVideo:
+def sample_video(
+    path: str | os.PathLike[str],
+    *,
+    rate_hz: float = 1.0,
+    size_hw: tuple[int, int] = (224, 224),
+    thumb_rate_hz: float | None = 5.0,
+    thumb_size_hw: tuple[int, int] = (36, 64),
+    threads: int = 2,
+    info: MediaInfo | None = None,
+) -> SampledVideo:
     """Decode once; return the `rate_hz` frames and a dense thumbnail stream for segmentation."""
     info = info or validate_footage(probe(path))
     frames_list: list[np.ndarray] = []
     thumbs_holder: list[np.ndarray] = []
-    for item in _run_sampler(str(path), rate_hz=rate_hz, size_hw=size_hw, thumb_rate_hz=thumb_rate_hz,
-                             thumb_size_hw=thumb_size_hw, threads=threads, batch_size=64,
-                             thumbs_out=thumbs_holder):
+    for item in _run_sampler(
+        str(path),
+        rate_hz=rate_hz,
+        size_hw=size_hw,
+        thumb_rate_hz=thumb_rate_hz,
+        thumb_size_hw=thumb_size_hw,
+        threads=threads,
+        batch_size=64,
+        thumbs_out=thumbs_holder,
+    ):
         frames_list.append(item.frames)
     h, w = size_hw
     frames = np.concatenate(frames_list) if frames_list else np.zeros((0, h, w, 3), np.uint8)
@@ -264,13 +332,27 @@ def sample_video(path: str | os.PathLike[str], *, rate_hz: float = 1.0, size_hw:
     return SampledVideo(info=info, rate_hz=rate_hz, frames=frames, thumbs=thumbs)
 
 
-def _run_sampler(path: str, *, rate_hz: float, size_hw: tuple[int, int], thumb_rate_hz: float | None,
-                 thumb_size_hw: tuple[int, int], threads: int, batch_size: int,
-                 thumbs_out: list[np.ndarray] | None = None) -> Iterator[FrameBatch]:
+def _run_sampler(
+    path: str,
+    *,
+    rate_hz: float,
+    size_hw: tuple[int, int],
+    thumb_rate_hz: float | None,
+    thumb_size_hw: tuple[int, int],
+    threads: int,
+    batch_size: int,
+    thumbs_out: list[np.ndarray] | None = None,
+) -> Iterator[FrameBatch]:
     h, w = size_hw
     frame_bytes = h * w * 3
-    cmd = _build_sample_cmd(path, rate_hz=rate_hz, size_hw=size_hw, thumb_rate_hz=thumb_rate_hz,
-                            thumb_size_hw=thumb_size_hw, threads=threads)
+    cmd = _build_sample_cmd(
+        path,
+        rate_hz=rate_hz,
+        size_hw=size_hw,
+        thumb_rate_hz=thumb_rate_hz,
+        thumb_size_hw=thumb_size_hw,
+        threads=threads,
+    )
     pass_fds: tuple[int, ...] = ()
     r3 = w3 = -1
     if thumb_rate_hz:
@@ -278,8 +360,14 @@ def _run_sampler(path: str, *, rate_hz: float, size_hw: tuple[int, int], thumb_r
         # ffmpeg writes the thumbnail stream to its fd 3; dup our write end there in the child.
         pass_fds = (w3,)
         cmd = [c if c != "pipe:3" else f"pipe:{w3}" for c in cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            pass_fds=pass_fds, bufsize=frame_bytes * 4)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        pass_fds=pass_fds,
+        bufsize=frame_bytes * 4,
+    )
     thumb_chunks: list[bytes] = []
     reader: threading.Thread | None = None
     stderr_chunks: list[bytes] = []
@@ -320,8 +408,7 @@ def _run_sampler(path: str, *, rate_hz: float, size_hw: tuple[int, int], thumb_r
         raise MediaError(path, f"ffmpeg could not decode the video stream: {err.splitlines()[-1] if err else rc}")
     if err:
         # Damaged streams decode partially; keep what decoded and say so.
-        log.warning("%s: ffmpeg reported decode problems (kept %d frames): %s", path, index,
-                    err.splitlines()[-1][:200])
+        log.warning("%s: ffmpeg reported decode problems (kept %d frames): %s", path, index, err.splitlines()[-1][:200])
     if thumb_rate_hz and thumbs_out is not None:
         th, tw = thumb_size_hw
         data = b"".join(thumb_chunks)
@@ -338,8 +425,9 @@ def content_hash(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def load_audio_mono(path: str | os.PathLike[str], sample_rate_hz: int,
-                    start_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
+def load_audio_mono(
+    path: str | os.PathLike[str], sample_rate_hz: int, start_s: float = 0.0, duration_s: float | None = None
+) -> np.ndarray:
     """Decode (part of) an audio file to mono float32 in [-1, 1] at `sample_rate_hz` (one ffmpeg process).
 
     Seeking is exact (`-ss` after `-i`); channels are averaged (`-ac 1`) and resampled by ffmpeg.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autocut.library.catalog import Catalog
 from autocut.encoders.pca import FramePca, default_pca_path, fit_pca, load_pca
 from autocut.errors import CatalogError, ConfigError, VersionMismatchError
+from autocut.library.catalog import Catalog
 from autocut.library.layout import LibraryLayout
 
 __all__ = ["current_pca", "fit_pca_on_media", "refit_library_pca"]
@@ -41,12 +41,14 @@ def current_pca(cat: Catalog, frame_encoder: str) -> FramePca:
                 return pca
         raise VersionMismatchError(
             f"library {cat.root} uses PCA {version!r}, which is neither in {own.parent} nor the packaged "
-            f"default for {frame_encoder}; the library's PCA file was lost — run `autocut library refit-pca`")
+            f"default for {frame_encoder}; the library's PCA file was lost — run `autocut library refit-pca`"
+        )
     default = default_pca_path(frame_encoder)
     if not default.exists():
         raise ConfigError(
             f"no packaged default PCA for frame encoder {frame_encoder!r} ({default}); fit one on sample footage "
-            "with `python scripts/fit_default_pca.py --encoder ...` or ingest with the default encoder")
+            "with `python scripts/fit_default_pca.py --encoder ...` or ingest with the default encoder"
+        )
     pca = load_pca(default, encoder_name=frame_encoder)
     cat.set_meta("pca_version", pca.version)
     log.info("library %s: using the packaged default PCA %s", cat.root, pca.version)
@@ -57,14 +59,17 @@ def refit_library_pca(cat: Catalog, *, min_frames: int = 2000, n_components: int
     """Fit the PCA on the library's own raw frame features; recompute 128-d frames and clips; bump the version."""
     raw = np.asarray(cat.array("frames_raw"))  # row order
     if len(raw) < min_frames:
-        raise CatalogError(f"library {cat.root} has {len(raw)} frames; a PCA refit needs at least {min_frames} "
-                           "(until then the packaged default PCA is the better estimate)")
+        raise CatalogError(
+            f"library {cat.root} has {len(raw)} frames; a PCA refit needs at least {min_frames} "
+            "(until then the packaged default PCA is the better estimate)"
+        )
     pca = fit_pca(raw, cat.frame_encoder, out_dim=n_components)
     frames = pca.transform(raw)
     # Clip vectors = mean of their 1 fps frames (in the new space), in clip row order.
-    rows = cat._conn.execute(  # noqa: SLF001 - catalog internals stay in this package
+    rows = cat._conn.execute(
         "SELECT c.row, f.row FROM clips c JOIN frames f ON f.photo_id = c.photo_id "
-        "AND f.frame_index >= c.start_frame AND f.frame_index < c.start_frame + c.duration_frames").fetchall()
+        "AND f.frame_index >= c.start_frame AND f.frame_index < c.start_frame + c.duration_frames"
+    ).fetchall()
     n_clips = len(cat.array("clips"))
     clips = np.zeros((n_clips, frames.shape[1]), np.float32)
     counts = np.zeros(n_clips, np.int64)
@@ -80,8 +85,9 @@ def refit_library_pca(cat: Catalog, *, min_frames: int = 2000, n_components: int
     return pca.version
 
 
-def fit_pca_on_media(paths: list[Path], photos: list[Path], encoder, *, n_components: int = 128,  # noqa: ANN001
-                     frames_per_video: int = 400) -> FramePca:
+def fit_pca_on_media(
+    paths: list[Path], photos: list[Path], encoder, *, n_components: int = 128, frames_per_video: int = 400
+) -> FramePca:
     """Fit a PCA on 1 fps frames of sample videos plus photos (centre-cropped), for a packaged default."""
     from PIL import Image
 

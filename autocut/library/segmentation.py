@@ -81,7 +81,7 @@ def _boundaries(thumbs: np.ndarray, rate_hz: float, cfg: SegmentationConfig) -> 
     half = cfg.window // 2
     for i in range(len(d)):
         lo, hi = max(0, i - half), min(len(d), i + half + 1)
-        neighbours = np.concatenate([d[lo:i], d[i + 1:hi]])
+        neighbours = np.concatenate([d[lo:i], d[i + 1 : hi]])
         local = float(np.median(neighbours)) if len(neighbours) else 0.0
         sharp = d[i] >= cfg.contrast * max(local, 0.02)
         if (sim[i] < cfg.max_cosine and sharp) or jump[i] > 60.0:
@@ -89,8 +89,9 @@ def _boundaries(thumbs: np.ndarray, rate_hz: float, cfg: SegmentationConfig) -> 
     return cuts
 
 
-def segment_clips(thumbs: np.ndarray, rate_hz: float, duration_s: float,
-                  cfg: SegmentationConfig | None = None) -> list[ClipSpan]:
+def segment_clips(
+    thumbs: np.ndarray, rate_hz: float, duration_s: float, cfg: SegmentationConfig | None = None
+) -> list[ClipSpan]:
     """Split a video of `duration_s` into visual clips from its dense thumbnail stream."""
     cfg = cfg or SegmentationConfig()
     if duration_s <= 0:
@@ -111,7 +112,7 @@ def segment_clips(thumbs: np.ndarray, rate_hz: float, duration_s: float,
         else:
             j = i - 1 if lengths[i - 1] <= lengths[i + 1] else i + 1
         a, b = min(i, j), max(i, j)
-        spans[a:b + 1] = [[spans[a][0], spans[b][1]]]
+        spans[a : b + 1] = [[spans[a][0], spans[b][1]]]
     out: list[ClipSpan] = []
     for a, b in spans:
         n = max(1, int(math.ceil((b - a) / cfg.max_clip_s - 1e-9)))

@@ -47,15 +47,15 @@ from typing import Literal
 
 import numpy as np
 
-from autocut.library.catalog import Catalog
 from autocut.errors import CatalogError, ConfigError, MediaError
+from autocut.library.catalog import Catalog
 from autocut.library.ids import split_frame_id, split_frame_ids
 
 __all__ = [
     "DEFAULT_TAGS_PER_CLIP",
     "STORED_CLASSES",
-    "TAGS_FORMAT_VERSION",
     "TAGGER_NAME",
+    "TAGS_FORMAT_VERSION",
     "FrameTags",
     "TagSource",
     "TagStats",
@@ -163,7 +163,7 @@ def tags_text(labels: Sequence[str]) -> str:
 # ---------------------------------------------------------------------------------------------- classifier
 
 
-def _classifier(num_threads: int | None):  # noqa: ANN202 - (FrameEncoder, head: torch.nn.Linear)
+def _classifier(num_threads: int | None):
     from autocut.encoders import load_frame_encoder
 
     enc = load_frame_encoder(TAGGER_NAME, num_threads=num_threads)
@@ -185,7 +185,7 @@ def _weights_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def _top_from_pooled(head, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def _top_from_pooled(head, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 1280) pooled features -> top classes (N, S) int16 and their probabilities (N, S) float32."""
     import torch
 
@@ -205,7 +205,7 @@ def _pooled_from_features(catalog: Catalog, frame_ids: np.ndarray) -> np.ndarray
     return raw[pos]
 
 
-def _pooled_from_video(catalog: Catalog, frame_ids: np.ndarray, enc, stats: TagStats) -> np.ndarray:  # noqa: ANN001
+def _pooled_from_video(catalog: Catalog, frame_ids: np.ndarray, enc, stats: TagStats) -> np.ndarray:
     from autocut.library.media import sample_frames
 
     out = np.empty((len(frame_ids), enc.raw_dim), np.float32)
@@ -224,8 +224,11 @@ def _pooled_from_video(catalog: Catalog, frame_ids: np.ndarray, enc, stats: TagS
                     picked[batch.first_index + j] = batch.frames[j].copy()
         missing = sorted(set(want) - set(picked))
         if missing:
-            raise MediaError(src.path, f"1 fps frames {missing[:5]} could not be decoded (the video has "
-                                       f"{len(picked)} of the {len(want)} frames asked)")
+            raise MediaError(
+                src.path,
+                f"1 fps frames {missing[:5]} could not be decoded (the video has "
+                f"{len(picked)} of the {len(want)} frames asked)",
+            )
         idx = sorted(picked)
         feats = enc.encode(np.stack([picked[i] for i in idx]))  # (n, 1280) pooled, batched by the encoder
         for i, f in zip(idx, feats, strict=True):
@@ -259,8 +262,14 @@ class _Cache:
 
 
 def _header() -> dict[str, object]:
-    return {"format": "autocut-frame-tags", "format_version": TAGS_FORMAT_VERSION, "tagger": TAGGER_NAME,
-            "weights": _weights_digest(), "labels": _labels_digest(), "stored_classes": STORED_CLASSES}
+    return {
+        "format": "autocut-frame-tags",
+        "format_version": TAGS_FORMAT_VERSION,
+        "tagger": TAGGER_NAME,
+        "weights": _weights_digest(),
+        "labels": _labels_digest(),
+        "stored_classes": STORED_CLASSES,
+    }
 
 
 def _read_cache(path: Path, catalog: Catalog) -> _Cache:
@@ -291,11 +300,12 @@ def _read_cache(path: Path, catalog: Catalog) -> _Cache:
 
 
 def _write_cache(path: Path, cache: _Cache) -> None:
-    meta = _header() | {"photo_hashes": {str(k): v for k, v in sorted(cache.photo_hashes.items())},
-                        "written_at": time.time()}
+    meta = _header() | {
+        "photo_hashes": {str(k): v for k, v in sorted(cache.photo_hashes.items())},
+        "written_at": time.time(),
+    }
     buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps(meta)), frame_ids=cache.frame_ids, classes=cache.classes,
-             probs=cache.probs)
+    np.savez(buf, meta=np.array(json.dumps(meta)), frame_ids=cache.frame_ids, classes=cache.classes, probs=cache.probs)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(buf.getvalue())
@@ -313,13 +323,22 @@ def _resolve_source(catalog: Catalog, source: TagSource) -> str:
     if source == "auto":
         return "features" if catalog.frame_encoder == TAGGER_NAME else "video"
     if source == "features" and catalog.frame_encoder != TAGGER_NAME:
-        raise ConfigError(f"library {catalog.root} stores {catalog.frame_encoder!r} features, which have no "
-                          f"ImageNet head here; tag with source='video' ({TAGGER_NAME} on decoded frames)")
+        raise ConfigError(
+            f"library {catalog.root} stores {catalog.frame_encoder!r} features, which have no "
+            f"ImageNet head here; tag with source='video' ({TAGGER_NAME} on decoded frames)"
+        )
     return source
 
 
-def frame_tags(catalog: Catalog, frame_ids: Iterable[int], *, source: TagSource = "auto", use_cache: bool = True,
-               num_threads: int | None = 1, stats: TagStats | None = None) -> FrameTags:
+def frame_tags(
+    catalog: Catalog,
+    frame_ids: Iterable[int],
+    *,
+    source: TagSource = "auto",
+    use_cache: bool = True,
+    num_threads: int | None = 1,
+    stats: TagStats | None = None,
+) -> FrameTags:
     """Top ImageNet classes of each frame in `frame_ids` (catalog frame ids), cached under <library>/tags/.
 
     `num_threads`: torch threads for the classifier (process-wide; None leaves the setting alone).
@@ -340,16 +359,26 @@ def frame_tags(catalog: Catalog, frame_ids: Iterable[int], *, source: TagSource 
         mode = _resolve_source(catalog, source)
         enc, head = _classifier(num_threads)
         t0 = time.perf_counter()
-        pooled = _pooled_from_features(catalog, todo) if mode == "features" else \
-            _pooled_from_video(catalog, todo, enc, st)
+        pooled = (
+            _pooled_from_features(catalog, todo) if mode == "features" else _pooled_from_video(catalog, todo, enc, st)
+        )
         classes, probs = _top_from_pooled(head, pooled)
         st.compute_s += time.perf_counter() - t0
         st.computed += len(todo)
         st.source = mode
-        log.info("tagged %d frames from %s in %.2f s (%.2f ms/frame)", len(todo), mode,
-                 time.perf_counter() - t0, st.ms_per_frame or 0.0)
-        new = _Cache(todo, classes, probs,
-                     {int(p): catalog.source(int(p)).content_hash for p in np.unique(split_frame_ids(todo)[0])})
+        log.info(
+            "tagged %d frames from %s in %.2f s (%.2f ms/frame)",
+            len(todo),
+            mode,
+            time.perf_counter() - t0,
+            st.ms_per_frame or 0.0,
+        )
+        new = _Cache(
+            todo,
+            classes,
+            probs,
+            {int(p): catalog.source(int(p)).content_hash for p in np.unique(split_frame_ids(todo)[0])},
+        )
         if use_cache:
             try:
                 with _locked(library):
@@ -358,14 +387,20 @@ def frame_tags(catalog: Catalog, frame_ids: Iterable[int], *, source: TagSource 
                     fids = np.concatenate([disk.frame_ids, new.frame_ids])
                     _, last = np.unique(fids[::-1], return_index=True)
                     keep = np.sort(len(fids) - 1 - last)
-                    merged = _Cache(fids[keep], np.concatenate([disk.classes, new.classes])[keep],
-                                    np.concatenate([disk.probs, new.probs])[keep],
-                                    disk.photo_hashes | new.photo_hashes)
+                    merged = _Cache(
+                        fids[keep],
+                        np.concatenate([disk.classes, new.classes])[keep],
+                        np.concatenate([disk.probs, new.probs])[keep],
+                        disk.photo_hashes | new.photo_hashes,
+                    )
                     _write_cache(path, merged)
             except OSError as exc:  # a read-only library still tags, it only cannot remember
                 log.warning("cannot write the tag cache %s (%s); tags are recomputed next time", path, exc)
-        cache = _Cache(np.concatenate([cache.frame_ids, todo]), np.concatenate([cache.classes, classes]),
-                       np.concatenate([cache.probs, probs]))
+        cache = _Cache(
+            np.concatenate([cache.frame_ids, todo]),
+            np.concatenate([cache.classes, classes]),
+            np.concatenate([cache.probs, probs]),
+        )
     order = np.argsort(cache.frame_ids, kind="stable")
     all_ids = cache.frame_ids[order]
     pos = np.searchsorted(all_ids, ids)

@@ -86,9 +86,15 @@ def _check(waveform: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     return waveform.astype(np.float32, copy=False)
 
 
-def speech_regions(waveform: np.ndarray, sample_rate_hz: int, *, threshold: float = 0.5,
-                   min_speech_s: float = 0.25, min_silence_s: float = 0.1,
-                   speech_pad_s: float = 0.03) -> list[tuple[float, float]]:
+def speech_regions(
+    waveform: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    threshold: float = 0.5,
+    min_speech_s: float = 0.25,
+    min_silence_s: float = 0.1,
+    speech_pad_s: float = 0.03,
+) -> list[tuple[float, float]]:
     """Speech as sorted, non-overlapping (start_s, end_s) in the input's time base.
 
     Parameters are silero-vad's `get_speech_timestamps` options in seconds (its defaults).
@@ -101,12 +107,19 @@ def speech_regions(waveform: np.ndarray, sample_rate_hz: int, *, threshold: floa
         model, get_speech_timestamps, backend = _silero_vad()
         with torch.inference_mode(), _torch_single_thread(backend == "torchscript"):
             stamps = get_speech_timestamps(
-                torch.from_numpy(audio), model, threshold=threshold, sampling_rate=VAD_SAMPLE_RATE_HZ,
-                min_speech_duration_ms=int(min_speech_s * 1000), min_silence_duration_ms=int(min_silence_s * 1000),
-                speech_pad_ms=int(speech_pad_s * 1000), return_seconds=False)
+                torch.from_numpy(audio),
+                model,
+                threshold=threshold,
+                sampling_rate=VAD_SAMPLE_RATE_HZ,
+                min_speech_duration_ms=int(min_speech_s * 1000),
+                min_silence_duration_ms=int(min_silence_s * 1000),
+                speech_pad_ms=int(speech_pad_s * 1000),
+                return_seconds=False,
+            )
     duration_s = len(waveform) / sample_rate_hz
-    regions = [(max(0.0, s["start"] / VAD_SAMPLE_RATE_HZ), min(duration_s, s["end"] / VAD_SAMPLE_RATE_HZ))
-               for s in stamps]
+    regions = [
+        (max(0.0, s["start"] / VAD_SAMPLE_RATE_HZ), min(duration_s, s["end"] / VAD_SAMPLE_RATE_HZ)) for s in stamps
+    ]
     return [(start, end) for start, end in regions if end > start]
 
 
@@ -122,9 +135,16 @@ class NonSpeechAudio:
     fallback_full_mix: bool  # True: too little speech-free audio, `waveform` is the full mix (voice included)
 
 
-def non_speech_audio(waveform: np.ndarray, sample_rate_hz: int, *, max_speech_fraction: float = 0.85,
-                     min_non_speech_s: float = 3.0, guard_s: float = 0.15, min_region_s: float = 0.5,
-                     vad_threshold: float = 0.5) -> NonSpeechAudio:
+def non_speech_audio(
+    waveform: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    max_speech_fraction: float = 0.85,
+    min_non_speech_s: float = 3.0,
+    guard_s: float = 0.15,
+    min_region_s: float = 0.5,
+    vad_threshold: float = 0.5,
+) -> NonSpeechAudio:
     """The non-speech parts of a finished ad's audio, for BGM embedding.
 
     Speech regions are widened by `guard_s` each side (voice onsets/tails the VAD trims);
@@ -158,10 +178,23 @@ def non_speech_audio(waveform: np.ndarray, sample_rate_hz: int, *, max_speech_fr
     kept_s = sum(e - s for s, e in kept)
 
     if speech_fraction > max_speech_fraction or kept_s < min_non_speech_s:
-        logger.info("speech covers %.0f%% (%.1f s speech-free): BGM embedded from the full mix",
-                    100 * speech_fraction, kept_s)
-        return NonSpeechAudio(waveform=waveform, sample_rate_hz=sample_rate_hz, regions=[(0.0, duration_s)],
-                              speech_regions=speech, speech_fraction=speech_fraction, fallback_full_mix=True)
-    parts = [waveform[int(round(s * sample_rate_hz)):int(round(e * sample_rate_hz))] for s, e in kept]
-    return NonSpeechAudio(waveform=np.concatenate(parts), sample_rate_hz=sample_rate_hz, regions=kept,
-                          speech_regions=speech, speech_fraction=speech_fraction, fallback_full_mix=False)
+        logger.info(
+            "speech covers %.0f%% (%.1f s speech-free): BGM embedded from the full mix", 100 * speech_fraction, kept_s
+        )
+        return NonSpeechAudio(
+            waveform=waveform,
+            sample_rate_hz=sample_rate_hz,
+            regions=[(0.0, duration_s)],
+            speech_regions=speech,
+            speech_fraction=speech_fraction,
+            fallback_full_mix=True,
+        )
+    parts = [waveform[int(round(s * sample_rate_hz)) : int(round(e * sample_rate_hz))] for s, e in kept]
+    return NonSpeechAudio(
+        waveform=np.concatenate(parts),
+        sample_rate_hz=sample_rate_hz,
+        regions=kept,
+        speech_regions=speech,
+        speech_fraction=speech_fraction,
+        fallback_full_mix=False,
+    )

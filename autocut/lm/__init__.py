@@ -5,5 +5,17 @@ Heavy modules (transformers, accelerate) load only when a submodule that needs t
 `.chat`, `.prompts`, `.backbone`, `.train`, `.decoding`, `.vllm_backend`, `.synthetic_ad`.
 """
 
-__all__ = ["backbone", "chat", "corpus", "dataset", "decoding", "prompts", "synthetic_ad", "tag_corpus", "tokens",
-           "train", "vllm_backend", "vocab"]
+__all__ = [
+    "backbone",
+    "chat",
+    "corpus",
+    "dataset",
+    "decoding",
+    "prompts",
+    "synthetic_ad",
+    "tag_corpus",
+    "tokens",
+    "train",
+    "vllm_backend",
+    "vocab",
+]

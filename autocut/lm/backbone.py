@@ -32,10 +32,10 @@ from autocut.errors import CheckpointError, ConfigError
 
 __all__ = [
     "BACKBONE_FORMAT_VERSION",
-    "BackboneInfo",
     "DEFAULT_CPU_BACKBONE",
     "QWEN3_SMALL",
     "SMOLLM2_GGUF_NAME",
+    "BackboneInfo",
     "convert_gguf",
     "default_qwen3_tokenizer_dir",
     "load_causal_lm",
@@ -60,8 +60,15 @@ SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CPU_BACKBONE = "smollm2"
 # The small Qwen3-architecture init measured against SmolLM2 as the CPU default (benchmarks/lm_backbone.py).
 # Tied embeddings: the 151,936-row vocabulary would otherwise be most of the parameters twice over.
-QWEN3_SMALL = {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 6, "num_key_value_heads": 2,
-               "intermediate_size": 1024, "head_dim": 64, "tie_word_embeddings": True}
+QWEN3_SMALL = {
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 6,
+    "num_key_value_heads": 2,
+    "intermediate_size": 1024,
+    "head_dim": 64,
+    "tie_word_embeddings": True,
+}
 QWEN3_VOCAB_ROWS = 151_936  # Qwen3 checkpoints pad the 151,669-token vocabulary to this many rows
 
 
@@ -86,7 +93,9 @@ def read_backbone_info(model_dir: str | os.PathLike[str]) -> BackboneInfo | None
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{p}: unreadable backbone info ({exc})") from None
     if info.format_version != BACKBONE_FORMAT_VERSION:
-        raise CheckpointError(f"{p}: backbone format {info.format_version}, this AutoCut reads {BACKBONE_FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{p}: backbone format {info.format_version}, this AutoCut reads {BACKBONE_FORMAT_VERSION}"
+        )
     return info
 
 
@@ -119,7 +128,7 @@ def _publish(tmp: Path, final: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_tokenizer(model_dir: str | os.PathLike[str]):  # noqa: ANN201 - a transformers tokenizer
+def load_tokenizer(model_dir: str | os.PathLike[str]):
     """The tokenizer stored in a model directory (local files only)."""
     from transformers import AutoTokenizer
 
@@ -129,8 +138,9 @@ def load_tokenizer(model_dir: str | os.PathLike[str]):  # noqa: ANN201 - a trans
     return AutoTokenizer.from_pretrained(d, local_files_only=True)
 
 
-def load_causal_lm(model_dir: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32,
-                   device: str | torch.device = "cpu"):  # noqa: ANN201 - (model, tokenizer)
+def load_causal_lm(
+    model_dir: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+):
     """Load any Hugging Face causal-LM directory (config + weights + tokenizer) from local files."""
     from transformers import AutoModelForCausalLM
 
@@ -140,8 +150,13 @@ def load_causal_lm(model_dir: str | os.PathLike[str], *, dtype: torch.dtype = to
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(d, dtype=dtype, local_files_only=True).to(device)
     tok = load_tokenizer(d)
-    log.info("loaded %s (%s, %.1fM params) in %.1f s", d, type(model).__name__,
-             sum(p.numel() for p in model.parameters()) / 1e6, time.perf_counter() - t0)
+    log.info(
+        "loaded %s (%s, %.1fM params) in %.1f s",
+        d,
+        type(model).__name__,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        time.perf_counter() - t0,
+    )
     return model, tok
 
 
@@ -177,7 +192,9 @@ def convert_gguf(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
-        raise CheckpointError(f"{src}: GGUF weights do not match the model (missing {missing}, unexpected {unexpected})")
+        raise CheckpointError(
+            f"{src}: GGUF weights do not match the model (missing {missing}, unexpected {unexpected})"
+        )
     model.tie_weights()
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -211,23 +228,40 @@ def default_qwen3_tokenizer_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "vendor" / "qwen3-tokenizer" / "package" / "models"
 
 
-def tiny_qwen3_config(*, vocab_size: int = QWEN3_VOCAB_ROWS, hidden_size: int = 32, num_hidden_layers: int = 2,
-                      num_attention_heads: int = 4, num_key_value_heads: int = 2, intermediate_size: int = 64,
-                      head_dim: int | None = None, tie_word_embeddings: bool = False,
-                      max_position_embeddings: int = 8192):  # noqa: ANN201 - a Qwen3Config
+def tiny_qwen3_config(
+    *,
+    vocab_size: int = QWEN3_VOCAB_ROWS,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int = 64,
+    head_dim: int | None = None,
+    tie_word_embeddings: bool = False,
+    max_position_embeddings: int = 8192,
+):
     """A small `Qwen3Config` (test scale by default). Untied like Qwen3-8B unless asked otherwise."""
     from transformers import Qwen3Config
 
     return Qwen3Config(
-        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads,
-        intermediate_size=intermediate_size, head_dim=head_dim or hidden_size // num_attention_heads,
-        tie_word_embeddings=tie_word_embeddings, max_position_embeddings=max_position_embeddings,
-        bos_token_id=None, eos_token_id=151645, pad_token_id=151643)
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        intermediate_size=intermediate_size,
+        head_dim=head_dim or hidden_size // num_attention_heads,
+        tie_word_embeddings=tie_word_embeddings,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=None,
+        eos_token_id=151645,
+        pad_token_id=151643,
+    )
 
 
-def make_qwen3_backbone(out_dir: str | os.PathLike[str], tokenizer_dir: str | os.PathLike[str], *,
-                        seed: int = 0, **config_kw: int | bool) -> Path:
+def make_qwen3_backbone(
+    out_dir: str | os.PathLike[str], tokenizer_dir: str | os.PathLike[str], *, seed: int = 0, **config_kw: int | bool
+) -> Path:
     """Write a randomly initialised `Qwen3ForCausalLM` (config from `tiny_qwen3_config(**config_kw)`)
     together with the Qwen3 tokenizer found in `tokenizer_dir`."""
     from transformers import AutoTokenizer, Qwen3ForCausalLM
@@ -251,8 +285,13 @@ def make_qwen3_backbone(out_dir: str | os.PathLike[str], tokenizer_dir: str | os
     return _publish(tmp, out)
 
 
-def resolve_backbone(name_or_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str], *,
-                     qwen3_tokenizer_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> Path:
+def resolve_backbone(
+    name_or_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str],
+    *,
+    qwen3_tokenizer_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+) -> Path:
     """A backbone directory from a name (`smollm2`, `qwen3-small`) or an existing directory."""
     name = str(name_or_dir)
     if name == "smollm2":
@@ -262,8 +301,7 @@ def resolve_backbone(name_or_dir: str | os.PathLike[str], cache_dir: str | os.Pa
         info = read_backbone_info(out) if (out / "config.json").exists() else None
         if info is not None and info.origin == "qwen3-init" and info.seed == seed:
             return out
-        return make_qwen3_backbone(out, qwen3_tokenizer_dir or default_qwen3_tokenizer_dir(), seed=seed,
-                                   **QWEN3_SMALL)
+        return make_qwen3_backbone(out, qwen3_tokenizer_dir or default_qwen3_tokenizer_dir(), seed=seed, **QWEN3_SMALL)
     d = Path(name)
     if not (d / "config.json").exists():
         raise ConfigError(f"backbone {name!r} is neither 'smollm2', 'qwen3-small' nor a model directory")

@@ -38,25 +38,32 @@ def _messages(human: str, system: str) -> list[dict[str, str]]:
     return msgs
 
 
-def render_prompt(tokenizer, human: str, *, system: str = "") -> str:  # noqa: ANN001 - any HF tokenizer
+def render_prompt(tokenizer, human: str, *, system: str = "") -> str:
     """Prompt text up to where the model starts answering."""
     if not getattr(tokenizer, "chat_template", None):
-        return (_CHATML_SYSTEM.format(content=system) if system else "") + _CHATML_USER.format(content=human) \
+        return (
+            (_CHATML_SYSTEM.format(content=system) if system else "")
+            + _CHATML_USER.format(content=human)
             + _CHATML_ASSISTANT
-    return tokenizer.apply_chat_template(_messages(human, system), add_generation_prompt=True, tokenize=False,
-                                         enable_thinking=False)
+        )
+    return tokenizer.apply_chat_template(
+        _messages(human, system), add_generation_prompt=True, tokenize=False, enable_thinking=False
+    )
 
 
-def render_exchange(tokenizer, human: str, answer: str, *, system: str = "") -> ChatTurns:  # noqa: ANN001
+def render_exchange(tokenizer, human: str, answer: str, *, system: str = "") -> ChatTurns:
     """Prompt and response text of one human/assistant exchange."""
     prompt = render_prompt(tokenizer, human, system=system)
     if not getattr(tokenizer, "chat_template", None):
         return ChatTurns(prompt, f"{answer}<|im_end|>\n")
     full = tokenizer.apply_chat_template(
-        [*_messages(human, system), {"role": "assistant", "content": answer}], tokenize=False, enable_thinking=False)
+        [*_messages(human, system), {"role": "assistant", "content": answer}], tokenize=False, enable_thinking=False
+    )
     if not full.startswith(prompt):
         # A template that renders earlier turns differently once an answer follows cannot be split
         # into prompt/response consistently with decoding: refuse rather than train on a mismatch.
-        raise ConfigError("the backbone's chat template renders the prompt differently when an answer follows; "
-                          "cannot split prompt and response consistently")
-    return ChatTurns(prompt, full[len(prompt):])
+        raise ConfigError(
+            "the backbone's chat template renders the prompt differently when an answer follows; "
+            "cannot split prompt and response consistently"
+        )
+    return ChatTurns(prompt, full[len(prompt) :])

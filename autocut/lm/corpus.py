@@ -34,25 +34,25 @@ import re
 import time
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from autocut.lm import tokens as T
-from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
-from autocut.planning.candidates import sample_uniform
 from autocut.errors import AutoCutError, ConfigError, VersionMismatchError
-from autocut.lm.prompts import CLIPS_KEY, DURATIONS_KEY, SCRIPT_KEY, product_view, task_prompt  # noqa: F401
-from autocut.library.ids import frame_id, split_frame_id
 from autocut.files import write_lines_atomic
+from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
+from autocut.library.ids import frame_id, split_frame_id
+from autocut.lm import tokens as T
+from autocut.lm.prompts import CLIPS_KEY, DURATIONS_KEY, SCRIPT_KEY, product_view, task_prompt  # noqa: F401
+from autocut.planning.candidates import sample_uniform
 
 __all__ = [
+    "AUTOCUT_TASK_NAMES",
     "CORPUS_FORMAT_VERSION",
     "TASKS",
-    "AUTOCUT_TASK_NAMES",
     "CodeEncoder",
     "CorpusConfig",
     "CorpusReport",
@@ -215,8 +215,12 @@ def transcript_problems(sentences: Sequence[str]) -> list[str]:
 
 
 def _record(prompt: str, answer: str, meta: dict[str, Any]) -> dict[str, Any]:
-    return {"conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}],
-            "system": "", "tools": "", "meta": meta}
+    return {
+        "conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}],
+        "system": "",
+        "tools": "",
+        "meta": meta,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -252,7 +256,7 @@ class _Builder:
             for c in ad.clips:
                 self.by_split[ad.split].append((ad.edit.product_id, ad.edit.edit_id, c))
 
-    def _fit(self, build, what: str):  # noqa: ANN001, ANN202 - build(k) -> (prompt, answer, meta)
+    def _fit(self, build, what: str):
         """Halve K until the prompt fits the budget; None (counted) if even K=1 does not."""
         k = self.cfg.max_frames_per_clip
         while True:
@@ -267,9 +271,15 @@ class _Builder:
             k = max(1, k // 2)
 
     def _meta(self, ad: _Ad, task: str) -> dict[str, Any]:
-        return {"task": task, "edit_id": ad.edit.edit_id, "product_id": ad.edit.product_id, "split": ad.split,
-                "language": ad.edit.language, "seed": self.cfg.seed,
-                "frames_per_clip": self.cfg.max_frames_per_clip}
+        return {
+            "task": task,
+            "edit_id": ad.edit.edit_id,
+            "product_id": ad.edit.product_id,
+            "split": ad.split,
+            "language": ad.edit.language,
+            "seed": self.cfg.seed,
+            "frames_per_clip": self.cfg.max_frames_per_clip,
+        }
 
     @staticmethod
     def _cand(c: _Clip, **extra: Any) -> dict[str, Any]:
@@ -296,8 +306,14 @@ class _Builder:
         product = product_view(ad.product, ad.edit.language)
 
         def build(k: int) -> tuple[str, str, dict[str, Any]]:
-            prompt = task_prompt("select", ad.edit.language, product, n=n_pos, script=script,
-                                  clips=[_clip_tokens(c.codes, k) for c, _ in shown])
+            prompt = task_prompt(
+                "select",
+                ad.edit.language,
+                product,
+                n=n_pos,
+                script=script,
+                clips=[_clip_tokens(c.codes, k) for c, _ in shown],
+            )
             meta = self._meta(ad, "select") | {"candidates": [self._cand(c, positive=pos) for c, pos in shown]}
             return prompt, answer, meta
 
@@ -319,8 +335,9 @@ class _Builder:
         product = product_view(ad.product, ad.edit.language)
 
         def build(k: int) -> tuple[str, str, dict[str, Any]]:
-            prompt = task_prompt("sort", ad.edit.language, product, n=n, script=script,
-                                  clips=[_clip_tokens(c.codes, k) for c in shown])
+            prompt = task_prompt(
+                "sort", ad.edit.language, product, n=n, script=script, clips=[_clip_tokens(c.codes, k) for c in shown]
+            )
             meta = self._meta(ad, "sort") | {"candidates": [self._cand(c) for c in shown]}
             return prompt, answer, meta
 
@@ -332,10 +349,19 @@ class _Builder:
         answer = "\n".join(c.seg.sentence for c in ad.clips)
 
         def build(k: int) -> tuple[str, str, dict[str, Any]]:
-            prompt = task_prompt("script", ad.edit.language, product, n=len(ad.clips), script=None,
-                                  clips=[_clip_tokens(c.codes, k) for c in ad.clips], durations_s=durations)
-            meta = self._meta(ad, "script") | {"durations_s": durations,
-                                                "candidates": [self._cand(c) for c in ad.clips]}
+            prompt = task_prompt(
+                "script",
+                ad.edit.language,
+                product,
+                n=len(ad.clips),
+                script=None,
+                clips=[_clip_tokens(c.codes, k) for c in ad.clips],
+                durations_s=durations,
+            )
+            meta = self._meta(ad, "script") | {
+                "durations_s": durations,
+                "candidates": [self._cand(c) for c in ad.clips],
+            }
             return prompt, answer, meta
 
         return self._finish(build, "script")
@@ -348,14 +374,20 @@ class _Builder:
         answer = T.audio_block(ad.audio)
 
         def build(k: int) -> tuple[str, str, dict[str, Any]]:
-            prompt = task_prompt("bgm", ad.edit.language, product, n=len(ad.clips), script=None,
-                                  clips=[_clip_tokens(c.codes, k, c.seg.sentence) for c in ad.clips])
+            prompt = task_prompt(
+                "bgm",
+                ad.edit.language,
+                product,
+                n=len(ad.clips),
+                script=None,
+                clips=[_clip_tokens(c.codes, k, c.seg.sentence) for c in ad.clips],
+            )
             meta = self._meta(ad, "bgm") | {"audio_id": ad.edit.audio_id}
             return prompt, answer, meta
 
         return self._finish(build, "bgm")
 
-    def _finish(self, build, task: str) -> dict[str, Any] | None:  # noqa: ANN001
+    def _finish(self, build, task: str) -> dict[str, Any] | None:
         out = self._fit(build, task)
         if out is None:
             return None
@@ -364,8 +396,10 @@ class _Builder:
 
 
 def _align_text(ad: _Ad, max_frames: int | None) -> str:
-    clips = [(c.seg.sentence, c.codes if max_frames is None else c.codes[sample_uniform(len(c.codes), max_frames)])
-             for c in ad.clips]
+    clips = [
+        (c.seg.sentence, c.codes if max_frames is None else c.codes[sample_uniform(len(c.codes), max_frames)])
+        for c in ad.clips
+    ]
     return T.ad_sequence(clips, ad.audio)
 
 
@@ -386,8 +420,7 @@ def _sft_problems(ad: _Ad, cfg: CorpusConfig) -> list[str]:
     return problems
 
 
-def _load_ads(catalog: Catalog, video: CodeEncoder, audio: CodeEncoder | None,
-              dropped: Counter[str]) -> list[_Ad]:
+def _load_ads(catalog: Catalog, video: CodeEncoder, audio: CodeEncoder | None, dropped: Counter[str]) -> list[_Ad]:
     edits = catalog.reference_edits()
     products = {p.product_id: p for p in catalog.products()}
     photo_ids = sorted({s.photo_id for e in edits for s in e.segments})
@@ -442,9 +475,15 @@ def sft_files(corpus_dir: str | os.PathLike[str], split: str, tasks: Sequence[st
     return [p for t in tasks if (p := d / f"sft_{t}_{split}.jsonl").exists()]
 
 
-def build_corpus(catalog: Catalog, out_dir: str | os.PathLike[str], *, video_tokenizer: CodeEncoder,
-                 audio_tokenizer: CodeEncoder | None, config: CorpusConfig | None = None,
-                 tokenizer_info: dict[str, Any] | None = None) -> CorpusReport:
+def build_corpus(
+    catalog: Catalog,
+    out_dir: str | os.PathLike[str],
+    *,
+    video_tokenizer: CodeEncoder,
+    audio_tokenizer: CodeEncoder | None,
+    config: CorpusConfig | None = None,
+    tokenizer_info: dict[str, Any] | None = None,
+) -> CorpusReport:
     """Write the alignment corpus and the SFT task files for every reference edit in `catalog`."""
     cfg = config or CorpusConfig()
     t0 = time.perf_counter()
@@ -457,10 +496,24 @@ def build_corpus(catalog: Catalog, out_dir: str | os.PathLike[str], *, video_tok
 
     for split in splits:
         sel = [a for a in ads if a.split == split]
-        n = write_lines_atomic(out / f"align_{split}.jsonl", (_dumps({
-            "text": _align_text(a, cfg.align_max_frames_per_clip),
-            "meta": {"edit_id": a.edit.edit_id, "product_id": a.edit.product_id, "split": split,
-                     "language": a.edit.language, "audio_id": a.edit.audio_id}}) for a in sel))
+        n = write_lines_atomic(
+            out / f"align_{split}.jsonl",
+            (
+                _dumps(
+                    {
+                        "text": _align_text(a, cfg.align_max_frames_per_clip),
+                        "meta": {
+                            "edit_id": a.edit.edit_id,
+                            "product_id": a.edit.product_id,
+                            "split": split,
+                            "language": a.edit.language,
+                            "audio_id": a.edit.audio_id,
+                        },
+                    }
+                )
+                for a in sel
+            ),
+        )
         report.files[f"align_{split}.jsonl"] = n
 
     # SFT: filters, then dedupe on {brand, product, script} (first edit id wins: deterministic).
@@ -489,9 +542,15 @@ def build_corpus(catalog: Catalog, out_dir: str | os.PathLike[str], *, video_tok
     report.dropped = dict(dropped)
     report.seconds = time.perf_counter() - t0
     manifest = {
-        "format": "autocut-lm-corpus", "format_version": CORPUS_FORMAT_VERSION, "created_at": time.time(),
-        "library": str(catalog.root), "pca_version": catalog.pca_version, "config": asdict(cfg),
-        "tokenizers": tokenizer_info or {}, "files": report.files, "dropped": report.dropped,
+        "format": "autocut-lm-corpus",
+        "format_version": CORPUS_FORMAT_VERSION,
+        "created_at": time.time(),
+        "library": str(catalog.root),
+        "pca_version": catalog.pca_version,
+        "config": asdict(cfg),
+        "tokenizers": tokenizer_info or {},
+        "files": report.files,
+        "dropped": report.dropped,
         "splits": {s: sorted({a.edit.product_id for a in ads if a.split == s}) for s in splits},
     }
     write_lines_atomic(out / "manifest.json", [json.dumps(manifest, ensure_ascii=False, indent=2)])
@@ -505,8 +564,10 @@ def read_manifest(corpus_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"no corpus in {corpus_dir} (run `autocut corpus build` first)")
     data = json.loads(p.read_text())
     if data.get("format_version") != CORPUS_FORMAT_VERSION:
-        raise VersionMismatchError(f"{p}: corpus format {data.get('format_version')}, this AutoCut reads "
-                                   f"{CORPUS_FORMAT_VERSION}; rebuild with `autocut corpus build`")
+        raise VersionMismatchError(
+            f"{p}: corpus format {data.get('format_version')}, this AutoCut reads "
+            f"{CORPUS_FORMAT_VERSION}; rebuild with `autocut corpus build`"
+        )
     return data
 
 
@@ -571,8 +632,9 @@ def detect_task(human: str, answer: str) -> str:
     return "script"
 
 
-def import_autocut(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *,
-                   split: str = "train") -> CorpusReport:
+def import_autocut(
+    paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *, split: str = "train"
+) -> CorpusReport:
     """Convert AutoCut-format SFT files into ours (``sft_<task>_<split>.jsonl`` with meta), validating
     every record's structure and tokens."""
     t0 = time.perf_counter()
@@ -592,8 +654,16 @@ def import_autocut(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
             meta = {"task": task, "split": split, "source": f"autocut:{Path(path).name}", "index": i}
             if kept:
                 meta["extra"] = kept  # fields the public files sometimes carry (sample_id, ad_key, ...)
-            by_task[task].append(_dumps({"conversations": rec["conversations"], "system": rec.get("system", ""),
-                                         "tools": rec.get("tools", ""), "meta": meta}))
+            by_task[task].append(
+                _dumps(
+                    {
+                        "conversations": rec["conversations"],
+                        "system": rec.get("system", ""),
+                        "tools": rec.get("tools", ""),
+                        "meta": meta,
+                    }
+                )
+            )
     report = CorpusReport(out_dir=str(out))
     for task, lines in by_task.items():
         name = f"sft_{task}_{split}.jsonl"
@@ -608,8 +678,11 @@ def export_autocut(paths: Sequence[str | os.PathLike[str]], out_path: str | os.P
     for path in paths:
         for i, rec in enumerate(read_sharegpt(path)):
             _exchange(rec, f"{path} record {i}")
-            out_rec = {"conversations": rec["conversations"], "system": rec.get("system", ""),
-                       "tools": rec.get("tools", "")}
+            out_rec = {
+                "conversations": rec["conversations"],
+                "system": rec.get("system", ""),
+                "tools": rec.get("tools", ""),
+            }
             extra = (rec.get("meta") or {}).get("extra")
             if isinstance(extra, dict):
                 out_rec.update(extra)  # give back fields an import set aside

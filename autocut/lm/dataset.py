@@ -57,13 +57,13 @@ def read_align_texts(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return texts
 
 
-def _eos_id(tokenizer) -> int:  # noqa: ANN001
+def _eos_id(tokenizer) -> int:
     if tokenizer.eos_token_id is None:
         raise ConfigError("the backbone's tokenizer has no EOS token")
     return int(tokenizer.eos_token_id)
 
 
-def align_examples(texts: Iterable[str], tokenizer, *, cutoff_len: int, packing: bool) -> list[Example]:  # noqa: ANN001
+def align_examples(texts: Iterable[str], tokenizer, *, cutoff_len: int, packing: bool) -> list[Example]:
     """Next-token examples over whole ads (loss on everything)."""
     if cutoff_len < 2:
         raise ConfigError(f"cutoff_len must be >= 2, got {cutoff_len}")
@@ -76,11 +76,11 @@ def align_examples(texts: Iterable[str], tokenizer, *, cutoff_len: int, packing:
             log.warning("%d of %d alignment sequences truncated to %d tokens", n_cut, len(seqs), cutoff_len)
         return [Example(s, list(s)) for s in out if len(s) >= 2]
     flat = [i for s in seqs for i in s]
-    blocks = [flat[a:a + cutoff_len] for a in range(0, len(flat), cutoff_len)]
+    blocks = [flat[a : a + cutoff_len] for a in range(0, len(flat), cutoff_len)]
     return [Example(b, list(b)) for b in blocks if len(b) >= 2]
 
 
-def sft_examples(records: Iterable[dict], tokenizer, *, cutoff_len: int) -> tuple[list[Example], int]:  # noqa: ANN001
+def sft_examples(records: Iterable[dict], tokenizer, *, cutoff_len: int) -> tuple[list[Example], int]:
     """Response-only-loss examples from ShareGPT records; returns (examples, number dropped as too long)."""
     out: list[Example] = []
     dropped = 0
@@ -94,8 +94,9 @@ def sft_examples(records: Iterable[dict], tokenizer, *, cutoff_len: int) -> tupl
             continue
         out.append(Example(p + r, [IGNORE_INDEX] * len(p) + r))
     if dropped:
-        log.warning("%d SFT exchanges longer than cutoff_len %d dropped (lower K or raise the cutoff)",
-                    dropped, cutoff_len)
+        log.warning(
+            "%d SFT exchanges longer than cutoff_len %d dropped (lower K or raise the cutoff)", dropped, cutoff_len
+        )
     return out, dropped
 
 

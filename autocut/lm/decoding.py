@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from autocut.lm import tokens as T
 from autocut.errors import ConfigError
+from autocut.lm import tokens as T
 from autocut.speech.words import count_words
 
 __all__ = [
@@ -71,14 +71,38 @@ MAX_NUMERIC_RUNS = 2
 # space and the punctuation ad scripts use (the demo world's reference scripts use . , ? ! - ' $ and
 # 。，？！). Everything else (emoji, math, brackets, other scripts) is what a voice would spell out or
 # skip, so it is never generated.
-_COMMON = ((0x20, 0x22), (0x24, 0x29), (0x2C, 0x2E), (0x30, 0x3B), (0x3F, 0x3F), (0x41, 0x5A), (0x61, 0x7A),
-           (0xA3, 0xA3), (0xA5, 0xA5), (0x2013, 0x2014), (0x2018, 0x2019), (0x201C, 0x201D), (0x2026, 0x2026),
-           (0x20AC, 0x20AC))
+_COMMON = (
+    (0x20, 0x22),
+    (0x24, 0x29),
+    (0x2C, 0x2E),
+    (0x30, 0x3B),
+    (0x3F, 0x3F),
+    (0x41, 0x5A),
+    (0x61, 0x7A),
+    (0xA3, 0xA3),
+    (0xA5, 0xA5),
+    (0x2013, 0x2014),
+    (0x2018, 0x2019),
+    (0x201C, 0x201D),
+    (0x2026, 0x2026),
+    (0x20AC, 0x20AC),
+)
 _CHARSETS: dict[str, tuple[tuple[int, int], ...]] = {
     "en": _COMMON + ((0xC0, 0xD6), (0xD8, 0xF6), (0xF8, 0x24F)),  # Latin-1 and Latin Extended letters
-    "zh": _COMMON + ((0xB7, 0xB7), (0x3001, 0x3002), (0x300A, 0x300D), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
-                     (0xF900, 0xFAFF), (0xFF01, 0xFF01), (0xFF08, 0xFF09), (0xFF0C, 0xFF0C), (0xFF1A, 0xFF1B),
-                     (0xFF1F, 0xFF1F)),
+    "zh": _COMMON
+    + (
+        (0xB7, 0xB7),
+        (0x3001, 0x3002),
+        (0x300A, 0x300D),
+        (0x3400, 0x4DBF),
+        (0x4E00, 0x9FFF),
+        (0xF900, 0xFAFF),
+        (0xFF01, 0xFF01),
+        (0xFF08, 0xFF09),
+        (0xFF0C, 0xFF0C),
+        (0xFF1A, 0xFF1B),
+        (0xFF1F, 0xFF1F),
+    ),
 }
 
 
@@ -97,8 +121,8 @@ def _prefix_feasible(prefix: bytes, language: str) -> bool:
     need = {0xC0: 2, 0xE0: 3, 0xF0: 4}.get(prefix[0] & (0xE0 if prefix[0] < 0xE0 else 0xF0), 0)
     if not need or len(prefix) >= need:
         return False
-    lo = (prefix + b"\x80" * (need - len(prefix)))
-    hi = (prefix + b"\xbf" * (need - len(prefix)))
+    lo = prefix + b"\x80" * (need - len(prefix))
+    hi = prefix + b"\xbf" * (need - len(prefix))
     try:
         a, b = ord(lo.decode("utf-8", "surrogatepass")), ord(hi.decode("utf-8", "surrogatepass"))
     except UnicodeDecodeError:
@@ -141,7 +165,7 @@ class _PrefillCache:
         self.size = size
         self.entries: OrderedDict[tuple[int, str], tuple[weakref.ref, object, torch.Tensor, int]] = OrderedDict()
 
-    def get(self, model, prompt: str) -> tuple[object, torch.Tensor, int] | None:  # noqa: ANN001
+    def get(self, model, prompt: str) -> tuple[object, torch.Tensor, int] | None:
         with self.lock:
             hit = self.entries.get((id(model), prompt))
             if hit is None or hit[0]() is not model:  # an id reused by another model is not a hit
@@ -149,7 +173,7 @@ class _PrefillCache:
             self.entries.move_to_end((id(model), prompt))
             return hit[1], hit[2], hit[3]
 
-    def put(self, model, prompt: str, cache: object, logits: torch.Tensor, n: int) -> None:  # noqa: ANN001
+    def put(self, model, prompt: str, cache: object, logits: torch.Tensor, n: int) -> None:
         with self.lock:
             self.entries[(id(model), prompt)] = (weakref.ref(model), cache, logits, n)
             self.entries.move_to_end((id(model), prompt))
@@ -163,7 +187,7 @@ _PREFILL = _PrefillCache()
 class _Session:
     """Feeds tokens to the model one at a time after the (possibly cached) prompt prefill."""
 
-    def __init__(self, model, tok, prompt: str) -> None:  # noqa: ANN001 - any HF causal LM / tokenizer
+    def __init__(self, model, tok, prompt: str) -> None:
         self.model = model
         self.stats = DecodeStats()
         t0 = time.perf_counter()
@@ -228,7 +252,7 @@ class _Picker:
         return int(ids[int(self.rng.choice(ids.size, p=p))])
 
 
-def _end_ids(tok) -> list[int]:  # noqa: ANN001
+def _end_ids(tok) -> list[int]:
     out = []
     for t in _END_TOKENS:
         i = tok.convert_tokens_to_ids(t)
@@ -282,7 +306,7 @@ def _utf8_scan(b: bytes) -> tuple[int, bool, int]:
             need = 3
         else:
             return lead, False, 0
-        follow = b[i + 1:i + 1 + need]
+        follow = b[i + 1 : i + 1 + need]
         if any(not 0x80 <= x <= 0xBF for x in follow):
             return lead, False, 0
         lo, hi = _SECOND_BYTE.get(c, (0x80, 0xBF))
@@ -360,10 +384,11 @@ class _RunTable:
     rest_numeric: np.ndarray  # other runs that are numeric
 
     @classmethod
-    def build(cls, texts: list[str]) -> "_RunTable":
+    def build(cls, texts: list[str]) -> _RunTable:
         n = len(texts)
-        cols = {k: np.zeros(n, np.int16) for k in ("first_len", "first_digits", "rest_len", "rest_digits",
-                                                    "rest_numeric")}
+        cols = {
+            k: np.zeros(n, np.int16) for k in ("first_len", "first_digits", "rest_len", "rest_digits", "rest_numeric")
+        }
         first_digit, first_letter = np.zeros(n, bool), np.zeros(n, bool)
         for i, text in enumerate(texts):
             if not text:
@@ -388,11 +413,16 @@ class _RunTable:
         joined = self.first_len > 0  # the first run extends the open one (a break first: it starts afresh)
         m_len = self.first_len + np.where(joined, o_len, 0)
         m_digits = self.first_digits + np.where(joined, o_digits, 0)
-        m_numeric = ((self.first_digit | (joined & o_digit)) & ~(self.first_letter | (joined & o_letter)))
+        m_numeric = (self.first_digit | (joined & o_digit)) & ~(self.first_letter | (joined & o_letter))
         # The open run stays as it is when the token starts with a break.
         after = numeric + np.where(joined, 0, int(o_numeric)) + m_numeric + self.rest_numeric
-        return ((m_len <= MAX_RUN_CHARS) & (m_digits <= MAX_RUN_DIGITS) & (self.rest_len <= MAX_RUN_CHARS)
-                & (self.rest_digits <= MAX_RUN_DIGITS) & (after <= max(MAX_NUMERIC_RUNS, numeric + int(o_numeric))))
+        return (
+            (m_len <= MAX_RUN_CHARS)
+            & (m_digits <= MAX_RUN_DIGITS)
+            & (self.rest_len <= MAX_RUN_CHARS)
+            & (self.rest_digits <= MAX_RUN_DIGITS)
+            & (after <= max(MAX_NUMERIC_RUNS, numeric + int(o_numeric)))
+        )
 
 
 @dataclass(eq=False)
@@ -423,16 +453,23 @@ class _Tables:
     n_chars: np.ndarray  # characters it adds (an incomplete last one counts; a trailing newline does not)
     texts: list[str]  # complete characters after any leading continuation bytes
     tails: list[bytes]  # bytes of an incomplete last character
-    runs: "_RunTable"  # word-shape facts per token (MAX_RUN_* rules)
+    runs: _RunTable  # word-shape facts per token (MAX_RUN_* rules)
     _lang_ok: dict[str, np.ndarray] = field(default_factory=dict)
 
     def lang_ok(self, language: str) -> np.ndarray:
         """Tokens whose characters (and open last character) fit a `language` voice-over line."""
         key = "zh" if language == "zh" else "en"
         if key not in self._lang_ok:
-            self._lang_ok[key] = np.array(
-                [all(_char_ok(ch, key) for ch in txt) and (not tail or _prefix_feasible(tail, key))
-                 for txt, tail in zip(self.texts, self.tails)], bool) & self.text_ok
+            self._lang_ok[key] = (
+                np.array(
+                    [
+                        all(_char_ok(ch, key) for ch in txt) and (not tail or _prefix_feasible(tail, key))
+                        for txt, tail in zip(self.texts, self.tails)
+                    ],
+                    bool,
+                )
+                & self.text_ok
+            )
         return self._lang_ok[key]
 
 
@@ -440,7 +477,7 @@ _TABLES: dict[tuple[int, int], _Tables] = {}
 _TABLES_LOCK = threading.Lock()
 
 
-def _tables(tok) -> _Tables:  # noqa: ANN001
+def _tables(tok) -> _Tables:
     key = (id(tok), len(tok))
     with _TABLES_LOCK:
         got = _TABLES.get(key)
@@ -449,7 +486,7 @@ def _tables(tok) -> _Tables:  # noqa: ANN001
         return got
 
 
-def _build_tables(tok) -> _Tables:  # noqa: ANN001
+def _build_tables(tok) -> _Tables:
     n = len(tok)
     special = {int(i) for i in getattr(tok, "added_tokens_decoder", {})}
     pieces = [""] * n
@@ -489,8 +526,20 @@ def _build_tables(tok) -> _Tables:  # noqa: ANN001
             continue
         texts[i], tails[i] = text, body[cut:]
         n_words = count_words(text)
-        rows.append((i, nl_at != -1, b[:1].isspace(), ld, ld == len(b), need, n_words + int(need > 0),
-                     ld == 0 and _first_chunk_joins(text), len(text.rstrip("\n")) + int(need > 0), n_words))
+        rows.append(
+            (
+                i,
+                nl_at != -1,
+                b[:1].isspace(),
+                ld,
+                ld == len(b),
+                need,
+                n_words + int(need > 0),
+                ld == 0 and _first_chunk_joins(text),
+                len(text.rstrip("\n")) + int(need > 0),
+                n_words,
+            )
+        )
         if text and ld == 0 and not need and not text.strip("0123456789,"):
             index_tokens.append((i, text))
     ids = np.array([r[0] for r in rows], np.int64)
@@ -511,15 +560,42 @@ def _build_tables(tok) -> _Tables:  # noqa: ANN001
     a_start = a_end = None
     probe = tok.convert_tokens_to_ids("<a_0_0>")
     if isinstance(probe, int) and probe >= 0 and probe != tok.unk_token_id:
-        audio_ids = np.array([[tok.convert_tokens_to_ids(T.code_token("audio", lv, c))
-                               for c in range(T.CODEBOOK_SIZE)] for lv in range(T.NUM_LEVELS)], np.int64)
+        audio_ids = np.array(
+            [
+                [tok.convert_tokens_to_ids(T.code_token("audio", lv, c)) for c in range(T.CODEBOOK_SIZE)]
+                for lv in range(T.NUM_LEVELS)
+            ],
+            np.int64,
+        )
         a_start = int(tok.convert_tokens_to_ids(T.AUDIO_START))
         a_end = int(tok.convert_tokens_to_ids(T.AUDIO_END))
-    log.debug("token tables for %d tokens (byte-level %s): %d usable in script lines", n, byte_level,
-              int(text_ok.sum()))
-    return _Tables(n, _end_ids(tok), index_tokens, audio_ids, a_start, a_end, raw, text_ok, newline, starts_space,
-                   lead, all_cont, tail_need, first_byte, words, words_lo, joins, n_bytes, n_chars, texts, tails,
-                   _RunTable.build(texts))
+    log.debug(
+        "token tables for %d tokens (byte-level %s): %d usable in script lines", n, byte_level, int(text_ok.sum())
+    )
+    return _Tables(
+        n,
+        _end_ids(tok),
+        index_tokens,
+        audio_ids,
+        a_start,
+        a_end,
+        raw,
+        text_ok,
+        newline,
+        starts_space,
+        lead,
+        all_cont,
+        tail_need,
+        first_byte,
+        words,
+        words_lo,
+        joins,
+        n_bytes,
+        n_chars,
+        texts,
+        tails,
+        _RunTable.build(texts),
+    )
 
 
 def _complete_prefix_len(b: bytes) -> int:
@@ -541,8 +617,9 @@ def _mask(n_rows: int, allowed: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- indices
 
 
-def index_answer_valid(text: str, *, n_options: int, count: int | None, ascending: bool, permutation: bool,
-                       complete: bool) -> bool:
+def index_answer_valid(
+    text: str, *, n_options: int, count: int | None, ascending: bool, permutation: bool, complete: bool
+) -> bool:
     """Whether `text` is a valid index answer (``complete=True``) or a prefix of one (``complete=False``).
 
     Valid: 1-based numbers in 1..n_options without leading zeros, comma-separated, distinct; ascending
@@ -578,8 +655,19 @@ def index_answer_valid(text: str, *, n_options: int, count: int | None, ascendin
     return any(fits(v) for v in range(1, n_options + 1) if str(v).startswith(part))
 
 
-def choose_indices(model, tok, prompt: str, *, n_options: int, count: int | None, ascending: bool,  # noqa: ANN001
-                   permutation: bool, sample: bool = False, temperature: float = 1.0, seed: int = 0) -> list[int]:
+def choose_indices(
+    model,
+    tok,
+    prompt: str,
+    *,
+    n_options: int,
+    count: int | None,
+    ascending: bool,
+    permutation: bool,
+    sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> list[int]:
     """The model's clip numbers (1-based, as prompts show them) under the answer constraints.
 
     Selection: ``ascending=True`` and `count` numbers (None: any number >= 1); sorting:
@@ -626,8 +714,9 @@ def choose_indices(model, tok, prompt: str, *, n_options: int, count: int | None
 # ---------------------------------------------------------------------------------------------- BGM codes
 
 
-def generate_audio_codes(model, tok, prompt: str, *, sample: bool = False, temperature: float = 1.0,  # noqa: ANN001
-                         seed: int = 0) -> np.ndarray:
+def generate_audio_codes(
+    model, tok, prompt: str, *, sample: bool = False, temperature: float = 1.0, seed: int = 0
+) -> np.ndarray:
     """(8,) int64 audio codes: the model's ``<|audio_start|>`` + 8 a-tokens (levels 0..7) answer."""
     tables = _tables(tok)
     if tables.audio_ids is None or tables.audio_start is None:
@@ -650,9 +739,20 @@ def generate_audio_codes(model, tok, prompt: str, *, sample: bool = False, tempe
 # ---------------------------------------------------------------------------------------------- script lines
 
 
-def generate_lines(model, tok, prompt: str, *, n_lines: int, max_words: Sequence[int], language: str,  # noqa: ANN001
-                   sample: bool = False, temperature: float = 1.0, seed: int = 0,
-                   min_words: Sequence[int] | None = None, max_chars: Sequence[int] | None = None) -> list[str]:
+def generate_lines(
+    model,
+    tok,
+    prompt: str,
+    *,
+    n_lines: int,
+    max_words: Sequence[int],
+    language: str,
+    sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
+    min_words: Sequence[int] | None = None,
+    max_chars: Sequence[int] | None = None,
+) -> list[str]:
     """Exactly `n_lines` non-empty lines (the script answer), line i holding min_words[i]..max_words[i] words
     and at most max_chars[i] characters (what the voice can say in the clip).
 
@@ -680,15 +780,28 @@ def generate_lines(model, tok, prompt: str, *, n_lines: int, max_words: Sequence
     lines: list[str] = []
     try:
         for li in range(n_lines):
-            lines.append(_one_line(session, picker, t, lo[li], hi[li], chars[li], language,
-                                   last=li == n_lines - 1, end_id=end_id))
+            lines.append(
+                _one_line(
+                    session, picker, t, lo[li], hi[li], chars[li], language, last=li == n_lines - 1, end_id=end_id
+                )
+            )
     finally:
         session.finish()
     return lines
 
 
-def _one_line(session: _Session, picker: _Picker, t: _Tables, lo: int, hi: int, max_chars: int, language: str, *,
-              last: bool, end_id: int) -> str:
+def _one_line(
+    session: _Session,
+    picker: _Picker,
+    t: _Tables,
+    lo: int,
+    hi: int,
+    max_chars: int,
+    language: str,
+    *,
+    last: bool,
+    end_id: int,
+) -> str:
     """Decode one line (feeding its tokens, and the newline that ends it unless it is the last line)."""
     line = bytearray()
     pending = 0  # continuation bytes the line's last character still needs (counted as a word already)
@@ -698,7 +811,7 @@ def _one_line(session: _Session, picker: _Picker, t: _Tables, lo: int, hi: int, 
     usable = t.lang_ok(language)
     per_word = 1 if language == "zh" else 2  # fewest characters a further word takes (CJK char; space + letter)
     for step in range(soft + 4 * hi + 16):
-        complete = line[:len(line) - _tail_len(line, pending)].decode("utf-8")
+        complete = line[: len(line) - _tail_len(line, pending)].decode("utf-8")
         count_lo = count_words(complete)  # words for sure (the open character may merge into a word)
         count = count_lo + int(pending > 0)  # at most
         room = max_chars - len(complete) - int(pending > 0)  # characters still allowed
@@ -717,14 +830,20 @@ def _one_line(session: _Session, picker: _Picker, t: _Tables, lo: int, hi: int, 
         ok = usable & utf8 & ~t.newline & (count + delta <= hi) & (t.n_chars + reserve <= room)
         ends_here = np.zeros_like(ok)
         if not last and not pending and line:
-            ends_here = (usable & t.newline & (t.lead == 0) & (delta <= max(0, hi - count)) & (count + delta >= lo)
-                         & (t.n_chars <= max(room, 0)))
+            ends_here = (
+                usable
+                & t.newline
+                & (t.lead == 0)
+                & (delta <= max(0, hi - count))
+                & (count + delta >= lo)
+                & (t.n_chars <= max(room, 0))
+            )
         if not line:
             ok &= ~t.starts_space
         if not pending:
             ok &= t.runs.allowed(complete)
         if pending:
-            ok &= _completes_allowed(t, np.flatnonzero(ok), bytes(line[len(complete.encode()):]), pending, language)
+            ok &= _completes_allowed(t, np.flatnonzero(ok), bytes(line[len(complete.encode()) :]), pending, language)
         if step >= soft:
             if pending:
                 pass  # finish the open character first
@@ -770,8 +889,7 @@ def _completes_allowed(t: _Tables, ids: np.ndarray, open_char: bytes, pending: i
         ok = seen.get(head)
         if ok is None:
             full = open_char + head
-            ok = (_char_ok(full.decode("utf-8"), language) if len(head) == pending
-                  else _prefix_feasible(full, language))
+            ok = _char_ok(full.decode("utf-8"), language) if len(head) == pending else _prefix_feasible(full, language)
             seen[head] = ok
         out[i] = ok
     return out
@@ -785,4 +903,3 @@ def _tail_len(line: bytearray, pending: int) -> int:
     while k <= len(line) and 0x80 <= line[-k] <= 0xBF:
         k += 1
     return min(k, len(line))
-

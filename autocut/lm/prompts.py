@@ -45,41 +45,46 @@ class ProductView:
 def product_view(p: ProductRecord, language: str) -> ProductView:
     """A catalog product seen in `language` (its localised names when it has them)."""
     loc = (p.language_names or {}).get(language, {}) if isinstance(p.language_names, dict) else {}
-    return ProductView(name=loc.get("name") or p.name, brand=loc.get("brand") or p.brand,
-                       selling_points=list(loc.get("selling_points") or p.selling_points))
+    return ProductView(
+        name=loc.get("name") or p.name,
+        brand=loc.get("brand") or p.brand,
+        selling_points=list(loc.get("selling_points") or p.selling_points),
+    )
 
 
 def product_header(p: ProductView, language: str) -> str:
     """The three product lines every prompt starts its body with (【商品】【品牌】【卖点】)."""
     none = "无" if language == "zh" else "none"
     sep = "，" if language == "zh" else ", "
-    return (f"【商品】：{p.name or none}\n【品牌】：{p.brand or none}\n"
-            f"【卖点】：{sep.join(p.selling_points) if p.selling_points else none}")
+    return (
+        f"【商品】：{p.name or none}\n【品牌】：{p.brand or none}\n"
+        f"【卖点】：{sep.join(p.selling_points) if p.selling_points else none}"
+    )
 
 
 # Instruction lines (our own wording; section keys follow the public data: 【广告台词如下】【视频片段如下】).
 INSTRUCTIONS: dict[str, dict[str, str]] = {
     "select": {
         "en": "You are a professional video editor. From the pool below, select the clips that belong to this "
-              "ad's script (about half of the pool is unrelated). Answer with their numbers in ascending order, "
-              "comma-separated, one clip per script line.\nScript lines: {n}",
+        "ad's script (about half of the pool is unrelated). Answer with their numbers in ascending order, "
+        "comma-separated, one clip per script line.\nScript lines: {n}",
         "zh": "你是专业的视频剪辑师。请根据商品信息和广告台词，从下面的素材池中选出属于这条广告的视频片段"
-              "（素材池中约一半片段无关），按编号从小到大输出，用逗号分隔，每句台词对应一个片段。\n台词句数：{n}",
+        "（素材池中约一半片段无关），按编号从小到大输出，用逗号分隔，每句台词对应一个片段。\n台词句数：{n}",
     },
     "sort": {
         "en": "You are a professional video editor. Order the clips to follow the script. Answer with the clip "
-              "numbers in playback order, comma-separated, each number once.",
+        "numbers in playback order, comma-separated, each number once.",
         "zh": "你是专业的视频剪辑师。请按照广告台词的顺序为视频片段排序，按播放顺序输出片段编号，用逗号分隔，每个编号只出现一次。",
     },
     "script": {
         "en": "You are a professional ad copywriter. Write the voice-over for these clips in their order: exactly "
-              "{n} lines, one sentence per clip, each short enough to be spoken within its clip's duration.",
+        "{n} lines, one sentence per clip, each short enough to be spoken within its clip's duration.",
         "zh": "你是专业的广告文案。请按顺序为这些视频片段写口播台词：恰好输出 {n} 行，每个片段一句，"
-              "每句长度要能在该片段的时长内说完。",
+        "每句长度要能在该片段的时长内说完。",
     },
     "bgm": {
         "en": "You are a professional ad music editor. Choose the background music for this ad. Answer with one "
-              "audio block (8 audio tokens) and nothing else.",
+        "audio block (8 audio tokens) and nothing else.",
         "zh": "你是专业的广告配乐师。请为这条广告选择背景音乐，只输出一个音频块（8 个音频 token），不要输出其他内容。",
     },
 }
@@ -98,8 +103,16 @@ def durations_line(durations_s: Sequence[float]) -> str:
     return f"{DURATIONS_KEY}：" + ", ".join(f"{d:.1f}s" for d in durations_s)
 
 
-def task_prompt(task: str, language: str, product: ProductView, *, n: int, script: Sequence[str] | None,
-                clips: Sequence[str], durations_s: Sequence[float] | None = None) -> str:
+def task_prompt(
+    task: str,
+    language: str,
+    product: ProductView,
+    *,
+    n: int,
+    script: Sequence[str] | None,
+    clips: Sequence[str],
+    durations_s: Sequence[float] | None = None,
+) -> str:
     """The human turn of one SFT task (`task` in select / sort / script / bgm).
 
     `n` is the script's line count (select, script); `clips` are clip blocks (`autocut.lm.tokens.clip_block`),

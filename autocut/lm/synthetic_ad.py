@@ -51,11 +51,19 @@ def _speak(text: str, language: str, wav: Path) -> np.ndarray:
     voiced = np.flatnonzero(np.abs(wave) > 0.01)
     if voiced.size == 0:
         raise ConfigError(f"espeak-ng produced silence for {text[:40]!r}")
-    return wave[voiced[0]:voiced[-1] + 1]  # trimmed: the sample's start/end are the true speech span
+    return wave[voiced[0] : voiced[-1] + 1]  # trimmed: the sample's start/end are the true speech span
 
 
-def make_synthetic_ad(out_path: str | Path, sentences: list[str], *, language: str = "en", lead_s: float = 2.5,
-                      gap_s: float = 0.7, tail_s: float = 2.5, music_gain: float = 0.05) -> SyntheticAd:
+def make_synthetic_ad(
+    out_path: str | Path,
+    sentences: list[str],
+    *,
+    language: str = "en",
+    lead_s: float = 2.5,
+    gap_s: float = 0.7,
+    tail_s: float = 2.5,
+    music_gain: float = 0.05,
+) -> SyntheticAd:
     """Write an MP4 whose audio speaks `sentences` over a chord bed; returns the ground truth."""
     import soundfile as sf
 
@@ -77,8 +85,30 @@ def make_synthetic_ad(out_path: str | Path, sentences: list[str], *, language: s
         wav = Path(tmp) / "mix.wav"
         sf.write(wav, (0.8 * voice + music).astype(np.float32), SAMPLE_RATE_HZ)
         dur = len(voice) / SAMPLE_RATE_HZ
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size=160x120:rate=10:duration={dur}", "-i", str(wav), "-c:v", "libx264",
-                        "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out)],
-                       check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size=160x120:rate=10:duration={dur}",
+                "-i",
+                str(wav),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(out),
+            ],
+            check=True,
+        )
     return SyntheticAd(out, list(sentences), times, dur, language)

@@ -44,8 +44,8 @@ __all__ = [
     "ParsedAd",
     "ParsedClip",
     "TokenFormatError",
-    "added_tokens",
     "ad_sequence",
+    "added_tokens",
     "audio_block",
     "clip_block",
     "code_token",
@@ -73,7 +73,16 @@ AUDIO_START, AUDIO_END = "<|audio_start|>", "<|audio_end|>"
 TEXT_START, TEXT_END = "<|text_start|>", "<|text_end|>"
 
 STRUCTURAL_TOKENS: tuple[str, ...] = (
-    AD_START, AD_END, CLIP_START, CLIP_END, VIDEO_START, VIDEO_END, FRAME_START, FRAME_END, AUDIO_START, AUDIO_END,
+    AD_START,
+    AD_END,
+    CLIP_START,
+    CLIP_END,
+    VIDEO_START,
+    VIDEO_END,
+    FRAME_START,
+    FRAME_END,
+    AUDIO_START,
+    AUDIO_END,
 )
 _MODALITY_PREFIX = {"video": "v", "audio": "a"}
 
@@ -218,7 +227,9 @@ def _check_code(prefix: str, level: int, code: int, pos: int) -> None:
     if level >= NUM_LEVELS:
         raise TokenFormatError(f"<{prefix}_{level}_{code}> at char {pos}: level {level} is outside 0..{NUM_LEVELS - 1}")
     if code >= CODEBOOK_SIZE:
-        raise TokenFormatError(f"<{prefix}_{level}_{code}> at char {pos}: code {code} is outside 0..{CODEBOOK_SIZE - 1}")
+        raise TokenFormatError(
+            f"<{prefix}_{level}_{code}> at char {pos}: code {code} is outside 0..{CODEBOOK_SIZE - 1}"
+        )
 
 
 def _levels_to_row(prefix: str, items: list[tuple[int, int, int]], where: str) -> np.ndarray:
@@ -226,7 +237,8 @@ def _levels_to_row(prefix: str, items: list[tuple[int, int, int]], where: str) -
     levels = [lv for lv, _, _ in items]
     if levels != list(range(NUM_LEVELS)):
         raise TokenFormatError(
-            f"{where}: expected {NUM_LEVELS} {prefix}-tokens with levels 0..{NUM_LEVELS - 1} in order, got levels {levels}")
+            f"{where}: expected {NUM_LEVELS} {prefix}-tokens with levels 0..{NUM_LEVELS - 1} in order, got levels {levels}"
+        )
     return np.array([c for _, c, _ in items], dtype=np.int64)
 
 
@@ -301,7 +313,7 @@ def parse_ad(text: str) -> ParsedAd:
     for a, b in _tokens_between(text, "clip"):
         body = text[a:b]
         tspans = _tokens_between(body, "text")
-        sentence = " ".join(body[tspans[0][0]:tspans[0][1]].split()) if tspans else None
+        sentence = " ".join(body[tspans[0][0] : tspans[0][1]].split()) if tspans else None
         clips.append(ParsedClip(sentence, parse_frames(body)))
     audio = parse_audio(text) if any(_CODE_RE.search(text, a, b) for a, b in _tokens_between(text, "audio")) else None
     return ParsedAd(clips, audio)
@@ -310,8 +322,9 @@ def parse_ad(text: str) -> ParsedAd:
 _INDEX_SPLIT_RE = re.compile(r"[\s,，、;；]+")
 
 
-def parse_indices(text: str, *, pool_size: int, expect_count: int | None = None,
-                  allow_duplicates: bool = False) -> list[int]:
+def parse_indices(
+    text: str, *, pool_size: int, expect_count: int | None = None, allow_duplicates: bool = False
+) -> list[int]:
     """Parse a selection/sorting answer ("2,1", "2， 1", "2 1") into 1-based indices.
 
     Raises `TokenFormatError` for anything that is not an index in 1..pool_size, for duplicates

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from autocut.errors import CheckpointError, ConfigError
+from autocut.files import write_json_atomic
 from autocut.lm.backbone import load_causal_lm, read_backbone_info
 from autocut.lm.dataset import (
     IGNORE_INDEX,
@@ -54,7 +55,6 @@ from autocut.lm.vocab import (
     extend_vocabulary,
     fingerprint,
 )
-from autocut.files import write_json_atomic
 
 __all__ = [
     "LM_FORMAT_VERSION",
@@ -164,18 +164,51 @@ def preset(stage: Stage, profile: Literal["table4", "cpu"] = "cpu") -> LMTrainCo
     rates, since a CPU budget affords hundreds of steps rather than the paper's epochs over 700K ads."""
     if profile == "table4":
         if stage == "align":
-            return LMTrainConfig(stage="align", learning_rate=5e-5, epochs=5, cutoff_len=8096, packing=True,
-                                 per_device_batch_size=2, save_every_steps=3000, log_every_steps=10,
-                                 gradient_checkpointing=True)
-        return LMTrainConfig(stage="sft", learning_rate=1e-5, epochs=3, cutoff_len=4000, packing=False,
-                             per_device_batch_size=1, save_every_steps=1000, log_every_steps=10,
-                             gradient_checkpointing=True)
+            return LMTrainConfig(
+                stage="align",
+                learning_rate=5e-5,
+                epochs=5,
+                cutoff_len=8096,
+                packing=True,
+                per_device_batch_size=2,
+                save_every_steps=3000,
+                log_every_steps=10,
+                gradient_checkpointing=True,
+            )
+        return LMTrainConfig(
+            stage="sft",
+            learning_rate=1e-5,
+            epochs=3,
+            cutoff_len=4000,
+            packing=False,
+            per_device_batch_size=1,
+            save_every_steps=1000,
+            log_every_steps=10,
+            gradient_checkpointing=True,
+        )
     if profile == "cpu":
         if stage == "align":
-            return LMTrainConfig(stage="align", learning_rate=2e-3, epochs=1, cutoff_len=1024, packing=True,
-                                 per_device_batch_size=1, save_every_steps=100, log_every_steps=5)
-        return LMTrainConfig(stage="sft", learning_rate=1e-4, epochs=2, cutoff_len=1536, packing=False,
-                             per_device_batch_size=1, grad_accum_steps=2, save_every_steps=100, log_every_steps=5)
+            return LMTrainConfig(
+                stage="align",
+                learning_rate=2e-3,
+                epochs=1,
+                cutoff_len=1024,
+                packing=True,
+                per_device_batch_size=1,
+                save_every_steps=100,
+                log_every_steps=5,
+            )
+        return LMTrainConfig(
+            stage="sft",
+            learning_rate=1e-4,
+            epochs=2,
+            cutoff_len=1536,
+            packing=False,
+            per_device_batch_size=1,
+            grad_accum_steps=2,
+            save_every_steps=100,
+            log_every_steps=5,
+        )
     raise ConfigError(f"unknown preset profile {profile!r} (table4 or cpu)")
 
 
@@ -233,8 +266,17 @@ def _checkpoints(run_dir: Path) -> list[Path]:
     d = run_dir / "checkpoints"
     if not d.exists():
         return []
-    return sorted((p for p in d.iterdir() if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".tmp")
-                   and (p / "progress.json").exists()), key=lambda p: int(p.name.split("-")[1]))
+    return sorted(
+        (
+            p
+            for p in d.iterdir()
+            if p.is_dir()
+            and p.name.startswith("step-")
+            and not p.name.endswith(".tmp")
+            and (p / "progress.json").exists()
+        ),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
 
 
 @dataclass
@@ -248,19 +290,20 @@ class _Progress:
     last_loss: float | None = None
 
 
-def _prepare_model(stage: Stage, init_dir: Path, config: LMTrainConfig, *, bf16_weights: bool = False):  # noqa: ANN202
+def _prepare_model(stage: Stage, init_dir: Path, config: LMTrainConfig, *, bf16_weights: bool = False):
     # GPU-only path (not run here): under DeepSpeed bf16 the engine keeps fp32 master weights itself, so
     # loading in bf16 halves host and device memory (an fp32 Qwen3-8B is ~33 GB per process).
     model, tok = load_causal_lm(init_dir, dtype=torch.bfloat16 if bf16_weights else torch.float32)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    ext = extend_vocabulary(model, tok, pad_to_multiple_of=config.vocab_pad_multiple,
-                            noise_scale=config.vocab_noise_scale, seed=config.seed)
+    ext = extend_vocabulary(
+        model, tok, pad_to_multiple_of=config.vocab_pad_multiple, noise_scale=config.vocab_noise_scale, seed=config.seed
+    )
     model.config.use_cache = False
     return model, tok, ext
 
 
-def _build_examples(stage: Stage, data_files: list[Path], tok, config: LMTrainConfig) -> tuple[list[Example], int]:  # noqa: ANN001
+def _build_examples(stage: Stage, data_files: list[Path], tok, config: LMTrainConfig) -> tuple[list[Example], int]:
     if stage == "align":
         texts = read_align_texts(data_files)
         return align_examples(texts, tok, cutoff_len=config.cutoff_len, packing=config.packing), 0
@@ -268,7 +311,7 @@ def _build_examples(stage: Stage, data_files: list[Path], tok, config: LMTrainCo
     return sft_examples(records, tok, cutoff_len=config.cutoff_len)
 
 
-def causal_lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # noqa: ANN001 - any HF causal LM
+def causal_lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy over the labelled positions, computing the LM head only where needed.
 
     SFT labels only the response, which sits at the end of each right-padded row; the head (vocabulary x
@@ -281,24 +324,32 @@ def causal_lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # no
         raise ConfigError("a training batch has no labelled tokens")
     first = int(labelled[0])  # earliest logit position (t predicts t + 1) with a target
     keep = labels.shape[1] - first
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   logits_to_keep=keep).logits
-    targets = labels[:, first + 1:]
-    return torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                             targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    targets = labels[:, first + 1 :]
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX
+    )
 
 
 def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     order = np.random.default_rng([seed, epoch]).permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 # ---------------------------------------------------------------------------------------------- training
 
 
-def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list[str | os.PathLike[str]],
-             run_dir: str | os.PathLike[str], config: LMTrainConfig, resume: bool = False,
-             progress: bool = False, num_threads: int | None = None) -> TrainResult:
+def train_lm(
+    *,
+    stage: Stage,
+    init_dir: str | os.PathLike[str],
+    data_files: list[str | os.PathLike[str]],
+    run_dir: str | os.PathLike[str],
+    config: LMTrainConfig,
+    resume: bool = False,
+    progress: bool = False,
+    num_threads: int | None = None,
+) -> TrainResult:
     """Run one training stage; the trained model ends up in ``run_dir/model``.
 
     `num_threads`: torch intra-op threads for this process (None: torch's default). On a CPU shared with
@@ -322,8 +373,9 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
             raise ConfigError(f"training data file {p} does not exist")
     ckpts = _checkpoints(run)
     if ckpts and not resume:
-        raise ConfigError(f"{run} already holds checkpoints; pass resume=True (--resume) to continue, "
-                          "or choose another run directory")
+        raise ConfigError(
+            f"{run} already holds checkpoints; pass resume=True (--resume) to continue, or choose another run directory"
+        )
     run.mkdir(parents=True, exist_ok=True)
 
     precision = _resolve_precision(config.mixed_precision)
@@ -332,11 +384,19 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
     model, tok, ext = _prepare_model(stage, init, config, bf16_weights=deepspeed and precision == "bf16")
     examples, dropped = _build_examples(stage, files, tok, config)
     if not examples:
-        raise ConfigError(f"no usable training examples in {', '.join(map(str, files))} "
-                          f"(dropped {dropped} longer than cutoff_len {config.cutoff_len})")
+        raise ConfigError(
+            f"no usable training examples in {', '.join(map(str, files))} "
+            f"(dropped {dropped} longer than cutoff_len {config.cutoff_len})"
+        )
     n_tokens = sum(len(e.input_ids) for e in examples)
-    log.info("%s: %d examples (%d tokens, %d loss tokens), %d dropped", stage, len(examples), n_tokens,
-             sum(e.loss_tokens for e in examples), dropped)
+    log.info(
+        "%s: %d examples (%d tokens, %d loss tokens), %d dropped",
+        stage,
+        len(examples),
+        n_tokens,
+        sum(e.loss_tokens for e in examples),
+        dropped,
+    )
 
     frozen_before: dict[str, str] | None = None
     rows: NewRowsOnly | None = None
@@ -351,8 +411,12 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     n_train = sum(p.numel() for p in params)
-    log.info("%s: %.2fM trainable parameters of %.1fM", stage, n_train / 1e6,
-             sum(p.numel() for p in model.parameters()) / 1e6)
+    log.info(
+        "%s: %.2fM trainable parameters of %.1fM",
+        stage,
+        n_train / 1e6,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
 
     n_proc = accelerator.num_processes
     micro_per_epoch = math.ceil(len(examples) / config.per_device_batch_size)
@@ -362,8 +426,9 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
         planned = min(planned, config.max_steps)
     st = _Progress(planned_steps=planned)
 
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.adam_betas,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        params, lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay
+    )
 
     def lr_lambda(step: int) -> float:
         # Reads the (possibly shortened) plan at every step, so a time budget re-plans the cosine.
@@ -380,8 +445,10 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     if micro_per_epoch // n_proc < config.grad_accum_steps:
-        raise ConfigError(f"{len(examples)} examples are fewer than one optimizer step needs "
-                          f"({config.per_device_batch_size} x {config.grad_accum_steps} accumulation x {n_proc} processes)")
+        raise ConfigError(
+            f"{len(examples)} examples are fewer than one optimizer step needs "
+            f"({config.per_device_batch_size} x {config.grad_accum_steps} accumulation x {n_proc} processes)"
+        )
 
     if resume and ckpts:
         last = ckpts[-1]
@@ -389,16 +456,29 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
         saved = json.loads((last / "progress.json").read_text())
         # The plan comes from this invocation's config (e.g. a larger --max-steps continues further);
         # the data order and position come from the checkpoint.
-        st = _Progress(step=saved["step"], epoch=saved["epoch"], micro_in_epoch=saved["micro_in_epoch"],
-                       planned_steps=max(planned, saved["step"]))
+        st = _Progress(
+            step=saved["step"],
+            epoch=saved["epoch"],
+            micro_in_epoch=saved["micro_in_epoch"],
+            planned_steps=max(planned, saved["step"]),
+        )
         if st.planned_steps != saved["planned_steps"]:
             log.info("resumed run planned %d steps, now %d", saved["planned_steps"], st.planned_steps)
         log.info("resumed from %s (step %d of %d, epoch %d)", last, st.step, st.planned_steps, st.epoch)
 
-    run_info = {"format_version": LM_FORMAT_VERSION, "stage": stage, "init_dir": str(init),
-                "data_files": [str(p) for p in files], "config": config.to_dict(), "status": "running",
-                "examples": len(examples), "dropped_examples": dropped, "vocab": asdict(ext),
-                "processes": n_proc, "started_at": time.time()}
+    run_info = {
+        "format_version": LM_FORMAT_VERSION,
+        "stage": stage,
+        "init_dir": str(init),
+        "data_files": [str(p) for p in files],
+        "config": config.to_dict(),
+        "status": "running",
+        "examples": len(examples),
+        "dropped_examples": dropped,
+        "vocab": asdict(ext),
+        "processes": n_proc,
+        "started_at": time.time(),
+    }
     if accelerator.is_main_process:
         write_json_atomic(run / "run.json", run_info, indent=2, default=str)
     loss_log = run / "loss.jsonl"
@@ -422,12 +502,20 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
         # Pickle, not safetensors: tied models share one new-rows tensor between embedding and head.
         accelerator.save_state(str(tmp), safe_serialization=False)
         if accelerator.is_main_process:
-            write_json_atomic(tmp / "progress.json", indent=2, default=str, data={"step": st.step, "epoch": st.epoch,
-                                                       "micro_in_epoch": st.micro_in_epoch,
-                                                       "planned_steps": st.planned_steps})
+            write_json_atomic(
+                tmp / "progress.json",
+                indent=2,
+                default=str,
+                data={
+                    "step": st.step,
+                    "epoch": st.epoch,
+                    "micro_in_epoch": st.micro_in_epoch,
+                    "planned_steps": st.planned_steps,
+                },
+            )
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            for old in _checkpoints(run)[:-config.keep_checkpoints]:
+            for old in _checkpoints(run)[: -config.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
@@ -436,8 +524,13 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
             return
         mean = st.loss_sum / st.loss_count
         st.last_loss = mean
-        row = {"step": st.step, "epoch": st.epoch, "loss": mean, "lr": scheduler.get_last_lr()[0],
-               "elapsed_s": round(time.monotonic() - t0, 2)}
+        row = {
+            "step": st.step,
+            "epoch": st.epoch,
+            "loss": mean,
+            "lr": scheduler.get_last_lr()[0],
+            "elapsed_s": round(time.monotonic() - t0, 2),
+        }
         history.append(row)
         if accelerator.is_main_process:
             with open(loss_log, "a") as f:
@@ -445,13 +538,18 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
         log.info("%s step %d/%d loss %.4f lr %.2e", stage, st.step, st.planned_steps, mean, row["lr"])
         st.loss_sum, st.loss_count = 0.0, 0
 
-    bar = tqdm(total=st.planned_steps, initial=st.step, disable=not progress or not accelerator.is_main_process,
-               unit="step", desc=f"train {stage}")
+    bar = tqdm(
+        total=st.planned_steps,
+        initial=st.step,
+        disable=not progress or not accelerator.is_main_process,
+        unit="step",
+        desc=f"train {stage}",
+    )
     model.train()
     try:
         while st.step < st.planned_steps and stop_reason == "completed":
             batches = _epoch_batches(len(examples), config.per_device_batch_size, config.seed, st.epoch)
-            mine = batches[accelerator.process_index::n_proc]
+            mine = batches[accelerator.process_index :: n_proc]
             usable = (len(mine) // config.grad_accum_steps) * config.grad_accum_steps
             while st.micro_in_epoch < usable and st.step < st.planned_steps:
                 idx = mine[st.micro_in_epoch]
@@ -491,10 +589,14 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
                         affordable = min(full_plan, st.step + int((config.time_budget_s - elapsed - reserve_s) / rate))
                         t_window, window_step = time.monotonic(), steps_this_run
                         if abs(affordable - st.planned_steps) > 0.05 * st.planned_steps:
-                            log.warning("time budget %.0f s: %.2f s/step, schedule %s from %d to %d steps",
-                                        config.time_budget_s, rate,
-                                        "shortened" if affordable < st.planned_steps else "extended",
-                                        st.planned_steps, affordable)
+                            log.warning(
+                                "time budget %.0f s: %.2f s/step, schedule %s from %d to %d steps",
+                                config.time_budget_s,
+                                rate,
+                                "shortened" if affordable < st.planned_steps else "extended",
+                                st.planned_steps,
+                                affordable,
+                            )
                             st.planned_steps = max(affordable, st.step + 1)
                             shortened = st.planned_steps < full_plan
                             bar.total = st.planned_steps
@@ -523,22 +625,62 @@ def train_lm(*, stage: Stage, init_dir: str | os.PathLike[str], data_files: list
     model_dir = run / "model"
     seconds = time.monotonic() - t0
     if accelerator.is_main_process:
-        _save_model(model, tok, model_dir, {
-            "format_version": LM_FORMAT_VERSION, "stage": stage, "init_dir": str(init),
-            "init_lm": _lineage(init), "backbone": _backbone_origin(init), "vocab": asdict(ext),
-            "steps": st.step, "planned_steps": st.planned_steps, "stop_reason": stop_reason,
-            "final_loss": st.last_loss, "config": config.to_dict(), "data_files": [str(p) for p in files],
-            "frozen_check": frozen_check, "created_at": time.time()})
-        run_info.update(status="done", steps=st.step, planned_steps=st.planned_steps, stop_reason=stop_reason,
-                        final_loss=st.last_loss, seconds=round(seconds, 1), model_dir=str(model_dir),
-                        frozen_check=frozen_check)
+        _save_model(
+            model,
+            tok,
+            model_dir,
+            {
+                "format_version": LM_FORMAT_VERSION,
+                "stage": stage,
+                "init_dir": str(init),
+                "init_lm": _lineage(init),
+                "backbone": _backbone_origin(init),
+                "vocab": asdict(ext),
+                "steps": st.step,
+                "planned_steps": st.planned_steps,
+                "stop_reason": stop_reason,
+                "final_loss": st.last_loss,
+                "config": config.to_dict(),
+                "data_files": [str(p) for p in files],
+                "frozen_check": frozen_check,
+                "created_at": time.time(),
+            },
+        )
+        run_info.update(
+            status="done",
+            steps=st.step,
+            planned_steps=st.planned_steps,
+            stop_reason=stop_reason,
+            final_loss=st.last_loss,
+            seconds=round(seconds, 1),
+            model_dir=str(model_dir),
+            frozen_check=frozen_check,
+        )
         write_json_atomic(run / "run.json", run_info, indent=2, default=str)
     accelerator.wait_for_everyone()
-    log.info("%s done: %d steps (%s), final loss %s, %.0f s -> %s", stage, st.step, stop_reason,
-             f"{st.last_loss:.4f}" if st.last_loss is not None else "n/a", seconds, model_dir)
-    return TrainResult(run_dir=run, model_dir=model_dir, stage=stage, steps=st.step, planned_steps=st.planned_steps,
-                       stop_reason=stop_reason, final_loss=st.last_loss, examples=len(examples),
-                       dropped_examples=dropped, seconds=seconds, frozen_check=frozen_check, loss_history=history)
+    log.info(
+        "%s done: %d steps (%s), final loss %s, %.0f s -> %s",
+        stage,
+        st.step,
+        stop_reason,
+        f"{st.last_loss:.4f}" if st.last_loss is not None else "n/a",
+        seconds,
+        model_dir,
+    )
+    return TrainResult(
+        run_dir=run,
+        model_dir=model_dir,
+        stage=stage,
+        steps=st.step,
+        planned_steps=st.planned_steps,
+        stop_reason=stop_reason,
+        final_loss=st.last_loss,
+        examples=len(examples),
+        dropped_examples=dropped,
+        seconds=seconds,
+        frozen_check=frozen_check,
+        loss_history=history,
+    )
 
 
 def _lineage(init: Path) -> dict[str, Any] | None:
@@ -554,19 +696,24 @@ def _backbone_origin(init: Path) -> str:
     return b.origin if b is not None else str(init)
 
 
-def _apply_lora(model, config: LMTrainConfig):  # noqa: ANN001, ANN202
+def _apply_lora(model, config: LMTrainConfig):
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ConfigError("LoRA needs the peft package (pip install peft)") from None
     assert config.lora is not None
     torch.manual_seed(config.seed)
-    lc = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                    target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
+    lc = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lc)
 
 
-def _save_model(model, tok, out: Path, info: dict[str, Any]) -> None:  # noqa: ANN001
+def _save_model(model, tok, out: Path, info: dict[str, Any]) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.config.use_cache = True

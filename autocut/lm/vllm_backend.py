@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from autocut.lm import tokens as T
 from autocut.errors import ConfigError, PlanError, TransientError
+from autocut.lm import tokens as T
 from autocut.lm.decoding import index_answer_valid
 
 __all__ = [
@@ -142,14 +142,27 @@ def lines_regex(min_words: Sequence[int], max_words: Sequence[int], language: st
     return r"\n".join(lines)
 
 
-def completion_body(*, model: str, prompt: str, constraint: Constraint, max_tokens: int, sample: bool = False,
-                    temperature: float = 1.0, seed: int = 0, api: ApiStyle = "structured_outputs") -> dict[str, Any]:
+def completion_body(
+    *,
+    model: str,
+    prompt: str,
+    constraint: Constraint,
+    max_tokens: int,
+    sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
+    api: ApiStyle = "structured_outputs",
+) -> dict[str, Any]:
     """The JSON body of one /v1/completions request carrying `constraint`."""
     if api not in ("structured_outputs", "guided"):
         raise ConfigError(f"api must be 'structured_outputs' or 'guided', got {api!r}")
     body: dict[str, Any] = {
-        "model": model, "prompt": prompt, "max_tokens": int(max_tokens), "n": 1,
-        "temperature": float(temperature) if sample else 0.0, "seed": int(seed),
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": int(max_tokens),
+        "n": 1,
+        "temperature": float(temperature) if sample else 0.0,
+        "seed": int(seed),
         # Code tokens are ordinary added tokens, but a server whose tokenizer marks them special would
         # otherwise strip the answer.
         "skip_special_tokens": False,
@@ -171,8 +184,15 @@ class VllmClient:
     be the served model's tokenizer.
     """
 
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 120.0,
-                 api: ApiStyle = "structured_outputs") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        api: ApiStyle = "structured_outputs",
+    ) -> None:
         import httpx
 
         self.model = model
@@ -203,23 +223,54 @@ class VllmClient:
             text = text.split(end)[0]
         return text
 
-    def _body(self, prompt: str, constraint: Constraint, max_tokens: int, sample: bool, temperature: float,
-              seed: int) -> dict[str, Any]:
-        return completion_body(model=self.model, prompt=prompt, constraint=constraint, max_tokens=max_tokens,
-                               sample=sample, temperature=temperature, seed=seed, api=self.api)
+    def _body(
+        self, prompt: str, constraint: Constraint, max_tokens: int, sample: bool, temperature: float, seed: int
+    ) -> dict[str, Any]:
+        return completion_body(
+            model=self.model,
+            prompt=prompt,
+            constraint=constraint,
+            max_tokens=max_tokens,
+            sample=sample,
+            temperature=temperature,
+            seed=seed,
+            api=self.api,
+        )
 
-    def choose_indices(self, prompt: str, *, n_options: int, count: int | None, ascending: bool,
-                       permutation: bool, sample: bool = False, temperature: float = 1.0, seed: int = 0) -> list[int]:
+    def choose_indices(
+        self,
+        prompt: str,
+        *,
+        n_options: int,
+        count: int | None,
+        ascending: bool,
+        permutation: bool,
+        sample: bool = False,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ) -> list[int]:
         """`autocut.lm.decoding.choose_indices` on the server."""
-        rule = {"n_options": n_options, "count": n_options if permutation else count, "ascending": ascending,
-                "permutation": permutation}
+        rule = {
+            "n_options": n_options,
+            "count": n_options if permutation else count,
+            "ascending": ascending,
+            "permutation": permutation,
+        }
         if permutation:
             answer = ""
             chosen: list[int] = []
             while len(chosen) < n_options:
                 choices = permutation_choices(n_options, chosen)
-                part = self.complete(self._body(prompt + answer, Constraint("choice", choices),
-                                                4 * n_options + 4, sample, temperature, seed + len(chosen)))
+                part = self.complete(
+                    self._body(
+                        prompt + answer,
+                        Constraint("choice", choices),
+                        4 * n_options + 4,
+                        sample,
+                        temperature,
+                        seed + len(chosen),
+                    )
+                )
                 if part not in choices:
                     raise PlanError(f"the LM server ignored the choice constraint: {part!r}")
                 answer += part
@@ -227,33 +278,51 @@ class VllmClient:
         else:
             if not ascending:
                 raise ConfigError("the server backend selects in ascending order (the selection answer format)")
-            c = (Constraint("grammar", selection_grammar(n_options, count)) if count is not None
-                 else Constraint("regex", selection_regex(n_options)))
+            c = (
+                Constraint("grammar", selection_grammar(n_options, count))
+                if count is not None
+                else Constraint("regex", selection_regex(n_options))
+            )
             answer = self.complete(self._body(prompt, c, 4 * n_options + 4, sample, temperature, seed)).strip()
         if not index_answer_valid(answer, complete=True, **rule):
             raise PlanError(f"the LM server's answer {answer!r} breaks the constraint it was sent")
         return [int(x) for x in answer.split(",")]
 
-    def generate_lines(self, prompt: str, *, n_lines: int, max_words: Sequence[int], language: str,
-                       sample: bool = False, temperature: float = 1.0, seed: int = 0,
-                       min_words: Sequence[int] | None = None, max_chars: Sequence[int] | None = None) -> list[str]:
+    def generate_lines(
+        self,
+        prompt: str,
+        *,
+        n_lines: int,
+        max_words: Sequence[int],
+        language: str,
+        sample: bool = False,
+        temperature: float = 1.0,
+        seed: int = 0,
+        min_words: Sequence[int] | None = None,
+        max_chars: Sequence[int] | None = None,
+    ) -> list[str]:
         """`autocut.lm.decoding.generate_lines` on the server (`max_chars` is checked by the caller's voice fit)."""
         lo = [1] * n_lines if min_words is None else list(min_words)
         if len(max_words) != n_lines or len(lo) != n_lines:
             raise ConfigError(f"need {n_lines} word limits")
         budget = sum(4 * int(h) + 8 for h in max_words)
-        text = self.complete(self._body(prompt, Constraint("regex", lines_regex(lo, max_words, language)), budget,
-                                        sample, temperature, seed))
+        text = self.complete(
+            self._body(
+                prompt, Constraint("regex", lines_regex(lo, max_words, language)), budget, sample, temperature, seed
+            )
+        )
         lines = text.split("\n")
         if len(lines) != n_lines or any(not ln.strip() for ln in lines):
             raise PlanError(f"the LM server returned {len(lines)} script lines for {n_lines} clips: {text[:200]!r}")
         return [ln.strip() for ln in lines]
 
-    def generate_audio_codes(self, prompt: str, *, sample: bool = False, temperature: float = 1.0,
-                             seed: int = 0) -> np.ndarray:
+    def generate_audio_codes(
+        self, prompt: str, *, sample: bool = False, temperature: float = 1.0, seed: int = 0
+    ) -> np.ndarray:
         """`autocut.lm.decoding.generate_audio_codes` on the server."""
-        text = self.complete(self._body(prompt, Constraint("regex", audio_regex()), 2 * T.NUM_LEVELS + 4, sample,
-                                        temperature, seed))
+        text = self.complete(
+            self._body(prompt, Constraint("regex", audio_regex()), 2 * T.NUM_LEVELS + 4, sample, temperature, seed)
+        )
         if not re.fullmatch(audio_regex(), text.strip()):
             raise PlanError(f"the LM server's BGM answer {text[:200]!r} is not one audio block")
         return T.parse_audio(text)

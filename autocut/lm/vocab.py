@@ -61,7 +61,7 @@ class VocabExtension:
         return self.base_vocab_size
 
 
-def _token_range(tokenizer) -> int | None:  # noqa: ANN001
+def _token_range(tokenizer) -> int | None:
     """First id of the AutoCut tokens in `tokenizer` (None if absent); they must be one contiguous block."""
     wanted = added_tokens()
     vocab = tokenizer.get_vocab()
@@ -69,8 +69,10 @@ def _token_range(tokenizer) -> int | None:  # noqa: ANN001
     if not present:
         return None
     if len(present) != len(wanted):
-        raise ConfigError(f"tokenizer holds {len(present)} of the {len(wanted)} AutoCut tokens; "
-                          "start again from the unextended backbone")
+        raise ConfigError(
+            f"tokenizer holds {len(present)} of the {len(wanted)} AutoCut tokens; "
+            "start again from the unextended backbone"
+        )
     ids = [vocab[t] for t in wanted]
     first = ids[0]
     if ids != list(range(first, first + len(wanted))):
@@ -78,7 +80,7 @@ def _token_range(tokenizer) -> int | None:  # noqa: ANN001
     return first
 
 
-def vocab_extension_of(model: nn.Module, tokenizer) -> VocabExtension | None:  # noqa: ANN001
+def vocab_extension_of(model: nn.Module, tokenizer) -> VocabExtension | None:
     """The extension already present in (model, tokenizer), or None if the AutoCut tokens are absent.
 
     Raises `ConfigError` when only some tokens are present or they are not one contiguous id range.
@@ -110,15 +112,24 @@ def _init_new_rows(weight: Tensor, base: int, new_end: int, noise_scale: float, 
     weight[new_end:] = mean.to(weight.dtype)
 
 
-def extend_vocabulary(model: nn.Module, tokenizer, *, pad_to_multiple_of: int = DEFAULT_PAD_MULTIPLE,  # noqa: ANN001
-                      noise_scale: float = DEFAULT_NOISE_SCALE, seed: int = 0) -> VocabExtension:
+def extend_vocabulary(
+    model: nn.Module,
+    tokenizer,
+    *,
+    pad_to_multiple_of: int = DEFAULT_PAD_MULTIPLE,
+    noise_scale: float = DEFAULT_NOISE_SCALE,
+    seed: int = 0,
+) -> VocabExtension:
     """Add the AutoCut tokens to `tokenizer` and `model` in place (idempotent: an extended pair is left as is)."""
     from tokenizers import AddedToken
 
     existing = vocab_extension_of(model, tokenizer)
     if existing is not None:
-        log.info("vocabulary already extended (AutoCut tokens at %d..%d)", existing.first_new_id,
-                 existing.first_new_id + existing.num_added - 1)
+        log.info(
+            "vocabulary already extended (AutoCut tokens at %d..%d)",
+            existing.first_new_id,
+            existing.first_new_id + existing.num_added - 1,
+        )
         return existing
     if pad_to_multiple_of < 1:
         raise ConfigError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
@@ -129,8 +140,9 @@ def extend_vocabulary(model: nn.Module, tokenizer, *, pad_to_multiple_of: int = 
     tokens = added_tokens()
     # normalized=False, special=False: matched atomically before pre-tokenisation, and kept by
     # decode(skip_special_tokens=True), since generated code tokens are the answer, not control text.
-    n = tokenizer.add_tokens([AddedToken(t, normalized=False, special=False, single_word=False,
-                                         lstrip=False, rstrip=False) for t in tokens])
+    n = tokenizer.add_tokens(
+        [AddedToken(t, normalized=False, special=False, single_word=False, lstrip=False, rstrip=False) for t in tokens]
+    )
     if n != len(tokens):
         raise ConfigError(f"tokenizer accepted {n} of {len(tokens)} new tokens (some already existed as text?)")
     if _token_range(tokenizer) != base:
@@ -148,8 +160,14 @@ def extend_vocabulary(model: nn.Module, tokenizer, *, pad_to_multiple_of: int = 
             if getattr(head, "bias", None) is not None:
                 head.bias.data[base:] = head.bias.data[:base].mean()
     rows = emb.shape[0]
-    log.info("extended vocabulary %d -> %d tokens (%d embedding rows, was %d; tied=%s)",
-             base, new_end, rows, rows_before, tied)
+    log.info(
+        "extended vocabulary %d -> %d tokens (%d embedding rows, was %d; tied=%s)",
+        base,
+        new_end,
+        rows,
+        rows_before,
+        tied,
+    )
     return VocabExtension(base, len(tokens), rows, tied)
 
 
@@ -216,7 +234,7 @@ class NewRowsOnly:
                 self.head = _NewRowsHead(self.embedding.old_rows, self.embedding.new_rows)
             else:
                 w = self._head.weight.detach()
-                self.head = _NewRowsHead(w[:ext.first_new_id], nn.Parameter(w[ext.first_new_id:].clone()))
+                self.head = _NewRowsHead(w[: ext.first_new_id], nn.Parameter(w[ext.first_new_id :].clone()))
             model.set_output_embeddings(self.head)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -236,7 +254,8 @@ class NewRowsOnly:
             if not self.ext.tied:
                 assert self.head is not None
                 self._head.weight.data = torch.cat([self.head.old_rows, self.head.new_rows.detach()]).to(
-                    self._head.weight.dtype)
+                    self._head.weight.dtype
+                )
             self.model.set_output_embeddings(self._head)
             if self.ext.tied:
                 self.model.tie_weights()
@@ -255,9 +274,9 @@ def fingerprint(model: nn.Module, ext: VocabExtension) -> dict[str, str]:
     """SHA-256 of everything stage 1 must not change: old embedding/head rows and every other parameter."""
     emb = model.get_input_embeddings().weight
     head = model.get_output_embeddings()
-    out = {"embed_tokens[:base]": _digest(emb[:ext.first_new_id])}
+    out = {"embed_tokens[:base]": _digest(emb[: ext.first_new_id])}
     if head is not None and not ext.tied:
-        out["lm_head[:base]"] = _digest(head.weight[:ext.first_new_id])
+        out["lm_head[:base]"] = _digest(head.weight[: ext.first_new_id])
     skip = {id(emb)} | ({id(head.weight)} if head is not None else set())
     for name, p in model.named_parameters():
         if id(p) not in skip:
@@ -270,5 +289,7 @@ def check_unchanged(before: dict[str, str], after: dict[str, str]) -> None:
     changed = sorted(k for k in before if after.get(k) != before[k])
     missing = sorted(set(before) ^ set(after))
     if changed or missing:
-        raise FrozenRowsError(f"frozen parameters changed during new-rows-only training: {changed[:5]}"
-                              f"{' ...' if len(changed) > 5 else ''}{' (missing: ' + str(missing[:5]) + ')' if missing else ''}")
+        raise FrozenRowsError(
+            f"frozen parameters changed during new-rows-only training: {changed[:5]}"
+            f"{' ...' if len(changed) > 5 else ''}{' (missing: ' + str(missing[:5]) + ')' if missing else ''}"
+        )

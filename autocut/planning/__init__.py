@@ -16,13 +16,13 @@ if TYPE_CHECKING:
     from autocut.planning.voice_fit import MAX_SPEECH_RATE, MIN_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S, fit_rate
 
 __all__ = [
-    "Candidate",
-    "CandidatePool",
     "MAX_SPEECH_RATE",
     "MIN_SPEECH_RATE",
-    "PlanOptions",
     "VOICE_LEAD_S",
     "VOICE_TAIL_S",
+    "Candidate",
+    "CandidatePool",
+    "PlanOptions",
     "build_candidates",
     "fit_rate",
     "plan_edit",

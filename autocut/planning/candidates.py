@@ -21,10 +21,10 @@ from typing import Literal
 
 import numpy as np
 
-from autocut.library.catalog import Catalog, ClipRow, SourceRow
 from autocut.errors import CatalogError, ConfigError, PlanError
-from autocut.types import PoolItem
+from autocut.library.catalog import Catalog, ClipRow, SourceRow
 from autocut.library.ids import split_frame_ids
+from autocut.types import PoolItem
 
 __all__ = [
     "CLIP_OVERHEAD_TOKENS",
@@ -161,16 +161,19 @@ def resolve_pool(catalog: Catalog, pool: list[PoolItem]) -> list[tuple[int, Sour
             try:
                 src = catalog.source(item.photo_id)
             except CatalogError:
-                raise PlanError(f"pool item {i + 1}: unknown photo_id {item.photo_id} "
-                                f"(no such video in library {catalog.root})") from None
+                raise PlanError(
+                    f"pool item {i + 1}: unknown photo_id {item.photo_id} (no such video in library {catalog.root})"
+                ) from None
         else:
             assert item.path is not None  # PoolItem's validator guarantees one of the two
             found = catalog.video_by_path(item.path)
             if found is None and not Path(item.path).is_absolute():
                 found = catalog.video_by_path(catalog.root / item.path)
             if found is None:
-                raise PlanError(f"pool item {i + 1}: {item.path} is not in library {catalog.root}; "
-                                "uploads must be ingested (`autocut ingest`) before planning")
+                raise PlanError(
+                    f"pool item {i + 1}: {item.path} is not in library {catalog.root}; "
+                    "uploads must be ingested (`autocut ingest`) before planning"
+                )
             src = found
         if src.photo_id in seen:
             log.info("pool item %d repeats photo_id %d; using it once", i + 1, src.photo_id)
@@ -195,15 +198,15 @@ def build_candidates(catalog: Catalog, pool: list[PoolItem], config: CandidateCo
     clip_pos = {int(c): i for i, c in enumerate(clip_ids)}
     frame_photo, frame_index = split_frame_ids(frame_ids)
 
-    spans_of: list[tuple[int, SourceRow, PoolItem, list[tuple[float, float, int | None, np.ndarray, np.ndarray,
-                                                            np.ndarray]]]] = []
+    spans_of: list[
+        tuple[int, SourceRow, PoolItem, list[tuple[float, float, int | None, np.ndarray, np.ndarray, np.ndarray]]]
+    ] = []
     for pool_pos, src, item in resolved:
         mask = frame_photo == src.photo_id
         f_ids, f_idx, f_vecs = frame_ids[mask], frame_index[mask], frame_vecs[mask]
         rows = sorted((r for r in clip_rows.values() if r.photo_id == src.photo_id), key=lambda r: r.start_s)
         if cfg.split == "whole" or not rows:
-            spans = [(0.0, float(src.duration_s),
-                      rows[0].clip_id if len(rows) == 1 else None, None)]
+            spans = [(0.0, float(src.duration_s), rows[0].clip_id if len(rows) == 1 else None, None)]
         else:
             spans = [(float(r.start_s), float(r.end_s), r.clip_id, r) for r in rows]
         built = []
@@ -230,22 +233,40 @@ def build_candidates(catalog: Catalog, pool: list[PoolItem], config: CandidateCo
         raise PlanError(
             f"the pool yields {n_candidates} candidate clips from {len(resolved)} videos; the limit is "
             f"{cfg.max_candidates} (a prompt lists every candidate): send fewer or shorter videos"
-            + (", or keep videos whole (split='whole')" if cfg.split == "clips" else ""))
+            + (", or keep videos whole (split='whole')" if cfg.split == "clips" else "")
+        )
 
     def make(k: int) -> CandidatePool:
         candidates: list[Candidate] = []
         for pool_pos, src, item, spans in spans_of:
             for start_s, end_s, cid, span_ids, span_vecs, vec in spans:
                 pick = sample_uniform(len(span_ids), k)
-                candidates.append(Candidate(
-                    index=len(candidates), pool_item=pool_pos, photo_id=src.photo_id, source_path=src.path,
-                    source_duration_s=float(src.duration_s), start_s=start_s, end_s=end_s, clip_id=cid,
-                    frame_ids=span_ids[pick].astype(np.int64), frame_vectors=span_vecs[pick], vector=vec,
-                    text=item.text))
+                candidates.append(
+                    Candidate(
+                        index=len(candidates),
+                        pool_item=pool_pos,
+                        photo_id=src.photo_id,
+                        source_path=src.path,
+                        source_duration_s=float(src.duration_s),
+                        start_s=start_s,
+                        end_s=end_s,
+                        clip_id=cid,
+                        frame_ids=span_ids[pick].astype(np.int64),
+                        frame_vectors=span_vecs[pick],
+                        vector=vec,
+                        text=item.text,
+                    )
+                )
         return CandidatePool(
-            candidates=candidates, sources={src.photo_id: src for _, src, _ in resolved},
-            frame_ids=frame_ids, frame_vectors=frame_vecs, clip_ids=clip_ids, clip_vectors=clip_vecs,
-            clip_rows=clip_rows, config=replace(cfg, max_frames=k))
+            candidates=candidates,
+            sources={src.photo_id: src for _, src, _ in resolved},
+            frame_ids=frame_ids,
+            frame_vectors=frame_vecs,
+            clip_ids=clip_ids,
+            clip_vectors=clip_vecs,
+            clip_rows=clip_rows,
+            config=replace(cfg, max_frames=k),
+        )
 
     k = cfg.max_frames
     result = make(k)
@@ -256,7 +277,13 @@ def build_candidates(catalog: Catalog, pool: list[PoolItem], config: CandidateCo
         raise PlanError(
             f"the pool's {n_candidates} candidates need {result.prompt_tokens} prompt tokens even at one frame "
             f"per clip ({TOKENS_PER_FRAME} tokens a frame + {CLIP_OVERHEAD_TOKENS} per clip); the limit is "
-            f"{cfg.max_prompt_tokens}: send fewer or shorter videos")
-    log.debug("pool of %d videos -> %d candidates at K=%d frames, %d prompt tokens", len(resolved), n_candidates,
-              k, result.prompt_tokens)
+            f"{cfg.max_prompt_tokens}: send fewer or shorter videos"
+        )
+    log.debug(
+        "pool of %d videos -> %d candidates at K=%d frames, %d prompt tokens",
+        len(resolved),
+        n_candidates,
+        k,
+        result.prompt_tokens,
+    )
     return result

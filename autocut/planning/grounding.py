@@ -24,11 +24,10 @@ from typing import Protocol
 
 import numpy as np
 
-from autocut.planning.candidates import CandidatePool
-from autocut.library.catalog import BgmRow, Catalog
 from autocut.errors import CatalogError, PlanError
-from autocut.library.ids import split_clip_id, split_frame_id
-from autocut.library.ids import split_frame_ids
+from autocut.library.catalog import BgmRow, Catalog
+from autocut.library.ids import split_clip_id, split_frame_id, split_frame_ids
+from autocut.planning.candidates import CandidatePool
 from indexes import IndexInputError, PoolIndex, SearchResult
 
 __all__ = [
@@ -98,8 +97,10 @@ class PoolGrounder:
             return None
         keep = all_ids[~np.isin(all_ids, ex)]
         if keep.size == 0:
-            raise PlanError("every frame/clip of the pool is already used by the plan: the pool is too small "
-                            "for this many clips (or allow clip reuse)")
+            raise PlanError(
+                "every frame/clip of the pool is already used by the plan: the pool is too small "
+                "for this many clips (or allow clip reuse)"
+            )
         return keep
 
     def frames(self, queries: np.ndarray, k: int = 1, *, exclude_ids: Iterable[int] = ()) -> list[list[FrameHit]]:
@@ -114,8 +115,7 @@ class PoolGrounder:
     def clips(self, queries: np.ndarray, k: int = 1, *, exclude_ids: Iterable[int] = ()) -> list[list[ClipHit]]:
         """The `k` visual clips of the pool nearest each query (Q, D), best first, skipping `exclude_ids`."""
         if self._clips is None:
-            raise PlanError("the pool's videos have no visual clips (segmentation found none); use by-frame "
-                            "assembly")
+            raise PlanError("the pool's videos have no visual clips (segmentation found none); use by-frame assembly")
         subset = self._subset(self.pool.clip_ids, exclude_ids)
         try:
             res = self._clips.search(np.atleast_2d(queries), k, subset_ids=subset)
@@ -137,8 +137,11 @@ class PoolGrounder:
 
     def clips_overlapping(self, photo_id: int, start_s: float, end_s: float) -> list[int]:
         """Visual clips of `photo_id` that overlap [start_s, end_s) by more than a frame tolerance."""
-        return [cid for cid, r in self.pool.clip_rows.items()
-                if r.photo_id == photo_id and min(r.end_s, end_s) - max(r.start_s, start_s) > 1e-3]
+        return [
+            cid
+            for cid, r in self.pool.clip_rows.items()
+            if r.photo_id == photo_id and min(r.end_s, end_s) - max(r.start_s, start_s) > 1e-3
+        ]
 
 
 class Searcher(Protocol):
@@ -168,13 +171,18 @@ class BgmGrounder:
             self._search = index
             self.source = "bgm index"
             if index.count < len(self.tracks):
-                log.warning("the BGM index holds %d of the library's %d tracks; run `autocut index rebuild "
-                            "--kind bgm` to search them all", index.count, len(self.tracks))
+                log.warning(
+                    "the BGM index holds %d of the library's %d tracks; run `autocut index rebuild "
+                    "--kind bgm` to search them all",
+                    index.count,
+                    len(self.tracks),
+                )
         except CatalogError as exc:
             # No index built yet (or an unreadable one): a BGM library is a few hundred tracks, so an
             # exact search over the catalog's vectors is cheap and gives the same answer.
-            log.info("BGM search without an index (%s); searching the catalog's %d tracks exactly",
-                     exc, len(self.tracks))
+            log.info(
+                "BGM search without an index (%s); searching the catalog's %d tracks exactly", exc, len(self.tracks)
+            )
             ids, vecs = catalog.bgm_vectors()
             try:
                 self._search = PoolIndex(ids, vecs)
@@ -242,8 +250,9 @@ class SourceWindow:
         self.allow_reuse = allow_reuse
         self._used: dict[int, list[tuple[float, float]]] = {}
 
-    def free_span(self, photo_id: int, at_s: float,
-                  reserved: Iterable[tuple[int, float, float]] = ()) -> tuple[float, float]:
+    def free_span(
+        self, photo_id: int, at_s: float, reserved: Iterable[tuple[int, float, float]] = ()
+    ) -> tuple[float, float]:
         """The largest interval of `photo_id` around time `at_s` that is neither used nor `reserved`
         ((photo_id, start_s, end_s) spans kept for clips not yet grounded), clamped into the source."""
         dur = self.durations_s[photo_id]

@@ -22,25 +22,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from autocut.planning.candidates import Candidate, CandidateConfig, CandidatePool, build_candidates
-from autocut.library.catalog import Catalog
 from autocut.errors import CatalogError, PlanError
+from autocut.library.catalog import Catalog
+from autocut.library.ids import frame_id
+from autocut.planning.candidates import Candidate, CandidateConfig, CandidatePool, build_candidates
 from autocut.planning.grounding import BgmGrounder, LibraryVideoGrounder, PoolGrounder, SourceWindow
-from autocut.speech.words import count_words
 from autocut.planning.planners.base import Decision, Planner, PlanningTask, get_planner
 from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
 from autocut.speech.tts import base_words_per_minute
+from autocut.speech.words import count_words
 from autocut.types import BgmChoice, EditPlan, PlanRequest, PlanSegment, SegmentMode, VoiceSpec
-from autocut.library.ids import frame_id
 
 __all__ = [
     "PlanOptions",
@@ -75,8 +73,14 @@ class PlanOptions:
 
 # --------------------------------------------------------------------------- entry points
 
-def plan_edit(library: str | Path | Catalog, request: PlanRequest, planner: str | Planner = "heuristic", *,
-              options: PlanOptions | None = None) -> list[EditPlan]:
+
+def plan_edit(
+    library: str | Path | Catalog,
+    request: PlanRequest,
+    planner: str | Planner = "heuristic",
+    *,
+    options: PlanOptions | None = None,
+) -> list[EditPlan]:
     """`request.n_variants` distinct plans (fewer only when the pool cannot give more; see notes["variants"]).
 
     `library` is a library directory or an open `Catalog`; `planner` a name from
@@ -88,8 +92,9 @@ def plan_edit(library: str | Path | Catalog, request: PlanRequest, planner: str 
         return plan_with_catalog(catalog, request, planner, options=options)
 
 
-def plan_with_catalog(catalog: Catalog, request: PlanRequest, planner: str | Planner = "heuristic", *,
-                      options: PlanOptions | None = None) -> list[EditPlan]:
+def plan_with_catalog(
+    catalog: Catalog, request: PlanRequest, planner: str | Planner = "heuristic", *, options: PlanOptions | None = None
+) -> list[EditPlan]:
     """`plan_edit` on an open catalog."""
     opts = options or PlanOptions()
     planner_obj = get_planner(planner) if isinstance(planner, str) else planner
@@ -98,19 +103,30 @@ def plan_with_catalog(catalog: Catalog, request: PlanRequest, planner: str | Pla
     pool = build_candidates(catalog, request.pool, opts.candidates)
     n_select = len(request.script) if request.script else None
     if n_select is not None and n_select > len(pool):
-        raise PlanError(f"the script has {n_select} sentences but the pool yields only {len(pool)} candidate "
-                        "clips (one distinct clip per sentence): add footage or shorten the script")
+        raise PlanError(
+            f"the script has {n_select} sentences but the pool yields only {len(pool)} candidate "
+            "clips (one distinct clip per sentence): add footage or shorten the script"
+        )
     bgm_ids, bgm_vecs = catalog.bgm_vectors()
     excluded = {int(a) for a in request.exclude_audio_ids}
     unknown = excluded - {int(a) for a in bgm_ids}
     if unknown:
         log.info("exclude_audio_ids %s are not in the library; ignoring them", sorted(unknown))
     keep = ~np.isin(bgm_ids, list(excluded)) if excluded else np.ones(len(bgm_ids), bool)
-    task = PlanningTask(request=request, pool=pool, catalog=catalog, library_dir=catalog.root, n_select=n_select,
-                        budget_s=request.max_duration_s, bgm_ids=bgm_ids[keep], bgm_vectors=bgm_vecs[keep],
-                        frame_weights=opts.frame_weights, words_per_s=opts.words_per_s,
-                        speech_rate=_speech_rate_fn(voice, _extra_s(request, opts)),
-                        reference_split=opts.reference_split)
+    task = PlanningTask(
+        request=request,
+        pool=pool,
+        catalog=catalog,
+        library_dir=catalog.root,
+        n_select=n_select,
+        budget_s=request.max_duration_s,
+        bgm_ids=bgm_ids[keep],
+        bgm_vectors=bgm_vecs[keep],
+        frame_weights=opts.frame_weights,
+        words_per_s=opts.words_per_s,
+        speech_rate=_speech_rate_fn(voice, _extra_s(request, opts)),
+        reference_split=opts.reference_split,
+    )
     decisions = planner_obj.plan(task, request.n_variants)
     if not decisions:
         raise PlanError(f"the {planner_obj.name} planner produced no plan for this request")
@@ -119,8 +135,19 @@ def plan_with_catalog(catalog: Catalog, request: PlanRequest, planner: str | Pla
     plans: list[EditPlan] = []
     for k, d in enumerate(decisions):
         try:
-            plans.append(_assemble(task, d, variant=len(plans), planner_name=planner_obj.name, grounder=grounder,
-                                   bgm=bgm, voice=voice, opts=opts, outside_note=outside_note))
+            plans.append(
+                _assemble(
+                    task,
+                    d,
+                    variant=len(plans),
+                    planner_name=planner_obj.name,
+                    grounder=grounder,
+                    bgm=bgm,
+                    voice=voice,
+                    opts=opts,
+                    outside_note=outside_note,
+                )
+            )
         except PlanError as exc:
             # A later variant that cannot be grounded or voiced is dropped, not the whole request;
             # the first variant's failure is the request's failure.
@@ -129,20 +156,23 @@ def plan_with_catalog(catalog: Catalog, request: PlanRequest, planner: str | Pla
             log.warning("dropping variant %d of %s: %s", k + 1, planner_obj.name, exc)
     if len(plans) < request.n_variants:
         for p in plans:
-            p.notes["variants"] = (f"{len(plans)} distinct plans of {request.n_variants} asked: the pool and "
-                                   "script allow no more")
+            p.notes["variants"] = (
+                f"{len(plans)} distinct plans of {request.n_variants} asked: the pool and script allow no more"
+            )
     return plans
 
 
 # --------------------------------------------------------------------------- request checks
+
 
 def _voice_for(request: PlanRequest) -> VoiceSpec:
     """The request's voice with its language and base rate settled, as the plan will record it."""
     voice = request.voice
     if voice.language != request.language:
         if voice.name is not None:
-            raise PlanError(f"voice {voice.name!r} speaks {voice.language!r} but the request's language is "
-                            f"{request.language!r}")
+            raise PlanError(
+                f"voice {voice.name!r} speaks {voice.language!r} but the request's language is {request.language!r}"
+            )
         # The default voice follows the request's language (a "zh" request with the default
         # VoiceSpec means Mandarin narration, not English).
         voice = voice.model_copy(update={"language": request.language})
@@ -161,8 +191,10 @@ def _check_script(request: PlanRequest) -> None:
 
 # --------------------------------------------------------------------------- assembly
 
-def _grounder(catalog: Catalog, request: PlanRequest, pool: CandidatePool, decisions: list[Decision],
-              opts: PlanOptions) -> tuple[PoolGrounder, str | None]:
+
+def _grounder(
+    catalog: Catalog, request: PlanRequest, pool: CandidatePool, decisions: list[Decision], opts: PlanOptions
+) -> tuple[PoolGrounder, str | None]:
     """Exact search over the pool; with `allow_outside_pool`, over the pool plus the library videos whose
     frames (or clips) the library index finds nearest the planner's queries (docs/method.md, "Decoding and grounding").
 
@@ -192,11 +224,18 @@ def _grounder(catalog: Catalog, request: PlanRequest, pool: CandidatePool, decis
     frame_ids, frame_vecs = catalog.frame_vectors(ids)
     clip_ids, clip_vecs = catalog.clip_vectors(ids)
     wide = dataclasses.replace(
-        pool, sources={**pool.sources, **{p: catalog.source(p) for p in extra}}, frame_ids=frame_ids,
-        frame_vectors=frame_vecs, clip_ids=clip_ids, clip_vectors=clip_vecs,
-        clip_rows={r.clip_id: r for pid in ids for r in catalog.clips(pid)})
-    return PoolGrounder(wide), (f"pool + {len(extra)} library videos nearest the queries (photo_ids "
-                                f"{', '.join(map(str, extra))}; {library.kind} index)")
+        pool,
+        sources={**pool.sources, **{p: catalog.source(p) for p in extra}},
+        frame_ids=frame_ids,
+        frame_vectors=frame_vecs,
+        clip_ids=clip_ids,
+        clip_vectors=clip_vecs,
+        clip_rows={r.clip_id: r for pid in ids for r in catalog.clips(pid)},
+    )
+    return PoolGrounder(wide), (
+        f"pool + {len(extra)} library videos nearest the queries (photo_ids "
+        f"{', '.join(map(str, extra))}; {library.kind} index)"
+    )
 
 
 @dataclass
@@ -212,8 +251,17 @@ def _speech_s(sentence: str, voice: VoiceSpec, rate: float) -> float:
     return estimate_duration_s(sentence, voice, rate)
 
 
-def _fit_span(sentence: str, voice: VoiceSpec, *, start_s: float, length_s: float, lo: float, hi: float,
-              extra_s: float, prefer: str) -> _Fit | None:
+def _fit_span(
+    sentence: str,
+    voice: VoiceSpec,
+    *,
+    start_s: float,
+    length_s: float,
+    lo: float,
+    hi: float,
+    extra_s: float,
+    prefer: str,
+) -> _Fit | None:
     """Place a segment of about `length_s` at `start_s` inside free time [lo, hi] so the sentence fits.
 
     `prefer="extend"` (by frame) lengthens the cut before speeding the voice up; `"rate"` (by
@@ -257,7 +305,7 @@ def _verify(sentence: str, voice: VoiceSpec, start: float, length: float, rate: 
     return None
 
 
-def _speech_rate_fn(voice: VoiceSpec, extra_s: float):  # noqa: ANN202 - a closure for PlanningTask
+def _speech_rate_fn(voice: VoiceSpec, extra_s: float):
     def rate_needed(sentence: str, duration_s: float) -> float | None:
         """Speech rate (>= 1) at which `sentence` fits a segment of `duration_s`; None if above the max."""
         speech = _speech_s(sentence, voice, 1.0)
@@ -301,18 +349,33 @@ class _GroundingOption:
     clip_id: int | None
 
 
-def _assemble(task: PlanningTask, d: Decision, *, variant: int, planner_name: str, grounder: PoolGrounder,
-              bgm: BgmGrounder, voice: VoiceSpec, opts: PlanOptions, outside_note: str | None = None) -> EditPlan:
+def _assemble(
+    task: PlanningTask,
+    d: Decision,
+    *,
+    variant: int,
+    planner_name: str,
+    grounder: PoolGrounder,
+    bgm: BgmGrounder,
+    voice: VoiceSpec,
+    opts: PlanOptions,
+    outside_note: str | None = None,
+) -> EditPlan:
     request, pool = task.request, grounder.pool  # the request's pool, widened when clips may come from outside
     extra = _extra_s(request, opts)
-    state = _GroundingState(grounder=grounder, voice=voice, extra_s=extra, mode=opts.segment_mode,
-                            window=SourceWindow({pid: float(s.duration_s) for pid, s in pool.sources.items()}))
+    state = _GroundingState(
+        grounder=grounder,
+        voice=voice,
+        extra_s=extra,
+        mode=opts.segment_mode,
+        window=SourceWindow({pid: float(s.duration_s) for pid, s in pool.sources.items()}),
+    )
     segments: list[PlanSegment] = []
     trimmed: list[int] = []
     for pos, (ci, sentence) in enumerate(zip(d.order, d.sentences)):
         cand = pool.candidates[ci]
         # Clips still to come keep their own footage: a segment grown to fit its sentence must not eat it.
-        reserved = [(c.photo_id, c.start_s, c.end_s) for c in (pool.candidates[j] for j in d.order[pos + 1:])]
+        reserved = [(c.photo_id, c.start_s, c.end_s) for c in (pool.candidates[j] for j in d.order[pos + 1 :])]
         while True:
             try:
                 seg = _ground_one(state, d, pos=pos, cand=cand, sentence=sentence, reserved=reserved)
@@ -347,26 +410,43 @@ def _assemble(task: PlanningTask, d: Decision, *, variant: int, planner_name: st
         "selection": shown(d.selected),
         "order": shown(d.order),
         "grounding": f"{opts.segment_mode} (exact search over the pool's {len(pool.frame_ids)} frames / "
-                     f"{len(pool.clip_ids)} clips)",
+        f"{len(pool.clip_ids)} clips)",
         "bgm": bgm_note,
         **d.notes,
     }
     if trimmed:
-        notes["grounding_trimmed"] = (f"clips {shown([p - 1 for p in sorted(set(trimmed))])} lost trailing words: "
-                                      "their grounded footage was shorter than the line needs")
+        notes["grounding_trimmed"] = (
+            f"clips {shown([p - 1 for p in sorted(set(trimmed))])} lost trailing words: "
+            "their grounded footage was shorter than the line needs"
+        )
     if request.allow_outside_pool and planner_name in ("heuristic", "random"):
         notes["outside_pool"] = "baseline planners choose pool clips only"
     elif outside_note is not None:
         notes["outside_pool"] = outside_note
     key = f"{request.model_dump_json()}|{planner_name}|{opts.segment_mode}|{variant}|{d.key()}"
     return EditPlan(
-        plan_id=hashlib.sha256(key.encode()).hexdigest()[:16], product=request.product, scenario=request.scenario,
-        language=request.language, segments=segments, bgm=bgm_choice, voice=voice, output=request.output,
-        planner=planner_name, notes=notes)
+        plan_id=hashlib.sha256(key.encode()).hexdigest()[:16],
+        product=request.product,
+        scenario=request.scenario,
+        language=request.language,
+        segments=segments,
+        bgm=bgm_choice,
+        voice=voice,
+        output=request.output,
+        planner=planner_name,
+        notes=notes,
+    )
 
 
-def _ground_one(state: _GroundingState, d: Decision, *, pos: int, cand: Candidate, sentence: str,
-                reserved: list[tuple[int, float, float]]) -> PlanSegment:
+def _ground_one(
+    state: _GroundingState,
+    d: Decision,
+    *,
+    pos: int,
+    cand: Candidate,
+    sentence: str,
+    reserved: list[tuple[int, float, float]],
+) -> PlanSegment:
     """Ground the `pos`-th chosen candidate in free pool footage its sentence fits; take that footage."""
     grounder, window, voice, extra, mode = state.grounder, state.window, state.voice, state.extra_s, state.mode
     used_frames, used_clips = state.used_frames, state.used_clips
@@ -383,15 +463,26 @@ def _ground_one(state: _GroundingState, d: Decision, *, pos: int, cand: Candidat
         skip = used_clips.union(*(grounder.clips_overlapping(p, a, b) for p, a, b in reserved))
         for hit in grounder.clips(q, _GROUNDING_K, exclude_ids=skip)[0]:
             first = math.ceil(hit.start_s - 1e-6)
-            options.append(_GroundingOption(hit.photo_id, hit.start_s, hit.end_s - hit.start_s,
-                                            frame_id(hit.photo_id, first), hit.clip_id))
+            options.append(
+                _GroundingOption(
+                    hit.photo_id, hit.start_s, hit.end_s - hit.start_s, frame_id(hit.photo_id, first), hit.clip_id
+                )
+            )
     if not options:
         raise PlanError(f"clip {pos + 1}: nothing left in the pool to ground it to (pool too small for the plan)")
     for opt in options:
         photo, fid, cid = opt.photo_id, opt.frame_id, opt.clip_id
         lo, hi = window.free_span(photo, opt.start_s, reserved)
-        fit = _fit_span(sentence, voice, start_s=opt.start_s, length_s=opt.length_s, lo=lo, hi=hi, extra_s=extra,
-                        prefer="extend" if mode == "by_frame" else "rate")
+        fit = _fit_span(
+            sentence,
+            voice,
+            start_s=opt.start_s,
+            length_s=opt.length_s,
+            lo=lo,
+            hi=hi,
+            extra_s=extra,
+            prefer="extend" if mode == "by_frame" else "rate",
+        )
         if fit is None:
             continue
         end = fit.start_s + fit.duration_s
@@ -407,16 +498,25 @@ def _ground_one(state: _GroundingState, d: Decision, *, pos: int, cand: Candidat
         start_ms = round(fit.start_s, 3)
         # Floor to the millisecond so rounding never pushes a segment past its source's end.
         dur_ms = math.floor(min(fit.duration_s, src.duration_s - start_ms) * 1000) / 1000
-        return PlanSegment(source_path=src.path, start_s=start_ms, duration_s=dur_ms,
-                           sentence=sentence, mode=mode, photo_id=photo, clip_id=cid, frame_id=fid,
-                           speech_rate=fit.rate)
+        return PlanSegment(
+            source_path=src.path,
+            start_s=start_ms,
+            duration_s=dur_ms,
+            sentence=sentence,
+            mode=mode,
+            photo_id=photo,
+            clip_id=cid,
+            frame_id=fid,
+            speech_rate=fit.rate,
+        )
     speech = _speech_s(sentence, voice, 1.0)
     spans = [window.free_span(o.photo_id, o.start_s, reserved) for o in options]
     best_room = max(hi - lo for lo, hi in spans)
     raise PlanError(
         f"clip {pos + 1}: the sentence {sentence!r} needs {speech / MAX_SPEECH_RATE + extra:.1f} s even at "
         f"{MAX_SPEECH_RATE:.2f}x speech, but the best-matching footage offers at most {best_room:.1f} s: "
-        "shorten the sentence or add longer footage")
+        "shorten the sentence or add longer footage"
+    )
 
 
 def _drop_last_word(sentence: str) -> str | None:
@@ -434,8 +534,9 @@ def _clip_at(pool: CandidatePool, photo_id: int, t_s: float) -> int | None:
     return None
 
 
-def _trim_to_budget(segments: list[PlanSegment], request: PlanRequest, voice: VoiceSpec, extra: float,
-                    opts: PlanOptions) -> list[PlanSegment]:
+def _trim_to_budget(
+    segments: list[PlanSegment], request: PlanRequest, voice: VoiceSpec, extra: float, opts: PlanOptions
+) -> list[PlanSegment]:
     """Shorten segment ends (never below their narration) until the plan fits `max_duration_s`."""
     trans = request.output.transition_duration_s if request.output.transition != "cut" else 0.0
     overlap = trans * (len(segments) - 1)
@@ -450,9 +551,13 @@ def _trim_to_budget(segments: list[PlanSegment], request: PlanRequest, voice: Vo
     slack = [s.duration_s - f for s, f in zip(segments, floors)]
     excess = total - budget
     if sum(slack) + 1e-6 < excess:
-        raise PlanError(f"the plan needs at least {sum(floors) - overlap:.1f} s for its narration but "
-                        f"max_duration_s is {budget:.1f} s: shorten the script or raise max_duration_s")
+        raise PlanError(
+            f"the plan needs at least {sum(floors) - overlap:.1f} s for its narration but "
+            f"max_duration_s is {budget:.1f} s: shorten the script or raise max_duration_s"
+        )
     # Take the excess from each segment in proportion to its slack (long shots give the most).
     share = excess / sum(slack)
-    return [s.model_copy(update={"duration_s": math.floor((s.duration_s - sl * share) * 1000) / 1000})
-            for s, sl in zip(segments, slack)]
+    return [
+        s.model_copy(update={"duration_s": math.floor((s.duration_s - sl * share) * 1000) / 1000})
+        for s, sl in zip(segments, slack)
+    ]

@@ -30,42 +30,80 @@ __all__ = ["ScriptLine", "fit_line", "line_roles", "write_script"]
 _EN: dict[str, tuple[list[str], list[str], list[str]]] = {
     "hook": (
         ["", "Take a look: ", "Right here, ", "Good news: ", "Say goodbye to the hassle, "],
-        ["meet the {name}", "say hello to the {name}", "this is the {name} by {brand}", "discover the {name}",
-         "meet {brand}", "here is the new {name}"],
-        [", your new favourite {category} essential", ", made for the way you live",
-         ", built to make every day easier", ", designed with you in mind", ", and you are going to love it",
-         " from {brand}", ", the smart pick this season"],
+        [
+            "meet the {name}",
+            "say hello to the {name}",
+            "this is the {name} by {brand}",
+            "discover the {name}",
+            "meet {brand}",
+            "here is the new {name}",
+        ],
+        [
+            ", your new favourite {category} essential",
+            ", made for the way you live",
+            ", built to make every day easier",
+            ", designed with you in mind",
+            ", and you are going to love it",
+            " from {brand}",
+            ", the smart pick this season",
+        ],
     ),
     "feature": (
         ["", "Best of all, ", "On top of that, ", "Plus, ", "And yes, "],
         ["it comes with {sp}", "enjoy {sp}", "you get {sp}", "count on {sp}", "it is all about {sp}"],
-        [", every single day", ", wherever you go", ", just what you expect from {brand}",
-         ", so you can focus on what matters", ", and you will notice it right away", ", without any extra effort",
-         ", built to last for years"],
+        [
+            ", every single day",
+            ", wherever you go",
+            ", just what you expect from {brand}",
+            ", so you can focus on what matters",
+            ", and you will notice it right away",
+            ", without any extra effort",
+            ", built to last for years",
+        ],
     ),
     "benefit": (
         ["", "Best of all, ", "Plus, "],
-        ["it fits right into your routine", "it is simple to use", "it looks as good as it works",
-         "it just works"],
-        [", every single day", ", wherever you go", ", so you can focus on what matters",
-         ", with nothing to set up", ", for the whole family"],
+        ["it fits right into your routine", "it is simple to use", "it looks as good as it works", "it just works"],
+        [
+            ", every single day",
+            ", wherever you go",
+            ", so you can focus on what matters",
+            ", with nothing to set up",
+            ", for the whole family",
+        ],
     ),
     "cta": (
         ["", "Don't wait, ", "So go on, "],
-        ["get yours today", "order the {name} now", "tap the link and grab the {name} today",
-         "try the {name} for yourself", "shop now", "get the {name} from {brand} today"],
-        [" while stocks last", " and see the difference", ", you will be glad you did", " at a great price",
-         " and make every day better"],
+        [
+            "get yours today",
+            "order the {name} now",
+            "tap the link and grab the {name} today",
+            "try the {name} for yourself",
+            "shop now",
+            "get the {name} from {brand} today",
+        ],
+        [
+            " while stocks last",
+            " and see the difference",
+            ", you will be glad you did",
+            " at a great price",
+            " and make every day better",
+        ],
     ),
 }
 
 _ZH: dict[str, tuple[list[str], list[str], list[str]]] = {
     "hook": (
         ["", "快来看看，", "好消息，", "告别麻烦，"],
-        ["这就是{name}", "认识一下{name}", "今天给大家推荐{name}", "{brand}新品{name}来了", "看这里",
-         "来看看{brand}"],
-        ["，让生活更轻松", "，你的日常好帮手", "，颜值和实力都在线", "，用过的人都说好", "，{category}必备好物",
-         "，专为你设计"],
+        ["这就是{name}", "认识一下{name}", "今天给大家推荐{name}", "{brand}新品{name}来了", "看这里", "来看看{brand}"],
+        [
+            "，让生活更轻松",
+            "，你的日常好帮手",
+            "，颜值和实力都在线",
+            "，用过的人都说好",
+            "，{category}必备好物",
+            "，专为你设计",
+        ],
     ),
     "feature": (
         ["", "而且", "更棒的是，", "不仅如此，"],
@@ -104,9 +142,12 @@ def line_roles(n: int, n_selling_points: int) -> list[str]:
     if n == 1:
         return ["hook"]
     # Each selling point once; further middle clips alternate a generic benefit and a repeated point.
-    middle = ["feature" if i < n_selling_points else ("benefit" if (i - n_selling_points) % 2 == 0 or
-                                                      n_selling_points == 0 else "feature")
-              for i in range(n - 2)]
+    middle = [
+        "feature"
+        if i < n_selling_points
+        else ("benefit" if (i - n_selling_points) % 2 == 0 or n_selling_points == 0 else "feature")
+        for i in range(n - 2)
+    ]
     return ["hook", *middle, "cta"]
 
 
@@ -132,8 +173,9 @@ def _finish(text: str, language: Language, role: str) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _options_counted(role: str, language: Language,
-                     fields: tuple[tuple[str, str], ...]) -> tuple[list[str], np.ndarray]:
+def _options_counted(
+    role: str, language: Language, fields: tuple[tuple[str, str], ...]
+) -> tuple[list[str], np.ndarray]:
     """Every sentence for `role` with these fields, and their word counts (cached: variants reuse them)."""
     options = _options(role, language, dict(fields))
     return options, np.array([count_words(o) for o in options], np.int64)
@@ -152,8 +194,16 @@ def _options(role: str, language: Language, fields: Mapping[str, str]) -> list[s
     return out
 
 
-def fit_line(role: str, fields: Mapping[str, str], target: int, language: Language, rng: np.random.Generator, *,
-             speech_rate: Callable[[str], float | None] | None = None, max_tries: int = 12) -> str:
+def fit_line(
+    role: str,
+    fields: Mapping[str, str],
+    target: int,
+    language: Language,
+    rng: np.random.Generator,
+    *,
+    speech_rate: Callable[[str], float | None] | None = None,
+    max_tries: int = 12,
+) -> str:
     """The template sentence for `role` whose word count is closest to `target` (random among ties).
 
     With `speech_rate` (sentence -> the voice speed its clip needs, None if it cannot fit at any
@@ -181,9 +231,15 @@ def fit_line(role: str, fields: Mapping[str, str], target: int, language: Langua
     return options[int(np.argmin(words))]
 
 
-def write_script(product: ProductInfo, durations_s: Sequence[float], language: Language = "en", *,
-                 seed: int = 0, words_per_s: float | Mapping[str, float] | None = None,
-                 speech_rate: Callable[[str, float], float | None] | None = None) -> list[ScriptLine]:
+def write_script(
+    product: ProductInfo,
+    durations_s: Sequence[float],
+    language: Language = "en",
+    *,
+    seed: int = 0,
+    words_per_s: float | Mapping[str, float] | None = None,
+    speech_rate: Callable[[str, float], float | None] | None = None,
+) -> list[ScriptLine]:
     """One line per clip (clips in ad order), each fit to its clip's word target.
 
     `speech_rate(sentence, duration_s)`: the voice speed a sentence needs to fit a clip (None: it
@@ -195,8 +251,11 @@ def write_script(product: ProductInfo, durations_s: Sequence[float], language: L
     points = [p.strip().rstrip(".。") for p in product.selling_points if p.strip()]
     order = list(rng.permutation(len(points))) if points else []
     roles = line_roles(len(durations_s), len(points))
-    base = {"name": product.name.strip(), "brand": product.brand.strip(),
-            "category": product.category.strip().lower() if language == "en" else product.category.strip()}
+    base = {
+        "name": product.name.strip(),
+        "brand": product.brand.strip(),
+        "category": product.category.strip().lower() if language == "en" else product.category.strip(),
+    }
     lines: list[ScriptLine] = []
     feature_k = 0
     for dur, role in zip(durations_s, roles):

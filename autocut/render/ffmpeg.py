@@ -35,14 +35,19 @@ class FfmpegCommand:
     duration_s: float  # output duration, for progress
 
 
-def run_ffmpeg(cmd: FfmpegCommand, *, on_progress: Callable[[float], None] | None = None,
-               cancel: threading.Event | None = None,
-               on_start: Callable[[subprocess.Popen[str]], None] | None = None) -> str:
+def run_ffmpeg(
+    cmd: FfmpegCommand,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
+    on_start: Callable[[subprocess.Popen[str]], None] | None = None,
+) -> str:
     """Run one ffmpeg command; report progress 0..1; stop it when `cancel` is set. Returns stderr."""
     log.debug("ffmpeg: %s", subprocess.list2cmdline(cmd.args))
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as err:
-        proc = subprocess.Popen(cmd.args, cwd=cmd.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=err, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd.args, cwd=cmd.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1
+        )
         if on_start is not None:
             on_start(proc)
         stopper = _stop_on_cancel(proc, cancel) if cancel is not None else None
@@ -71,6 +76,7 @@ def run_ffmpeg(cmd: FfmpegCommand, *, on_progress: Callable[[float], None] | Non
 
 def _stop_on_cancel(proc: subprocess.Popen[str], cancel: threading.Event) -> threading.Thread:
     """A started daemon thread that terminates `proc` (then kills it after 5 s) once `cancel` is set."""
+
     def _watch() -> None:
         while proc.poll() is None:
             if cancel.wait(0.1):

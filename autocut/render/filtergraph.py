@@ -41,8 +41,7 @@ DUCK_ATTACK_MS = 20.0
 DUCK_RELEASE_MS = 400.0
 BGM_FADE_IN_S = 0.3
 
-_AFMT = (f"aresample={AUDIO_RATE_HZ},"
-         f"aformat=sample_fmts=fltp:sample_rates={AUDIO_RATE_HZ}:channel_layouts=stereo")
+_AFMT = f"aresample={AUDIO_RATE_HZ},aformat=sample_fmts=fltp:sample_rates={AUDIO_RATE_HZ}:channel_layouts=stereo"
 # Gentle voice-over compression: a steadier level under the music and a lower peak-to-loudness ratio.
 _VOICE_COMPRESSOR = "acompressor=threshold=0.1:ratio=3:attack=5:release=120:makeup=1.5"
 
@@ -52,6 +51,7 @@ def _fmt(x: float) -> str:
 
 
 # --------------------------------------------------------------------------- video
+
 
 def crop_to_aspect(w: int, h: int, tw: int, th: int) -> tuple[int, int]:
     """Largest centred crop of a w x h frame with the target's aspect (even sizes)."""
@@ -109,9 +109,11 @@ def _transition_chains(p: PreparedRender) -> _Transitions:
     n = len(p.segments)
     for k, seg in enumerate(p.segments):
         a, b, total = seg.placement.overlap_in_frames, seg.placement.overlap_out_frames, seg.placement.n_frames
-        parts = [(f"head{k}", f"trim=end_frame={a}") if a else None,
-                 (f"body{k}", f"trim=start_frame={a}:end_frame={total - b}"),
-                 (f"tail{k}", f"trim=start_frame={total - b}") if b else None]
+        parts = [
+            (f"head{k}", f"trim=end_frame={a}") if a else None,
+            (f"body{k}", f"trim=start_frame={a}:end_frame={total - b}"),
+            (f"tail{k}", f"trim=start_frame={total - b}") if b else None,
+        ]
         used = [x for x in parts if x is not None]
         if len(used) == 1:
             chains.append(f"[v{k}]null[body{k}]")
@@ -120,8 +122,10 @@ def _transition_chains(p: PreparedRender) -> _Transitions:
             chains += [f"[{lbl}in]{trim},setpts=PTS-STARTPTS[{lbl}]" for lbl, trim in used]
         if k > 0:
             dur = _fmt(float(a / p.fps))
-            chains.append(f"[tail{k - 1}][head{k}]xfade=transition={p.plan.output.transition}:duration={dur}:"
-                          f"offset=0,format=yuv420p[x{k}]")
+            chains.append(
+                f"[tail{k - 1}][head{k}]xfade=transition={p.plan.output.transition}:duration={dur}:"
+                f"offset=0,format=yuv420p[x{k}]"
+            )
             order.append(f"x{k}")
         order.append(f"body{k}")
     assert len(order) == 2 * n - 1
@@ -155,6 +159,7 @@ def build_video_filters(p: PreparedRender, input_of_segment: Sequence[int]) -> l
 
 # --------------------------------------------------------------------------- audio
 
+
 def _voice_chain(p: PreparedRender, voice_input: int) -> str:
     d = _fmt(p.duration_s)
     return f"[{voice_input}:a:0]{_AFMT},{_VOICE_COMPRESSOR},apad=whole_dur={d},atrim=duration={d}"
@@ -176,8 +181,15 @@ def _bgm_chain(p: PreparedRender, bgm_input: int, gain_db: float | None) -> str:
     return chain
 
 
-def build_audio_filters(p: PreparedRender, *, voice_input: int | None, bgm_input: int | None,
-                        source_inputs: dict[int, int], bgm_gain_db: float, finish: str) -> list[str]:
+def build_audio_filters(
+    p: PreparedRender,
+    *,
+    voice_input: int | None,
+    bgm_input: int | None,
+    source_inputs: dict[int, int],
+    bgm_gain_db: float,
+    finish: str,
+) -> list[str]:
     """Audio chains ending in [aout]: compressed voice, BGM ducked by the voice, kept source audio.
 
     `finish` is appended to the mix (a measurement, or the loudness gain and limiter); the mix before
@@ -196,8 +208,10 @@ def build_audio_filters(p: PreparedRender, *, voice_input: int | None, bgm_input
         if voice_input is not None:
             # Ducking: a compressor on the music keyed by the voice (not a fixed volume cut).
             chains.append(f"{_bgm_chain(p, bgm_input, bgm_gain_db)}[bgmraw]")
-            chains.append(f"[bgmraw][vkey]sidechaincompress=threshold={DUCK_THRESHOLD}:ratio={DUCK_RATIO}:"
-                          f"attack={DUCK_ATTACK_MS}:release={DUCK_RELEASE_MS}[bgm]")
+            chains.append(
+                f"[bgmraw][vkey]sidechaincompress=threshold={DUCK_THRESHOLD}:ratio={DUCK_RATIO}:"
+                f"attack={DUCK_ATTACK_MS}:release={DUCK_RELEASE_MS}[bgm]"
+            )
         else:
             chains.append(f"{_bgm_chain(p, bgm_input, bgm_gain_db)}[bgm]")
         mix_inputs.append("[bgm]")
@@ -205,9 +219,11 @@ def build_audio_filters(p: PreparedRender, *, voice_input: int | None, bgm_input
         seg = p.segments[k]
         n_s = float(seg.placement.n_frames / p.fps)
         delay_ms = int(round(float(seg.placement.start_frame / p.fps) * 1000))
-        chains.append(f"[{idx}:a:0]atrim=duration={_fmt(n_s)},asetpts=PTS-STARTPTS,{_AFMT},"
-                      f"volume={seg.segment.source_audio_gain:.3f},afade=t=in:d=0.05,"
-                      f"afade=t=out:st={_fmt(max(0.0, n_s - 0.05))}:d=0.05,adelay={delay_ms}:all=1[src{k}]")
+        chains.append(
+            f"[{idx}:a:0]atrim=duration={_fmt(n_s)},asetpts=PTS-STARTPTS,{_AFMT},"
+            f"volume={seg.segment.source_audio_gain:.3f},afade=t=in:d=0.05,"
+            f"afade=t=out:st={_fmt(max(0.0, n_s - 0.05))}:d=0.05,adelay={delay_ms}:all=1[src{k}]"
+        )
         mix_inputs.append(f"[src{k}]")
     if not mix_inputs:
         chains.append(f"anullsrc=r={AUDIO_RATE_HZ}:cl=stereo,atrim=duration={d}[aout]")
@@ -231,6 +247,7 @@ def _loudness_filter(gain_db: float, limiter_db: float | None) -> str:
 
 
 # --------------------------------------------------------------------------- inputs and commands
+
 
 @dataclass(frozen=True)
 class _AudioInputs:
@@ -283,8 +300,9 @@ def has_audio_mix(p: PreparedRender) -> bool:
     return p.voice_wav is not None or p.bgm is not None or bool(_source_audio_segments(p))
 
 
-def build_measure_command(p: PreparedRender, *, bgm_gain_db: float, gain_db: float = 0.0,
-                          limiter_db: float | None = None) -> FfmpegCommand:
+def build_measure_command(
+    p: PreparedRender, *, bgm_gain_db: float, gain_db: float = 0.0, limiter_db: float | None = None
+) -> FfmpegCommand:
     """Audio-only pass: the main pass's exact mix (optionally gained and limited), EBU R128 measured."""
     keep = _source_audio_segments(p)
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "info", "-nostats"]
@@ -297,8 +315,14 @@ def build_measure_command(p: PreparedRender, *, bgm_gain_db: float, gain_db: flo
     finish = "ebur128=peak=true:framelog=verbose"
     if gain_db or limiter_db is not None:
         finish = _loudness_filter(gain_db, limiter_db) + "," + finish
-    chains = build_audio_filters(p, voice_input=audio.voice, bgm_input=audio.bgm, source_inputs=source_inputs,
-                                 bgm_gain_db=bgm_gain_db, finish=finish)
+    chains = build_audio_filters(
+        p,
+        voice_input=audio.voice,
+        bgm_input=audio.bgm,
+        source_inputs=source_inputs,
+        bgm_gain_db=bgm_gain_db,
+        finish=finish,
+    )
     args += ["-filter_complex", ";".join(chains), "-map", "[aout]", "-f", "null", "-"]
     return FfmpegCommand(args, p.work_dir, p.duration_s)
 
@@ -308,15 +332,37 @@ def build_stems_command(p: PreparedRender) -> FfmpegCommand:
     assert p.voice_wav is not None and p.bgm is not None
     audio = _audio_inputs(p, 0)
     assert audio.voice is not None and audio.bgm is not None
-    graph = (f"{_voice_chain(p, audio.voice)},ebur128=framelog=verbose[vm];"
-             f"{_bgm_chain(p, audio.bgm, None)},ebur128=framelog=verbose[bm]")
-    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "info", "-nostats", *audio.args,
-            "-filter_complex", graph, "-map", "[vm]", "-f", "null", "-", "-map", "[bm]", "-f", "null", "-"]
+    graph = (
+        f"{_voice_chain(p, audio.voice)},ebur128=framelog=verbose[vm];"
+        f"{_bgm_chain(p, audio.bgm, None)},ebur128=framelog=verbose[bm]"
+    )
+    args = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "info",
+        "-nostats",
+        *audio.args,
+        "-filter_complex",
+        graph,
+        "-map",
+        "[vm]",
+        "-f",
+        "null",
+        "-",
+        "-map",
+        "[bm]",
+        "-f",
+        "null",
+        "-",
+    ]
     return FfmpegCommand(args, p.work_dir, p.duration_s)
 
 
-def build_render_command(p: PreparedRender, out_path: Path, loudness: LoudnessMeasurement | None, *,
-                         threads: int | None = None) -> FfmpegCommand:
+def build_render_command(
+    p: PreparedRender, out_path: Path, loudness: LoudnessMeasurement | None, *, threads: int | None = None
+) -> FfmpegCommand:
     """The one ffmpeg invocation that encodes the finished MP4."""
     o = p.plan.output
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-y"]
@@ -328,15 +374,46 @@ def build_render_command(p: PreparedRender, out_path: Path, loudness: LoudnessMe
     args += audio.args
     chains = build_video_filters(p, list(range(n)))
     finish = f"{_loudness_filter(loudness.gain_db, loudness.limiter_db)},{_AFMT}" if loudness is not None else ""
-    chains += build_audio_filters(p, voice_input=audio.voice, bgm_input=audio.bgm, source_inputs=source_inputs,
-                                  bgm_gain_db=loudness.bgm_gain_db if loudness else 0.0, finish=finish)
-    args += ["-filter_complex", ";".join(chains), "-map", "[vout]", "-map", "[aout]",
-             "-map_metadata", "-1", "-map_chapters", "-1",
-             "-c:v", "libx264", "-preset", o.x264_preset, "-crf", str(o.video_crf), "-pix_fmt", "yuv420p",
-             # The fast AAC coder halves audio encoding time (~0.9 s CPU per 30 s); at 192 kb/s the
-             # difference to the default two-loop search is not audible in a voice-over mix.
-             "-c:a", "aac", "-aac_coder", "fast", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE_HZ),
-             "-movflags", "+faststart"]
+    chains += build_audio_filters(
+        p,
+        voice_input=audio.voice,
+        bgm_input=audio.bgm,
+        source_inputs=source_inputs,
+        bgm_gain_db=loudness.bgm_gain_db if loudness else 0.0,
+        finish=finish,
+    )
+    args += [
+        "-filter_complex",
+        ";".join(chains),
+        "-map",
+        "[vout]",
+        "-map",
+        "[aout]",
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        o.x264_preset,
+        "-crf",
+        str(o.video_crf),
+        "-pix_fmt",
+        "yuv420p",
+        # The fast AAC coder halves audio encoding time (~0.9 s CPU per 30 s); at 192 kb/s the
+        # difference to the default two-loop search is not audible in a voice-over mix.
+        "-c:a",
+        "aac",
+        "-aac_coder",
+        "fast",
+        "-b:a",
+        AUDIO_BITRATE,
+        "-ar",
+        str(AUDIO_RATE_HZ),
+        "-movflags",
+        "+faststart",
+    ]
     if threads:
         args += ["-threads", str(threads)]
     args += ["-progress", "pipe:1", "-f", "mp4", str(out_path)]

@@ -48,6 +48,7 @@ _EBUR128_SUMMARY = re.compile(r"\[Parsed_ebur128_(\d+)[^\]]*\]\s*Summary:(.*?)(?
 
 def parse_ebur128(stderr: str) -> list[R128Summary]:
     """Each ebur128 instance's summary, in filtergraph order (-inf -> -70 LUFS / -99 dBTP)."""
+
     def num(pattern: str, text: str) -> float | None:
         m = re.search(pattern, text, re.S)
         if not m:
@@ -60,8 +61,11 @@ def parse_ebur128(stderr: str) -> list[R128Summary]:
         i = num(r"I:\s*(-inf|-?[\d.]+)\s*LUFS", body)
         if i is None:
             continue
-        found[int(idx)] = R128Summary(max(i, -70.0), num(r"LRA:\s*(-?[\d.]+)\s*LU", body) or 0.0,
-                                      num(r"True peak:\s*Peak:\s*(-inf|-?[\d.]+)", body))
+        found[int(idx)] = R128Summary(
+            max(i, -70.0),
+            num(r"LRA:\s*(-?[\d.]+)\s*LU", body) or 0.0,
+            num(r"True peak:\s*Peak:\s*(-inf|-?[\d.]+)", body),
+        )
     if not found:
         raise RenderError("loudness measurement failed: no EBU R128 summary from ffmpeg")
     return [found[i] for i in sorted(found)]

@@ -15,5 +15,8 @@ RESULT_FILES = {kind: "edit" + suffix for kind, suffix in RESULT_SUFFIXES.items(
 def sidecar_paths(out_path: Path) -> dict[str, Path]:
     """Where the SRT, plan JSON and OTIO files go for `out_path`."""
     stem = str(Path(out_path).with_suffix(""))
-    return {"srt": Path(stem + RESULT_SUFFIXES["subtitles"]), "plan": Path(stem + RESULT_SUFFIXES["plan"]),
-            "otio": Path(stem + RESULT_SUFFIXES["timeline"])}
+    return {
+        "srt": Path(stem + RESULT_SUFFIXES["subtitles"]),
+        "plan": Path(stem + RESULT_SUFFIXES["plan"]),
+        "otio": Path(stem + RESULT_SUFFIXES["timeline"]),
+    }

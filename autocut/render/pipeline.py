@@ -66,8 +66,9 @@ class RenderResult:
     """Wall time of each step: prepare (checks, TTS, stems), measure (audio passes), encode (main pass)."""
 
 
-def measure_loudness(p: PreparedRender, *, cancel: threading.Event | None = None,
-                     on_progress: Callable[[float], None] | None = None) -> LoudnessMeasurement | None:
+def measure_loudness(
+    p: PreparedRender, *, cancel: threading.Event | None = None, on_progress: Callable[[float], None] | None = None
+) -> LoudnessMeasurement | None:
     """Audio-only passes: level the BGM against the voice, then measure the mix for its gain.
 
     When the gain to the loudness target would push the true peak over its ceiling (speech peaks sit
@@ -99,8 +100,9 @@ def measure_loudness(p: PreparedRender, *, cancel: threading.Event | None = None
         ceiling = plan.true_peak_db - LIMITER_MARGIN_DB
         if on_progress:
             on_progress(0.7)
-        lim = parse_ebur128(run_ffmpeg(build_measure_command(p, bgm_gain_db=bgm_gain, gain_db=gain,
-                                                             limiter_db=ceiling), cancel=cancel))[-1]
+        lim = parse_ebur128(
+            run_ffmpeg(build_measure_command(p, bgm_gain_db=bgm_gain, gain_db=gain, limiter_db=ceiling), cancel=cancel)
+        )[-1]
         # Limiting took some loudness off: add it back before the limiter.
         m = LoudnessMeasurement(mix.i, tp, mix.lra, gain + (plan.loudness_lufs - lim.i), bgm_gain, ceiling)
         log.info("mix %.1f LUFS / %.1f dBTP: gain %.1f dB with a %.1f dBFS limiter", mix.i, tp, m.gain_db, ceiling)
@@ -115,27 +117,51 @@ def _timeline(p: PreparedRender, name: str) -> tline.otio.schema.Timeline:
     items = []
     for k, s in enumerate(p.segments):
         start_out = float(s.placement.start_frame / p.fps)
-        items.append(tline.TimelineItem(
-            name=f"{k + 1:02d} {s.source.name}", source_path=s.source, source_duration_s=s.info.duration_s,
-            start_s=s.segment.start_s, n_frames=s.placement.n_frames,
-            transition_in_frames=s.placement.overlap_in_frames, transition_out_frames=s.placement.overlap_out_frames,
-            sentence=s.segment.sentence,
-            voice_offset_s=(s.voice_start_s - start_out) if p.voice_wav is not None else None,
-            voice_duration_s=s.voice_duration_s,
-            metadata={"mode": s.segment.mode, "speech_rate": s.speech_rate,
-                      **{k2: v for k2, v in (("clip_id", s.segment.clip_id), ("photo_id", s.segment.photo_id),
-                                             ("frame_id", s.segment.frame_id)) if v is not None}}))
+        items.append(
+            tline.TimelineItem(
+                name=f"{k + 1:02d} {s.source.name}",
+                source_path=s.source,
+                source_duration_s=s.info.duration_s,
+                start_s=s.segment.start_s,
+                n_frames=s.placement.n_frames,
+                transition_in_frames=s.placement.overlap_in_frames,
+                transition_out_frames=s.placement.overlap_out_frames,
+                sentence=s.segment.sentence,
+                voice_offset_s=(s.voice_start_s - start_out) if p.voice_wav is not None else None,
+                voice_duration_s=s.voice_duration_s,
+                metadata={
+                    "mode": s.segment.mode,
+                    "speech_rate": s.speech_rate,
+                    **{
+                        k2: v
+                        for k2, v in (
+                            ("clip_id", s.segment.clip_id),
+                            ("photo_id", s.segment.photo_id),
+                            ("frame_id", s.segment.frame_id),
+                        )
+                        if v is not None
+                    },
+                },
+            )
+        )
     audio = []
     if p.bgm is not None:
         audio.append(tline.TimelineAudio("BGM", p.bgm.path, p.bgm.start_s, p.duration_s, p.bgm.info.duration_s))
-    return tline.build_timeline(name, items, fps=float(p.fps), transition_name=p.plan.output.transition,
-                                audio=audio)
+    return tline.build_timeline(name, items, fps=float(p.fps), transition_name=p.plan.output.transition, audio=audio)
 
 
-def render(plan: EditPlan, out_path: str | os.PathLike[str], *, library_root: Path | None = None,
-           work_dir: Path | None = None, on_progress: Callable[[float], None] | None = None,
-           cancel: threading.Event | None = None, sidecars: bool = True, threads: int | None = None,
-           on_start: Callable[[subprocess.Popen[str]], None] | None = None) -> RenderResult:
+def render(
+    plan: EditPlan,
+    out_path: str | os.PathLike[str],
+    *,
+    library_root: Path | None = None,
+    work_dir: Path | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
+    sidecars: bool = True,
+    threads: int | None = None,
+    on_start: Callable[[subprocess.Popen[str]], None] | None = None,
+) -> RenderResult:
     """Render `plan` to `out_path` (H.264/AAC MP4, faststart) plus .srt/.plan.json/.otio sidecars.
 
     Bad plans raise PlanError before ffmpeg starts; ffmpeg failures raise RenderError; setting
@@ -170,17 +196,42 @@ def render(plan: EditPlan, out_path: str | os.PathLike[str], *, library_root: Pa
                 subs.write_srt(p.cues, tmp_side["srt"])
                 tmp_side["plan"].write_text(p.plan.model_dump_json(indent=2), encoding="utf-8")
                 tline.write_otio(_timeline(p, p.plan.plan_id or out_path.stem), tmp_side["otio"])
-            run_ffmpeg(cmd, cancel=cancel, on_start=on_start,
-                       on_progress=lambda x: progress(_MEASURE_PROGRESS + (1 - _MEASURE_PROGRESS) * x))
+            run_ffmpeg(
+                cmd,
+                cancel=cancel,
+                on_start=on_start,
+                on_progress=lambda x: progress(_MEASURE_PROGRESS + (1 - _MEASURE_PROGRESS) * x),
+            )
             phases["encode"] = time.monotonic() - t_enc
     progress(1.0)
-    log.info("rendered %s (%.2f s) in %.1f s: %s", out_path.name, p.duration_s, time.monotonic() - t0,
-             ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
-    seg_times = tuple((float(s.placement.start_frame / p.fps), float(s.placement.end_frame / p.fps),
-                       s.voice_start_s, s.voice_duration_s) for s in p.segments)
+    log.info(
+        "rendered %s (%.2f s) in %.1f s: %s",
+        out_path.name,
+        p.duration_s,
+        time.monotonic() - t0,
+        ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()),
+    )
+    seg_times = tuple(
+        (
+            float(s.placement.start_frame / p.fps),
+            float(s.placement.end_frame / p.fps),
+            s.voice_start_s,
+            s.voice_duration_s,
+        )
+        for s in p.segments
+    )
     return RenderResult(
-        output_path=out_path, srt_path=side["srt"] if sidecars else None,
-        plan_path=side["plan"] if sidecars else None, otio_path=side["otio"] if sidecars else None,
-        duration_s=p.duration_s, n_frames=p.total_frames, fps=float(p.fps),
-        speech_rates=tuple(s.speech_rate for s in p.segments), cues=tuple(p.cues), loudness=loud,
-        wall_s=time.monotonic() - t0, segments=seg_times, phase_wall_s=phases)
+        output_path=out_path,
+        srt_path=side["srt"] if sidecars else None,
+        plan_path=side["plan"] if sidecars else None,
+        otio_path=side["otio"] if sidecars else None,
+        duration_s=p.duration_s,
+        n_frames=p.total_frames,
+        fps=float(p.fps),
+        speech_rates=tuple(s.speech_rate for s in p.segments),
+        cues=tuple(p.cues),
+        loudness=loud,
+        wall_s=time.monotonic() - t0,
+        segments=seg_times,
+        phase_wall_s=phases,
+    )

@@ -94,8 +94,9 @@ class _VoiceFit:
     duration_s: float
 
 
-def prepare(plan: EditPlan, *, work_dir: Path, library_root: Path | None = None,
-            cancel: threading.Event | None = None) -> PreparedRender:
+def prepare(
+    plan: EditPlan, *, work_dir: Path, library_root: Path | None = None, cancel: threading.Event | None = None
+) -> PreparedRender:
     """Check `plan` and write its stems into `work_dir`; raise PlanError listing every problem."""
     work_dir = Path(work_dir)
     fps = output_fps(plan)
@@ -107,8 +108,12 @@ def prepare(plan: EditPlan, *, work_dir: Path, library_root: Path | None = None,
     # Checks, in the order their problems are listed.
     voice_problems = _check_voice(plan)
     sources = _probe_sources(plan, library_root)
-    problems = [*_check_output(plan), *voice_problems, *_check_segments(plan, sources, placements),
-                *_check_reuse(plan, sources)]
+    problems = [
+        *_check_output(plan),
+        *voice_problems,
+        *_check_segments(plan, sources, placements),
+        *_check_reuse(plan, sources),
+    ]
     bgm = _prepare_bgm(plan, library_root, duration_s, problems)
     seg_subs = [subs.segment_sentence(s.sentence) if s.sentence else [] for s in plan.segments]
     problems += _check_subtitles(plan, seg_subs)
@@ -123,20 +128,33 @@ def prepare(plan: EditPlan, *, work_dir: Path, library_root: Path | None = None,
     plan_used = plan.model_copy(deep=True)
     for seg, fit in zip(plan_used.segments, fits):
         seg.speech_rate = fit.rate
-    segments = [_place_narration(plan_used, placements[k], sources[k], fits[k], seg_subs[k])
-                for k in range(len(plan_used.segments))]
+    segments = [
+        _place_narration(plan_used, placements[k], sources[k], fits[k], seg_subs[k])
+        for k in range(len(plan_used.segments))
+    ]
     cues = [c for s in segments for c in s.cues]
 
     voice_wav = _write_voice_stem(work_dir / "voice.wav", plan_used, segments, duration_s) if has_voice else None
     ass_path = None
     if plan.subtitles.enabled and cues:
-        ass_path = subs.write_ass(cues, work_dir / "subtitles.ass", style=plan.subtitles,
-                                  width=plan.output.width, height=plan.output.height)
-    return PreparedRender(plan=plan_used, fps=fps, total_frames=total_frames, segments=segments,
-                          work_dir=work_dir, voice_wav=voice_wav, ass_path=ass_path, bgm=bgm, cues=cues)
+        ass_path = subs.write_ass(
+            cues, work_dir / "subtitles.ass", style=plan.subtitles, width=plan.output.width, height=plan.output.height
+        )
+    return PreparedRender(
+        plan=plan_used,
+        fps=fps,
+        total_frames=total_frames,
+        segments=segments,
+        work_dir=work_dir,
+        voice_wav=voice_wav,
+        ass_path=ass_path,
+        bgm=bgm,
+        cues=cues,
+    )
 
 
 # --------------------------------------------------------------------------- sources
+
 
 def _resolve(path: str, library_root: Path | None) -> Path:
     p = Path(path).expanduser()
@@ -162,6 +180,7 @@ def _probe_sources(plan: EditPlan, library_root: Path | None) -> list[_Source]:
 
 
 # --------------------------------------------------------------------------- checks
+
 
 def _seg_label(k: int, seg: PlanSegment) -> str:
     return f"segment {k + 1} ({Path(seg.source_path).name} @ {seg.start_s:.2f}s+{seg.duration_s:.2f}s)"
@@ -202,12 +221,16 @@ def _check_segments(plan: EditPlan, sources: Sequence[_Source], placements: Sequ
             problems.append(f"{label}: source has no video stream ({src})")
         # Half a frame of slack: container durations are rounded.
         if seg.start_s + seg.duration_s > info.duration_s + 0.5 / float(fps):
-            problems.append(f"{label}: ends at {seg.start_s + seg.duration_s:.3f} s, past the source's end "
-                            f"({info.duration_s:.3f} s)")
+            problems.append(
+                f"{label}: ends at {seg.start_s + seg.duration_s:.3f} s, past the source's end "
+                f"({info.duration_s:.3f} s)"
+            )
         pl = placements[k]
         if pl.n_frames <= pl.overlap_in_frames + pl.overlap_out_frames:
-            problems.append(f"{label}: {seg.duration_s:.2f} s is too short for {plan.output.transition} "
-                            f"transitions of {plan.output.transition_duration_s:.2f} s on both sides")
+            problems.append(
+                f"{label}: {seg.duration_s:.2f} s is too short for {plan.output.transition} "
+                f"transitions of {plan.output.transition_duration_s:.2f} s on both sides"
+            )
     return problems
 
 
@@ -223,13 +246,15 @@ def _check_reuse(plan: EditPlan, sources: Sequence[_Source]) -> list[str]:
             same_clip = a.clip_id is not None and a.clip_id == b.clip_id
             overlap = min(a.start_s + a.duration_s, b.start_s + b.duration_s) - max(a.start_s, b.start_s)
             if same_clip or (sources[i].path == sources[j].path and overlap > frame_s):
-                problems.append(f"{_seg_label(j, b)} reuses footage of {_seg_label(i, a)} "
-                                "(set allow_reuse to permit it)")
+                problems.append(
+                    f"{_seg_label(j, b)} reuses footage of {_seg_label(i, a)} (set allow_reuse to permit it)"
+                )
     return problems
 
 
-def _prepare_bgm(plan: EditPlan, library_root: Path | None, duration_s: float,
-                 problems: list[str]) -> PreparedBgm | None:
+def _prepare_bgm(
+    plan: EditPlan, library_root: Path | None, duration_s: float, problems: list[str]
+) -> PreparedBgm | None:
     """The probed music track, or None (no BGM, or a problem appended to `problems`)."""
     if plan.bgm is None:
         return None
@@ -259,8 +284,9 @@ def _check_subtitles(plan: EditPlan, seg_subs: Sequence[Sequence[subs.SubtitleSe
     return []
 
 
-def _fit_voices(plan: EditPlan, placements: Sequence[SegmentPlacement], problems: list[str],
-                cancel: threading.Event | None) -> list[_VoiceFit]:
+def _fit_voices(
+    plan: EditPlan, placements: Sequence[SegmentPlacement], problems: list[str], cancel: threading.Event | None
+) -> list[_VoiceFit]:
     """Each sentence's speech rate within the allowed band so its TTS fits the segment's voice window
     (`autocut.planning.voice_fit.fit_rate`); a sentence that fits at no allowed rate is a problem."""
     fits: list[_VoiceFit] = []
@@ -278,7 +304,8 @@ def _fit_voices(plan: EditPlan, placements: Sequence[SegmentPlacement], problems
             problems.append(
                 f"{_seg_label(k, seg)}: the sentence {seg.sentence!r} takes {dur:.2f} s to say even at "
                 f"{MAX_SPEECH_RATE:.2f}x speed, but the segment leaves {max(avail, 0):.2f} s for the voice; "
-                f"lengthen the segment to at least {need:.2f} s or shorten the sentence")
+                f"lengthen the segment to at least {need:.2f} s or shorten the sentence"
+            )
         elif abs(rate - seg.speech_rate) > 1e-9:
             log.info("%s: speech rate %.3f -> %.3f to fit %.2f s", _seg_label(k, seg), seg.speech_rate, rate, avail)
         fits.append(_VoiceFit(rate, dur))
@@ -287,8 +314,14 @@ def _fit_voices(plan: EditPlan, placements: Sequence[SegmentPlacement], problems
 
 # --------------------------------------------------------------------------- stems
 
-def _place_narration(plan: EditPlan, placement: SegmentPlacement, source: _Source, fit: _VoiceFit,
-                     subtitle_segments: list[subs.SubtitleSegment]) -> PreparedSegment:
+
+def _place_narration(
+    plan: EditPlan,
+    placement: SegmentPlacement,
+    source: _Source,
+    fit: _VoiceFit,
+    subtitle_segments: list[subs.SubtitleSegment],
+) -> PreparedSegment:
     """One checked segment with its narration and subtitle cues placed on the output timeline."""
     seg = plan.segments[placement.index]
     assert isinstance(source.info, MediaInfo)
@@ -300,11 +333,18 @@ def _place_narration(plan: EditPlan, placement: SegmentPlacement, source: _Sourc
     else:
         speech_s = w1 - w0  # no narration: subtitles spread over the window
     slot_end = float((placement.end_frame - placement.overlap_out_frames / 2) / output_fps(plan))
-    cues = subs.time_cues(subtitle_segments, words, speech_start_s=w0, speech_duration_s=speech_s,
-                          slot_end_s=slot_end)
-    return PreparedSegment(segment=seg, source=source.path, info=source.info, placement=placement,
-                           speech_rate=fit.rate, voice_start_s=w0, voice_duration_s=fit.duration_s,
-                           subtitle_segments=subtitle_segments, cues=cues)
+    cues = subs.time_cues(subtitle_segments, words, speech_start_s=w0, speech_duration_s=speech_s, slot_end_s=slot_end)
+    return PreparedSegment(
+        segment=seg,
+        source=source.path,
+        info=source.info,
+        placement=placement,
+        speech_rate=fit.rate,
+        voice_start_s=w0,
+        voice_duration_s=fit.duration_s,
+        subtitle_segments=subtitle_segments,
+        cues=cues,
+    )
 
 
 def _write_voice_stem(path: Path, plan: EditPlan, segs: Sequence[PreparedSegment], duration_s: float) -> Path:

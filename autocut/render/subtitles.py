@@ -47,8 +47,10 @@ PHRASE_UNITS_PER_SEGMENT = 10.0
 # How long the last subtitle of a sentence stays after its last word ends (clamped to the voice slot).
 HOLD_AFTER_SPEECH_S = 0.35
 
-_CJK_RE = re.compile(r"[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
-                     r"\uf900-\ufaff\uff01-\uff60]")
+_CJK_RE = re.compile(
+    r"[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+    r"\uf900-\ufaff\uff01-\uff60]"
+)
 # Characters that end a phrase (rule 2).
 _PUNCT_CHARS = set(",.;:!?，。；：！？、…—()（）\"“”'‘’《》「」")
 
@@ -97,6 +99,7 @@ def text_units(text: str) -> float:
 
 
 # --------------------------------------------------------------------------- words and phrases
+
 
 @functools.lru_cache(maxsize=1)
 def _jieba():  # type: ignore[no-untyped-def]
@@ -159,6 +162,7 @@ def _split_phrase(text: str, a: int, b: int, max_units: float) -> list[tuple[int
     if not words:
         return [(a, b)]
     n = len(words)
+
     # A piece runs from word i's start to word j-1's end (+ the trailing punctuation for the last piece).
     def piece(i: int, j: int) -> tuple[int, int]:
         return words[i][0], (b if j == n else words[j - 1][1])
@@ -216,7 +220,7 @@ def segment_sentence(sentence: str, *, max_units: float = MAX_SEGMENT_UNITS) -> 
     # Merge consecutive whole short phrases ("Fresh, fast, clean.") so subtitles do not flicker.
     merged: list[tuple[int, int, bool]] = []
     for a, b, whole in pieces:
-        if merged and whole and merged[-1][2] and text_units(text[merged[-1][0]:b]) <= max_units:
+        if merged and whole and merged[-1][2] and text_units(text[merged[-1][0] : b]) <= max_units:
             merged[-1] = (merged[-1][0], b, True)
         else:
             merged.append((a, b, whole))
@@ -226,8 +230,9 @@ def segment_sentence(sentence: str, *, max_units: float = MAX_SEGMENT_UNITS) -> 
         b = a + len(seg)
         units = text_units(seg)
         if units > max_units:
-            log.warning("subtitle segment %r is %.1f units (> %.0f): a single word too long to split",
-                        seg, units, max_units)
+            log.warning(
+                "subtitle segment %r is %.1f units (> %.0f): a single word too long to split", seg, units, max_units
+            )
         out.append(SubtitleSegment(seg, a, b, units))
     return out
 
@@ -275,8 +280,15 @@ def ssa_ok(segments: Sequence[str], *, max_units: float = MAX_SEGMENT_UNITS) -> 
 
 # --------------------------------------------------------------------------- timing
 
-def time_cues(segments: Sequence[SubtitleSegment], words: Sequence[WordTiming], *, speech_start_s: float,
-              speech_duration_s: float, slot_end_s: float) -> list[Cue]:
+
+def time_cues(
+    segments: Sequence[SubtitleSegment],
+    words: Sequence[WordTiming],
+    *,
+    speech_start_s: float,
+    speech_duration_s: float,
+    slot_end_s: float,
+) -> list[Cue]:
     """Time each segment to the words spoken in it (output seconds); cues run back to back."""
     if not segments:
         return []
@@ -311,19 +323,27 @@ def time_cues(segments: Sequence[SubtitleSegment], words: Sequence[WordTiming], 
 
 # --------------------------------------------------------------------------- fonts
 
+
 @functools.lru_cache(maxsize=16)
 def font_file(family: str) -> tuple[str, int]:
     """(file, face index) fontconfig resolves `family` to; PlanError if it is not installed."""
     try:
-        out = subprocess.run(["fc-match", "-f", "%{family}\n%{file}\n%{index}", family],
-                             capture_output=True, text=True, check=True, timeout=30).stdout
+        out = subprocess.run(
+            ["fc-match", "-f", "%{family}\n%{file}\n%{index}", family],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise PlanError(f"cannot look up subtitle font {family!r} (fontconfig's fc-match failed: {exc})") from exc
     fams, path, index = (out.split("\n") + ["", "", ""])[:3]
     names = {f.strip().lower() for f in fams.split(",")}
     if family.strip().lower() not in names or not path:
-        raise PlanError(f"subtitle font {family!r} is not installed (fontconfig falls back to {fams.split(',')[0]!r}); "
-                        "install it (e.g. fonts-noto-cjk) or choose an installed font")
+        raise PlanError(
+            f"subtitle font {family!r} is not installed (fontconfig falls back to {fams.split(',')[0]!r}); "
+            "install it (e.g. fonts-noto-cjk) or choose an installed font"
+        )
     return path, int(index or 0)
 
 
@@ -345,12 +365,15 @@ def check_font_coverage(family: str, texts: Sequence[str]) -> str:
     missing = sorted({c for t in texts for c in t if not c.isspace() and ord(c) not in cmap})
     if missing:
         shown = "".join(missing[:20])
-        raise PlanError(f"subtitle font {family!r} ({os.path.basename(path)}) has no glyphs for {shown!r}"
-                        f"{' and more' if len(missing) > 20 else ''}; choose a font that covers the script")
+        raise PlanError(
+            f"subtitle font {family!r} ({os.path.basename(path)}) has no glyphs for {shown!r}"
+            f"{' and more' if len(missing) > 20 else ''}; choose a font that covers the script"
+        )
     return path
 
 
 # --------------------------------------------------------------------------- writers
+
 
 def _ass_colour(s: str):  # type: ignore[no-untyped-def]
     """'&HAABBGGRR' (ASS) -> pysubs2.Color."""
@@ -378,16 +401,29 @@ def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int)
     subs.info["WrapStyle"] = "0"
     subs.info["ScaledBorderAndShadow"] = "yes"
     st = pysubs2.SSAStyle(
-        fontname=style.font, fontsize=font_size_px(style, width, height),
-        primarycolor=_ass_colour(style.primary_colour), outlinecolor=_ass_colour(style.outline_colour),
-        backcolor=pysubs2.Color(0, 0, 0, 128), bold=style.bold, outline=style.outline_px, shadow=0.0,
-        alignment=pysubs2.Alignment.BOTTOM_CENTER, marginv=int(round(style.margin_v_frac * height)),
-        marginl=int(0.04 * width), marginr=int(0.04 * width))
+        fontname=style.font,
+        fontsize=font_size_px(style, width, height),
+        primarycolor=_ass_colour(style.primary_colour),
+        outlinecolor=_ass_colour(style.outline_colour),
+        backcolor=pysubs2.Color(0, 0, 0, 128),
+        bold=style.bold,
+        outline=style.outline_px,
+        shadow=0.0,
+        alignment=pysubs2.Alignment.BOTTOM_CENTER,
+        marginv=int(round(style.margin_v_frac * height)),
+        marginl=int(0.04 * width),
+        marginr=int(0.04 * width),
+    )
     subs.styles["Default"] = st
     for c in cues:
-        subs.append(pysubs2.SSAEvent(start=int(round(c.start_s * 1000)), end=int(round(c.end_s * 1000)),
-                                     text=c.text.replace("\n", "\\N").replace("{", "(").replace("}", ")"),
-                                     style="Default"))
+        subs.append(
+            pysubs2.SSAEvent(
+                start=int(round(c.start_s * 1000)),
+                end=int(round(c.end_s * 1000)),
+                text=c.text.replace("\n", "\\N").replace("{", "(").replace("}", ")"),
+                style="Default",
+            )
+        )
     return subs
 
 

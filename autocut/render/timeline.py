@@ -59,12 +59,19 @@ def _range(start_frames: float, dur_frames: float, fps: float) -> otio.opentime.
 
 
 def _media(path: Path, duration_s: float, fps: float) -> otio.schema.ExternalReference:
-    return otio.schema.ExternalReference(target_url=Path(path).resolve().as_uri(),
-                                         available_range=_range(0, duration_s * fps, fps))
+    return otio.schema.ExternalReference(
+        target_url=Path(path).resolve().as_uri(), available_range=_range(0, duration_s * fps, fps)
+    )
 
 
-def build_timeline(name: str, items: Sequence[TimelineItem], *, fps: float, transition_name: str = "cut",
-                   audio: Sequence[TimelineAudio] = ()) -> otio.schema.Timeline:
+def build_timeline(
+    name: str,
+    items: Sequence[TimelineItem],
+    *,
+    fps: float,
+    transition_name: str = "cut",
+    audio: Sequence[TimelineAudio] = (),
+) -> otio.schema.Timeline:
     """A timeline with one video track (clips + transitions) and one track per audio stem."""
     tl = otio.schema.Timeline(name=name)
     tl.global_start_time = _rt(0, fps)
@@ -74,22 +81,41 @@ def build_timeline(name: str, items: Sequence[TimelineItem], *, fps: float, tran
         cut_out = it.transition_out_frames - it.transition_out_frames // 2 if k + 1 < len(items) else 0
         if k > 0 and it.transition_in_frames > 0:
             t = it.transition_in_frames
-            video.append(otio.schema.Transition(
-                name=transition_name, transition_type=otio.schema.TransitionTypes.SMPTE_Dissolve
-                if transition_name in ("fade", "dissolve") else otio.schema.TransitionTypes.Custom,
-                in_offset=_rt(t // 2, fps), out_offset=_rt(t - t // 2, fps),
-                metadata={OTIO_METADATA_KEY: {"xfade": transition_name}}))
+            video.append(
+                otio.schema.Transition(
+                    name=transition_name,
+                    transition_type=otio.schema.TransitionTypes.SMPTE_Dissolve
+                    if transition_name in ("fade", "dissolve")
+                    else otio.schema.TransitionTypes.Custom,
+                    in_offset=_rt(t // 2, fps),
+                    out_offset=_rt(t - t // 2, fps),
+                    metadata={OTIO_METADATA_KEY: {"xfade": transition_name}},
+                )
+            )
         media_in = it.start_s * fps + cut_in
         clip = otio.schema.Clip(
-            name=it.name, media_reference=_media(it.source_path, it.source_duration_s, fps),
+            name=it.name,
+            media_reference=_media(it.source_path, it.source_duration_s, fps),
             source_range=_range(media_in, it.n_frames - cut_in - cut_out, fps),
-            metadata={OTIO_METADATA_KEY: {"sentence": it.sentence, "segment_index": k, "start_s": it.start_s,
-                                          "n_frames": it.n_frames, **it.metadata}})
+            metadata={
+                OTIO_METADATA_KEY: {
+                    "sentence": it.sentence,
+                    "segment_index": k,
+                    "start_s": it.start_s,
+                    "n_frames": it.n_frames,
+                    **it.metadata,
+                }
+            },
+        )
         if it.voice_offset_s is not None and it.sentence:
             # Markers live in the clip's media time.
-            clip.markers.append(otio.schema.Marker(
-                name=it.sentence, color=otio.schema.MarkerColor.YELLOW,
-                marked_range=_range(it.start_s * fps + it.voice_offset_s * fps, it.voice_duration_s * fps, fps)))
+            clip.markers.append(
+                otio.schema.Marker(
+                    name=it.sentence,
+                    color=otio.schema.MarkerColor.YELLOW,
+                    marked_range=_range(it.start_s * fps + it.voice_offset_s * fps, it.voice_duration_s * fps, fps),
+                )
+            )
         video.append(clip)
     tl.tracks.append(video)
     for a in audio:
@@ -102,8 +128,13 @@ def build_timeline(name: str, items: Sequence[TimelineItem], *, fps: float, tran
             if take <= 1e-6:
                 pos = 0.0
                 continue
-            track.append(otio.schema.Clip(name=a.name, media_reference=_media(a.path, a.media_duration_s, fps),
-                                          source_range=_range(pos * fps, take * fps, fps)))
+            track.append(
+                otio.schema.Clip(
+                    name=a.name,
+                    media_reference=_media(a.path, a.media_duration_s, fps),
+                    source_range=_range(pos * fps, take * fps, fps),
+                )
+            )
             remaining -= take
             pos = 0.0
         tl.tracks.append(track)

@@ -102,6 +102,7 @@ class Utterance:
 
 # --------------------------------------------------------------------------- voice resolution
 
+
 def resolve_voice_name(voice: VoiceSpec) -> str:
     """The concrete voice an engine will use (espeak voice name or piper model id/path)."""
     if voice.engine == "espeak":
@@ -143,6 +144,7 @@ def check_voice(voice: VoiceSpec) -> None:
 
 # --------------------------------------------------------------------------- public API
 
+
 def synthesize(sentence: str, voice: VoiceSpec, rate: float = 1.0, *, out_dir: Path | None = None) -> Speech:
     """Speak `sentence` into a WAV under `out_dir` (a per-user temp cache by default)."""
     audio = _synth_cached(sentence.strip(), voice.model_dump_json(), round(float(rate), 4))
@@ -152,8 +154,13 @@ def synthesize(sentence: str, voice: VoiceSpec, rate: float = 1.0, *, out_dir: P
     path = out_dir / f"tts-{key}.wav"
     if not path.exists():
         _write_wav(path, audio.samples, audio.sample_rate_hz, gain_db=voice.volume_db)
-    return Speech(wav_path=path, duration_s=audio.duration_s, sample_rate_hz=audio.sample_rate_hz,
-                  rate=float(rate), words=audio.words)
+    return Speech(
+        wav_path=path,
+        duration_s=audio.duration_s,
+        sample_rate_hz=audio.sample_rate_hz,
+        rate=float(rate),
+        words=audio.words,
+    )
 
 
 def speak(sentence: str, voice: VoiceSpec, rate: float = 1.0) -> Utterance:
@@ -193,15 +200,24 @@ def _synth_cached(sentence: str, voice_json: str, rate: float) -> Utterance:
 
 # --------------------------------------------------------------------------- espeak-ng (ctypes)
 
+
 class _EspeakEvent(ctypes.Structure):
     # espeak_EVENT from speak_lib.h
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
 
 
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                  ctypes.POINTER(_EspeakEvent))
+_SynthCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_EspeakEvent)
+)
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
 _EVENT_LIST_TERMINATED = 0
@@ -221,11 +237,18 @@ class _Espeak:
             self.lib = ctypes.CDLL(libname)
         except OSError as exc:
             raise ConfigError(f"espeak-ng library not found ({libname}): install the espeak-ng package") from exc
-        self.lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.sample_rate_hz = int(self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
-                                                             _INITIALIZE_DONT_EXIT))
+        self.sample_rate_hz = int(self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_DONT_EXIT))
         if self.sample_rate_hz <= 0:
             raise ConfigError("espeak-ng failed to initialise (espeak-ng-data missing?)")
         self._chunks: list[np.ndarray] = []
@@ -314,9 +337,29 @@ def _merge_same_span(words: list[WordTiming]) -> list[WordTiming]:
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _NUM_RE = re.compile(r"\d+(?:\.\d+)?%?")
 # Full-width punctuation -> ASCII, so espeak pauses at it.
-_PUNCT_MAP = str.maketrans({"，": ",", "。": ".", "！": "!", "？": "?", "；": ";", "：": ":", "、": ",",
-                            "（": "(", "）": ")", "“": '"', "”": '"', "‘": "'", "’": "'", "—": ",",
-                            "…": "...", "《": '"', "》": '"', "～": " ", "·": " "})
+_PUNCT_MAP = str.maketrans(
+    {
+        "，": ",",
+        "。": ".",
+        "！": "!",
+        "？": "?",
+        "；": ";",
+        "：": ":",
+        "、": ",",
+        "（": "(",
+        "）": ")",
+        "“": '"',
+        "”": '"',
+        "‘": "'",
+        "’": "'",
+        "—": ",",
+        "…": "...",
+        "《": '"',
+        "》": '"',
+        "～": " ",
+        "·": " ",
+    }
+)
 _DIGITS = "零一二三四五六七八九"
 
 
@@ -402,8 +445,13 @@ def to_pinyin(sentence: str) -> tuple[str, list[tuple[int, int]]]:
         else:
             # Latin letters and other symbols pass through; espeak reads them with pinyin rules.
             j = i
-            while j < n and not sentence[j].isspace() and not _CJK_RE.match(sentence, j) \
-                    and not unicodedata.category(sentence[j]).startswith("P") and not sentence[j].isdigit():
+            while (
+                j < n
+                and not sentence[j].isspace()
+                and not _CJK_RE.match(sentence, j)
+                and not unicodedata.category(sentence[j]).startswith("P")
+                and not sentence[j].isdigit()
+            ):
                 j += 1
             j = max(j, i + 1)
             parts.append((unicodedata.normalize("NFKC", sentence[i:j]), i, j))
@@ -420,10 +468,11 @@ def to_pinyin(sentence: str) -> tuple[str, list[tuple[int, int]]]:
                 continue
             out_chars.append(ch)
             out_spans.append((a, b))
-    return "".join(out_chars).rstrip(), out_spans[:len("".join(out_chars).rstrip())]
+    return "".join(out_chars).rstrip(), out_spans[: len("".join(out_chars).rstrip())]
 
 
 # --------------------------------------------------------------------------- piper
+
 
 @functools.lru_cache(maxsize=2)
 def _piper_voice(name: str):  # type: ignore[no-untyped-def]
@@ -488,12 +537,12 @@ def _words_from_spans(sentence: str, spans: list[tuple[int, int]], sr: int, n: i
     if not tokens:
         return []
     if len(spans) == len(tokens):
-        return [WordTiming(sentence[a:b], a, b, float(s0 / sr), float(s1 / sr))
-                for (a, b), (s0, s1) in zip(tokens, spans)]
+        return [
+            WordTiming(sentence[a:b], a, b, float(s0 / sr), float(s1 / sr)) for (a, b), (s0, s1) in zip(tokens, spans)
+        ]
     # The phonemizer split or joined words differently (numbers, hyphens): spread the voiced span
     # over the written words in proportion to their length.
-    log.debug("piper word alignment mismatch (%d spoken vs %d written); proportional timing",
-              len(spans), len(tokens))
+    log.debug("piper word alignment mismatch (%d spoken vs %d written); proportional timing", len(spans), len(tokens))
     t0 = spans[0][0] / sr if spans else 0.0
     t1 = spans[-1][1] / sr if spans else n / sr
     lengths = np.array([b - a for a, b in tokens], float)
@@ -502,6 +551,7 @@ def _words_from_spans(sentence: str, spans: list[tuple[int, int]], sr: int, n: i
 
 
 # --------------------------------------------------------------------------- audio helpers
+
 
 def _trim(samples: np.ndarray, sr: int, words: list[WordTiming]) -> Utterance:
     """Cut leading/trailing silence so durations measure speech, and shift word times to match."""
@@ -518,9 +568,12 @@ def _trim(samples: np.ndarray, sr: int, words: list[WordTiming]) -> Utterance:
     out = np.ascontiguousarray(samples[a:b], dtype=np.float32)
     dur = len(out) / sr
     shift = a / sr
-    shifted = tuple(WordTiming(w.text, w.char_start, w.char_end,
-                               min(dur, max(0.0, w.start_s - shift)), min(dur, max(0.0, w.end_s - shift)))
-                    for w in words)
+    shifted = tuple(
+        WordTiming(
+            w.text, w.char_start, w.char_end, min(dur, max(0.0, w.start_s - shift)), min(dur, max(0.0, w.end_s - shift))
+        )
+        for w in words
+    )
     return Utterance(out, sr, shifted)
 
 
@@ -534,4 +587,3 @@ def _write_wav(path: Path, samples: np.ndarray, sr: int, *, gain_db: float = 0.0
         w.setframerate(sr)
         w.writeframes(data)
     os.replace(tmp, path)
-

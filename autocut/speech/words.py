@@ -15,7 +15,15 @@ from collections.abc import Mapping
 
 from autocut.errors import ConfigError
 
-__all__ = ["CJK_CHAR", "DEFAULT_WORDS_PER_S", "count_words", "detect_language", "is_word_char", "speaking_rate", "target_words"]
+__all__ = [
+    "CJK_CHAR",
+    "DEFAULT_WORDS_PER_S",
+    "count_words",
+    "detect_language",
+    "is_word_char",
+    "speaking_rate",
+    "target_words",
+]
 
 # Speaking rates behind the WCD target: VideoNarrator uses 5 CJK characters/s; 2.5 words/s is a
 # typical English voice-over pace (150 words/min).
@@ -43,7 +51,7 @@ def count_words(text: str) -> int:
 
 
 def detect_language(text: str) -> str:
-    """"zh" when the text holds any CJK character, else "en" (picks the WCD rate for "auto")."""
+    """ "zh" when the text holds any CJK character, else "en" (picks the WCD rate for "auto")."""
     return "zh" if CJK_CHAR.search(text) else "en"
 
 
@@ -62,8 +70,9 @@ def speaking_rate(language: str, text: str, words_per_s: float | Mapping[str, fl
     return rate
 
 
-def target_words(duration_s: float, language: str = "en", *,
-                 words_per_s: float | Mapping[str, float] | None = None) -> int:
+def target_words(
+    duration_s: float, language: str = "en", *, words_per_s: float | Mapping[str, float] | None = None
+) -> int:
     """The word count a clip of `duration_s` should carry: round(rate x duration)."""
     if duration_s < 0:
         raise ConfigError(f"clip duration must be >= 0, got {duration_s}")

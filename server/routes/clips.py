@@ -54,9 +54,20 @@ _FRAMING_BYTES = 64 * 1024
 
 
 def _multipart_doc(what: str) -> dict:
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary", "description": what}}}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary", "description": what}},
+                    }
+                }
+            },
+        }
+    }
 
 
 _UPLOAD_RESPONSES = {
@@ -72,8 +83,12 @@ async def _receive(request: Request, services: Services, max_bytes: int) -> Rece
     if cl is not None and cl.isdigit() and int(cl) > max_bytes + _FRAMING_BYTES:
         raise api_error(413, "too_large", f"upload of {cl} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        return await receive_multipart_file(request.headers.get("content-type"), request.stream(),
-                                            tmp_dir=services.layout.uploads_tmp, max_bytes=max_bytes)
+        return await receive_multipart_file(
+            request.headers.get("content-type"),
+            request.stream(),
+            tmp_dir=services.layout.uploads_tmp,
+            max_bytes=max_bytes,
+        )
     except UploadError as exc:
         raise api_error(exc.status, exc.code, exc.message) from None
 
@@ -92,28 +107,50 @@ def _store_blob(received: ReceivedFile, dest: os.PathLike[str]) -> None:
         os.replace(received.tmp_path, dest)
 
 
-@router.post("/v1/clips", status_code=201, response_model=ClipOut, responses=_UPLOAD_RESPONSES,
-             openapi_extra=_multipart_doc("The video (MP4, MOV, MKV, WebM, AVI, ...)"),
-             summary="Upload a video clip (multipart, streamed); it is ingested as a job")
+@router.post(
+    "/v1/clips",
+    status_code=201,
+    response_model=ClipOut,
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_multipart_doc("The video (MP4, MOV, MKV, WebM, AVI, ...)"),
+    summary="Upload a video clip (multipart, streamed); it is ingested as a job",
+)
 async def upload_clip(request: Request, response: Response, principal: KeyDep, services: ServicesDep) -> ClipOut:
     s = services.settings
     received = await _receive(request, services, s.max_upload_bytes)
     try:
         ext = sniff_video(received.head)
         if ext is None:
-            raise api_error(415, "unsupported_media_type",
-                            f"{received.filename}: not a video container this service accepts "
-                            "(MP4/MOV/3GP, MKV/WebM, AVI, FLV, MPEG-PS/TS, WMV)")
+            raise api_error(
+                415,
+                "unsupported_media_type",
+                f"{received.filename}: not a video container this service accepts "
+                "(MP4/MOV/3GP, MKV/WebM, AVI, FLV, MPEG-PS/TS, WMV)",
+            )
         try:
-            info = await run_in_threadpool(check_upload_media, received.tmp_path,
-                                           min_duration_s=s.min_clip_duration_s, max_duration_s=s.max_clip_duration_s)
+            info = await run_in_threadpool(
+                check_upload_media,
+                received.tmp_path,
+                min_duration_s=s.min_clip_duration_s,
+                max_duration_s=s.max_clip_duration_s,
+            )
         except MediaError as exc:
             raise api_error(422, "invalid_media", f"{received.filename}: {exc.reason}") from None
         dest = services.layout.blob_path(received.sha256, ext)
-        clip = ClipRecord(clip_id=new_id("clp"), owner=principal.key_id, kind="video",
-                          sha256=received.sha256, filename=received.filename, size_bytes=received.size_bytes,
-                          path=str(dest), created_at=time.time(), duration_s=info.duration_s, width=info.width,
-                          height=info.height, job_id=new_id("job"))
+        clip = ClipRecord(
+            clip_id=new_id("clp"),
+            owner=principal.key_id,
+            kind="video",
+            sha256=received.sha256,
+            filename=received.filename,
+            size_bytes=received.size_bytes,
+            path=str(dest),
+            created_at=time.time(),
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            job_id=new_id("job"),
+        )
         spec = IngestJobSpec(clip_id=clip.clip_id, path=str(dest), sha256=received.sha256, filename=received.filename)
         job = NewJob(job_id=clip.job_id, kind="ingest", clip_id=clip.clip_id, spec=spec.model_dump(mode="json"))
         adm = admit_jobs(services, principal.key_id, [job], clip=clip)  # 429 when the queue is full
@@ -131,9 +168,14 @@ async def upload_clip(request: Request, response: Response, principal: KeyDep, s
         _discard(received)
 
 
-@router.post("/v1/images", status_code=201, response_model=ClipOut, responses=_UPLOAD_RESPONSES,
-             openapi_extra=_multipart_doc("The product photo (JPEG, PNG or WebP)"),
-             summary="Upload a product photo (used via product.image_id)")
+@router.post(
+    "/v1/images",
+    status_code=201,
+    response_model=ClipOut,
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_multipart_doc("The product photo (JPEG, PNG or WebP)"),
+    summary="Upload a product photo (used via product.image_id)",
+)
 async def upload_image(request: Request, response: Response, principal: KeyDep, services: ServicesDep) -> ClipOut:
     received = await _receive(request, services, services.settings.max_image_bytes)
     try:
@@ -145,9 +187,18 @@ async def upload_image(request: Request, response: Response, principal: KeyDep, 
         except ValueError as exc:
             raise api_error(422, "invalid_media", f"{received.filename}: {exc}") from None
         dest = services.layout.blob_path(received.sha256, ext, image=True)
-        rec = ClipRecord(clip_id=new_id("img"), owner=principal.key_id, kind="image",
-                         sha256=received.sha256, filename=received.filename, size_bytes=received.size_bytes,
-                         path=str(dest), created_at=time.time(), width=width, height=height)
+        rec = ClipRecord(
+            clip_id=new_id("img"),
+            owner=principal.key_id,
+            kind="image",
+            sha256=received.sha256,
+            filename=received.filename,
+            size_bytes=received.size_bytes,
+            path=str(dest),
+            created_at=time.time(),
+            width=width,
+            height=height,
+        )
         adm = admit_jobs(services, principal.key_id, [], clip=rec)  # no job: never refused as busy
         if adm.status == "clip_exists":
             existing = services.store.get_clip(adm.clip_id)
@@ -186,23 +237,34 @@ def _own_upload(services: Services, principal: Principal, upload_id: str, kind: 
 
 
 @router.get("/v1/clips", response_model=ClipPage, responses=ERROR_RESPONSES, summary="Your uploads, newest first")
-def list_clips(principal: KeyDep, services: ServicesDep, offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
-               limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ClipPage:
+def list_clips(
+    principal: KeyDep,
+    services: ServicesDep,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ClipPage:
     recs, total = services.store.list_clips(principal.key_id, limit=limit, offset=offset)
     jobs = services.store.get_jobs([r.job_id for r in recs if r.job_id])
     by_id = {j.job_id: j for j in jobs if j is not None}
     return ClipPage(items=[clip_out(r, by_id.get(r.job_id)) for r in recs], total=total, offset=offset, limit=limit)
 
 
-@router.get("/v1/clips/{clip_id}", response_model=ClipOut, responses=ERROR_RESPONSES,
-            summary="An uploaded clip and its ingest state")
-def get_clip(clip_id: Annotated[str, Path(pattern=CLIP_ID_PATTERN)], principal: KeyDep,
-             services: ServicesDep) -> ClipOut:
+@router.get(
+    "/v1/clips/{clip_id}",
+    response_model=ClipOut,
+    responses=ERROR_RESPONSES,
+    summary="An uploaded clip and its ingest state",
+)
+def get_clip(
+    clip_id: Annotated[str, Path(pattern=CLIP_ID_PATTERN)], principal: KeyDep, services: ServicesDep
+) -> ClipOut:
     return _own_upload(services, principal, clip_id, "video")
 
 
-@router.get("/v1/images/{image_id}", response_model=ClipOut, responses=ERROR_RESPONSES,
-            summary="An uploaded product photo")
-def get_image(image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN)], principal: KeyDep,
-              services: ServicesDep) -> ClipOut:
+@router.get(
+    "/v1/images/{image_id}", response_model=ClipOut, responses=ERROR_RESPONSES, summary="An uploaded product photo"
+)
+def get_image(
+    image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN)], principal: KeyDep, services: ServicesDep
+) -> ClipOut:
     return _own_upload(services, principal, image_id, "image")

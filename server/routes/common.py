@@ -115,23 +115,44 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
     for r in job.results:
         if r.get("type") == "variant":
             v = r["variant"]
-            variants.append(VariantResult(variant=v, duration_s=r["duration_s"], width=r["width"],
-                                          height=r["height"], planner=r.get("planner", ""),
-                                          plan_id=r.get("plan_id", ""), links=result_links(job.job_id, v),
-                                          signed_links=signed_links(settings, job.job_id, v)))
+            variants.append(
+                VariantResult(
+                    variant=v,
+                    duration_s=r["duration_s"],
+                    width=r["width"],
+                    height=r["height"],
+                    planner=r.get("planner", ""),
+                    plan_id=r.get("plan_id", ""),
+                    links=result_links(job.job_id, v),
+                    signed_links=signed_links(settings, job.job_id, v),
+                )
+            )
         elif r.get("type") == "ingest":
             ingest = IngestOutcome(clip_id=r["clip_id"], photo_id=r.get("photo_id"), status=r["status"])
         elif r.get("type") == "rebuild":
-            rebuild = (rebuild or []) + [RebuiltIndex(kind=r["kind"], count=r["count"], factory=r["factory"],
-                                                      total_time_s=r["total_time_s"])]
+            rebuild = (rebuild or []) + [
+                RebuiltIndex(kind=r["kind"], count=r["count"], factory=r["factory"], total_time_s=r["total_time_s"])
+            ]
     error = None
     if job.state in (JobState.FAILED, JobState.CANCELLED) and job.error_code:
         error = ErrorInfo(code=job.error_code, message=job.error_message)
-    return JobStatus(job_id=job.job_id, kind=job.kind, state=job.state, stage=job.stage,  # type: ignore[arg-type]
-                     progress_pct=job.progress, error=error, created_at=_ts(job.created_at),
-                     started_at=_ts(job.started_at), finished_at=_ts(job.finished_at), attempts=job.deliveries,
-                     batch_id=job.batch_id or None, results=variants, ingest=ingest, rebuild=rebuild,
-                     timings=job.timings)
+    return JobStatus(
+        job_id=job.job_id,
+        kind=job.kind,
+        state=job.state,
+        stage=job.stage,  # type: ignore[arg-type]
+        progress_pct=job.progress,
+        error=error,
+        created_at=_ts(job.created_at),
+        started_at=_ts(job.started_at),
+        finished_at=_ts(job.finished_at),
+        attempts=job.deliveries,
+        batch_id=job.batch_id or None,
+        results=variants,
+        ingest=ingest,
+        rebuild=rebuild,
+        timings=job.timings,
+    )
 
 
 def clip_out(clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False) -> ClipOut:
@@ -145,10 +166,22 @@ def clip_out(clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False
         else:
             state = "failed"
             error = ErrorInfo(code=job.error_code or "ingest_failed", message=job.error_message or job.state)
-    return ClipOut(clip_id=clip.clip_id, kind=clip.kind, filename=clip.filename, sha256=clip.sha256,
-                   size_bytes=clip.size_bytes, duration_s=clip.duration_s or None, width=clip.width,
-                   height=clip.height, state=state, photo_id=photo_id, error=error,  # type: ignore[arg-type]
-                   job_id=clip.job_id or None, created_at=_ts(clip.created_at), duplicate=duplicate)
+    return ClipOut(
+        clip_id=clip.clip_id,
+        kind=clip.kind,
+        filename=clip.filename,
+        sha256=clip.sha256,
+        size_bytes=clip.size_bytes,
+        duration_s=clip.duration_s or None,
+        width=clip.width,
+        height=clip.height,
+        state=state,
+        photo_id=photo_id,
+        error=error,  # type: ignore[arg-type]
+        job_id=clip.job_id or None,
+        created_at=_ts(clip.created_at),
+        duplicate=duplicate,
+    )
 
 
 def enqueue_admitted(services: Services, job_ids: tuple[str, ...] | list[str]) -> None:
@@ -162,20 +195,36 @@ def enqueue_admitted(services: Services, job_ids: tuple[str, ...] | list[str]) -
         log.warning("enqueue of %d admitted job(s) failed (%s); the reconciler will enqueue them", len(job_ids), exc)
 
 
-def admit_jobs(services: Services, owner: str, jobs: Sequence[NewJob], *, idempotency_key: str | None = None,
-               fingerprint: str = "", batch_id: str = "", clip: ClipRecord | None = None) -> Admission:
+def admit_jobs(
+    services: Services,
+    owner: str,
+    jobs: Sequence[NewJob],
+    *,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+    batch_id: str = "",
+    clip: ClipRecord | None = None,
+) -> Admission:
     """`JobStore.admit` under the service's bounds. A full queue, or a key at its own limit of
     active jobs, is answered here: 429 with a Retry-After estimate. Other outcomes (created, replay,
     conflict, clip_exists) are the caller's to answer."""
     s = services.settings
-    adm = services.store.admit(owner, jobs, max_active=s.max_active_jobs,
-                               max_active_per_owner=s.max_active_jobs_per_key, idempotency_key=idempotency_key,
-                               fingerprint=fingerprint, idempotency_ttl_s=s.idempotency_ttl_s, batch_id=batch_id,
-                               clip=clip)
+    adm = services.store.admit(
+        owner,
+        jobs,
+        max_active=s.max_active_jobs,
+        max_active_per_owner=s.max_active_jobs_per_key,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        idempotency_ttl_s=s.idempotency_ttl_s,
+        batch_id=batch_id,
+        clip=clip,
+    )
     if adm.status == "busy":
         wait = retry_after_s(services, adm.active + len(jobs) - s.max_active_jobs)
-        raise api_error(429, "queue_full", f"too many jobs queued or running; retry in {wait} s",
-                        headers={"Retry-After": str(wait)})
+        raise api_error(
+            429, "queue_full", f"too many jobs queued or running; retry in {wait} s", headers={"Retry-After": str(wait)}
+        )
     return adm
 
 

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Response, status
 
-from autocut.library.catalog import Catalog
 from autocut.errors import AutoCutError, CatalogError
+from autocut.library.catalog import Catalog
 from server.auth import Principal
 from server.ids import new_id
 from server.jobspec import EditJobSpec, LibraryRef, MediaRef, PoolRef, UploadRef
@@ -51,10 +51,16 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["edits"])
 
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=255, pattern=r"^[\x21-\x7e]{1,255}$",
-    description="Repeat a POST safely: the same key with the same body returns the first answer; "
-                "with another body it is refused (422). Kept for 24 h.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="Repeat a POST safely: the same key with the same body returns the first answer; "
+        "with another body it is refused (422). Kept for 24 h.",
+    ),
+]
 
 
 def _fingerprint(route: str, body: Any) -> str:
@@ -88,14 +94,20 @@ class _Resolver:
     def edit_spec(self, req: EditRequest, where: str = "") -> EditJobSpec:
         s = self.s.settings
         if len(req.clips) > s.max_pool_items:
-            raise api_error(422, "pool_too_large", f"{where}the clip pool has {len(req.clips)} items; "
-                                                   f"the limit is {s.max_pool_items}")
+            raise api_error(
+                422,
+                "pool_too_large",
+                f"{where}the clip pool has {len(req.clips)} items; the limit is {s.max_pool_items}",
+            )
         from autocut.planning.planners.base import PLANNERS
 
         planner = req.options.planner or s.default_planner
         if planner not in PLANNERS and planner != AUTO_PLANNER:
-            raise api_error(422, "unknown_planner", f"{where}unknown planner {planner!r}; choose one of "
-                                                    f"{', '.join(sorted([*PLANNERS, AUTO_PLANNER]))}")
+            raise api_error(
+                422,
+                "unknown_planner",
+                f"{where}unknown planner {planner!r}; choose one of {', '.join(sorted([*PLANNERS, AUTO_PLANNER]))}",
+            )
         pool = [self._pool_ref(i, ref, where) for i, ref in enumerate(req.clips)]
         image_path = None
         if req.product.image_id is not None:
@@ -120,19 +132,28 @@ class _Resolver:
                 raise api_error(422, "unknown_clip", f"{item}: clip {ref.clip_id} does not exist")
             job = self.s.store.get_job(clip.job_id) if clip.job_id else None
             if job is not None and job.state in (JobState.FAILED, JobState.CANCELLED):
-                raise api_error(422, "clip_not_usable",
-                                f"{item}: clip {ref.clip_id} could not be ingested: {job.error_message}")
-            return UploadRef(kind="upload", clip_id=clip.clip_id, sha256=clip.sha256, path=clip.path,
-                             ingest_job_id=clip.job_id, text=ref.text)
+                raise api_error(
+                    422, "clip_not_usable", f"{item}: clip {ref.clip_id} could not be ingested: {job.error_message}"
+                )
+            return UploadRef(
+                kind="upload",
+                clip_id=clip.clip_id,
+                sha256=clip.sha256,
+                path=clip.path,
+                ingest_job_id=clip.job_id,
+                text=ref.text,
+            )
         if ref.photo_id is not None:
             cat = self.catalog()
             try:
                 src = cat.source(ref.photo_id)
             except CatalogError:
-                raise api_error(422, "unknown_video",
-                                f"{item}: photo_id {ref.photo_id} is not in the library") from None
-            if self.s.layout.is_upload(src.path) and \
-                    not self.s.store.owned_upload_hashes(self.p.key_id, [src.content_hash]):
+                raise api_error(
+                    422, "unknown_video", f"{item}: photo_id {ref.photo_id} is not in the library"
+                ) from None
+            if self.s.layout.is_upload(src.path) and not self.s.store.owned_upload_hashes(
+                self.p.key_id, [src.content_hash]
+            ):
                 # Another key's upload: indistinguishable from a missing id.
                 raise api_error(422, "unknown_video", f"{item}: photo_id {ref.photo_id} is not in the library")
             return LibraryRef(kind="library", photo_id=src.photo_id, text=ref.text)
@@ -156,38 +177,66 @@ class _Resolver:
             raise api_error(422, "unknown_voice", f"{where}{exc}") from None
 
 
-def _admit(services: Services, principal: Principal, jobs: list[NewJob], *, idem: str | None, fingerprint: str,
-           batch_id: str = "") -> tuple[str, tuple[str, ...], str]:
-    adm = admit_jobs(services, principal.key_id, jobs, idempotency_key=idem, fingerprint=fingerprint,
-                     batch_id=batch_id)
+def _admit(
+    services: Services,
+    principal: Principal,
+    jobs: list[NewJob],
+    *,
+    idem: str | None,
+    fingerprint: str,
+    batch_id: str = "",
+) -> tuple[str, tuple[str, ...], str]:
+    adm = admit_jobs(services, principal.key_id, jobs, idempotency_key=idem, fingerprint=fingerprint, batch_id=batch_id)
     if adm.status == "conflict":
-        raise api_error(422, "idempotency_key_reused",
-                        "this Idempotency-Key was used with a different request body")
+        raise api_error(422, "idempotency_key_reused", "this Idempotency-Key was used with a different request body")
     if adm.status == "created":
         enqueue_admitted(services, adm.job_ids)
     return adm.status, adm.job_ids, adm.batch_id
 
 
-_EDIT_BODY = Body(openapi_examples={
-    "script-driven": {"summary": "Script-driven: one clip per sentence", "value": {
-        "product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["juice in 30 seconds"]},
-        "clips": [{"clip_id": "clp_0123456789abcdef01234567"}, {"photo_id": 3}],
-        "script": ["No time for breakfast?", "Fresh juice in thirty seconds."],
-        "options": {"aspect": "9:16", "resolution": 1080, "max_duration_s": 30}}},
-    "footage-driven": {"summary": "Footage-driven: the planner writes the script", "value": {
-        "product": {"name": "Trail Shoe", "brand": "Peak", "category": "sports"},
-        "clips": [{"photo_id": 1}, {"photo_id": 2}, {"path": "shoot-2024/run.mp4"}],
-        "options": {"aspect": "1:1", "resolution": 720, "n_variants": 2, "bgm": {"policy": "auto"}}}},
-})
+_EDIT_BODY = Body(
+    openapi_examples={
+        "script-driven": {
+            "summary": "Script-driven: one clip per sentence",
+            "value": {
+                "product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["juice in 30 seconds"]},
+                "clips": [{"clip_id": "clp_0123456789abcdef01234567"}, {"photo_id": 3}],
+                "script": ["No time for breakfast?", "Fresh juice in thirty seconds."],
+                "options": {"aspect": "9:16", "resolution": 1080, "max_duration_s": 30},
+            },
+        },
+        "footage-driven": {
+            "summary": "Footage-driven: the planner writes the script",
+            "value": {
+                "product": {"name": "Trail Shoe", "brand": "Peak", "category": "sports"},
+                "clips": [{"photo_id": 1}, {"photo_id": 2}, {"path": "shoot-2024/run.mp4"}],
+                "options": {"aspect": "1:1", "resolution": 720, "n_variants": 2, "bgm": {"policy": "auto"}},
+            },
+        },
+    }
+)
 
 
-@router.post("/v1/edits", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted,
-             responses={**ERROR_RESPONSES, 202: {"description": "Accepted; poll the Location",
-                                                 "headers": {"Location": {"schema": {"type": "string"},
-                                                                          "description": "The job's status URL"}}}},
-             summary="Make ads from product info and a clip pool")
-def create_edit(response: Response, req: Annotated[EditRequest, _EDIT_BODY], principal: KeyDep,
-                services: ServicesDep, idempotency_key: IdempotencyKey = None) -> JobAccepted:
+@router.post(
+    "/v1/edits",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses={
+        **ERROR_RESPONSES,
+        202: {
+            "description": "Accepted; poll the Location",
+            "headers": {"Location": {"schema": {"type": "string"}, "description": "The job's status URL"}},
+        },
+    },
+    summary="Make ads from product info and a clip pool",
+)
+def create_edit(
+    response: Response,
+    req: Annotated[EditRequest, _EDIT_BODY],
+    principal: KeyDep,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobAccepted:
     res = _Resolver(services, principal)
     try:
         spec = res.edit_spec(req)
@@ -201,26 +250,45 @@ def create_edit(response: Response, req: Annotated[EditRequest, _EDIT_BODY], pri
     if st == "replay":
         response.headers["Idempotent-Replayed"] = "true"
         rec = services.store.get_job(job_id)
-        return JobAccepted(job_id=job_id, state=rec.state if rec else JobState.QUEUED,  # type: ignore[arg-type]
-                           status_url=f"/v1/jobs/{job_id}", replayed=True)
+        return JobAccepted(
+            job_id=job_id,
+            state=rec.state if rec else JobState.QUEUED,  # type: ignore[arg-type]
+            status_url=f"/v1/jobs/{job_id}",
+            replayed=True,
+        )
     return JobAccepted(job_id=job_id, state=JobState.QUEUED, status_url=f"/v1/jobs/{job_id}")
 
 
-@router.post("/v1/batches", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted,
-             responses=ERROR_RESPONSES, summary="Submit many edits under one batch id")
-def create_batch(response: Response, req: BatchRequest, principal: KeyDep, services: ServicesDep,
-                 idempotency_key: IdempotencyKey = None) -> BatchAccepted:
+@router.post(
+    "/v1/batches",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchAccepted,
+    responses=ERROR_RESPONSES,
+    summary="Submit many edits under one batch id",
+)
+def create_batch(
+    response: Response,
+    req: BatchRequest,
+    principal: KeyDep,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchAccepted:
     if len(req.items) > services.settings.max_batch_items:
-        raise api_error(422, "batch_too_large", f"the batch has {len(req.items)} items; "
-                                                f"the limit is {services.settings.max_batch_items}")
+        raise api_error(
+            422,
+            "batch_too_large",
+            f"the batch has {len(req.items)} items; the limit is {services.settings.max_batch_items}",
+        )
     batch_id = new_id("bat")
     res = _Resolver(services, principal)
     try:
         specs = [res.edit_spec(item, f"items[{i}].") for i, item in enumerate(req.items)]
     finally:
         res.close()
-    jobs = [NewJob(job_id=new_id("job"), kind="edit", spec=spec.model_dump(mode="json"), batch_id=batch_id,
-                   batch_index=i) for i, spec in enumerate(specs)]
+    jobs = [
+        NewJob(job_id=new_id("job"), kind="edit", spec=spec.model_dump(mode="json"), batch_id=batch_id, batch_index=i)
+        for i, spec in enumerate(specs)
+    ]
     fp = _fingerprint("batches", req.model_dump(mode="json"))
     st, ids, bid = _admit(services, principal, jobs, idem=idempotency_key, fingerprint=fp, batch_id=batch_id)
     response.headers["Location"] = f"/v1/batches/{bid}"
@@ -229,10 +297,15 @@ def create_batch(response: Response, req: BatchRequest, principal: KeyDep, servi
     return BatchAccepted(batch_id=bid, job_ids=list(ids), status_url=f"/v1/batches/{bid}", replayed=st == "replay")
 
 
-@router.get("/v1/batches/{batch_id}", response_model=BatchStatus, responses=ERROR_RESPONSES,
-            summary="Per-item status of a batch")
-def get_batch(batch_id: Annotated[str, Path(pattern=BATCH_ID_PATTERN)], principal: KeyDep,
-              services: ServicesDep) -> BatchStatus:
+@router.get(
+    "/v1/batches/{batch_id}",
+    response_model=BatchStatus,
+    responses=ERROR_RESPONSES,
+    summary="Per-item status of a batch",
+)
+def get_batch(
+    batch_id: Annotated[str, Path(pattern=BATCH_ID_PATTERN)], principal: KeyDep, services: ServicesDep
+) -> BatchStatus:
     found = services.store.get_batch(batch_id)
     if found is None or found[0] != principal.key_id:
         raise api_error(404, "not_found", f"batch {batch_id} does not exist")
@@ -244,10 +317,24 @@ def get_batch(batch_id: Annotated[str, Path(pattern=BATCH_ID_PATTERN)], principa
             continue
         counts[job.state.value] = counts.get(job.state.value, 0) + 1
         err = ErrorInfo(code=job.error_code, message=job.error_message) if job.error_code else None
-        items.append(BatchItemStatus(index=i, job_id=jid, state=job.state, stage=job.stage,  # type: ignore[arg-type]
-                                     progress_pct=job.progress, error=err, status_url=f"/v1/jobs/{jid}"))
-    return BatchStatus(batch_id=batch_id, state=_batch_state(counts, len(items)),  # type: ignore[arg-type]
-                       counts=counts, created_at=datetime.fromtimestamp(created_at, UTC), items=items)
+        items.append(
+            BatchItemStatus(
+                index=i,
+                job_id=jid,
+                state=job.state,
+                stage=job.stage,  # type: ignore[arg-type]
+                progress_pct=job.progress,
+                error=err,
+                status_url=f"/v1/jobs/{jid}",
+            )
+        )
+    return BatchStatus(
+        batch_id=batch_id,
+        state=_batch_state(counts, len(items)),  # type: ignore[arg-type]
+        counts=counts,
+        created_at=datetime.fromtimestamp(created_at, UTC),
+        items=items,
+    )
 
 
 def _batch_state(counts: dict[str, int], n: int) -> str:

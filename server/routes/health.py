@@ -20,8 +20,12 @@ def healthz() -> Health:
     return Health()
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}},
-            summary="Readiness: the job store answers and the data directory is writable")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness}},
+    summary="Readiness: the job store answers and the data directory is writable",
+)
 def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, str] = {}
     figures: dict[str, int] = {}

@@ -32,8 +32,12 @@ JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, examples=["job_0123456789abc
 Artifact = Literal["video", "subtitles", "timeline", "plan"]
 assert get_args(Artifact) == ARTIFACTS, "Artifact must list RESULT_FILES' kinds in order"
 
-_MEDIA_TYPES = {"video": "video/mp4", "subtitles": "application/x-subrip", "timeline": "application/json",
-                "plan": "application/json"}
+_MEDIA_TYPES = {
+    "video": "video/mp4",
+    "subtitles": "application/x-subrip",
+    "timeline": "application/json",
+    "plan": "application/json",
+}
 
 
 def _own_job(services: Services, principal: Principal, job_id: str) -> JobRecord:
@@ -45,21 +49,33 @@ def _own_job(services: Services, principal: Principal, job_id: str) -> JobRecord
 
 
 @router.get("/v1/jobs", response_model=JobPage, responses=ERROR_RESPONSES, summary="Your jobs, newest first")
-def list_jobs(principal: KeyDep, services: ServicesDep, offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
-              limit: Annotated[int, Query(ge=1, le=200)] = 50) -> JobPage:
+def list_jobs(
+    principal: KeyDep,
+    services: ServicesDep,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobPage:
     jobs, total = services.store.list_jobs(principal.key_id, limit=limit, offset=offset)
     return JobPage(items=[job_status(j, services.settings) for j in jobs], total=total, offset=offset, limit=limit)
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=ERROR_RESPONSES,
-            summary="State, stage, progress, error and result links of a job")
+@router.get(
+    "/v1/jobs/{job_id}",
+    response_model=JobStatus,
+    responses=ERROR_RESPONSES,
+    summary="State, stage, progress, error and result links of a job",
+)
 def get_job(job_id: JobId, principal: KeyDep, services: ServicesDep) -> JobStatus:
     return job_status(_own_job(services, principal, job_id), services.settings)
 
 
-@router.delete("/v1/jobs/{job_id}", response_model=JobStatus, status_code=202,
-               responses={**ERROR_RESPONSES, 409: {"model": ErrorBody, "description": "The job already finished"}},
-               summary="Cancel a job (a running render's ffmpeg is stopped)")
+@router.delete(
+    "/v1/jobs/{job_id}",
+    response_model=JobStatus,
+    status_code=202,
+    responses={**ERROR_RESPONSES, 409: {"model": ErrorBody, "description": "The job already finished"}},
+    summary="Cancel a job (a running render's ffmpeg is stopped)",
+)
 def cancel_job(job_id: JobId, principal: KeyDep, services: ServicesDep) -> JobStatus:
     _own_job(services, principal, job_id)
     outcome = services.store.request_cancel(job_id)
@@ -68,9 +84,17 @@ def cancel_job(job_id: JobId, principal: KeyDep, services: ServicesDep) -> JobSt
     return job_status(_own_job(services, principal, job_id), services.settings)
 
 
-def _download_principal(request: Request, services: Services, job_id: str, variant: int, artifact: str,
-                        expires: int | None, signature: str | None, api_key: str | None,
-                        bearer: HTTPAuthorizationCredentials | None) -> Principal | None:
+def _download_principal(
+    request: Request,
+    services: Services,
+    job_id: str,
+    variant: int,
+    artifact: str,
+    expires: int | None,
+    signature: str | None,
+    api_key: str | None,
+    bearer: HTTPAuthorizationCredentials | None,
+) -> Principal | None:
     """A valid signed link needs no key (None); otherwise the caller's key as usual."""
     settings = services.settings
     path = f"/v1/jobs/{job_id}/results/{variant}/{artifact}"
@@ -81,26 +105,39 @@ def _download_principal(request: Request, services: Services, job_id: str, varia
     return require_key(request, api_key, bearer)
 
 
-@router.get("/v1/jobs/{job_id}/results/{variant}/{artifact}", response_class=FileResponse,
-            responses={**ERROR_RESPONSES,
-                       200: {"description": "The file (byte ranges supported)",
-                             "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
-                                         "application/x-subrip": {"schema": {"type": "string"}},
-                                         "application/json": {"schema": {"type": "object"}}}},
-                       206: {"description": "Partial content (Range request)"},
-                       403: {"model": ErrorBody, "description": "Invalid or expired signed link"},
-                       416: {"description": "Range not satisfiable"}},
-            summary="Download a result: video (MP4), subtitles (SRT), timeline (OTIO) or plan (JSON)")
-def get_result(request: Request, services: ServicesDep, job_id: JobId, variant: Annotated[int, Path(ge=1, le=8)],
-               artifact: Artifact,
-               expires: Annotated[int | None, Query(ge=0, le=2**40,
-                                                    description="Signed links: expiry (Unix s)")] = None,
-               signature: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$",
-                                                      description="Signed links: the signature")] = None,
-               api_key: str | None = Depends(api_key_header),
-               bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> Response:
-    principal = _download_principal(request, services, job_id, variant, artifact, expires, signature, api_key,
-                                    bearer)
+@router.get(
+    "/v1/jobs/{job_id}/results/{variant}/{artifact}",
+    response_class=FileResponse,
+    responses={
+        **ERROR_RESPONSES,
+        200: {
+            "description": "The file (byte ranges supported)",
+            "content": {
+                "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                "application/x-subrip": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        },
+        206: {"description": "Partial content (Range request)"},
+        403: {"model": ErrorBody, "description": "Invalid or expired signed link"},
+        416: {"description": "Range not satisfiable"},
+    },
+    summary="Download a result: video (MP4), subtitles (SRT), timeline (OTIO) or plan (JSON)",
+)
+def get_result(
+    request: Request,
+    services: ServicesDep,
+    job_id: JobId,
+    variant: Annotated[int, Path(ge=1, le=8)],
+    artifact: Artifact,
+    expires: Annotated[int | None, Query(ge=0, le=2**40, description="Signed links: expiry (Unix s)")] = None,
+    signature: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{32}$", description="Signed links: the signature")
+    ] = None,
+    api_key: str | None = Depends(api_key_header),
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+) -> Response:
+    principal = _download_principal(request, services, job_id, variant, artifact, expires, signature, api_key, bearer)
     job = services.store.get_job(job_id)
     if job is None or (principal is not None and job.owner != principal.key_id):
         raise api_error(404, "not_found", f"job {job_id} does not exist")
@@ -111,6 +148,9 @@ def get_result(request: Request, services: ServicesDep, job_id: JobId, variant: 
     path = services.layout.variant_dir(job_id, variant) / RESULT_FILES[artifact]
     if not path.is_file():
         raise api_error(404, "not_found", f"{artifact} of job {job_id} variant {variant} is missing")
-    return FileResponse(path, media_type=_MEDIA_TYPES[artifact],
-                        filename=f"{job_id}-v{variant}{RESULT_SUFFIXES[artifact]}",
-                        content_disposition_type="inline" if artifact == "video" else "attachment")
+    return FileResponse(
+        path,
+        media_type=_MEDIA_TYPES[artifact],
+        filename=f"{job_id}-v{variant}{RESULT_SUFFIXES[artifact]}",
+        content_disposition_type="inline" if artifact == "video" else "attachment",
+    )

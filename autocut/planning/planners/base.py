@@ -20,12 +20,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from autocut.planning.candidates import CandidatePool
-from autocut.library.catalog import Catalog
 from autocut.errors import ConfigError, PlanError
+from autocut.library.catalog import Catalog
+from autocut.library.layout import LibraryLayout
+from autocut.planning.candidates import CandidatePool
 from autocut.planning.script import write_script
 from autocut.types import PlanRequest
-from autocut.library.layout import LibraryLayout
 
 __all__ = [
     "PLANNERS",
@@ -169,8 +169,9 @@ class Planner(ABC):
             seen.add(d.key())
             out.append(d)
         if len(out) < n_variants:
-            log.warning("%s planner found %d distinct plans of the %d asked (small pool)", self.name, len(out),
-                        n_variants)
+            log.warning(
+                "%s planner found %d distinct plans of the %d asked (small pool)", self.name, len(out), n_variants
+            )
         return out
 
     def decide(self, task: PlanningTask, variant: int, attempt: int, rng: np.random.Generator) -> Decision:
@@ -179,8 +180,7 @@ class Planner(ABC):
         order = self.order(task, selected, variant, attempt, rng)
         sentences = self.script(task, order, variant, attempt, rng)
         bgm = self.bgm_query(task, order, sentences, variant, rng)
-        return Decision(tuple(sorted(selected)), tuple(order), tuple(sentences), bgm_query=bgm,
-                        notes=self.notes(task))
+        return Decision(tuple(sorted(selected)), tuple(order), tuple(sentences), bgm_query=bgm, notes=self.notes(task))
 
     # The per-step hooks `decide` calls. A planner implements them, or overrides `decide` (or `plan`) whole
     # and then never reaches them (the token LM planner, the evaluator's recorder).
@@ -188,25 +188,33 @@ class Planner(ABC):
         """Candidate indices to use (exactly `task.n_select` when set)."""
         raise NotImplementedError(f"{type(self).__name__} implements neither select() nor decide()")
 
-    def order(self, task: PlanningTask, selected: list[int], variant: int, attempt: int,
-              rng: np.random.Generator) -> list[int]:
+    def order(
+        self, task: PlanningTask, selected: list[int], variant: int, attempt: int, rng: np.random.Generator
+    ) -> list[int]:
         """The selected candidates in ad order."""
         raise NotImplementedError(f"{type(self).__name__} implements neither order() nor decide()")
 
-    def bgm_query(self, task: PlanningTask, order: list[int], sentences: list[str], variant: int,
-                  rng: np.random.Generator) -> np.ndarray | None:
+    def bgm_query(
+        self, task: PlanningTask, order: list[int], sentences: list[str], variant: int, rng: np.random.Generator
+    ) -> np.ndarray | None:
         """Target BGM embedding in the library's audio space, or None when the library has no BGM."""
         raise NotImplementedError(f"{type(self).__name__} implements neither bgm_query() nor decide()")
 
-    def script(self, task: PlanningTask, order: list[int], variant: int, attempt: int,
-               rng: np.random.Generator) -> list[str]:
+    def script(
+        self, task: PlanningTask, order: list[int], variant: int, attempt: int, rng: np.random.Generator
+    ) -> list[str]:
         """Script-driven: the user's sentences; footage-driven: template lines fit to the clips' durations."""
         if task.request.script:
             return [s.strip() for s in task.request.script]
         durations = [task.pool.candidates[i].duration_s for i in order]
-        lines = write_script(task.request.product, durations, task.request.language,
-                             seed=int(rng.integers(2**31)), words_per_s=task.words_per_s,
-                             speech_rate=task.speech_rate)
+        lines = write_script(
+            task.request.product,
+            durations,
+            task.request.language,
+            seed=int(rng.integers(2**31)),
+            words_per_s=task.words_per_s,
+            speech_rate=task.speech_rate,
+        )
         return [ln.text for ln in lines]
 
     def notes(self, task: PlanningTask) -> dict[str, str]:
@@ -229,5 +237,5 @@ def get_planner(name: str, **options: object) -> Planner:
 
 
 def default_planner(library_dir: str | Path) -> str:
-    """"token" when the library has a trained token LM (``models/lm/sft/model``), else "heuristic"."""
+    """ "token" when the library has a trained token LM (``models/lm/sft/model``), else "heuristic"."""
     return "token" if (LibraryLayout.of(library_dir).planner_model_dir / "config.json").exists() else "heuristic"

@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 
 from autocut.errors import CheckpointError, ConfigError
+from autocut.library.layout import LibraryLayout
+from autocut.library.tags import DEFAULT_TAGS_PER_CLIP, TAGGER_NAME, TagSource, clip_labels, frame_tags, tags_text
 from autocut.planning.planners.base import PlanningTask
 from autocut.planning.planners.heuristic import category_bgm_query, reference_stats
 from autocut.planning.planners.token import TokenPlanner, TransformersLM, _Loaded, _Step, _TaskState
-from autocut.library.tags import DEFAULT_TAGS_PER_CLIP, TAGGER_NAME, TagSource, clip_labels, frame_tags, tags_text
-from autocut.library.layout import LibraryLayout
 
 __all__ = ["CaptionPlanner", "CaptionSftPlanner", "load_planner_model"]
 
@@ -91,15 +91,22 @@ class CaptionPlanner(TokenPlanner):
 
     name = "caption"
 
-    def __init__(self, *, model_dir: str | Path | None = None, tags_per_clip: int = DEFAULT_TAGS_PER_CLIP,
-                 tag_source: TagSource = "auto", **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model_dir: str | Path | None = None,
+        tags_per_clip: int = DEFAULT_TAGS_PER_CLIP,
+        tag_source: TagSource = "auto",
+        **options: Any,
+    ) -> None:
         """`model_dir`: a model directory or a backbone name (None: the packaged SmolLM2-135M-Instruct);
         `tags_per_clip`: labels listed per clip; `tag_source`: see `autocut.library.tags.frame_tags`; other
         options (temperature, word_tolerance, ...) are the token planner's."""
         super().__init__(**options)
         if self.backend != "transformers":
-            raise ConfigError(f"the {self.name} planner decodes in-process only (backend 'transformers'), "
-                              f"got {self.backend!r}")
+            raise ConfigError(
+                f"the {self.name} planner decodes in-process only (backend 'transformers'), got {self.backend!r}"
+            )
         self.model_dir = model_dir  # type: ignore[assignment] - may be a backbone name here
         self.tags_per_clip = tags_per_clip
         self.tag_source = tag_source
@@ -122,8 +129,16 @@ class CaptionPlanner(TokenPlanner):
 
             torch.set_num_threads(self.num_threads)
         model, tok = load_planner_model(model_dir)
-        self._loaded = _Loaded(library_dir, model_dir, TransformersLM(model, tok), tok, _EmbeddingsAsCodes(), None,
-                               Path(), time.perf_counter() - t0)
+        self._loaded = _Loaded(
+            library_dir,
+            model_dir,
+            TransformersLM(model, tok),
+            tok,
+            _EmbeddingsAsCodes(),
+            None,
+            Path(),
+            time.perf_counter() - t0,
+        )
         log.info("%s planner: %s loaded in %.1f s", self.name, model_dir, self._loaded.load_s)
         return self._loaded
 
@@ -133,8 +148,9 @@ class CaptionPlanner(TokenPlanner):
             return self._task_state[1]
         cands = task.pool.candidates
         # num_threads=None: tagging must not change the process's torch threads under the LM.
-        tags = frame_tags(task.catalog, (int(f) for c in cands for f in c.frame_ids), source=self.tag_source,
-                          num_threads=None)
+        tags = frame_tags(
+            task.catalog, (int(f) for c in cands for f in c.frame_ids), source=self.tag_source, num_threads=None
+        )
         texts = [tags_text(clip_labels(tags, c.frame_ids.tolist(), self.tags_per_clip)) for c in cands]
         state = _TaskState([np.asarray(c.frame_vectors, np.float32) for c in cands], texts)
         self._task_state = (id(task), state)
@@ -160,5 +176,6 @@ class CaptionSftPlanner(CaptionPlanner):
                 f"no caption-sft model at {d}: build the tag corpus (`autocut --library {lib} corpus tags`) and "
                 f"fine-tune on it (`autocut --library {lib} train sft --backbone smollm2 --data "
                 f"{lib}/lm/corpus_tags/sft_{{select,sort,script}}_train.jsonl --run-dir {lib}/models/lm/caption_sft`), "
-                "or pass model_dir")
+                "or pass model_dir"
+            )
         return d

@@ -26,13 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from autocut.library.catalog import Catalog
 from autocut.errors import AutoCutError, PlanError
-from autocut.planning.planners.base import Decision, Planner, PlanningTask, select_under_budget
+from autocut.library.catalog import Catalog
 from autocut.library.ids import split_frame_ids
+from autocut.planning.planners.base import Decision, Planner, PlanningTask, select_under_budget
 
-__all__ = ["HeuristicPlanner", "ReferenceStats", "category_bgm_query", "dominant_anchor", "embed_product_image",
-           "reference_stats"]
+__all__ = [
+    "HeuristicPlanner",
+    "ReferenceStats",
+    "category_bgm_query",
+    "dominant_anchor",
+    "embed_product_image",
+    "reference_stats",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +70,9 @@ _STATS_CACHE_SIZE = 8
 _STATS_LOCK = threading.Lock()
 
 
-def _segment_mean(frame_ids: np.ndarray, vecs: np.ndarray, photo_id: int, start_s: float,
-                  duration_s: float) -> np.ndarray | None:
+def _segment_mean(
+    frame_ids: np.ndarray, vecs: np.ndarray, photo_id: int, start_s: float, duration_s: float
+) -> np.ndarray | None:
     photo, idx = split_frame_ids(frame_ids)
     mask = (photo == photo_id) & (idx >= np.ceil(start_s - 1e-6)) & (idx < start_s + duration_s)
     if not mask.any():
@@ -76,8 +83,14 @@ def _segment_mean(frame_ids: np.ndarray, vecs: np.ndarray, photo_id: int, start_
 def reference_stats(catalog: Catalog, split: str = "train") -> ReferenceStats:
     """Opening direction and per-category BGM means from `split`'s reference edits (cached per library state)."""
     edits = catalog.reference_edits(split)
-    key = (str(catalog.root), catalog.pca_version, split, len(edits), tuple(e.edit_id for e in edits[:3]),
-           len(catalog.bgm_tracks()))
+    key = (
+        str(catalog.root),
+        catalog.pca_version,
+        split,
+        len(edits),
+        tuple(e.edit_id for e in edits[:3]),
+        len(catalog.bgm_tracks()),
+    )
     with _STATS_LOCK:
         if key in _STATS_CACHE:
             return _STATS_CACHE[key]
@@ -227,9 +240,12 @@ class HeuristicPlanner(Planner):
 
     def notes(self, task: PlanningTask) -> dict[str, str]:
         st = self.state
-        return {"selection_anchor": st.anchor_from,
-                "opening": f"reference edits ({st.stats.n_edits}, split {task.reference_split})"
-                if st.stats.opening is not None else "pool mean (no reference edits)"}
+        return {
+            "selection_anchor": st.anchor_from,
+            "opening": f"reference edits ({st.stats.n_edits}, split {task.reference_split})"
+            if st.stats.opening is not None
+            else "pool mean (no reference edits)",
+        }
 
     # ---------------------------------------------------------------- steps
     def select(self, task: PlanningTask, variant: int, attempt: int, rng: np.random.Generator) -> list[int]:
@@ -237,11 +253,12 @@ class HeuristicPlanner(Planner):
         scores = task.pool.vectors @ self.state.anchor + noise
         priority = [int(i) for i in np.argsort(-scores, kind="stable")]
         if task.n_select is not None:
-            return sorted(priority[:task.n_select])
+            return sorted(priority[: task.n_select])
         return select_under_budget(priority, task.pool.durations_s, task.budget_s)
 
-    def order(self, task: PlanningTask, selected: list[int], variant: int, attempt: int,
-              rng: np.random.Generator) -> list[int]:
+    def order(
+        self, task: PlanningTask, selected: list[int], variant: int, attempt: int, rng: np.random.Generator
+    ) -> list[int]:
         stats = self.state.stats
         vecs = task.pool.vectors[selected]  # (n, D)
         opening = stats.opening if stats.opening is not None else _unit(task.pool.vectors.mean(axis=0))
@@ -257,8 +274,9 @@ class HeuristicPlanner(Planner):
             left.remove(nxt)
         return [int(selected[i]) for i in chain]
 
-    def bgm_query(self, task: PlanningTask, order: list[int], sentences: list[str], variant: int,
-                  rng: np.random.Generator) -> np.ndarray | None:
+    def bgm_query(
+        self, task: PlanningTask, order: list[int], sentences: list[str], variant: int, rng: np.random.Generator
+    ) -> np.ndarray | None:
         return category_bgm_query(task, self.state.stats)
 
 

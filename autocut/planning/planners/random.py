@@ -20,12 +20,14 @@ class RandomPlanner(Planner):
             return sorted(int(i) for i in rng.choice(n, size=task.n_select, replace=False))
         return select_under_budget(list(rng.permutation(n)), task.pool.durations_s, task.budget_s)
 
-    def order(self, task: PlanningTask, selected: list[int], variant: int, attempt: int,
-              rng: np.random.Generator) -> list[int]:
+    def order(
+        self, task: PlanningTask, selected: list[int], variant: int, attempt: int, rng: np.random.Generator
+    ) -> list[int]:
         return [int(selected[i]) for i in rng.permutation(len(selected))]
 
-    def bgm_query(self, task: PlanningTask, order: list[int], sentences: list[str], variant: int,
-                  rng: np.random.Generator) -> np.ndarray | None:
+    def bgm_query(
+        self, task: PlanningTask, order: list[int], sentences: list[str], variant: int, rng: np.random.Generator
+    ) -> np.ndarray | None:
         if len(task.bgm_ids) == 0:
             return None
         # A random track's own embedding: grounding retrieves that track (random BGM, uniformly).

@@ -23,18 +23,18 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from autocut.lm import tokens as T
 from autocut.errors import CheckpointError, ConfigError, PlanError
-from autocut.speech.words import count_words, target_words
-from autocut.planning.planners.base import Decision, Planner, PlanningTask, select_under_budget
 from autocut.library.layout import LibraryLayout
+from autocut.lm import tokens as T
+from autocut.planning.planners.base import Decision, Planner, PlanningTask, select_under_budget
+from autocut.speech.words import count_words, target_words
 
 __all__ = ["LMBackend", "TokenPlanner", "TransformersLM"]
 
@@ -47,35 +47,59 @@ FREE_LINE_MAX_WORDS = (40, 80)
 
 # Long natural sentences whose prefixes measure how many characters the voice says in a clip.
 _VOICE_PROBE = {
-    "en": ("Wake up to fresh coffee every morning with a machine that grinds the beans, heats the water and "
-           "pours the perfect cup while you get ready, then cleans itself in minutes so your kitchen stays "
-           "tidy and your mornings stay calm, quick and easy for the whole family, every single day of the "
-           "week, at home or at the office, with one button and no mess at all, for years to come."),
-    "zh": ("每天早上醒来就有一杯新鲜的咖啡，机器自动研磨咖啡豆，加热清水，在你梳洗的时候冲好一杯香浓的咖啡，"
-           "几分钟就能自动清洁，厨房始终干净整洁，全家人的早晨都变得轻松从容，无论在家还是在办公室，"
-           "只需轻轻一按，没有任何麻烦，陪伴你度过每一天的美好时光，让生活更有品质，更加健康，更加快乐。"),
+    "en": (
+        "Wake up to fresh coffee every morning with a machine that grinds the beans, heats the water and "
+        "pours the perfect cup while you get ready, then cleans itself in minutes so your kitchen stays "
+        "tidy and your mornings stay calm, quick and easy for the whole family, every single day of the "
+        "week, at home or at the office, with one button and no mess at all, for years to come."
+    ),
+    "zh": (
+        "每天早上醒来就有一杯新鲜的咖啡，机器自动研磨咖啡豆，加热清水，在你梳洗的时候冲好一杯香浓的咖啡，"
+        "几分钟就能自动清洁，厨房始终干净整洁，全家人的早晨都变得轻松从容，无论在家还是在办公室，"
+        "只需轻轻一按，没有任何麻烦，陪伴你度过每一天的美好时光，让生活更有品质，更加健康，更加快乐。"
+    ),
 }
 
 
 class LMBackend(Protocol):
     """The three constrained answer kinds, on a rendered prompt (in-process or on a server)."""
 
-    def choose_indices(self, prompt: str, *, n_options: int, count: int | None, ascending: bool,
-                       permutation: bool, sample: bool = False, temperature: float = 1.0,
-                       seed: int = 0) -> list[int]: ...
+    def choose_indices(
+        self,
+        prompt: str,
+        *,
+        n_options: int,
+        count: int | None,
+        ascending: bool,
+        permutation: bool,
+        sample: bool = False,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ) -> list[int]: ...
 
-    def generate_lines(self, prompt: str, *, n_lines: int, max_words: list[int], language: str,
-                       sample: bool = False, temperature: float = 1.0, seed: int = 0,
-                       min_words: list[int] | None = None, max_chars: list[int] | None = None) -> list[str]: ...
+    def generate_lines(
+        self,
+        prompt: str,
+        *,
+        n_lines: int,
+        max_words: list[int],
+        language: str,
+        sample: bool = False,
+        temperature: float = 1.0,
+        seed: int = 0,
+        min_words: list[int] | None = None,
+        max_chars: list[int] | None = None,
+    ) -> list[str]: ...
 
-    def generate_audio_codes(self, prompt: str, *, sample: bool = False, temperature: float = 1.0,
-                             seed: int = 0) -> np.ndarray: ...
+    def generate_audio_codes(
+        self, prompt: str, *, sample: bool = False, temperature: float = 1.0, seed: int = 0
+    ) -> np.ndarray: ...
 
 
 class TransformersLM:
     """`LMBackend` over an in-process Hugging Face model (`autocut.lm.decoding`)."""
 
-    def __init__(self, model, tok) -> None:  # noqa: ANN001 - a HF causal LM and its tokenizer
+    def __init__(self, model, tok) -> None:
         self.model, self.tok = model, tok
 
     def choose_indices(self, prompt: str, **kw: Any) -> list[int]:
@@ -149,12 +173,22 @@ class TokenPlanner(Planner):
     # Sampled retries (each a full decode) before a variant is given up as a duplicate.
     attempts_per_variant = 4
 
-    def __init__(self, *, model_dir: str | Path | None = None, video_tokenizer: str | Path | _Codec | None = None,
-                 audio_tokenizer: str | Path | _Codec | None = None, temperature: float = 0.9,
-                 word_tolerance: float = 0.25, backend: Literal["transformers", "vllm"] = "transformers",
-                 server_url: str = "http://localhost:8000/v1", server_model: str = "autocut-lm",
-                 server_api: Literal["structured_outputs", "guided"] = "structured_outputs",
-                 device: str = "cpu", num_threads: int | None = None, length_targets: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        model_dir: str | Path | None = None,
+        video_tokenizer: str | Path | _Codec | None = None,
+        audio_tokenizer: str | Path | _Codec | None = None,
+        temperature: float = 0.9,
+        word_tolerance: float = 0.25,
+        backend: Literal["transformers", "vllm"] = "transformers",
+        server_url: str = "http://localhost:8000/v1",
+        server_model: str = "autocut-lm",
+        server_api: Literal["structured_outputs", "guided"] = "structured_outputs",
+        device: str = "cpu",
+        num_threads: int | None = None,
+        length_targets: bool = True,
+    ) -> None:
         """`model_dir` defaults to ``<library>/models/lm/sft/model``, the tokenizers to
         ``<library>/models/rqvae_video|rqvae_audio`` (paths or loaded codecs); all load once, on first use.
 
@@ -197,11 +231,19 @@ class TokenPlanner(Planner):
             lm, tok = self._loaded.lm, self._loaded.tok
         else:
             lm, tok = self._load_lm(model_dir)
-        video = self._codec(self.video_tokenizer, LibraryLayout.of(library_dir).rqvae_dir("video"), "video", library_dir)
-        apath = (Path(self.audio_tokenizer) if isinstance(self.audio_tokenizer, (str, Path))
-                 else LibraryLayout.of(library_dir).rqvae_dir("audio"))
-        audio = (self._codec(self.audio_tokenizer, apath, "audio", library_dir)
-                 if self.audio_tokenizer is not None or apath.exists() else None)
+        video = self._codec(
+            self.video_tokenizer, LibraryLayout.of(library_dir).rqvae_dir("video"), "video", library_dir
+        )
+        apath = (
+            Path(self.audio_tokenizer)
+            if isinstance(self.audio_tokenizer, (str, Path))
+            else LibraryLayout.of(library_dir).rqvae_dir("audio")
+        )
+        audio = (
+            self._codec(self.audio_tokenizer, apath, "audio", library_dir)
+            if self.audio_tokenizer is not None or apath.exists()
+            else None
+        )
         self._loaded = _Loaded(library_dir, model_dir, lm, tok, video, audio, apath, time.perf_counter() - t0)
         log.info("token planner: %s (%s backend) loaded in %.1f s", model_dir, self.backend, self._loaded.load_s)
         return self._loaded
@@ -210,7 +252,8 @@ class TokenPlanner(Planner):
         if not (model_dir / "config.json").exists():
             raise ConfigError(
                 f"no trained token LM at {model_dir}: train one with `autocut train align` then "
-                "`autocut train sft` (or pass the model directory), or use another planner")
+                "`autocut train sft` (or pass the model directory), or use another planner"
+            )
         from autocut.lm.backbone import load_causal_lm, load_tokenizer
 
         if self.backend == "transformers":
@@ -228,8 +271,10 @@ class TokenPlanner(Planner):
             url, served, api = self.server
             lm = VllmClient(url, served, api=api)
         if tok.convert_tokens_to_ids("<v_0_0>") in (None, tok.unk_token_id):
-            raise ConfigError(f"{model_dir}: the tokenizer has no AutoCut code tokens (<v_l_c>): not a model "
-                              "trained by `autocut train`")
+            raise ConfigError(
+                f"{model_dir}: the tokenizer has no AutoCut code tokens (<v_l_c>): not a model "
+                "trained by `autocut train`"
+            )
         return lm, tok
 
     @staticmethod
@@ -239,9 +284,8 @@ class TokenPlanner(Planner):
         path = Path(given) if given is not None else default
         if not path.exists():
             raise ConfigError(f"no {modality} RQ-VAE tokenizer at {path} (train one with `autocut rqvae train`)")
-        from rqvae import RQVAEError, Tokenizer
-
         from autocut.library.catalog import Catalog
+        from rqvae import RQVAEError, Tokenizer
 
         pca = None
         if modality == "video":
@@ -288,31 +332,51 @@ class TokenPlanner(Planner):
         state = self._state(task, loaded)
         req = task.request
         lang = req.language
-        product = ProductView(name=req.product.name, brand=req.product.brand,
-                              selling_points=list(req.product.selling_points))
+        product = ProductView(
+            name=req.product.name, brand=req.product.brand, selling_points=list(req.product.selling_points)
+        )
         sample = variant > 0 or attempt > 0
         decoding = {"sample": sample, "temperature": self.temperature, "seed": int(rng.integers(2**31))}
         render = functools.partial(render_prompt, loaded.tok)
-        notes: dict[str, str] = {"lm_model": str(loaded.model_dir),
-                                 "lm_decoding": (f"sampled, temperature {self.temperature}, seed {decoding['seed']}"
-                                                 if sample else "greedy")}
+        notes: dict[str, str] = {
+            "lm_model": str(loaded.model_dir),
+            "lm_decoding": (
+                f"sampled, temperature {self.temperature}, seed {decoding['seed']}" if sample else "greedy"
+            ),
+        }
         times: dict[str, float] = {}
         n = task.n_candidates
 
-        def timed(name: str, fn, *a: Any, **kw: Any) -> Any:  # noqa: ANN001
+        def timed(name: str, fn, *a: Any, **kw: Any) -> Any:
             t0 = time.perf_counter()
             out = fn(*a, **kw)
             times[name] = time.perf_counter() - t0
             return out
 
-        step = _Step(task=task, loaded=loaded, state=state, product=product, decoding=decoding, render=render,
-                     notes=notes, timed=timed)
+        step = _Step(
+            task=task,
+            loaded=loaded,
+            state=state,
+            product=product,
+            decoding=decoding,
+            render=render,
+            notes=notes,
+            timed=timed,
+        )
 
         if task.n_select is not None:
             script = [s.strip() for s in req.script or []]
             prompt = task_prompt("select", lang, product, n=len(script), script=script, clips=state.blocks)
-            picked = timed("select", loaded.lm.choose_indices, render(prompt), n_options=n, count=task.n_select,
-                           ascending=True, permutation=False, **decoding)
+            picked = timed(
+                "select",
+                loaded.lm.choose_indices,
+                render(prompt),
+                n_options=n,
+                count=task.n_select,
+                ascending=True,
+                permutation=False,
+                **decoding,
+            )
             notes["lm_select"] = T.format_indices(picked)
             selected = [i - 1 for i in picked]
             sentences_of = None
@@ -323,10 +387,19 @@ class TokenPlanner(Planner):
         # Sort: the selected clips shown in pool order (variants: shuffled), answered in playback order.
         shown = list(selected) if not sample else [selected[int(i)] for i in rng.permutation(len(selected))]
         if len(shown) > 1:
-            prompt = task_prompt("sort", lang, product, n=len(shown), script=script,
-                                 clips=[state.blocks[i] for i in shown])
-            perm = timed("sort", loaded.lm.choose_indices, render(prompt), n_options=len(shown), count=None,
-                         ascending=False, permutation=True, **decoding)
+            prompt = task_prompt(
+                "sort", lang, product, n=len(shown), script=script, clips=[state.blocks[i] for i in shown]
+            )
+            perm = timed(
+                "sort",
+                loaded.lm.choose_indices,
+                render(prompt),
+                n_options=len(shown),
+                count=None,
+                ascending=False,
+                permutation=True,
+                **decoding,
+            )
             notes["lm_sort"] = T.format_indices(perm)
             order = [shown[k - 1] for k in perm]
         else:
@@ -338,8 +411,15 @@ class TokenPlanner(Planner):
         frame_q = np.stack([_l2(video.decode(state.codes[i][:1])[0]) for i in order])
         clip_q = np.stack([_l2(video.decode(state.codes[i]).mean(axis=0)) for i in order])
         notes["lm_seconds"] = ", ".join(f"{k} {v:.2f}" for k, v in times.items())
-        return Decision(tuple(sorted(selected)), tuple(order), tuple(sentences), frame_queries=frame_q,
-                        clip_queries=clip_q, bgm_query=bgm_query, notes=notes)
+        return Decision(
+            tuple(sorted(selected)),
+            tuple(order),
+            tuple(sentences),
+            frame_queries=frame_q,
+            clip_queries=clip_q,
+            bgm_query=bgm_query,
+            notes=notes,
+        )
 
     # ------------------------------------------------------------------------------------------ steps
 
@@ -363,8 +443,17 @@ class TokenPlanner(Planner):
             # Never ask for more words than the characters the voice has room for can hold.
             lo = [max(1, min(a, (c + 1) // per_word)) for a, c in zip(lo, max_chars)]
             hi = [max(a, min(b, (c + 1) // per_word)) for a, b, c in zip(lo, hi, max_chars)]
-        prompt = render(task_prompt("script", lang, product, n=len(clips), script=None,
-                                    clips=[state.blocks[i] for i in clips], durations_s=durations))
+        prompt = render(
+            task_prompt(
+                "script",
+                lang,
+                product,
+                n=len(clips),
+                script=None,
+                clips=[state.blocks[i] for i in clips],
+                durations_s=durations,
+            )
+        )
         best: list[str] | None = None
         best_bad = math.inf
         caps = list(max_chars) if max_chars is not None else None
@@ -372,8 +461,17 @@ class TokenPlanner(Planner):
             kw = dict(decoding)
             if retry:
                 kw.update(sample=True, seed=kw["seed"] + 7919 * retry)
-            lines = timed("script", loaded.lm.generate_lines, prompt, n_lines=len(clips), max_words=hi,
-                          language=lang, min_words=lo, max_chars=caps, **kw)
+            lines = timed(
+                "script",
+                loaded.lm.generate_lines,
+                prompt,
+                n_lines=len(clips),
+                max_words=hi,
+                language=lang,
+                min_words=lo,
+                max_chars=caps,
+                **kw,
+            )
             bad = self._unvoiceable(task, lines, durations)
             if len(bad) < best_bad:
                 best, best_bad = lines, len(bad)
@@ -390,8 +488,9 @@ class TokenPlanner(Planner):
         notes["lm_length_targets"] = "yes" if self.length_targets else "no"
         trimmed = [k + 1 for k, (x, y) in enumerate(zip(best, lines)) if x != y]
         if trimmed:
-            notes["lm_script_trimmed"] = (f"lines {T.format_indices(trimmed)} lost trailing words the voice could not "
-                                          "say in their clips")
+            notes["lm_script_trimmed"] = (
+                f"lines {T.format_indices(trimmed)} lost trailing words the voice could not say in their clips"
+            )
         notes["lm_script_words"] = ", ".join(f"{count_words(s)} ({a}-{b})" for s, a, b in zip(best, lo, hi))
         return lines, dict(zip(clips, lines))
 
