@@ -34,10 +34,9 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/fetch_qwen3_toke
 	@rm -f .venv/.installed-*
 	@touch $(STAMP)
 
-test: setup
+# `make test` (what CI runs) lints first, then runs every test that needs no GPU or real weights.
+test: setup lint
 	$(PY) -m pytest -q --durations=15 -m "not gpu and not real_weights" tests
-# `make test` (what CI runs) lints first:
-# test: lint    # enabled once the fix pass lands
 
 # Every check runs even when an earlier one fails, so one run lists all findings; fails if any did.
 # Auto-fixes (not run here): `$(PY) -m ruff check --fix .` and `$(PY) -m ruff format .`

@@ -16,6 +16,7 @@ footage) into benchmarks/.cache. Run with `nice`; the machine is shared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -151,10 +152,8 @@ class PeakRss:
 
         total = 0
         for p in [self._proc, *self._proc.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
-            except psutil.Error:
-                pass
         return total / 2**20
 
     def _run(self) -> None:

@@ -123,12 +123,15 @@ def build_index(
     start = time.perf_counter()
     factory = _factory(structure, count, config)
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    assert isinstance(index, faiss.IndexIDMap), type(index)  # every factory string starts with IDMap
     inner = faiss.downcast_index(index.index)
     extra: dict[str, int] = {}
     if structure == "hnsw":
+        assert isinstance(inner, faiss.IndexHNSW), type(inner)
         inner.hnsw.efConstruction = config.hnsw_ef_construction
         extra = {"hnsw_m": config.hnsw_m, "ef_construction": config.hnsw_ef_construction}
     elif structure == "ivf":
+        assert isinstance(inner, faiss.IndexIVF), type(inner)
         train_count = min(count, inner.nlist * config.ivf_train_per_list)
         rng = np.random.default_rng(config.seed)
         sample = vecs[np.sort(rng.choice(count, train_count, replace=False))]
@@ -142,7 +145,7 @@ def build_index(
         if progress is not None:
             progress(hi, count)
     params = StructureParams(structure=structure, faiss_version=faiss.__version__, build_time_s=0.0, **extra)
-    if structure != "flat":
+    if isinstance(inner, faiss.IndexHNSW | faiss.IndexIVF):  # structure != "flat"
         params = _calibrate(index, inner, ids, vecs, params, config)
     params = replace(params, build_time_s=round(time.perf_counter() - start, 3))
     meta = IndexMeta(
@@ -162,7 +165,7 @@ def build_index(
 
 def _calibrate(
     index: faiss.IndexIDMap,
-    inner: faiss.Index,
+    inner: faiss.IndexHNSW | faiss.IndexIVF,
     ids: np.ndarray,
     vecs: np.ndarray,
     params: StructureParams,
@@ -178,13 +181,14 @@ def _calibrate(
     # Ground truth by brute force over the same vectors (no second copy of the data).
     _, exact_pos = faiss.knn(queries, vecs, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
     exact = [_drop(ids[p[p >= 0]], ids[r], k) for p, r in zip(exact_pos, rows, strict=True)]
-    if params.structure == "hnsw":
+    steps: tuple[int, ...]
+    if isinstance(inner, faiss.IndexHNSW):
         steps, field = _EF_SEARCH_STEPS, "ef_search"
     else:
         steps, field = tuple(s for s in _NPROBE_STEPS if s < inner.nlist) + (int(inner.nlist),), "nprobe"
     recall = 0.0
     for value in steps:
-        if field == "ef_search":
+        if isinstance(inner, faiss.IndexHNSW):
             inner.hnsw.efSearch = value
         else:
             inner.nprobe = value
@@ -207,13 +211,15 @@ def _calibrate(
             field,
             value,
         )
-    return replace(
+    params = replace(
         params,
-        **{field: int(value)},
         target_recall_at_10=config.target_recall_at_10,
         calibrated_recall_at_10=round(recall, 4),
         calibration_queries=int(nq),
     )
+    if isinstance(inner, faiss.IndexHNSW):
+        return replace(params, ef_search=int(value))
+    return replace(params, nprobe=int(value))
 
 
 def _drop(found_ids: np.ndarray, own_id: int, k: int) -> np.ndarray:

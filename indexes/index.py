@@ -84,6 +84,13 @@ def as_search_result(scores: np.ndarray, ids: np.ndarray) -> SearchResult:
     return SearchResult(ids=ids, scores=scores)
 
 
+def _calibrated(value: int | None, name: str) -> int:
+    """A search parameter that calibration recorded for an approximate index."""
+    if value is None:  # only a hand-edited metadata file lacks it
+        raise TypeError(f"index metadata has no {name} for its approximate structure")
+    return value
+
+
 def check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise IndexInputError(f"k must be a positive integer, got {k!r}")
@@ -130,10 +137,10 @@ class LibraryIndex:
         inner = faiss.downcast_index(self.faiss_index.index)
         if params.structure == "hnsw":
             assert isinstance(inner, faiss.IndexHNSW), type(inner)
-            inner.hnsw.efSearch = int(params.ef_search)
+            inner.hnsw.efSearch = int(_calibrated(params.ef_search, "ef_search"))
         elif params.structure == "ivf":
             assert isinstance(inner, faiss.IndexIVF), type(inner)
-            inner.nprobe = int(params.nprobe)
+            inner.nprobe = int(_calibrated(params.nprobe, "nprobe"))
 
     def ids(self) -> np.ndarray:
         """All ids in the index, in insertion order (int64)."""

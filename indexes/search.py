@@ -63,7 +63,8 @@ class PoolIndex:
         if subset_ids is not None:
             positions = self._positions(subset_ids)
             # The selector filters inside the scan: exact, and no second index per subset.
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(positions.astype(np.int64)))
+            params = faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBatch(positions.astype(np.int64))  # the params keep it alive
         if q.shape[0] == 0 or len(self) == 0:
             return as_search_result(np.zeros((q.shape[0], k), np.float32), np.full((q.shape[0], k), -1, np.int64))
         with threads_for_batch(q.shape[0]):

@@ -15,6 +15,7 @@ codebooks and their EMA buffers). One file means one `os.replace` makes a write 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -92,11 +93,10 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _software_versions() -> dict[str, str]:
-    versions = {"torch": torch.__version__}
-    try:
+    versions: dict[str, str] = {"torch": torch.__version__}  # TorchVersion is a str
+    # It is a hard dependency, so the suppress is a formality.
+    with contextlib.suppress(importlib_metadata.PackageNotFoundError):
         versions["vector_quantize_pytorch"] = importlib_metadata.version("vector-quantize-pytorch")
-    except importlib_metadata.PackageNotFoundError:  # pragma: no cover - it is a hard dependency
-        pass
     return versions
 
 

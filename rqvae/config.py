@@ -178,7 +178,7 @@ class RQVAEConfig:
 
     def replace_train(self, **changes: Any) -> RQVAEConfig:
         """A copy with some training fields changed (e.g. epochs from the CLI)."""
-        train = {**asdict(self.train), **{k: v for k, v in changes.items()}}
+        train = {**asdict(self.train), **changes}
         return RQVAEConfig(model=self.model, train=TrainConfig(**train))
 
 

@@ -279,7 +279,9 @@ class Tokenizer:
         """(N, Q) codes -> (N, C) sum of the chosen codebook vectors (the decoder's input)."""
         ct = self._codes(codes)
         with torch.inference_mode():
-            return sum(self._codebooks[q][ct[:, q]] for q in range(self.num_quantizers)).numpy()
+            latent = sum(self._codebooks[q][ct[:, q]] for q in range(self.num_quantizers))
+            assert isinstance(latent, Tensor)  # num_quantizers >= 1, so not sum()'s start value 0
+            return latent.numpy()
 
     def reconstruct(self, x: Any) -> np.ndarray:
         """decode(encode(x))."""

@@ -11,9 +11,9 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 from fastapi import FastAPI, Request
@@ -65,8 +65,20 @@ def _status_code_name(status: int) -> str:
         return "error"
 
 
+class _ErrorDetail(TypedDict):
+    """One entry of a 400/422 answer's `details`: a request validation error."""
+
+    loc: list[str]
+    msg: str
+    type: str
+
+
 def _error(
-    status: int, code: str, message: str, details: list[dict] | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[_ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
@@ -119,14 +131,15 @@ class _Background:
         if not self._swept:
             self.services.layout.sweep_partial_uploads(older_than_s=3600)
             self._swept = True
-        if not self._key_done:
+        bootstrap_key = s.bootstrap_admin_key
+        if not self._key_done and bootstrap_key is not None:  # _key_done starts True when there is no key
             create_api_key(
                 self.services.store,
                 s.secret_key.get_secret_value(),
                 name="bootstrap-admin",
                 admin=True,
-                raw_key=s.bootstrap_admin_key.get_secret_value(),
-            )  # type: ignore[union-attr]
+                raw_key=bootstrap_key.get_secret_value(),
+            )
             self._key_done = True
         self.reconciler.run_once()
 
@@ -134,7 +147,7 @@ class _Background:
         while True:
             try:
                 self._tick()
-            except Exception as exc:  # Redis not up yet: try again next round
+            except Exception as exc:  # noqa: BLE001 - Redis not up yet: try again next round
                 log.warning("background pass failed: %s", exc)
             if self._stop.wait(2.0 if not self._key_done else self.reconciler.interval_s):
                 return
@@ -200,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        details = [
+        details: list[_ErrorDetail] = [
             {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in errors
         ]
@@ -213,9 +226,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "the request body must be a JSON object (Content-Type: application/json)",
                 details,
             )
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(x for x in first["loc"] if x != "body")
-        return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details)
+        loc, msg = (details[0]["loc"], details[0]["msg"]) if details else ([], "invalid request")
+        where = ".".join(x for x in loc if x != "body")
+        return _error(422, "invalid_request", f"{where}: {msg}" if where else msg, details)
 
     @app.exception_handler(redis.RedisError)
     async def store_down(_request: Request, exc: redis.RedisError) -> JSONResponse:

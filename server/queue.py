@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import dramatiq
 import redis
@@ -61,7 +62,7 @@ class JobQueue:
         )
 
     def enqueue(self, job_id: str, *, delay_s: float = 0.0) -> None:
-        msg = Message(queue_name=QUEUE_NAME, actor_name=ACTOR_NAME, args=(job_id,), kwargs={}, options={})
+        msg: Message[Any] = Message(queue_name=QUEUE_NAME, actor_name=ACTOR_NAME, args=(job_id,), kwargs={}, options={})
         self.broker.enqueue(msg, delay=int(delay_s * 1000) if delay_s > 0 else None)
 
     def depth(self) -> int:

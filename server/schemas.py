@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from autocut.types import Aspect, Language, Transition
 from server.ids import id_pattern
@@ -62,6 +63,11 @@ IMAGE_ID_PATTERN = id_pattern("img")
 # inline string enum (as it always has) rather than as a named component. A `JobState` validates.
 JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
 assert get_args(JobStateName) == tuple(JobState), "JobStateName must list JobState's values in order"
+
+
+def job_state_name(state: JobState) -> JobStateName:
+    """`state` as the response Literal (the assert above keeps the two in step)."""
+    return state.value
 
 
 class _In(BaseModel):
@@ -177,7 +183,7 @@ class EditOptions(_In):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
-_EDIT_EXAMPLE = {
+_EDIT_EXAMPLE: JsonDict = {
     "product": {
         "name": "Juicer Cup",
         "brand": "FreshCo",
@@ -238,8 +244,12 @@ class BatchRequest(_In):
 IndexKind = Literal["frames", "clips", "bgm"]
 
 
+def _all_index_kinds() -> list[IndexKind]:
+    return ["frames", "clips", "bgm"]
+
+
 class RebuildRequest(_In):
-    kinds: list[IndexKind] = Field(default_factory=lambda: ["frames", "clips", "bgm"], min_length=1, max_length=3)
+    kinds: list[IndexKind] = Field(default_factory=_all_index_kinds, min_length=1, max_length=3)
 
 
 # --------------------------------------------------------------------------- responses

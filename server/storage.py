@@ -32,8 +32,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from fastapi.concurrency import run_in_threadpool
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from autocut.errors import ConfigError, MediaError
@@ -286,8 +287,12 @@ async def receive_multipart_file(
             415, "unsupported_media_type", "send the file as multipart/form-data with a part named 'file'"
         )
     boundary = params[b"boundary"]
-    tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp_path = tmp_dir / f"upload-{uuid.uuid4().hex}.part"
+
+    def open_tmp() -> BinaryIO:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return open(tmp_path, "wb")  # closed in the finally below, also on errors
+
     state: dict[str, Any] = {
         "headers": {},
         "field": b"",
@@ -302,7 +307,7 @@ async def receive_multipart_file(
         "error": None,
     }
     hasher = hashlib.sha256()
-    out = open(tmp_path, "wb")  # noqa: SIM115 - closed in finally, also on errors
+    out = await run_in_threadpool(open_tmp)  # off the event loop: a slow disk must not stall other requests
 
     def fail(status: int, code: str, msg: str) -> None:
         if state["error"] is None:
@@ -324,7 +329,7 @@ async def receive_multipart_file(
         state["field"] = state["value"] = b""
 
     def on_headers_finished() -> None:
-        disp, opts = parse_options_header(state["headers"].get("content-disposition", b""))
+        _disp, opts = parse_options_header(state["headers"].get("content-disposition", b""))
         name = opts.get(b"name", b"").decode("utf-8", "replace")
         state["name"] = name
         if b"filename" in opts:
@@ -382,7 +387,7 @@ async def receive_multipart_file(
             parser.finalize()
         except UploadError:
             raise
-        except Exception as exc:  # python-multipart raises on malformed bodies
+        except Exception as exc:  # noqa: BLE001 - python-multipart raises assorted errors on malformed bodies
             raise UploadError(400, "malformed_multipart", f"malformed multipart body ({exc})") from None
         if state["error"] is not None:
             raise state["error"]

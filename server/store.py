@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 
@@ -356,8 +356,8 @@ class ClipRecord:
         return cls(
             clip_id=h["id"],
             owner=h["owner"],
-            kind=h["kind"],
-            sha256=h["sha256"],  # type: ignore[arg-type]
+            kind=cast(Literal["video", "image"], h["kind"]),  # written by the API from the same Literal
+            sha256=h["sha256"],
             filename=h.get("filename", ""),
             size_bytes=int(h.get("size_bytes") or 0),
             path=h["path"],
@@ -389,6 +389,22 @@ class StartDecision:
 
 def _now() -> float:
     return time.time()
+
+
+# The client is built with `decode_responses=True`, so replies are `str`; redis-py types them as
+# `bytes | str` because that depends on the flag. These narrow them (decoding a stray `bytes`).
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _hash(h: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in h.items()}
+
+
+def _members(reply: object) -> list[str]:
+    """A sorted-set range read without `withscores`: bare members (redis-py types the reply as a
+    union with the scored form)."""
+    return [_s(m) for m in cast("list[bytes | str]", reply)]
 
 
 class JobStore:
@@ -507,7 +523,7 @@ class JobStore:
         """Active jobs admitted but never handed to the queue (the API died in between)."""
         cutoff = _now() - older_than_s
         out = []
-        for jid in self.r.smembers(self.k("jobs", "active")):
+        for jid in map(_s, self.r.smembers(self.k("jobs", "active"))):
             st, enq, created = self.r.hmget(self.k("job", jid), "state", "enqueued", "created_at")
             if st == JobState.QUEUED and enq != "1" and created and float(created) < cutoff:
                 out.append(jid)
@@ -518,7 +534,7 @@ class JobStore:
         has touched since: their message was lost (the broker redelivers long before this)."""
         cutoff = _now() - stale_after_s
         out = []
-        for jid in self.r.smembers(self.k("jobs", "active")):
+        for jid in map(_s, self.r.smembers(self.k("jobs", "active"))):
             st, worker, beat = self.r.hmget(self.k("job", jid), "state", "worker", "heartbeat_at")
             if st != JobState.RUNNING or not beat or float(beat) >= cutoff:
                 continue
@@ -536,7 +552,7 @@ class JobStore:
     # ------------------------------------------------------------------ reads
     def get_job(self, job_id: str) -> JobRecord | None:
         h = self.r.hgetall(self.k("job", job_id))
-        return JobRecord.from_hash(h) if h else None
+        return JobRecord.from_hash(_hash(h)) if h else None
 
     def get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
         with self.r.pipeline(transaction=False) as p:
@@ -548,17 +564,17 @@ class JobStore:
     def list_jobs(self, owner: str, *, limit: int, offset: int = 0) -> tuple[list[JobRecord], int]:
         key = self.k("jobs", "owner", owner)
         total = int(self.r.zcard(key))
-        ids = self.r.zrevrange(key, offset, offset + limit - 1)
+        ids = _members(self.r.zrevrange(key, offset, offset + limit - 1))
         return [j for j in self.get_jobs(ids) if j is not None], total
 
     def get_batch(self, batch_id: str) -> tuple[str, float, list[str]] | None:
-        h = self.r.hgetall(self.k("batch", batch_id))
+        h = _hash(self.r.hgetall(self.k("batch", batch_id)))
         if not h:
             return None
         return h["owner"], float(h["created_at"]), json.loads(h["job_ids"])
 
     def completions(self) -> list[str]:
-        return list(self.r.lrange(self.k("completions"), 0, -1))
+        return [_s(v) for v in self.r.lrange(self.k("completions"), 0, -1)]
 
     # ------------------------------------------------------------------ worker transitions
     def start(self, job_id: str, worker: str, max_lost: int) -> StartDecision:
@@ -604,12 +620,12 @@ class JobStore:
     # ------------------------------------------------------------------ uploads
     def get_clip(self, clip_id: str) -> ClipRecord | None:
         h = self.r.hgetall(self.k("clip", clip_id))
-        return ClipRecord.from_hash(h) if h else None
+        return ClipRecord.from_hash(_hash(h)) if h else None
 
     def list_clips(self, owner: str, *, limit: int, offset: int = 0) -> tuple[list[ClipRecord], int]:
         key = self.k("clips", "owner", owner)
         total = int(self.r.zcard(key))
-        ids = self.r.zrevrange(key, offset, offset + limit - 1)
+        ids = _members(self.r.zrevrange(key, offset, offset + limit - 1))
         with self.r.pipeline(transaction=False) as p:
             for cid in ids:
                 p.hgetall(self.k("clip", cid))
@@ -617,7 +633,7 @@ class JobStore:
         return [ClipRecord.from_hash(h) for h in rows if h], total
 
     def upload_owners(self, sha256: str) -> set[str]:
-        return set(self.r.smembers(self.k("upload_owners", sha256)))
+        return {_s(v) for v in self.r.smembers(self.k("upload_owners", sha256))}
 
     def owned_upload_hashes(self, owner: str, hashes: Sequence[str]) -> set[str]:
         """Which of `hashes` were uploaded by `owner`."""
@@ -651,24 +667,24 @@ class JobStore:
 
     def lookup_api_key(self, key_hash: str) -> dict[str, str] | None:
         h = self.r.hgetall(self.k("apikey", key_hash))
-        return h or None
+        return _hash(h) if h else None
 
     def revoke_api_key(self, key_id: str) -> bool:
         key_hash = self.r.hget(self.k("apikeys"), key_id)
         if not key_hash:
             return False
         with self.r.pipeline(transaction=True) as p:
-            p.delete(self.k("apikey", key_hash))
+            p.delete(self.k("apikey", _s(key_hash)))
             p.hdel(self.k("apikeys"), key_id)
             p.execute()
         return True
 
     def list_api_keys(self) -> list[dict[str, str]]:
         out = []
-        for key_id, key_hash in sorted(self.r.hgetall(self.k("apikeys")).items()):
+        for _key_id, key_hash in sorted(_hash(self.r.hgetall(self.k("apikeys"))).items()):
             h = self.r.hgetall(self.k("apikey", key_hash))
             if h:
-                out.append(h)
+                out.append(_hash(h))
         return out
 
     # ------------------------------------------------------------------ worker presence

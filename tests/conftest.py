@@ -20,3 +20,53 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def synthetic_source():
+    """A factory of catalog sources with random unit-length embeddings, no media behind them:
+    `synthetic_source(i, n_frames=30)` is always the same source `i` (content hash `h{i}`), 128-d
+    frames around one random direction, 8-d raw frames, one clip spanning all its frames."""
+    import numpy as np
+
+    from autocut.encoders.base import l2_normalize  # here: it imports torch
+    from autocut.library.catalog import NewSource
+
+    def make(i: int, n_frames: int = 30) -> NewSource:
+        rng = np.random.default_rng(100 + i)
+        frames = l2_normalize(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
+        return NewSource(
+            content_hash=f"h{i}",
+            path=f"/media/v{i}.mp4",
+            kind="footage",
+            duration_s=float(n_frames),
+            probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
+            frame_times_s=[float(k) for k in range(n_frames)],
+            frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32),
+            frames=frames,
+            clip_spans=[(0.0, float(n_frames))],
+            clips=l2_normalize(frames.mean(axis=0, keepdims=True)),
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def ingest_media():
+    """`ingest_media(root, footage, bgm)`: really ingest these files into the library at `root`
+    (footage, then BGM tracks, default ingest settings; any failed file fails the test). Returns
+    ({file stem: photo_id}, {file stem: audio_id of its track})."""
+    from autocut.library.catalog import Catalog
+    from autocut.library.ingest import ingest_paths
+
+    def ingest(root: Path, footage: list[Path], bgm: list[Path]) -> tuple[dict[str, int], dict[str, int]]:
+        rep = ingest_paths(root, footage, kind="footage")
+        assert not rep.failed, rep.summary()
+        rep = ingest_paths(root, bgm, kind="bgm")
+        assert not rep.failed, rep.summary()
+        with Catalog.open(root, create=False) as cat:
+            ids = {Path(s.path).stem: s.photo_id for s in cat.sources()}
+            tracks = {Path(t.source_path).stem: t.audio_id for t in cat.bgm_tracks()}
+        return ids, tracks
+
+    return ingest

@@ -18,7 +18,6 @@ import pytest
 
 from autocut.errors import CheckpointError, ConfigError
 from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord, RefSegment
-from autocut.library.ingest import ingest_paths
 from autocut.library.tags import TAGS_FORMAT_VERSION, TagStats, clip_labels, frame_tags, imagenet_labels, short_labels
 from autocut.lm.backbone import default_qwen3_tokenizer_dir, make_qwen3_backbone
 from autocut.planning import plan_edit
@@ -87,7 +86,7 @@ def _train_rqvae(x: np.ndarray, out: Path, pca_version: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def lib(tmp_path_factory: pytest.TempPathFactory) -> Lib:
+def lib(tmp_path_factory: pytest.TempPathFactory, ingest_media) -> Lib:
     for name in ("orange.jpg", "baboon.jpg"):
         if not (OPENCV_DATA / name).exists():
             pytest.skip(f"{OPENCV_DATA / name} missing (Debian package opencv-doc)")
@@ -103,13 +102,9 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> Lib:
     make_audio(media / "low.wav", duration_s=10.5, freq=440)
     make_audio(media / "high.wav", duration_s=10.5, freq=1500)
     root = base / "library"
-    rep = ingest_paths(root, [media / f"{n}.mp4" for n in ("photos", "p1", "p2", "p3")], kind="footage")
-    assert not rep.failed, rep.summary()
-    rep = ingest_paths(root, [media / "low.wav", media / "high.wav"], kind="bgm")
-    assert not rep.failed, rep.summary()
+    footage = [media / f"{n}.mp4" for n in ("photos", "p1", "p2", "p3")]
+    ids, tracks = ingest_media(root, footage, [media / "low.wav", media / "high.wav"])
     with Catalog.open(root, writable=True) as cat:
-        ids = {Path(s.path).stem: s.photo_id for s in cat.sources()}
-        tracks = {Path(t.source_path).stem: t.audio_id for t in cat.bgm_tracks()}
         videos = {"p0": ids["photos"], "p1": ids["p1"], "p2": ids["p2"], "p3": ids["p3"]}
         for pid, photo in videos.items():
             category = "kitchen" if pid in ("p0", "p1") else "beauty"
@@ -178,9 +173,8 @@ def test_tags_name_real_photos_and_a_decode_gives_the_stored_features_answer(lib
     assert "orange" in clip_labels(stored, fids[0:3].tolist(), 3)
     assert "baboon" in clip_labels(stored, fids[3:6].tolist(), 3)
     assert clip_labels(stored, fids[0:3].tolist(), 1) == ["orange"]
-    with pytest.raises(ConfigError, match="'auto', 'features' or 'video'"):
-        with Catalog.open(lib.root, create=False) as cat:
-            frame_tags(cat, fids, source="clip")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="'auto', 'features' or 'video'"), Catalog.open(lib.root, create=False) as cat:
+        frame_tags(cat, fids, source="clip")  # type: ignore[arg-type]
 
 
 def test_tag_cache_hits_and_drops_entries_of_changed_sources(lib: Lib) -> None:

@@ -44,9 +44,9 @@ def test_round_trip_and_ids(tmp_path):
         assert len(ids) == 12 and vecs.shape == (12, 128)
         assert ids[0] == 1 * 10**4 + 0 and ids[-1] == 2 * 10**4 + 6
         np.testing.assert_array_equal(vecs[5:], _source(2, n_frames=7).frames)
-        ids2, raw2 = cat.frame_raw_vectors(photo_ids=[2])
+        _ids2, raw2 = cat.frame_raw_vectors(photo_ids=[2])
         np.testing.assert_array_equal(raw2, _source(2, n_frames=7).frames_raw)
-        cids, cvecs = cat.clip_vectors([1])
+        cids, _cvecs = cat.clip_vectors([1])
         assert list(cids) == [1 * 10**7 + 0 * 10**3 + 2, 1 * 10**7 + 2 * 10**3 + 3]
         clips = cat.clips(2)
         assert clips[1].start_frame == 2 and clips[1].duration_frames == 5

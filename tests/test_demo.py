@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from autocut.demo.cli import build_parser
 from autocut.demo.freshness import (
@@ -22,40 +21,14 @@ from autocut.demo.freshness import (
     lm_freshness,
     rqvae_freshness,
 )
-from autocut.library.catalog import Catalog, NewBgm, NewSource
+from autocut.encoders.base import l2_normalize
+from autocut.library.catalog import Catalog, NewBgm
 from autocut.library.codes import train_library_tokenizer
 from autocut.library.indexing import rebuild_indexes
 from autocut.library.layout import LibraryLayout
 from server.tasks import AUTO_PLANNER, resolve_planner
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def _source(i: int, n_frames: int = 30) -> NewSource:
-    rng = np.random.default_rng(100 + i)
-    frames = _unit(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
-    return NewSource(
-        content_hash=f"h{i}",
-        path=f"/media/v{i}.mp4",
-        kind="footage",
-        duration_s=float(n_frames),
-        probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
-        frame_times_s=[float(k) for k in range(n_frames)],
-        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32),
-        frames=frames,
-        clip_spans=[(0.0, float(n_frames))],
-        clips=_unit(frames.mean(axis=0, keepdims=True)),
-    )
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _set_mtime(path, t: float) -> None:
@@ -63,18 +36,18 @@ def _set_mtime(path, t: float) -> None:
 
 
 @pytest.fixture
-def library(tmp_path):
+def library(tmp_path, synthetic_source):
     """A small real catalog plus a complete world manifest dated one hour ago."""
     root = tmp_path / "lib"
     rng = np.random.default_rng(0)
     with Catalog.open(root, writable=True, frame_encoder="enc-test", audio_encoder="aud-test") as cat:
         cat.set_meta("pca_version", "pca-test-1")
         for i in range(1, 7):
-            cat.add_source(_source(i))
+            cat.add_source(synthetic_source(i))
         tracks = []
         for k in range(8):
-            blocks = _unit(rng.standard_normal(64) + rng.normal(0, 0.3, (4, 64)))
-            tracks.append(NewBgm(f"b{k}", f"/music/{k}.ogg", 0.0, 9.2, blocks, _unit(blocks.mean(axis=0))))
+            blocks = l2_normalize(rng.standard_normal(64) + rng.normal(0, 0.3, (4, 64)))
+            tracks.append(NewBgm(f"b{k}", f"/music/{k}.ogg", 0.0, 9.2, blocks, l2_normalize(blocks.mean(axis=0))))
         cat.add_bgm(tracks)
     world = root / "world" / "world.json"
     world.parent.mkdir(parents=True)
@@ -163,13 +136,13 @@ def test_lm_interrupted_run_resumes_only_on_the_same_init_and_data(tmp_path):
     assert not fr.current and not fr.resume
 
 
-def test_indexes_current_until_the_library_grows(library):
+def test_indexes_current_until_the_library_grows(library, synthetic_source):
     assert not index_freshness(library).current
     rebuild_indexes(library, ["frames", "clips", "bgm"])
     fr = index_freshness(library)
     assert fr.current and "frames 180" in fr.reason
     with Catalog.open(library, writable=True) as cat:
-        cat.add_source(_source(7))
+        cat.add_source(synthetic_source(7))
     fr = index_freshness(library)
     assert not fr.current and "frames index holds 180 vectors, the library 210" in fr.reason
 

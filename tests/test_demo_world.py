@@ -141,7 +141,7 @@ def test_compose_ads_fit_clip_length_to_sentence(tmp_path: Path) -> None:
             langs.append(ad.language)
             roles = [g.role for g in ad.segments]
             assert roles[-1] == "cta" and "hook" not in roles[1:]
-            assert len(set(g.shot_id for g in ad.segments)) == len(roles)  # a shot at most once per ad
+            assert len({g.shot_id for g in ad.segments}) == len(roles)  # a shot at most once per ad
             for g in ad.segments:
                 shot = by_id[g.shot_id]
                 assert shot.kind == "ad" and shot.role == g.role

@@ -213,7 +213,7 @@ def test_generated_reel_bytes_are_deterministic(world, tmp_path: Path) -> None:
     from autocut.demo_world.shots import plan_shots
 
     p = build_catalogue(8, seed=0, categories=4)[0]
-    shots = [s for s in plan_shots([p], cfg, media)][:2]
+    shots = list(plan_shots([p], cfg, media))[:2]
     outs = []
     for k in range(2):
         layers = [

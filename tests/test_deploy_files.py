@@ -23,7 +23,10 @@ import yaml
 
 from server.cli import build_parser
 from server.settings import Settings
-from test_server_harness import Service, free_port, make_settings, redis_server, settings_env  # noqa: F401
+from test_server_harness import Service, free_port, make_settings, settings_env
+
+# Shared session fixture redis_server: one instance for all server test modules.
+pytest_plugins = ["test_server_harness"]
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_PATH = ROOT / "docker-compose.yml"
@@ -190,7 +193,7 @@ def test_every_autocut_name_is_a_setting():
 
 def test_compose_environment_makes_valid_settings(monkeypatch):
     doc = compose()
-    for name, svc in autocut_services(doc).items():
+    for _name, svc in autocut_services(doc).items():
         s = settings_from(service_env(svc, DOTENV), monkeypatch)
         assert s.data_dir == Path("/data/server") and s.library_dir == Path("/data/library")
         assert not s.local_redis and s.broker_url == f"redis://:{DOTENV['REDIS_PASSWORD']}@broker:6379/0"
@@ -292,7 +295,7 @@ def _run_check(argv: list[str], env: dict[str, str]) -> int:
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=60).returncode
 
 
-def test_healthchecks_against_a_live_api_and_redis(tmp_path, redis_server):  # noqa: F811
+def test_healthchecks_against_a_live_api_and_redis(tmp_path, redis_server):
     """The image's and the compose file's health checks, run as written against real processes."""
     settings = make_settings(tmp_path, redis_server, tmp_path / "library")
     (tmp_path / "logs").mkdir()

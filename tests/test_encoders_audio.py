@@ -192,7 +192,7 @@ def test_panns_load_never_imports_panns_inference(panns_reference, tmp_path, mon
 
 def test_panns_refuses_what_is_not_a_cnn14_checkpoint(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pth"):
+    with pytest.raises(CheckpointError, match=r"junk\.pth"):
         PannsEncoder(tmp_path / "junk.pth").encode_blocks(np.zeros(32000, dtype=np.float32))
     torch.save(
         {"model": {"pre_conv0.weight": torch.zeros(64, 1, 11), "fc1.weight": torch.zeros(2048, 2048)}},

@@ -130,12 +130,12 @@ def test_factory_errors_and_caching(tmp_path):
     with pytest.raises(ConfigError, match="weights_dir"):
         load_frame_encoder("resnet50")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="config.json"):
+    with pytest.raises(CheckpointError, match=r"config\.json"):
         load_frame_encoder("resnet50", weights_dir=tmp_path / "empty")
     a = load_frame_encoder("efficientnet-lite0")
     assert load_frame_encoder("efficientnet-lite0") is a  # one model per process
     broken = EfficientNetLite0Encoder(weights_path=tmp_path / "nope.pth")
-    with pytest.raises(CheckpointError, match="nope.pth"):
+    with pytest.raises(CheckpointError, match=r"nope\.pth"):
         broken.encode(np.zeros((1, 224, 224, 3), dtype=np.uint8))
 
 

@@ -105,7 +105,7 @@ def test_mismatches_and_corruption_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="format version 99"):
         load_pca(tmp_path / "future.npz")
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="junk.npz"):
+    with pytest.raises(CheckpointError, match=r"junk\.npz"):
         load_pca(tmp_path / "junk.npz")
     with pytest.raises(CheckpointError, match="not found"):
         load_pca(tmp_path / "missing.npz")

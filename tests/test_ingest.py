@@ -61,7 +61,7 @@ def test_bad_files_reported_and_rest_ingested(batch, tmp_path):
     with Catalog.open(lib, create=False) as cat:
         st = cat.stats()
         assert st.sources == 4 and st.failures == 5
-        ids, vecs = cat.frame_vectors()
+        _ids, vecs = cat.frame_vectors()
         assert vecs.shape[1] == 128
         np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
         shots = cat.video_by_path(batch / "shots.mp4")
@@ -95,7 +95,7 @@ def test_bgm_excerpts(tmp_path):
     with Catalog.open(lib) as cat:
         tracks = cat.bgm_tracks()
         assert [(t.start_s, round(t.duration_s)) for t in tracks] == [(0.0, 20), (20.0, 20), (40.0, 10)]
-        ids, vecs = cat.bgm_vectors()
+        _ids, vecs = cat.bgm_vectors()
         assert vecs.shape == (3, 512)
         _, blocks = cat.bgm_block_vectors()
         assert len(blocks) == sum(t.n_blocks for t in tracks) >= 3
@@ -163,7 +163,7 @@ def test_refit_pca_bumps_version_and_recomputes(tmp_path):
 
     with Catalog.open(lib, writable=True) as cat:
         old = cat.pca_version
-        _, before = cat.frame_vectors()
+        _, _before = cat.frame_vectors()
         new = refit_library_pca(cat, min_frames=5, n_components=8)
         assert new != old and cat.pca_version == new
         ids, after = cat.frame_vectors()

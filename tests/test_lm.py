@@ -7,6 +7,7 @@ synthetic library built through the real `Catalog`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from dataclasses import replace
@@ -308,7 +309,7 @@ def test_collate_pads_right_and_masks() -> None:
 def test_lr_schedule_warmup_then_cosine_to_zero() -> None:
     lrs = [lr_at(s, 20, 2) for s in range(20)]
     assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[2] == 1.0
-    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[2:]))
     assert lr_at(20, 20, 2) == 0.0
 
 

@@ -126,7 +126,7 @@ def test_sample_frames_matches_timestamps(tmp_path):
     # Colour changes every second; the k-th 1 fps sample must show the colour of second k.
     colours = ["red", "green", "blue", "white"]
     parts = []
-    for i, c in enumerate(colours):
+    for c in colours:
         parts += ["-f", "lavfi", "-i", f"color=c={c}:size=64x48:rate=25:duration=1"]
     graph = "".join(f"[{i}:v]" for i in range(4)) + "concat=n=4:v=1:a=0[o]"
     out = tmp_path / "c.mp4"

@@ -29,7 +29,7 @@ def test_script_one_line_per_clip_near_its_word_target(product: ProductInfo, lan
     for seed in range(3):
         lines = write_script(product, DURATIONS, lang, seed=seed)  # type: ignore[arg-type]
         assert len(lines) == len(DURATIONS)
-        assert [ln.role for ln in lines][0] == "hook" and lines[-1].role == "cta"
+        assert lines[0].role == "hook" and lines[-1].role == "cta"
         for ln, dur in zip(lines, DURATIONS):
             assert ln.target_words == target_words(dur, lang)
             assert ln.words == count_words(ln.text)

@@ -23,7 +23,6 @@ from autocut.errors import ConfigError
 from autocut.evaluation.variants import variant_distinctness
 from autocut.library.catalog import Catalog
 from autocut.library.ids import split_frame_id
-from autocut.library.ingest import ingest_paths
 from autocut.lm import decoding as D
 from autocut.lm import tokens as T
 from autocut.lm import vllm_backend as V
@@ -128,7 +127,7 @@ def _train_rqvae(
 
 
 @pytest.fixture(scope="module")
-def lib(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def lib(tmp_path_factory: pytest.TempPathFactory, ingest_media) -> dict:
     """A real library: 3 pool videos, 1 other video, 3 BGM tones; tiny RQ-VAEs in models/."""
     base = tmp_path_factory.mktemp("tokenlib")
     media = base / "media"
@@ -141,13 +140,9 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for name, freq in (("low", 440), ("mid", 900), ("high", 1500)):
         make_audio(media / f"{name}.wav", duration_s=10.5, freq=freq)
     root = base / "library"
-    rep = ingest_paths(root, [media / f"{n}.mp4" for n in "abcd"], kind="footage")
-    assert not rep.failed, rep.summary()
-    rep = ingest_paths(root, [media / f"{n}.wav" for n in ("low", "mid", "high")], kind="bgm")
-    assert not rep.failed, rep.summary()
+    footage = [media / f"{n}.mp4" for n in "abcd"]
+    ids, tracks = ingest_media(root, footage, [media / f"{n}.wav" for n in ("low", "mid", "high")])
     with Catalog.open(root, create=False) as cat:
-        ids = {Path(s.path).stem: s.photo_id for s in cat.sources()}
-        tracks = {Path(t.source_path).stem: t.audio_id for t in cat.bgm_tracks()}
         _, frames = cat.frame_vectors()
         _, bgm = cat.bgm_vectors()
         pca = cat.pca_version or None
@@ -549,7 +544,7 @@ def test_outside_pool_grounding_searches_the_library(lib: dict, lm_dir: Path) ->
     a, c = lib["ids"]["a"], lib["ids"]["c"]
     rebuild_indexes(lib["root"], ["frames"])
     with Catalog.open(lib["root"], create=False) as cat:
-        fids, fvecs = cat.frame_vectors([a])
+        _fids, fvecs = cat.frame_vectors([a])
     planner = TokenPlanner(model_dir=lm_dir, video_tokenizer=_Redirect(lib["video"], fvecs[1]))
     req = PlanRequest(product=PRODUCT, pool=[PoolItem(photo_id=c)], script=["Look at this."])
     (inside,) = plan_edit(lib["root"], req, planner)

@@ -295,7 +295,7 @@ def test_english_cuts_are_frame_exact(english):
 
 
 def test_english_voice_where_each_sentence_is(english):
-    plan, result, _ = english
+    _plan, result, _ = english
     x = _audio(result.output_path)
     for seg_start, seg_end, v0, vdur in result.segments:
         assert seg_start + VOICE_LEAD_S - 1e-6 <= v0 and v0 + vdur <= seg_end - VOICE_TAIL_S + 1e-6
@@ -305,9 +305,9 @@ def test_english_voice_where_each_sentence_is(english):
 
 
 def test_english_bgm_ducked_under_voice(english):
-    plan, result, _ = english
+    _plan, result, _ = english
     x = _audio(result.output_path)
-    seg_start, seg_end, v0, vdur = result.segments[0]
+    _seg_start, seg_end, v0, vdur = result.segments[0]
     under_voice = _band_db(x, v0 + 0.3, v0 + vdur - 0.1, 7400, 7600)
     alone = _band_db(x, v0 + vdur + 0.9, seg_end - 0.1, 7400, 7600)
     assert alone - under_voice >= 6.0, (alone, under_voice)
@@ -335,7 +335,7 @@ def test_english_sidecars(english, media):
     ]
     cuts = timeline.read_cuts(result.otio_path)
     assert [c[0] for c in cuts] == [str(Path(s.source_path).resolve()) for s in plan.segments]
-    for (src, start, dur), seg in zip(cuts, plan.segments):
+    for (_src, start, dur), seg in zip(cuts, plan.segments):
         assert abs(start - seg.start_s) < 1e-6 and abs(dur - seg.duration_s) <= 1 / FPS
     tl = timeline.otio.adapters.read_from_file(str(result.otio_path))
     assert tl.duration().to_seconds() == pytest.approx(plan.duration_s, abs=1 / FPS)
@@ -344,7 +344,7 @@ def test_english_sidecars(english, media):
 
 
 def test_subtitles_visible_only_when_enabled(english, media, tmp_path):
-    plan, result, _ = english
+    _plan, result, _ = english
     off = _english_plan(media, subtitles=SubtitleStyle(enabled=False))
     res_off = R.render(off, tmp_path / "nosubs.mp4", sidecars=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nosubs.mp4"]
@@ -393,7 +393,7 @@ def test_chinese_render(chinese):
     srt = pysubs2.load(str(result.srt_path))
     assert [e.text for e in srt] == ["没时间吃早餐？", "30秒就能喝到鲜榨果汁", "随时随地", "鲜榨果汁杯"]
     x = _audio(result.output_path)
-    for seg_start, seg_end, v0, vdur in result.segments:
+    for _seg_start, seg_end, v0, vdur in result.segments:
         assert v0 + vdur <= seg_end - VOICE_TAIL_S + 1e-6
     integrated, true_peak = _loudness(result.output_path)
     assert abs(integrated - plan.loudness_lufs) <= 1.0 and true_peak <= plan.true_peak_db
@@ -413,7 +413,7 @@ def test_chinese_render(chinese):
     assert 60 < blend[0] < 200 and blend[1] > 150  # green (0,128,0) half-way to yellow (255,255,0)
     # OTIO: crossfades are transitions; the handles add back up to the plan's segments.
     cuts = timeline.read_cuts(result.otio_path)
-    for (src, start, dur), seg in zip(cuts, plan.segments):
+    for (_src, start, dur), seg in zip(cuts, plan.segments):
         assert abs(start - seg.start_s) <= 1 / FPS and abs(dur - seg.duration_s) <= 1 / FPS
     tl = timeline.otio.adapters.read_from_file(str(result.otio_path))
     assert sum(isinstance(i, timeline.otio.schema.Transition) for i in tl.video_tracks()[0]) == 2

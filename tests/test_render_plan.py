@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import threading
 from fractions import Fraction
@@ -79,7 +80,7 @@ def test_placement_is_frame_exact(durations, fps, transition, tdur):
     # The whole edit is the plan's duration to within half a frame; no rounding drift.
     assert abs(pl[-1].end_frame - plan.duration_s * f) <= 0.5 + 1e-6
     assert pl[0].start_frame == 0
-    for a, b in zip(pl, pl[1:]):
+    for a, b in itertools.pairwise(pl):
         assert a.end_frame - b.start_frame == a.overlap_out_frames == b.overlap_in_frames
         if transition == "cut":
             assert a.end_frame == b.start_frame
@@ -210,7 +211,7 @@ def test_blur_pad_builds_a_padded_frame(media, tmp_path):
 
 def test_run_ffmpeg_reports_failure_and_cancel(tmp_path):
     bad = R.FfmpegCommand(["ffmpeg", "-nostdin", "-i", str(tmp_path / "nope.mp4"), "-f", "null", "-"], tmp_path, 1.0)
-    with pytest.raises(RenderError, match="nope.mp4"):
+    with pytest.raises(RenderError, match=r"nope\.mp4"):
         R.run_ffmpeg(bad)
     long = R.FfmpegCommand(
         [

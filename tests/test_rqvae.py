@@ -439,7 +439,7 @@ def test_corrupt_and_missing_checkpoints_give_clear_errors(trained, tmp_path):
 
 
 def test_interrupted_save_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatch):
-    result, x, *_ = trained
+    result, _x, *_ = trained
     path = result.tokenizer.save(tmp_path / "ck", pca_version="old")
 
     def fail(*_a: object) -> None:

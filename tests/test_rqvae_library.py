@@ -10,7 +10,7 @@ import pytest
 from autocut.cli import main as cli_main
 from autocut.encoders.base import l2_normalize
 from autocut.errors import CatalogError, CheckpointError, VersionMismatchError
-from autocut.library.catalog import Catalog, NewBgm, NewSource
+from autocut.library.catalog import Catalog, NewBgm
 from autocut.library.codes import (
     evaluate_library_tokenizer,
     load_library_tokenizer,
@@ -23,31 +23,14 @@ from rqvae import read_checkpoint_info
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def _source(i: int, n_frames: int = 30) -> NewSource:
-    rng = np.random.default_rng(100 + i)
-    frames = l2_normalize(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
-    return NewSource(
-        content_hash=f"h{i}",
-        path=f"/media/v{i}.mp4",
-        kind="footage",
-        duration_s=float(n_frames),
-        probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
-        frame_times_s=[float(k) for k in range(n_frames)],
-        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32),
-        frames=frames,
-        clip_spans=[(0.0, float(n_frames))],
-        clips=l2_normalize(frames.mean(axis=0, keepdims=True)),
-    )
-
-
 @pytest.fixture
-def library(tmp_path):
+def library(tmp_path, synthetic_source):
     root = tmp_path / "lib"
     rng = np.random.default_rng(0)
     with Catalog.open(root, writable=True, frame_encoder="enc-test", audio_encoder="aud-test") as cat:
         cat.set_meta("pca_version", "pca-test-1")
         for i in range(1, 9):
-            cat.add_source(_source(i))
+            cat.add_source(synthetic_source(i))
         tracks = []
         for k in range(12):
             blocks = l2_normalize(rng.standard_normal(64) + rng.normal(0, 0.3, (4, 64)))
@@ -143,7 +126,7 @@ def test_time_budget_flag_and_missing_pieces(library, tmp_path, capsys):
     )
     assert rc == 0
     assert "(time_budget)" in capsys.readouterr().out
-    with pytest.raises(CheckpointError, match="no RQ-VAE checkpoint here.*rqvae train --modality video"):
+    with pytest.raises(CheckpointError, match=r"no RQ-VAE checkpoint here.*rqvae train --modality video"):
         load_library_tokenizer(library, "video")
     empty = tmp_path / "empty"
     with Catalog.open(empty, writable=True, frame_encoder="enc-test", audio_encoder="aud-test"):

@@ -82,7 +82,7 @@ def test_missing_or_wrong_key_is_401(api):
 
 
 def test_keys_are_stored_hashed(api):
-    client, services = api
+    _client, services = api
     raw = key(services)["X-API-Key"]
     dump = json.dumps({k: services.store.r.dump(k).hex() for k in services.store.r.scan_iter(f"{services.store.ns}:*")})
     assert raw not in dump and raw.encode().hex() not in dump

@@ -19,7 +19,7 @@ from autocut.library.media import probe
 from autocut.types import EditPlan
 from media_factory import make_shots
 from server.store import NewJob
-from test_server_harness import Service, copy_library, make_settings, tiny_edit, wait_for, wait_job
+from test_server_harness import Service, copy_library, running_service, tiny_edit, wait_for, wait_job
 
 # Shared session fixtures (redis_server, seed_library): one instance for all server test modules.
 pytest_plugins = ["test_server_harness"]
@@ -30,19 +30,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, redis_server, seed_library):
     """API + a supervised pool of two workers on a private copy of the library."""
-    tmp = tmp_path_factory.mktemp("svc")
-    lib = copy_library(seed_library, tmp / "library")
-    settings = make_settings(tmp, redis_server, lib)
-    logs = tmp / "logs"
-    logs.mkdir()
-    svc = Service(settings, logs)
-    try:
-        svc.start_workers(2)
-        svc.start_api()
-        svc.wait_workers(2)
+    with running_service(tmp_path_factory.mktemp("svc"), redis_server, seed_library, workers=2) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -206,6 +206,32 @@ class Service:
         self.store.r.close()
 
 
+@contextlib.contextmanager
+def running_service(
+    tmp: Path,
+    redis: RedisServer,
+    seed_library: Path,
+    *,
+    workers: int,
+    supervised: bool = True,
+    wait_workers_s: float = 60,
+) -> Iterator[Service]:
+    """API + `workers` worker processes (a supervised pool, or one unsupervised worker process) on a
+    private copy of the seed library under `tmp`; stopped on exit."""
+    lib = copy_library(seed_library, tmp / "library")
+    settings = make_settings(tmp, redis, lib)
+    logs = tmp / "logs"
+    logs.mkdir()
+    svc = Service(settings, logs)
+    try:
+        svc.start_workers(workers, supervised=supervised)
+        svc.start_api()
+        svc.wait_workers(workers, timeout_s=wait_workers_s)
+        yield svc
+    finally:
+        svc.stop()
+
+
 def wait_job(
     client: httpx.Client, job_id: str, timeout_s: float = 120, states: tuple[str, ...] = ("done", "failed", "cancelled")
 ) -> dict:

@@ -147,7 +147,7 @@ def test_completion_is_recorded_once_however_often_the_job_runs(rig):
 
 
 def test_job_of_a_dead_worker_is_redelivered_until_it_looks_like_poison(rig):
-    runner, store, _ = rig
+    _runner, store, _ = rig
     jid = admit(store)
     # Each start that finds the job still "running" means the previous worker died mid-job.
     assert store.start(jid, "w1", 3).action == "run"
@@ -377,11 +377,11 @@ def test_supervisor_restarts_children_and_takes_them_down_with_it(tmp_path):
 
     import psutil
 
+    root = str(Path(__file__).resolve().parents[1])
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {root!r})\n"
         "from server.supervisor import ChildSpec, Supervisor\n"
         "Supervisor([ChildSpec('a', ['sh', '-c', 'sleep 60 & exec sleep 61'])]).run(poll_s=0.1)\n"
-        % str(Path(__file__).resolve().parents[1])
     )
     sup = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -486,7 +486,7 @@ def test_unrecordable_outcome_stops_the_worker_without_acknowledging(tmp_path, s
 
 
 def test_running_job_of_a_long_gone_worker_is_found(rig):
-    runner, store, _ = rig
+    _runner, store, _ = rig
     jid = admit(store)
     store.start(jid, "host:111", 5)
     store.r.hset(store.k("job", jid), "heartbeat_at", repr(time.time() - 600))

@@ -89,7 +89,7 @@ def test_parser_rejects_malformed(bad: str, fragment: str) -> None:
 
 
 def test_formatting_rejects_bad_codes_and_markup_in_text() -> None:
-    with pytest.raises(T.TokenFormatError, match="0..255"):
+    with pytest.raises(T.TokenFormatError, match=r"0\.\.255"):
         T.frame_block([0, 0, 0, 0, 0, 0, 0, 300])
     with pytest.raises(T.TokenFormatError, match="shape"):
         T.video_block(np.zeros((2, 7), int))

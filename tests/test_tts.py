@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import wave
 
 import numpy as np
@@ -66,7 +67,7 @@ def test_mandarin_through_pinyin():
     samples, sr, words = u.samples, u.sample_rate_hz, u.words
     assert sr > 0 and len(samples) / sr > 1.5
     assert [w.text for w in words] == ["没", "时", "间", "吃", "早", "餐", "30", "秒", "就", "能", "喝", "到"]
-    assert all(a.start_s <= b.start_s for a, b in zip(words, words[1:]))
+    assert all(a.start_s <= b.start_s for a, b in itertools.pairwise(words))
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 The WCD target (docs/method.md, "Metrics") writes 2.5 English words or 5 Chinese characters per
 second of clip; the espeak-ng voices must speak about that fast at rate 1.0, or the planner can only
-fit Mandarin lines by speeding up past the renderer's +-15 %. Measured with the real espeak-ng voices on the script writer's own lines.
+fit Mandarin lines by speeding up past the renderer's +-15 %. Measured with the real espeak-ng voices
+on the script writer's own lines.
 """
 
 from __future__ import annotations

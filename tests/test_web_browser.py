@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 
 from media_factory import make_shots
-from test_server_harness import Service, copy_library, make_settings, redis_server, seed_library  # noqa: F401
+from test_server_harness import Service, running_service
+
+# Shared session fixtures (redis_server, seed_library): one instance for all server test modules.
+pytest_plugins = ["test_server_harness"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
@@ -38,21 +41,11 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory, redis_server, seed_library):  # noqa: F811
+def service(tmp_path_factory, redis_server, seed_library):
     """API + one worker on a private copy of the seed library."""
     tmp = tmp_path_factory.mktemp("websvc")
-    lib = copy_library(seed_library, tmp / "library")
-    settings = make_settings(tmp, redis_server, lib)
-    logs = tmp / "logs"
-    logs.mkdir()
-    svc = Service(settings, logs)
-    try:
-        svc.start_workers(1, supervised=False)
-        svc.start_api()
-        svc.wait_workers(1, timeout_s=120)
+    with running_service(tmp, redis_server, seed_library, workers=1, supervised=False, wait_workers_s=120) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture
@@ -286,7 +279,8 @@ def test_page_end_to_end(service, browser, tmp_path):
         const out = {};
         Promise.all([...document.querySelectorAll('#variants a.download')].map(async (a) => {
           const r = await fetch(a.href);
-          out[a.dataset.artifact] = a.dataset.artifact === 'video' ? (await r.arrayBuffer()).byteLength : await r.text();
+          out[a.dataset.artifact] =
+            a.dataset.artifact === 'video' ? (await r.arrayBuffer()).byteLength : await r.text();
         })).then(() => done(out), (e) => done({error: String(e)}));""")
     assert "error" not in blobs, blobs
     with service.client(key) as c:

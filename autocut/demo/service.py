@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import IO
 
 from autocut.demo.config import DemoConfig
 from autocut.errors import ConfigError
@@ -36,7 +37,7 @@ class DemoServer:
         self.api_key = "ak_" + secrets.token_urlsafe(32)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)

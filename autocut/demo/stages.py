@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autocut.demo.client import run_edit
 from autocut.demo.config import DemoConfig
@@ -33,6 +34,9 @@ from autocut.demo.freshness import (
 from autocut.demo.service import DemoServer
 from autocut.files import write_json_atomic
 from autocut.library.layout import LibraryLayout
+
+if TYPE_CHECKING:
+    from autocut.lm.train import Stage
 
 __all__ = ["Demo", "DemoReport", "LibrarySpace", "StageTiming", "run_demo"]
 
@@ -249,7 +253,7 @@ class Demo:
                 t.status = "cached"
             t.detail = "; ".join(details + cached)
 
-    def _train(self, stage: str, run_dir: Path, init: Path, data: list[Path], fr: Freshness, budget_s: float) -> str:
+    def _train(self, stage: Stage, run_dir: Path, init: Path, data: list[Path], fr: Freshness, budget_s: float) -> str:
         from dataclasses import replace
 
         from autocut.lm.train import preset, train_lm
@@ -265,7 +269,7 @@ class Demo:
         res = train_lm(
             stage=stage,
             init_dir=init,
-            data_files=data,
+            data_files=list(data),  # train_lm takes list[str | PathLike[str]] (invariant)
             run_dir=run_dir,
             config=cfg,
             resume=fr.resume,

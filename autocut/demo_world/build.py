@@ -317,8 +317,8 @@ def build_world(
         for i, p in enumerate(products):
             for ad in compose_ads(p, by_product[p.product_id], cfg, i):
                 rng = random.Random(stable_seed("bgm", cfg.seed, ad.edit_id))
-                pool = by_mood.get(ad.mood) or [b.audio_id for b in excerpts]
-                audio_id = rng.choice(pool)
+                mood_pool = by_mood.get(ad.mood) or [b.audio_id for b in excerpts]
+                audio_id = rng.choice(mood_pool)
                 segs = [
                     RefSegment(
                         photo_id=photo_of[p.product_id],
@@ -378,8 +378,8 @@ def build_world(
         "config": asdict(replace(cfg, jobs=0, torch_threads=0)),
         "config_key": cfg.key(),
         "sources": {
-            "photos": sorted(set(media.origins[p] for p in media.photos)),
-            "videos": sorted(set(media.origins[v] for v, _ in media.videos)),
+            "photos": sorted({media.origins[p] for p in media.photos}),
+            "videos": sorted({media.origins[v] for v, _ in media.videos}),
             "music": [str(t) for t in tracks],
         },
         "products": [_product_json(p) for p in products],
@@ -459,13 +459,11 @@ def _mood_features(
             out[b.audio_id] = hit
         else:
             by_file.setdefault(b.source_path, []).append(b)
-    done = 0
-    for path, rows in by_file.items():
+    for done, (path, rows) in enumerate(by_file.items(), 1):
         wave = track_waveform(path)
         sr = ANALYSIS_RATE_HZ
         for b in rows:
             piece = wave[int(b.start_s * sr) : int((b.start_s + b.duration_s) * sr)]
             out[b.audio_id] = excerpt_features(piece)
-        done += 1
         report("bgm moods", done, len(by_file))
     return out

@@ -368,7 +368,7 @@ def draw_product(product: Product, size: int) -> Image.Image:
     d = ImageDraw.Draw(img)
     cx, cy, bw = badge_at
     _badge(d, product.brand, cx * s, cy * s, bw * s)
-    return img.resize((size, size), Image.LANCZOS)
+    return img.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def render_product_image(product: Product, path: Path, *, size: int = 512) -> None:

@@ -101,11 +101,11 @@ def normalise_sources(
     for p in photos:
         dst = cache_dir / _cache_name(p, ".png")
         if not dst.exists():
-            with Image.open(p) as im:
-                im = im.convert("RGB")
+            with Image.open(p) as src:
+                im = src.convert("RGB")
                 scale = PHOTO_CACHE_H / im.height
                 nw = max(int(round(im.width * scale)), int(PHOTO_CACHE_H * W / H) + 2)
-                im = im.resize((nw, PHOTO_CACHE_H), Image.LANCZOS)
+                im = im.resize((nw, PHOTO_CACHE_H), Image.Resampling.LANCZOS)
                 with atomic_path(dst) as tmp:
                     im.save(tmp, format="PNG", compress_level=1)
         out_photos.append(str(dst))
@@ -119,12 +119,12 @@ def normalise_sources(
             # backward, forward... (ping-pong, no jump cut); per-shot `-stream_loop` would give
             # non-monotonic timestamps with this ffmpeg.
             reps = max(1, math.ceil(min_loop_s / max(src_s, 0.1)))
-            scale = f"fps={fps},scale=-2:{H}:flags=bicubic,scale='max(iw,{W})':{H},setsar=1,format=yuv420p"
+            vf = f"fps={fps},scale=-2:{H}:flags=bicubic,scale='max(iw,{W})':{H},setsar=1,format=yuv420p"
             if reps == 1:
-                graph = f"[0:v]{scale}[o]"
+                graph = f"[0:v]{vf}[o]"
             else:
                 parts = "".join(f"[s{k}]" for k in range(reps))
-                graph = f"[0:v]{scale},split={reps}{parts};"
+                graph = f"[0:v]{vf},split={reps}{parts};"
                 graph += ";".join(f"[s{k}]reverse[r{k}]" for k in range(1, reps, 2))
                 graph += (
                     (";" if reps > 1 else "")

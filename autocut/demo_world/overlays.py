@@ -321,7 +321,7 @@ def render_shot_layers(spec: ShotSpec, product: Product, sp: SellingPoint | None
         return ShotLayers(layout_path, None)
     sprite = draw_product(product, sprite_size)
     if rng.random() < 0.3:  # a slight tilt, as a hand-held product shot would have
-        sprite = sprite.rotate(rng.uniform(-12, 12), resample=Image.BICUBIC)
+        sprite = sprite.rotate(rng.uniform(-12, 12), resample=Image.Resampling.BICUBIC)
     sprite_path = out_dir / f"{spec.shot_id}-sprite.png"
     sprite.save(sprite_path, compress_level=1)
     xs, ys = _bob(sprite_xy[0], sprite_xy[1], rng, slide_from=slide)

@@ -57,11 +57,11 @@ def _shot_tile(shot: dict) -> Image.Image:
 
 
 def _image_tile(path: str) -> Image.Image:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.open(path) as src:
+        im = src.convert("RGB")
         tile = Image.new("RGB", (TILE_W, TILE_H), (236, 236, 232))
         s = TILE_W
-        tile.paste(im.resize((s, s), Image.LANCZOS), (0, (TILE_H - s) // 2))
+        tile.paste(im.resize((s, s), Image.Resampling.LANCZOS), (0, (TILE_H - s) // 2))
         return tile
 
 

@@ -77,10 +77,11 @@ def plan_background(role: str, media: SourceMedia, rng: random.Random, duration_
         # Pick videos in proportion to their length, so long sources are not over-reused per second.
         total = sum(d for _, d in media.videos)
         x = rng.uniform(0, total)
-        for path, dur in media.videos:
-            x -= dur
+        for video in media.videos:
+            x -= video[1]
             if x <= 0:
                 break
+        path, dur = video
         # Half a second of margin: a window must never run past the end of the cached file.
         start = round(rng.uniform(0, max(0.0, dur - duration_s - 0.5)), 2)
         a, b = rng.random(), rng.random()

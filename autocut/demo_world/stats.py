@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import combinations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from autocut.demo_world.manifest import load_manifest
 from autocut.demo_world.products import ROLES, stable_seed
@@ -209,11 +210,11 @@ def _embed_images(cat: Catalog, paths: Sequence[str], num_threads: int | None) -
     h, w = enc.input_size
     imgs = []
     for p in paths:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
+        with Image.open(p) as src:
+            im = src.convert("RGB")
             s = min(im.size)  # centre crop to square, as frame sampling does
             x0, y0 = (im.width - s) // 2, (im.height - s) // 2
-            imgs.append(np.asarray(im.crop((x0, y0, x0 + s, y0 + s)).resize((w, h), Image.BILINEAR)))
+            imgs.append(np.asarray(im.crop((x0, y0, x0 + s, y0 + s)).resize((w, h), Image.Resampling.BILINEAR)))
     return pca.transform(enc.encode(np.stack(imgs)))
 
 
@@ -252,11 +253,11 @@ def _pixel_cues(path: str) -> np.ndarray:
     return np.stack([luma, sat, hue], axis=1)
 
 
-def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) < 3:
+def _spearman(x: ArrayLike, y: ArrayLike) -> float:
+    xa, ya = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(xa) < 3:
         return float("nan")
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    rx, ry = np.argsort(np.argsort(xa)), np.argsort(np.argsort(ya))
     c = np.corrcoef(rx, ry)[0, 1]
     return float(c) if np.isfinite(c) else 0.0
 

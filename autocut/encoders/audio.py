@@ -17,6 +17,7 @@ import sys
 import threading
 import types
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -179,7 +180,14 @@ class PannsEncoder(AudioEncoder):
     sample_rate_hz = 32000
     dim = 2048
     # Cnn14's front end as released (panns_inference.inference.AudioTagging).
-    _FRONTEND = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000)
+    _FRONTEND: ClassVar[dict[str, int]] = {
+        "sample_rate": 32000,
+        "window_size": 1024,
+        "hop_size": 320,
+        "mel_bins": 64,
+        "fmin": 50,
+        "fmax": 14000,
+    }
     # Five 2x time poolings need >= 32 STFT frames (hop 320): shorter audio is zero-padded to
     # this, and only then, since padding changes the embedding (Cnn14 mean-pools over time).
     _MIN_SAMPLES = 32 * 320
@@ -209,7 +217,7 @@ class PannsEncoder(AudioEncoder):
         path = self.weights_path
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any refusal falls back to the full pickle below
             # Released PANNs checkpoints may pickle more than tensors (sampler/statistics state).
             logger.warning("%s: not loadable with weights_only=True (%s); loading as a full pickle", path, exc)
             try:
@@ -284,6 +292,7 @@ def load_audio_encoder(
             if name == "aisfx":
                 encoder = AisfxEncoder(weights_path=weights_path, num_threads=num_threads)
             else:
+                assert weights_path is not None  # refused above for panns
                 encoder = PannsEncoder(Path(weights_path), num_threads=num_threads)
             _CACHE[key] = encoder
     if num_threads is not None:

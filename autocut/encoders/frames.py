@@ -14,12 +14,16 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from autocut.encoders.base import FrameEncoder
 from autocut.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import EfficientNet
 
 __all__ = [
     "DEFAULT_FRAME_ENCODER",
@@ -78,12 +82,13 @@ class EfficientNetLite0Encoder(FrameEncoder):
         return _fold_for_inference(model.eval())
 
     def _forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        fmap = model.extract_features(x)  # (B, 1280, 7, 7)
+        fmap = cast("EfficientNet", model).extract_features(x)  # (B, 1280, 7, 7)
         return fmap.mean(dim=(2, 3))  # (B, 1280): the global average pool the classifier sees
 
 
 def _fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold an eval-mode BatchNorm into the convolution before it (same outputs, one op fewer)."""
+    assert bn.running_var is not None and bn.running_mean is not None  # EfficientNet's BNs track running stats
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
     bias = bn.bias - bn.running_mean * scale
     if conv.bias is not None:
@@ -100,7 +105,9 @@ def _fold_for_inference(model: nn.Module) -> nn.Module:
     into the convs, symmetric "same" padding moved into the conv itself, ReLU6 in place.
     """
     pairs = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
-    for block in model._blocks:
+    blocks = model._blocks
+    assert isinstance(blocks, nn.ModuleList)
+    for block in blocks:
         if hasattr(block, "_expand_conv"):
             pairs.append((block, "_expand_conv", "_bn0"))
         pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
@@ -110,7 +117,7 @@ def _fold_for_inference(model: nn.Module) -> nn.Module:
             setattr(owner, bn_name, nn.Identity())
     for module in model.modules():
         pad = getattr(module, "static_padding", None)
-        if isinstance(pad, nn.ZeroPad2d):
+        if isinstance(pad, nn.ZeroPad2d) and isinstance(module, nn.Conv2d):  # Conv2dStaticSamePadding
             left, right, top, bottom = pad.padding
             if left == right and top == bottom:  # stride-2 layers keep TF's asymmetric padding
                 module.padding = (top, left)
@@ -146,6 +153,7 @@ class ResNetEncoder(FrameEncoder):
             config = ResNetConfig.from_pretrained(self.weights_dir, local_files_only=True)
         except Exception as exc:
             raise CheckpointError(f"{self.weights_dir}/config.json: not a ResNet config ({exc})") from exc
+        assert config.hidden_sizes is not None  # ResNetConfig turns it into a list on construction
         self.raw_dim = int(config.hidden_sizes[-1])
         self._mean_rgb, self._std_rgb = _read_preprocessor_stats(self.weights_dir)
 
@@ -164,7 +172,7 @@ class ResNetEncoder(FrameEncoder):
         return pooled.flatten(1)
 
 
-def _read_preprocessor_stats(weights_dir: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _read_preprocessor_stats(weights_dir: Path) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """Mean/std in 0..255 units from preprocessor_config.json, else ImageNet's."""
     path = weights_dir / "preprocessor_config.json"
     if not path.is_file():
@@ -178,7 +186,7 @@ def _read_preprocessor_stats(weights_dir: Path) -> tuple[tuple[float, ...], tupl
         raise CheckpointError(f"{path}: unreadable preprocessor config ({exc})") from exc
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise CheckpointError(f"{path}: image_mean/image_std must be 3 values with std > 0")
-    return mean, std
+    return (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
 
 
 _CACHE: dict[tuple[str, str | None, int], FrameEncoder] = {}

@@ -134,10 +134,14 @@ def _score(task: str, rec: dict[str, Any], answer: str, rng: np.random.Generator
         truth = T.parse_audio(ref)
         rand = {"level0": 1 / T.CODEBOOK_SIZE, "exact": T.CODEBOOK_SIZE**-T.NUM_LEVELS}
         try:
-            pred = T.parse_audio(answer)
+            pred_codes = T.parse_audio(answer)
         except T.TokenFormatError:
             return False, {"level0": 0.0, "exact": 0.0}, rand
-        return True, {"level0": float(pred[0] == truth[0]), "exact": float(np.array_equal(pred, truth))}, rand
+        return (
+            True,
+            {"level0": float(pred_codes[0] == truth[0]), "exact": float(np.array_equal(pred_codes, truth))},
+            rand,
+        )
     raise ValueError(task)
 
 
@@ -175,7 +179,7 @@ def evaluate_sft(
         vals: dict[str, list[float]] = defaultdict(list)
         rands: dict[str, list[float]] = defaultdict(list)
         nll_sum, nll_tok = 0.0, 0
-        examples = []
+        examples: list[dict[str, str]] = []
         for rec in recs:
             human = rec["conversations"][0]["value"]
             n_lines = len(rec["conversations"][1]["value"].split("\n"))

@@ -13,7 +13,7 @@ duration), default rate 2.5 English words/s or 5 CJK characters/s (VideoNarrator
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +91,7 @@ def wcd(
 # --------------------------------------------------------------------------- selection and order
 
 
-def selection_only_positive(selected: Sequence[Hashable], positives: Sequence[Hashable] | set) -> bool:
+def selection_only_positive(selected: Sequence[Hashable], positives: Collection[Hashable]) -> bool:
     """True when a sample's selection is non-empty and holds positive clips only (CSA's per-sample test).
 
     An empty selection counts as wrong: selecting nothing is not a correct selection.
@@ -100,7 +100,7 @@ def selection_only_positive(selected: Sequence[Hashable], positives: Sequence[Ha
     return len(selected) > 0 and all(s in pos for s in selected)
 
 
-def csa(selections: Sequence[Sequence[Hashable]], positives: Sequence[Sequence[Hashable] | set]) -> float:
+def csa(selections: Sequence[Sequence[Hashable]], positives: Sequence[Collection[Hashable]]) -> float:
     """Clip Selection Accuracy: share of samples whose selected set contains only positive clips."""
     _same_len(selections, positives, "selections", "positive sets")
     if not selections:

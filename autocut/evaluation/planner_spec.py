@@ -50,7 +50,7 @@ class PlannerSpec:
         if not kw:
             return get_planner(self.name)
         try:
-            return get_planner(self.name, **kw)  # type: ignore[call-arg]
+            return get_planner(self.name, **kw)
         except TypeError as exc:
             raise ConfigError(f"planner {self.name!r} does not take options {sorted(kw)}: {exc}") from None
 

@@ -106,7 +106,7 @@ class _Recorder(Planner):
 
     def __init__(self, inner: Planner) -> None:
         self.inner = inner
-        self.name = inner.name  # type: ignore[misc] - instance value of the class-level name
+        self.name = inner.name
         self.task: PlanningTask | None = None
         self.decisions: list[Decision] = []
 

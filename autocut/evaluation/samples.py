@@ -38,12 +38,12 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from autocut.errors import ConfigError, PlanError
 from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord
 from autocut.planning.candidates import CandidateConfig, build_candidates
-from autocut.types import PlanRequest, PoolItem, ProductInfo
+from autocut.types import Language, PlanRequest, PoolItem, ProductInfo
 
 __all__ = [
     "CandidateSpan",
@@ -137,9 +137,10 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 
 
 def span_overlaps(
-    photo_id: int, a: float, b: float, spans: Sequence[CandidateSpan]
+    photo_id: int | None, a: float, b: float, spans: Sequence[CandidateSpan]
 ) -> list[tuple[CandidateSpan, float]]:
-    """(span, seconds of overlap with a..b) for every span of source `photo_id`, in span order."""
+    """(span, seconds of overlap with a..b) for every span of source `photo_id`, in span order (none for a
+    segment with no catalog photo_id)."""
     return [(sp, _overlap(a, b, sp.start_s, sp.end_s)) for sp in spans if sp.photo_id == photo_id]
 
 
@@ -304,6 +305,7 @@ def _samples_for(
     cfg = sources.candidates
     if ad.language not in ("en", "zh"):
         raise ConfigError(f"language {ad.language!r} is not a request language (en, zh)")
+    language = cast(Language, ad.language)  # checked just above
     if not ad.segments:
         raise ConfigError("the reference edit has no segments")
     prod = sources.products.get(ad.product_id)
@@ -338,16 +340,16 @@ def _samples_for(
                 product=info,
                 pool=[PoolItem(photo_id=p) for p in pool_ids],
                 script=sentences,
-                language=ad.language,
+                language=language,
                 max_duration_s=_MAX_REQUEST_S,
-            )  # type: ignore[arg-type]
+            )
         else:
             request = PlanRequest(
                 product=info,
                 pool=[PoolItem(photo_id=p) for p in pool_ids],
-                language=ad.language,
+                language=language,
                 max_duration_s=_MAX_REQUEST_S,
-            )  # type: ignore[arg-type]
+            )
         match = _match_reference(sources.catalog, request, ad, cfg)
         spans, reference = match.candidates, match.reference
         if len(set(reference)) < len(reference):
@@ -368,7 +370,7 @@ def _samples_for(
                 notes=notes,
                 **common,
             )
-        )  # type: ignore[arg-type]
+        )
     return out
 
 

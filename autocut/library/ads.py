@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -110,7 +111,8 @@ def whisper_model_dir(cache_dir: str | os.PathLike[str]) -> Path:
     out = Path(cache_dir) / "whisper-base"
     p1, p2 = _part_dirs()
     parts = [p1 / "model.bin.part1", p2 / "model.bin.part2"]
-    want = {"format_version": 1, "parts": [[str(p), p.stat().st_size] for p in parts]}
+    sizes = [p.stat().st_size for p in parts]
+    want = {"format_version": 1, "parts": [[str(p), n] for p, n in zip(parts, sizes)]}
     marker = out / _MARKER
     if marker.exists() and (out / "model.bin").exists():
         try:
@@ -125,7 +127,7 @@ def whisper_model_dir(cache_dir: str | os.PathLike[str]) -> Path:
         for p in parts:
             with open(p, "rb") as src:
                 shutil.copyfileobj(src, f, 1 << 22)
-    if (tmp / "model.bin").stat().st_size != sum(size for _, size in want["parts"]):
+    if (tmp / "model.bin").stat().st_size != sum(sizes):
         raise ConfigError(f"joined whisper model in {tmp} has the wrong size")
     for name in _SIDE_FILES:
         shutil.copy2(p1 / name, tmp / name)
@@ -186,7 +188,7 @@ def _join(words: Sequence[Word]) -> str:
 
 def speech_gaps(speech: Sequence[tuple[float, float]], *, min_gap_s: float = 0.3) -> list[tuple[float, float]]:
     """Silences between consecutive VAD speech regions lasting at least `min_gap_s`."""
-    return [(a_end, b_start) for (_, a_end), (b_start, _) in zip(speech, speech[1:]) if b_start - a_end >= min_gap_s]
+    return [(a_end, b_start) for (_, a_end), (b_start, _) in itertools.pairwise(speech) if b_start - a_end >= min_gap_s]
 
 
 def split_sentences(
@@ -249,10 +251,10 @@ def clip_spans(sentences: Sequence[Sentence], duration_s: float) -> list[tuple[f
     if not sentences:
         return []
     cuts = [0.0]
-    for a, b in zip(sentences, sentences[1:]):
+    for a, b in itertools.pairwise(sentences):
         cuts.append(max(cuts[-1], (a.end_s + b.start_s) / 2))
     cuts.append(max(duration_s, cuts[-1]))
-    return [(s, e - s) for s, e in zip(cuts, cuts[1:])]
+    return [(s, e - s) for s, e in itertools.pairwise(cuts)]
 
 
 def _error_units(text: str) -> list[str]:

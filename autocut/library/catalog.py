@@ -1,5 +1,9 @@
 """The material library on disk: SQLite (WAL) for rows, append-only memory-mapped arrays for embeddings.
 
+One module on purpose (~800 lines): `Catalog` is the single writer of both stores, and its crash
+guarantees (arrays fsynced before the one SQLite transaction that commits their row counts) hold only
+if every write goes through the same class.
+
 Layout of a library directory::
 
     catalog.sqlite          rows: sources, frames, clips, BGM tracks, products, reference edits, meta
@@ -636,7 +640,7 @@ class Catalog:
         """After a PCA refit: swap in recomputed 128-d frame and clip arrays (row order unchanged) atomically."""
         self._require_writer()
         for name, arr in (("frames", frames), ("clips", clips)):
-            dim, rows = self._array_info(name)
+            _dim, rows = self._array_info(name)
             if rows and len(arr) != rows:
                 raise CatalogError(f"{name}: expected {rows} rows, got {len(arr)}")
         with self._conn:

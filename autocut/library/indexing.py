@@ -8,6 +8,7 @@ and tests all go through these functions, which also translate `indexes` errors 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -195,7 +196,7 @@ def rebuild_indexes(
                     encoder=expected.encoder,
                     pca_version=expected.pca_version,
                     config=config,
-                    progress=(lambda d, t, kind=kind: progress(kind, d, t)) if progress else None,
+                    progress=functools.partial(progress, kind) if progress else None,
                 )
                 del vecs
                 generation = writer.publish(index)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -45,6 +45,10 @@ from autocut.library.media import (
     validate_footage,
 )
 from autocut.library.segmentation import SegmentationConfig, clip_embeddings, segment_clips
+
+if TYPE_CHECKING:
+    from autocut.encoders.base import AudioEncoder, FrameEncoder
+    from autocut.encoders.pca import FramePca
 
 __all__ = [
     "FileResult",
@@ -142,9 +146,9 @@ class _Models:
     def __init__(self, cfg: IngestConfig, catalog: Catalog) -> None:
         self.cfg = cfg
         self.catalog = catalog
-        self._frame = None
-        self._audio = None
-        self._pca = None
+        self._frame: FrameEncoder | None = None
+        self._audio: AudioEncoder | None = None
+        self._pca: FramePca | None = None
         self._asr_dir: Path | None = None
 
     @property
@@ -195,7 +199,7 @@ def _threaded(gen: Iterator[FrameBatch], depth: int = 4) -> Iterator[FrameBatch]
         try:
             for item in gen:
                 q.put(item)
-        except BaseException as exc:  # re-raised in the consumer
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             err.append(exc)
         finally:
             q.put(sentinel)

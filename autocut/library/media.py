@@ -293,7 +293,7 @@ def sample_frames(
         threads=threads,
         batch_size=batch_size,
     )
-    yield from sv  # type: ignore[misc]
+    yield from sv
 
 
 def sample_video(

@@ -110,7 +110,7 @@ def fit_pca_on_media(
         for fx in (0.0, 0.5, 1.0):
             x0 = int((im.size[0] - s) * fx)
             y0 = int((im.size[1] - s) * fx)
-            imgs.append(np.asarray(im.crop((x0, y0, x0 + s, y0 + s)).resize((w, h), Image.BILINEAR)))
+            imgs.append(np.asarray(im.crop((x0, y0, x0 + s, y0 + s)).resize((w, h), Image.Resampling.BILINEAR)))
         if len(imgs) >= 64:
             feats.append(encoder.encode(np.stack(imgs)))
             imgs = []

@@ -13,6 +13,7 @@ frames (`autocut.library.ids.clip_id`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ def segment_clips(
         return []
     cuts = [c for c in _boundaries(thumbs, rate_hz, cfg) if 0 < c < duration_s]
     edges = [0.0, *cuts, duration_s]
-    spans = [[a, b] for a, b in zip(edges[:-1], edges[1:]) if b - a > 1e-6]
+    spans = [[a, b] for a, b in itertools.pairwise(edges) if b - a > 1e-6]
     # Merge shots shorter than min_clip_s into the shorter neighbour, repeatedly.
     while len(spans) > 1:
         lengths = [b - a for a, b in spans]
@@ -111,8 +112,8 @@ def segment_clips(
             j = i - 1
         else:
             j = i - 1 if lengths[i - 1] <= lengths[i + 1] else i + 1
-        a, b = min(i, j), max(i, j)
-        spans[a : b + 1] = [[spans[a][0], spans[b][1]]]
+        lo, hi = min(i, j), max(i, j)
+        spans[lo : hi + 1] = [[spans[lo][0], spans[hi][1]]]
     out: list[ClipSpan] = []
     for a, b in spans:
         n = max(1, int(math.ceil((b - a) / cfg.max_clip_s - 1e-9)))

@@ -43,13 +43,16 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 
 from autocut.errors import CatalogError, ConfigError, MediaError
 from autocut.library.catalog import Catalog
 from autocut.library.ids import split_frame_id, split_frame_ids
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "DEFAULT_TAGS_PER_CLIP",
@@ -167,7 +170,7 @@ def _classifier(num_threads: int | None):
     from autocut.encoders import load_frame_encoder
 
     enc = load_frame_encoder(TAGGER_NAME, num_threads=num_threads)
-    head = enc.model._fc  # (1280 -> 1000) ImageNet head, kept by the inference rewrite
+    head = cast("nn.Linear", enc.model._fc)  # (1280 -> 1000) ImageNet head, kept by the inference rewrite
     if head.out_features != _N_CLASSES:
         raise ConfigError(f"{TAGGER_NAME} head has {head.out_features} classes, expected {_N_CLASSES}")
     return enc, head

@@ -148,7 +148,8 @@ def load_causal_lm(
     if not (d / "config.json").exists():
         raise CheckpointError(f"{d}: not a model directory (no config.json)")
     t0 = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(d, dtype=dtype, local_files_only=True).to(device)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=dtype, local_files_only=True)
+    model = model.to(device)  # type: ignore[arg-type]  # transformers: `to` is @wraps(nn.Module.to), typed unbound
     tok = load_tokenizer(d)
     log.info(
         "loaded %s (%s, %.1fM params) in %.1f s",

@@ -1,5 +1,8 @@
 """Training data for the LM, built from reference edits: the alignment corpus and the four SFT task files.
 
+One module (~700 lines): the four task builders share the per-ad clip codes, splits and negatives; the
+import/export of the public AutoCut format reads and writes the same records.
+
 From every reference edit (a finished ad: ordered clips with one sentence each, plus its BGM track) and
 the RQ-VAE codes of its frames and BGM this writes (AutoCut 4.1, 7.6; docs/method.md, "Corpus format"):
 
@@ -158,7 +161,7 @@ def frames_in_span(start_s: float, duration_s: float, n_frames: int) -> list[int
     the nearest frame when none does (spans shorter than a second)."""
     first = math.ceil(start_s - 1e-6)
     end = start_s + duration_s
-    idx = [i for i in range(max(first, 0), min(math.ceil(end - 1e-6), n_frames))]
+    idx = list(range(max(first, 0), min(math.ceil(end - 1e-6), n_frames)))
     if not idx and n_frames > 0:
         idx = [min(max(int(round(start_s + duration_s / 2)), 0), n_frames - 1)]
     return idx
@@ -448,8 +451,9 @@ def _load_ads(catalog: Catalog, video: CodeEncoder, audio: CodeEncoder | None, d
         clips = []
         for s in e.segments:
             idx = frames_in_span(s.start_s, s.duration_s, n_frames.get(s.photo_id, 0))
-            rows = [row_of.get(frame_id(s.photo_id, i)) for i in idx]
-            if not rows or any(r is None for r in rows):
+            found = [row_of.get(frame_id(s.photo_id, i)) for i in idx]
+            rows = [r for r in found if r is not None]
+            if not rows or len(rows) != len(found):
                 break
             clips.append(_Clip(s, codes[rows]))
         if len(clips) != len(e.segments):

@@ -1,5 +1,8 @@
 """Constrained decoding over a Hugging Face causal LM, so every answer parses.
 
+One module on purpose (~900 lines): the three answer kinds share one decoding session (KV cache, sampler,
+per-token facts precomputed once per tokenizer), and their token masks are built from those shared tables.
+
 The four SFT answer formats (docs/method.md, "Corpus format") are enforced token by token, in our own decoding loop
 over the model's forward pass (greedy, or sampled with a temperature and a seed):
 
@@ -353,7 +356,8 @@ def _last_chunk_word(text: str) -> bool:
 
 def _runs(text: str) -> list[str]:
     """Chunks of `text` between breaks (whitespace, CJK characters); empty chunks mark leading/trailing breaks."""
-    out, cur = [], []
+    out: list[str] = []
+    cur: list[str] = []
     for ch in text:
         if ch.isspace() or _is_cjk(ch):
             out.append("".join(cur))
@@ -545,7 +549,7 @@ def _build_tables(tok) -> _Tables:
     ids = np.array([r[0] for r in rows], np.int64)
 
     def column(k: int, dtype: type) -> np.ndarray:
-        out = np.zeros(n, dtype)
+        out: np.ndarray = np.zeros(n, dtype)
         out[ids] = np.array([r[k] for r in rows], dtype)
         return out
 
@@ -684,16 +688,18 @@ def choose_indices(
         raise ConfigError("the tokenizer has no digit tokens")
     picker = _Picker(sample, temperature, seed)
     session = _Session(model, tok, prompt)
-    rule = {"n_options": n_options, "count": count, "ascending": ascending, "permutation": permutation}
+    valid = functools.partial(
+        index_answer_valid, n_options=n_options, count=count, ascending=ascending, permutation=permutation
+    )
 
     def continuations(text: str) -> list[tuple[int, str]]:
-        return [(i, s) for i, s in tables.index_tokens if index_answer_valid(text + s, complete=False, **rule)]
+        return [(i, s) for i, s in tables.index_tokens if valid(text + s, complete=False)]
 
     text = ""
     ok = continuations(text)
     try:
         for _ in range((len(str(n_options)) + 1) * n_options + 1):  # every token adds a character
-            end_ok = index_answer_valid(text, complete=True, **rule)
+            end_ok = valid(text, complete=True)
             allowed = [i for i, _ in ok] + (tables.end_ids[:1] if end_ok else [])
             choice = picker.pick(session.logits, np.array(allowed))
             if end_ok and choice == tables.end_ids[0]:
@@ -707,7 +713,7 @@ def choose_indices(
             raise AssertionError(f"index decoding did not finish: {text!r}")
     finally:
         session.finish()
-    assert index_answer_valid(text, complete=True, **rule), text
+    assert valid(text, complete=True), text
     return [int(x) for x in text.split(",")]
 
 

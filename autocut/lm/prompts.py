@@ -74,7 +74,8 @@ INSTRUCTIONS: dict[str, dict[str, str]] = {
     "sort": {
         "en": "You are a professional video editor. Order the clips to follow the script. Answer with the clip "
         "numbers in playback order, comma-separated, each number once.",
-        "zh": "你是专业的视频剪辑师。请按照广告台词的顺序为视频片段排序，按播放顺序输出片段编号，用逗号分隔，每个编号只出现一次。",
+        "zh": "你是专业的视频剪辑师。请按照广告台词的顺序为视频片段排序，"
+        "按播放顺序输出片段编号，用逗号分隔，每个编号只出现一次。",
     },
     "script": {
         "en": "You are a professional ad copywriter. Write the voice-over for these clips in their order: exactly "

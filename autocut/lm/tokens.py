@@ -122,7 +122,7 @@ def added_tokens() -> list[str]:
 # ---------------------------------------------------------------------------------------------- formatting
 
 
-def _codes_2d(codes: np.ndarray | Sequence[Sequence[int]], what: str) -> np.ndarray:
+def _codes_2d(codes: np.ndarray | Sequence[Sequence[int]] | Sequence[int], what: str) -> np.ndarray:
     arr = np.asarray(codes)
     if arr.ndim == 1:
         arr = arr[None, :]
@@ -237,7 +237,8 @@ def _levels_to_row(prefix: str, items: list[tuple[int, int, int]], where: str) -
     levels = [lv for lv, _, _ in items]
     if levels != list(range(NUM_LEVELS)):
         raise TokenFormatError(
-            f"{where}: expected {NUM_LEVELS} {prefix}-tokens with levels 0..{NUM_LEVELS - 1} in order, got levels {levels}"
+            f"{where}: expected {NUM_LEVELS} {prefix}-tokens with levels 0..{NUM_LEVELS - 1} in order, "
+            f"got levels {levels}"
         )
     return np.array([c for _, c, _ in items], dtype=np.int64)
 

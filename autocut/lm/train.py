@@ -1,5 +1,7 @@
 """Two-stage LM training (AutoCut 3.4-3.5, Table 4) with accelerate: align, then SFT.
 
+One module (~730 lines): both stages share the loop, the time-budget plan, checkpoints and resume.
+
 - ``align``: extend the vocabulary (`autocut.lm.vocab`), then next-token training on the alignment
   corpus with only the new embedding/head rows trainable. Afterwards every old row and every other
   parameter is checked bit-identical (SHA-256) before the model is saved.
@@ -528,7 +530,7 @@ def train_lm(
             "step": st.step,
             "epoch": st.epoch,
             "loss": mean,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": float(scheduler.get_last_lr()[0]),  # list[float | Tensor] in torch; a float here
             "elapsed_s": round(time.monotonic() - t0, 2),
         }
         history.append(row)

@@ -250,12 +250,6 @@ class VllmClient:
         seed: int = 0,
     ) -> list[int]:
         """`autocut.lm.decoding.choose_indices` on the server."""
-        rule = {
-            "n_options": n_options,
-            "count": n_options if permutation else count,
-            "ascending": ascending,
-            "permutation": permutation,
-        }
         if permutation:
             answer = ""
             chosen: list[int] = []
@@ -284,7 +278,15 @@ class VllmClient:
                 else Constraint("regex", selection_regex(n_options))
             )
             answer = self.complete(self._body(prompt, c, 4 * n_options + 4, sample, temperature, seed)).strip()
-        if not index_answer_valid(answer, complete=True, **rule):
+        valid = index_answer_valid(
+            answer,
+            n_options=n_options,
+            count=n_options if permutation else count,
+            ascending=ascending,
+            permutation=permutation,
+            complete=True,
+        )
+        if not valid:
             raise PlanError(f"the LM server's answer {answer!r} breaks the constraint it was sent")
         return [int(x) for x in answer.split(",")]
 

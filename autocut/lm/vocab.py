@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from torch import Tensor, nn
 
 from autocut.errors import AutoCutError, ConfigError
 from autocut.lm.tokens import added_tokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "FrozenRowsError",
@@ -61,6 +65,11 @@ class VocabExtension:
         return self.base_vocab_size
 
 
+def _weight(module: nn.Module) -> Tensor:
+    # torch types a module attribute as `Tensor | Module`; an embedding's or LM head's `weight` is a Tensor.
+    return cast(Tensor, module.weight)
+
+
 def _token_range(tokenizer) -> int | None:
     """First id of the AutoCut tokens in `tokenizer` (None if absent); they must be one contiguous block."""
     wanted = added_tokens()
@@ -80,7 +89,7 @@ def _token_range(tokenizer) -> int | None:
     return first
 
 
-def vocab_extension_of(model: nn.Module, tokenizer) -> VocabExtension | None:
+def vocab_extension_of(model: PreTrainedModel, tokenizer) -> VocabExtension | None:
     """The extension already present in (model, tokenizer), or None if the AutoCut tokens are absent.
 
     Raises `ConfigError` when only some tokens are present or they are not one contiguous id range.
@@ -89,13 +98,13 @@ def vocab_extension_of(model: nn.Module, tokenizer) -> VocabExtension | None:
     if first is None:
         return None
     wanted = added_tokens()
-    rows = model.get_input_embeddings().weight.shape[0]
+    rows = _weight(model.get_input_embeddings()).shape[0]
     if rows < first + len(wanted):
         raise ConfigError(f"embedding has {rows} rows but the AutoCut tokens need {first + len(wanted)}")
     return VocabExtension(first, len(wanted), rows, _is_tied(model))
 
 
-def _is_tied(model: nn.Module) -> bool:
+def _is_tied(model: PreTrainedModel) -> bool:
     out = model.get_output_embeddings()
     return out is not None and out.weight is model.get_input_embeddings().weight
 
@@ -113,7 +122,7 @@ def _init_new_rows(weight: Tensor, base: int, new_end: int, noise_scale: float, 
 
 
 def extend_vocabulary(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer,
     *,
     pad_to_multiple_of: int = DEFAULT_PAD_MULTIPLE,
@@ -134,7 +143,7 @@ def extend_vocabulary(
     if pad_to_multiple_of < 1:
         raise ConfigError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
     base = len(tokenizer)
-    rows_before = model.get_input_embeddings().weight.shape[0]
+    rows_before = _weight(model.get_input_embeddings()).shape[0]
     if rows_before < base:
         raise ConfigError(f"model has {rows_before} embedding rows for {base} tokenizer tokens")
     tokens = added_tokens()
@@ -151,7 +160,7 @@ def extend_vocabulary(
     tied = _is_tied(model)
     model.resize_token_embeddings(new_end, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=False)
     gen = torch.Generator().manual_seed(seed)
-    emb = model.get_input_embeddings().weight
+    emb = _weight(model.get_input_embeddings())
     _init_new_rows(emb.data, base, new_end, noise_scale, gen)
     if not tied:
         head = model.get_output_embeddings()
@@ -177,6 +186,8 @@ def extend_vocabulary(
 class _NewRowsEmbedding(nn.Module):
     """Embedding lookup over [frozen old rows ; trainable new rows]."""
 
+    old_rows: Tensor  # a buffer
+
     def __init__(self, weight: Tensor, first_new: int) -> None:
         super().__init__()
         self.first_new = first_new
@@ -196,6 +207,8 @@ class _NewRowsEmbedding(nn.Module):
 
 class _NewRowsHead(nn.Module):
     """LM head over [frozen old rows ; trainable new rows] (no bias: Qwen3 and Llama heads have none)."""
+
+    old_rows: Tensor  # a buffer
 
     def __init__(self, old_rows: Tensor, new_rows: nn.Parameter) -> None:
         super().__init__()
@@ -217,7 +230,7 @@ class NewRowsOnly:
     Every other parameter gets requires_grad=False. Works for tied and untied embeddings.
     """
 
-    def __init__(self, model: nn.Module, ext: VocabExtension) -> None:
+    def __init__(self, model: PreTrainedModel, ext: VocabExtension) -> None:
         self.model = model
         self.ext = ext
         self._emb = model.get_input_embeddings()
@@ -226,7 +239,7 @@ class NewRowsOnly:
             raise ConfigError("LM heads with a bias are not supported for new-rows-only training")
         for p in model.parameters():
             p.requires_grad_(False)
-        self.embedding = _NewRowsEmbedding(self._emb.weight, ext.first_new_id)
+        self.embedding = _NewRowsEmbedding(_weight(self._emb), ext.first_new_id)
         model.set_input_embeddings(self.embedding)
         self.head: _NewRowsHead | None = None
         if self._head is not None:
@@ -244,11 +257,12 @@ class NewRowsOnly:
         return params
 
     @torch.no_grad()
-    def restore(self) -> nn.Module:
+    def restore(self) -> PreTrainedModel:
         """Rebuild the full matrices from the rows the training actually used (the buffers moved with the
         model, e.g. to a GPU) and reinstall the model's own modules; returns the model."""
         emb = self.embedding
-        self._emb.weight.data = torch.cat([emb.old_rows, emb.new_rows.detach()]).to(self._emb.weight.dtype)
+        emb_weight = _weight(self._emb)
+        emb_weight.data = torch.cat([emb.old_rows, emb.new_rows.detach()]).to(emb_weight.dtype)
         self.model.set_input_embeddings(self._emb)
         if self._head is not None:
             if not self.ext.tied:
@@ -270,9 +284,9 @@ def _digest(t: Tensor) -> str:
 
 
 @torch.no_grad()
-def fingerprint(model: nn.Module, ext: VocabExtension) -> dict[str, str]:
+def fingerprint(model: PreTrainedModel, ext: VocabExtension) -> dict[str, str]:
     """SHA-256 of everything stage 1 must not change: old embedding/head rows and every other parameter."""
-    emb = model.get_input_embeddings().weight
+    emb = _weight(model.get_input_embeddings())
     head = model.get_output_embeddings()
     out = {"embed_tokens[:base]": _digest(emb[: ext.first_new_id])}
     if head is not None and not ext.tied:

@@ -205,6 +205,7 @@ def build_candidates(catalog: Catalog, pool: list[PoolItem], config: CandidateCo
         mask = frame_photo == src.photo_id
         f_ids, f_idx, f_vecs = frame_ids[mask], frame_index[mask], frame_vecs[mask]
         rows = sorted((r for r in clip_rows.values() if r.photo_id == src.photo_id), key=lambda r: r.start_s)
+        spans: list[tuple[float, float, int | None, ClipRow | None]]
         if cfg.split == "whole" or not rows:
             spans = [(0.0, float(src.duration_s), rows[0].clip_id if len(rows) == 1 else None, None)]
         else:

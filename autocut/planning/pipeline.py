@@ -461,11 +461,15 @@ def _ground_one(
     else:
         q = d.clip_queries[pos] if d.clip_queries is not None else cand.vector
         skip = used_clips.union(*(grounder.clips_overlapping(p, a, b) for p, a, b in reserved))
-        for hit in grounder.clips(q, _GROUNDING_K, exclude_ids=skip)[0]:
-            first = math.ceil(hit.start_s - 1e-6)
+        for clip_hit in grounder.clips(q, _GROUNDING_K, exclude_ids=skip)[0]:
+            first = math.ceil(clip_hit.start_s - 1e-6)
             options.append(
                 _GroundingOption(
-                    hit.photo_id, hit.start_s, hit.end_s - hit.start_s, frame_id(hit.photo_id, first), hit.clip_id
+                    clip_hit.photo_id,
+                    clip_hit.start_s,
+                    clip_hit.end_s - clip_hit.start_s,
+                    frame_id(clip_hit.photo_id, first),
+                    clip_hit.clip_id,
                 )
             )
     if not options:

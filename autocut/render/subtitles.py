@@ -18,11 +18,16 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from autocut.errors import PlanError
 from autocut.files import atomic_path
 from autocut.speech.tts import WordTiming
 from autocut.types import SubtitleStyle
+
+if TYPE_CHECKING:
+    import pysubs2
 
 __all__ = [
     "MAX_SEGMENT_UNITS",
@@ -102,7 +107,7 @@ def text_units(text: str) -> float:
 
 
 @functools.lru_cache(maxsize=1)
-def _jieba():  # type: ignore[no-untyped-def]
+def _jieba() -> ModuleType:
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -375,7 +380,7 @@ def check_font_coverage(family: str, texts: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- writers
 
 
-def _ass_colour(s: str):  # type: ignore[no-untyped-def]
+def _ass_colour(s: str) -> pysubs2.Color:
     """'&HAABBGGRR' (ASS) -> pysubs2.Color."""
     import pysubs2
 
@@ -391,7 +396,7 @@ def font_size_px(style: SubtitleStyle, width: int, height: int) -> int:
     return int(max(8, min(style.size_frac * height, 0.9 * width / MAX_SEGMENT_UNITS)))
 
 
-def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int):  # type: ignore[no-untyped-def]
+def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int) -> pysubs2.SSAFile:
     import pysubs2
 
     subs = pysubs2.SSAFile()

@@ -55,7 +55,8 @@ PIPER_DEFAULT_VOICE = "en_US-joe-medium"
 _ESPEAK_DEFAULT_VOICE: dict[str, str] = {"en": "en-us", "zh": "cmn-latn-pinyin"}
 # espeak-ng base rates when VoiceSpec.words_per_minute is None, chosen so speech at rate 1.0 meets the
 # WCD targets of 2.5 words/s (en) and 5 characters/s (zh) (words counted as
-# `autocut.speech.words.count_words` does; trimmed speech time, 400 demo-world ad lines per language): en 165 wpm -> 2.51 words/s; zh 248 -> 5.03 characters/s (165 gave 3.1; 244 and 246
+# `autocut.speech.words.count_words` does; trimmed speech time, 400 demo-world ad lines per language):
+# en 165 wpm -> 2.51 words/s; zh 248 -> 5.03 characters/s (165 gave 3.1; 244 and 246
 # both gave 4.98, espeak-ng's rate moves in steps).
 _ESPEAK_DEFAULT_WPM: dict[str, int] = {"en": 165, "zh": 248}
 # A piper voice at length_scale 1.0 speaks at roughly this pace; it is also its default base rate.
@@ -257,7 +258,7 @@ class _Espeak:
         self.lib.espeak_SetSynthCallback(self._callback)
         self._voice: str | None = None
 
-    def _on_audio(self, wav, n, events) -> int:  # type: ignore[no-untyped-def]
+    def _on_audio(self, wav, n, events) -> int:
         if n > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32) / 32768.0)
         i = 0
@@ -475,7 +476,7 @@ def to_pinyin(sentence: str) -> tuple[str, list[tuple[int, int]]]:
 
 
 @functools.lru_cache(maxsize=2)
-def _piper_voice(name: str):  # type: ignore[no-untyped-def]
+def _piper_voice(name: str):
     try:
         from piper import PiperVoice
     except ImportError as exc:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Response, status
 from server.ids import new_id
 from server.jobspec import RebuildJobSpec
 from server.routes.common import ERROR_RESPONSES, AdminDep, ServicesDep, admit_jobs, enqueue_admitted
-from server.schemas import ErrorBody, JobAccepted, RebuildRequest
+from server.schemas import ErrorBody, JobAccepted, RebuildRequest, job_state_name
 from server.store import JobState, NewJob
 
 __all__ = ["router"]
@@ -32,4 +32,4 @@ def rebuild_indexes(
     admit_jobs(services, principal.key_id, [job])
     enqueue_admitted(services, [job.job_id])
     response.headers["Location"] = f"/v1/jobs/{job.job_id}"
-    return JobAccepted(job_id=job.job_id, state=JobState.QUEUED, status_url=f"/v1/jobs/{job.job_id}")
+    return JobAccepted(job_id=job.job_id, state=job_state_name(JobState.QUEUED), status_url=f"/v1/jobs/{job.job_id}")

@@ -99,12 +99,12 @@ def _discard(received: ReceivedFile) -> None:
 
 
 def _store_blob(received: ReceivedFile, dest: os.PathLike[str]) -> None:
-    dest = os.fspath(dest)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if os.path.exists(dest):  # same content uploaded before (maybe by another key): keep one copy
+    path = os.fspath(dest)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(path):  # same content uploaded before (maybe by another key): keep one copy
         _discard(received)
     else:
-        os.replace(received.tmp_path, dest)
+        os.replace(received.tmp_path, path)
 
 
 @router.post(

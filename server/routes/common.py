@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal, cast
 
 import redis
 from fastapi import Depends, HTTPException, Request
@@ -28,10 +28,11 @@ from server.schemas import (
     ResultLinks,
     SignedLinks,
     VariantResult,
+    job_state_name,
 )
 from server.settings import Settings
 from server.storage import Layout
-from server.store import ACTIVE_STATES, Admission, ClipRecord, JobRecord, JobState, JobStore, NewJob
+from server.store import ACTIVE_STATES, Admission, ClipRecord, JobKind, JobRecord, JobState, JobStore, NewJob
 
 __all__ = [
     "ARTIFACTS",
@@ -74,12 +75,12 @@ def api_error(status: int, code: str, message: str, headers: dict[str, str] | No
     return HTTPException(status, detail={"code": code, "message": message}, headers=headers)
 
 
-def _resp(desc: str) -> dict:
+def _resp(desc: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": desc}
 
 
 # Documented error answers, shared by the routes' `responses=`.
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _resp("Malformed request (e.g. invalid JSON)"),
     401: _resp("Missing or invalid API key"),
     404: _resp("No such resource for this API key"),
@@ -90,6 +91,10 @@ ERROR_RESPONSES = {
 
 def _ts(x: float | None) -> datetime | None:
     return datetime.fromtimestamp(x, UTC) if x else None
+
+
+def _created(x: float) -> datetime:
+    return datetime.fromtimestamp(x, UTC)
 
 
 # The downloadable files of one variant, by the names the API uses (`autocut.render.outputs`).
@@ -138,12 +143,12 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
         error = ErrorInfo(code=job.error_code, message=job.error_message)
     return JobStatus(
         job_id=job.job_id,
-        kind=job.kind,
-        state=job.state,
-        stage=job.stage,  # type: ignore[arg-type]
+        kind=cast(JobKind, job.kind),  # admitted as a JobKind (the model validates it again)
+        state=job_state_name(job.state),
+        stage=job.stage,
         progress_pct=job.progress,
         error=error,
-        created_at=_ts(job.created_at),
+        created_at=_created(job.created_at),
         started_at=_ts(job.started_at),
         finished_at=_ts(job.finished_at),
         attempts=job.deliveries,
@@ -156,7 +161,9 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
 
 
 def clip_out(clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False) -> ClipOut:
-    state, photo_id, error = "ready", None, None
+    state: Literal["ingesting", "ready", "failed"] = "ready"
+    photo_id: int | None = None
+    error: ErrorInfo | None = None
     if clip.kind == "video":
         if job is None or job.state in ACTIVE_STATES:
             state = "ingesting"
@@ -177,9 +184,9 @@ def clip_out(clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False
         height=clip.height,
         state=state,
         photo_id=photo_id,
-        error=error,  # type: ignore[arg-type]
+        error=error,
         job_id=clip.job_id or None,
-        created_at=_ts(clip.created_at),
+        created_at=_created(clip.created_at),
         duplicate=duplicate,
     )
 
@@ -233,6 +240,6 @@ def retry_after_s(services: Services, excess_jobs: int) -> int:
     mean = services.store.stats_mean("job_s") or 30.0
     try:
         workers = max(1, services.store.live_workers(services.settings.heartbeat_timeout_s))
-    except Exception:  # the estimate must not turn a 429 into a 500
+    except Exception:  # noqa: BLE001 - the estimate must not turn a 429 into a 500
         workers = 1
     return int(min(3600, max(1, math.ceil(mean * max(1, excess_jobs) / workers))))

@@ -40,6 +40,7 @@ from server.schemas import (
     EditRequest,
     ErrorInfo,
     JobAccepted,
+    job_state_name,
 )
 from server.storage import PathRefError, resolve_media_path
 from server.store import JobState, NewJob
@@ -252,11 +253,11 @@ def create_edit(
         rec = services.store.get_job(job_id)
         return JobAccepted(
             job_id=job_id,
-            state=rec.state if rec else JobState.QUEUED,  # type: ignore[arg-type]
+            state=job_state_name(rec.state if rec else JobState.QUEUED),
             status_url=f"/v1/jobs/{job_id}",
             replayed=True,
         )
-    return JobAccepted(job_id=job_id, state=JobState.QUEUED, status_url=f"/v1/jobs/{job_id}")
+    return JobAccepted(job_id=job_id, state=job_state_name(JobState.QUEUED), status_url=f"/v1/jobs/{job_id}")
 
 
 @router.post(
@@ -321,8 +322,8 @@ def get_batch(
             BatchItemStatus(
                 index=i,
                 job_id=jid,
-                state=job.state,
-                stage=job.stage,  # type: ignore[arg-type]
+                state=job_state_name(job.state),
+                stage=job.stage,
                 progress_pct=job.progress,
                 error=err,
                 status_url=f"/v1/jobs/{jid}",

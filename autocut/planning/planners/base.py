@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from abc import ABC
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,10 +145,11 @@ def select_under_budget(priority: Sequence[int], durations_s: np.ndarray, budget
     return sorted(chosen)
 
 
-class Planner(ABC):
+class Planner:
     """Base class: produce `n_variants` distinct decisions from per-step choices."""
 
-    name: ClassVar[str] = ""
+    # Set per class; a wrapper may set it per instance (the evaluator's recorder takes its planner's name).
+    name: str = ""
     # Attempts per requested variant before giving up on finding another distinct one.
     attempts_per_variant: ClassVar[int] = 12
 

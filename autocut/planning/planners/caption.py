@@ -107,7 +107,7 @@ class CaptionPlanner(TokenPlanner):
             raise ConfigError(
                 f"the {self.name} planner decodes in-process only (backend 'transformers'), got {self.backend!r}"
             )
-        self.model_dir = model_dir  # type: ignore[assignment] - may be a backbone name here
+        self.model_dir = model_dir  # may be a backbone name here
         self.tags_per_clip = tags_per_clip
         self.tag_source = tag_source
 

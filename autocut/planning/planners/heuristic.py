@@ -163,7 +163,7 @@ def embed_product_image(image_path: str, catalog: Catalog, frame_weights: Path |
         raise PlanError(f"product image {image_path} cannot be read: {exc}") from None
     # Same geometry as ingest: scale to cover the encoder's size, then centre-crop.
     scale = max(w / img.width, h / img.height)
-    img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))), Image.BILINEAR)
+    img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))), Image.Resampling.BILINEAR)
     x0, y0 = (img.width - w) // 2, (img.height - h) // 2
     pixels = np.asarray(img.crop((x0, y0, x0 + w, y0 + h)), dtype=np.uint8)[None]  # (1, H, W, 3)
     raw = enc.encode(pixels)

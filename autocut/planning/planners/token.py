@@ -170,6 +170,8 @@ class TokenPlanner(Planner):
     """Plans with the fine-tuned token LM; see the module docstring."""
 
     name = "token"
+    # A model directory (the token planner stores a Path); the caption planners also keep a backbone name here.
+    model_dir: str | Path | None
     # Sampled retries (each a full decode) before a variant is given up as a duplicate.
     attempts_per_variant = 4
 
@@ -226,7 +228,9 @@ class TokenPlanner(Planner):
         if self._loaded is not None and self._loaded.library_dir == library_dir:
             return self._loaded
         t0 = time.perf_counter()
-        model_dir = self.model_dir or LibraryLayout.of(library_dir).planner_model_dir
+        model_dir = (
+            Path(self.model_dir) if self.model_dir is not None else LibraryLayout.of(library_dir).planner_model_dir
+        )
         if self._loaded is not None and self._loaded.model_dir == model_dir:
             lm, tok = self._loaded.lm, self._loaded.tok
         else:
