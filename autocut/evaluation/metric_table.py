@@ -66,12 +66,23 @@ class MetricDef:
     main: bool = True  # in the main table (else the detail table)
 
 
+# Selection is scored two ways (`autocut.evaluation.scoring`): strict (the clips the reference ad used) and
+# role-equivalent (any ad shot of the product with the segment's role and selling point, "(role)"). The
+# role-equivalent ones head the main table; their strict counterparts sit beside them (CSA) or in the detail
+# table (precision, recall, F1, AUC).
 METRICS: tuple[MetricDef, ...] = (
     MetricDef("csa", "CSA", "script", fail_value=0.0),
+    MetricDef("csa_role", "CSA (role)", "script", fail_value=0.0),
+    MetricDef("precision_role", "precision (role)", "script"),
+    MetricDef("recall_role", "recall (role)", "script"),
+    MetricDef("f1_role", "F1 (role)", "script"),
+    MetricDef("auc_role", "AUC (role)", "script"),
+    MetricDef("pairwise_script_role", "pairwise (script, role)", "script"),
     MetricDef("cra", "CRA", "footage", fail_value=0.0),
     MetricDef("sra", "SRA", "script", fail_value=0.0),
     MetricDef("pairwise", "pairwise", "footage"),
     MetricDef("tau", "tau", "footage"),
+    MetricDef("pairwise_roles", "pairwise (hook/CTA)", "footage"),
     MetricDef("wcd", "WCD", "footage", higher_is_better=False, digits=2),
     MetricDef("wcd_free", "WCD (no length)", "footage", higher_is_better=False, digits=2),
     MetricDef("ssa", "SSA", "footage"),
@@ -79,11 +90,22 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("bgm_hit5", "Hit@5", "script", fail_value=0.0),
     MetricDef("bgm_hit10", "Hit@10", "script", fail_value=0.0),
     MetricDef("bgm_mrr", "MRR", "script", fail_value=0.0),
+    MetricDef("bgm_mood", "BGM mood", "script", fail_value=0.0),
     MetricDef("bgm_cos", "BGM cos", "script"),
     MetricDef("precision", "sel. precision", "script", main=False),
+    MetricDef("recall", "sel. recall", "script", main=False),
+    MetricDef("f1", "sel. F1", "script", main=False),
+    MetricDef("auc", "sel. AUC", "script", main=False),
     MetricDef("on_product", "on-product", "script", main=False),
     MetricDef("pairwise_script", "pairwise (script)", "script", main=False),
     MetricDef("tau_script", "tau (script)", "script", main=False),
+    MetricDef("tau_script_role", "tau (script, role)", "script", main=False),
+    MetricDef("bgm_hit1_ceiling", "Hit@1 ceiling (mood oracle)", "script", main=False),
+    MetricDef("lm_precision", "LM answer precision", "script", main=False),
+    MetricDef("lm_precision_role", "LM answer precision (role)", "script", main=False),
+    MetricDef("lm_recall", "LM answer recall", "script", main=False),
+    MetricDef("lm_recall_role", "LM answer recall (role)", "script", main=False),
+    MetricDef("lm_grounded_share", "grounded in LM answer", "script", main=False),
     MetricDef("ref_coverage", "ref. coverage", "footage", main=False),
     MetricDef("sp_coverage", "SP coverage", "footage", main=False),
     MetricDef("repetition", "repetition", "footage", higher_is_better=False, main=False),

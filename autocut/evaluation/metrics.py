@@ -32,6 +32,8 @@ from autocut.speech.words import (
 __all__ = [
     "DEFAULT_WORDS_PER_S",
     "MetricSummary",
+    "anchored_pair_accuracy",
+    "assign_segments",
     "bgm_cosine",
     "bgm_hit_at_k",
     "bgm_mrr",
@@ -40,12 +42,17 @@ __all__ = [
     "cra",
     "csa",
     "detect_language",
+    "f1_score",
     "kendall_tau",
     "mean_kendall_tau",
     "mean_pairwise_order_accuracy",
     "order_exact",
     "pairwise_order_accuracy",
+    "roc_auc",
+    "segment_order",
     "selection_only_positive",
+    "selection_precision",
+    "selection_recall",
     "sequence_exact",
     "sra",
     "ssa",
@@ -182,6 +189,106 @@ def mean_kendall_tau(pred_orders: Sequence[Sequence[Hashable]], ref_orders: Sequ
     """Mean of `kendall_tau` over samples that have at least one pair."""
     _same_len(pred_orders, ref_orders, "predicted orders", "reference orders")
     return _nanmean([kendall_tau(p, r) for p, r in zip(pred_orders, ref_orders)])
+
+
+def selection_precision(selected: Sequence[Hashable], positives: Collection[Hashable]) -> float:
+    """Share of the selected clips that are positives (each selected item counts; NaN for no selection)."""
+    if not selected:
+        return math.nan
+    pos = set(positives)
+    return float(np.mean([s in pos for s in selected]))
+
+
+def assign_segments(selected: Sequence[Hashable], segment_sets: Sequence[Collection[Hashable]]) -> list[int | None]:
+    """Per selected item, the reference segment it stands for (index into `segment_sets`), or None.
+
+    A maximum one-to-one matching: item i may stand for segment k when it is in `segment_sets[k]`, each
+    segment is covered by at most one item and each item stands for at most one segment. Items are taken in
+    order and try segments in index order (augmenting paths), so the result is deterministic.
+    """
+    sets = [set(s) for s in segment_sets]
+    options = [[k for k, s in enumerate(sets) if x in s] for x in selected]
+    owner: dict[int, int] = {}  # segment -> item
+
+    def augment(i: int, seen: set[int]) -> bool:
+        for k in options[i]:
+            if k in seen:
+                continue
+            seen.add(k)
+            if k not in owner or augment(owner[k], seen):
+                owner[k] = i
+                return True
+        return False
+
+    for i in range(len(selected)):
+        augment(i, set())
+    out: list[int | None] = [None] * len(selected)
+    for k, i in owner.items():
+        out[i] = k
+    return out
+
+
+def selection_recall(selected: Sequence[Hashable], segment_sets: Sequence[Collection[Hashable]]) -> float:
+    """Share of reference segments covered by a distinct selected clip (`assign_segments`); NaN without segments."""
+    if not segment_sets:
+        return math.nan
+    return sum(k is not None for k in assign_segments(selected, segment_sets)) / len(segment_sets)
+
+
+def f1_score(precision: float, recall: float) -> float:
+    """Harmonic mean of precision and recall (0 when both are 0; NaN when either is NaN)."""
+    if math.isnan(precision) or math.isnan(recall):
+        return math.nan
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def segment_order(selected: Sequence[Hashable], segment_sets: Sequence[Collection[Hashable]]) -> list[int]:
+    """The reference segments that correctly selected items stand for, in the order of the selection.
+
+    With `pairwise_order_accuracy(segment_order(...), range(len(segment_sets)))` the order of the correctly
+    selected clips is compared with the reference order of the segments they stand for.
+    """
+    return [k for k in assign_segments(selected, segment_sets) if k is not None]
+
+
+def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
+    """Exact ROC-AUC: the share of (positive, negative) pairs whose positive scores higher, a tie counting 0.5
+    (Mann-Whitney U / (P N), from mid-ranks). NaN when there are no scores or only one class."""
+    s = np.asarray(scores, np.float64).reshape(-1)
+    y = np.asarray(labels, bool).reshape(-1)
+    if s.shape != y.shape:
+        raise ConfigError(f"{s.size} scores for {y.size} labels")
+    if np.isnan(s).any():
+        raise ConfigError("a score is NaN: ROC-AUC needs every candidate scored")
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    mid_rank = (ends - counts + 1 + ends) / 2.0  # 1-based mean rank of each distinct score
+    rank_sum = float(mid_rank[inverse][y].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def anchored_pair_accuracy(roles: Sequence[str | None], first: str = "hook", last: str = "cta") -> float:
+    """Order accuracy on the pairs the roles alone fix: a `first` clip before every clip of another role, a
+    `last` clip after every clip of another role.
+
+    `roles`: per clip of a plan, in plan order, its role (None or "" = unknown: its pairs are not judged).
+    Pairs of two `first` (or two `last`) clips are not fixed; a (`first`, `last`) pair counts once. NaN when
+    no pair is fixed.
+    """
+    known = [r for r in roles if r]
+    right = total = 0
+    for i in range(len(known)):
+        for j in range(i + 1, len(known)):
+            a, b = known[i], known[j]  # a comes before b in the plan
+            if a == b or (first not in (a, b) and last not in (a, b)):
+                continue
+            total += 1
+            right += a == first or b == last
+    return right / total if total else math.nan
 
 
 # --------------------------------------------------------------------------- subtitles (SSA)

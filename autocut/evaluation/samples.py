@@ -25,6 +25,18 @@ name a sub-span, and the planner's candidates are the visual clips of whole sour
   negatives *in the same pool*, next to other products' clips. An unused second hook of the right
   product counts as a wrong pick, as in the paper's CSA;
 - the reference sequence = per reference segment the candidate overlapping it most;
+- **role-equivalent positives** (beside the strict ones above): a demo-world reel holds interchangeable
+  alternatives (a second hook shot, a second usage shot). From the world manifest (`<library>/world/world.json`,
+  `autocut.demo_world.manifest`: every shot's reel, offset, product, role, kind ad|distractor and selling
+  point; every ad's segments with their shot, role and selling point), a candidate is a role-equivalent
+  positive for a reference segment when it is one of the segment's strict positives, or it shows (overlaps by
+  at least half of the shorter of the two) an *ad* shot of the ad's product with the segment's role and selling
+  point (the look-alike rival's distractor shots never are). `role_segments` holds that set per segment,
+  `role_positives` their union. A library without a world manifest (or an ad the manifest does not list) gets
+  role-equivalent = strict, and the sample's notes say so. `candidate_roles` is each candidate's role when it
+  shows an ad shot of the ad's product (else ""), what footage-driven role-order scoring needs;
+- BGM moods come from the catalog's `mood` column (the world build measures them; the manifest's `bgm`
+  entries hold the same): `ref_mood` is the reference track's, `mood_track_ids` every track of that mood.
 - footage-driven ordering is scored on the planner's order *restricted to the reference clips*
   (`autocut.evaluation.scoring`). The planner orders every clip of the reel and is not given the script,
   so this is harder than the paper's sorting task (clips + ordered script).
@@ -37,10 +49,11 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, cast
 
-from autocut.errors import ConfigError, PlanError
+from autocut.demo_world.manifest import load_manifest
+from autocut.errors import CatalogError, ConfigError, PlanError
 from autocut.library.catalog import Catalog, ProductRecord, RefEditRecord
 from autocut.planning.candidates import CandidateConfig, build_candidates
 from autocut.types import Language, PlanRequest, PoolItem, ProductInfo
@@ -95,6 +108,31 @@ class EvalSample:
     selling_points: list[str]  # in the ad's language
     negatives_from: str = ""  # "same split", "other splits (...)", "none" (script-driven only)
     notes: list[str] = field(default_factory=list)
+    # Per reference segment, its strict positives (the union is `positives`); [] = {reference[k]} each.
+    segment_positives: list[frozenset[int]] = field(default_factory=list)
+    # Per reference segment, its role-equivalent positives (a superset of its strict ones); [] = strict.
+    role_segments: list[frozenset[int]] = field(default_factory=list)
+    # Union of `role_segments` and `positives`; empty = computed from them.
+    role_positives: frozenset[int] = frozenset()
+    role_source: str = ""  # "world manifest", or why role-equivalent = strict
+    candidate_roles: list[str] = field(default_factory=list)  # per candidate: its role when an ad shot of the product
+    candidate_shots: list[str] = field(default_factory=list)  # per candidate: the world shot it shows most ("" none)
+    ref_roles: list[str] = field(default_factory=list)  # per reference segment ("" unknown)
+    ref_selling_points: list[str | None] = field(default_factory=list)  # per reference segment (key; None: none)
+    ref_mood: str = ""  # the reference track's mood ("" unknown)
+    mood_track_ids: frozenset[int] = frozenset()  # every BGM track of `ref_mood`
+
+    def __post_init__(self) -> None:
+        m = len(self.reference)
+        if not self.segment_positives:
+            self.segment_positives = [frozenset({c}) for c in self.reference]
+        if not self.role_segments:
+            self.role_segments = list(self.segment_positives)
+        for name, sets in (("segment_positives", self.segment_positives), ("role_segments", self.role_segments)):
+            if len(sets) != m:
+                raise ConfigError(f"{self.sample_id}: {len(sets)} {name} for {m} reference segments")
+        union = frozenset(c for seg in self.role_segments for c in seg)
+        self.role_positives = frozenset(self.role_positives) | union | self.positives
 
     @property
     def reference_distinct(self) -> list[int]:
@@ -119,6 +157,16 @@ class EvalSample:
             "ref_audio_id": self.ref_audio_id,
             "negatives_from": self.negatives_from,
             "notes": self.notes,
+            "segment_positives": [sorted(p) for p in self.segment_positives],
+            "role_positives": sorted(self.role_positives),
+            "role_segments": [sorted(p) for p in self.role_segments],
+            "role_source": self.role_source,
+            "candidate_roles": self.candidate_roles,
+            "candidate_shots": self.candidate_shots,
+            "ref_roles": self.ref_roles,
+            "ref_selling_points": self.ref_selling_points,
+            "ref_mood": self.ref_mood,
+            "n_mood_tracks": len(self.mood_track_ids),
         }
 
 
@@ -164,6 +212,9 @@ class _Sources:
     products: dict[str, ProductRecord]
     reels: dict[tuple[str, str], list[int]]  # (split, product_id) -> source photo ids, in first-use order
     candidates: CandidateConfig
+    world: _World | None = None  # the demo world's manifest, when the library has one
+    world_missing: str = ""  # why there is none
+    moods: dict[int, str] = field(default_factory=dict)  # audio id -> mood ("" unknown), from the catalog
 
     def n_candidates(self, photo_id: int) -> int:
         if self.candidates.split == "whole":
@@ -178,6 +229,7 @@ class _ReferenceMatch:
     candidates: list[CandidateSpan]
     positives: frozenset[int]  # candidates overlapping a reference segment enough
     reference: list[int]  # per reference segment, the candidate overlapping it most
+    segment_positives: list[frozenset[int]]  # per reference segment, the candidates overlapping it enough
 
 
 class _Negatives(NamedTuple):
@@ -235,18 +287,154 @@ def _match_reference(
 ) -> _ReferenceMatch:
     pool = build_candidates(catalog, request.pool, cfg)
     spans = [CandidateSpan(c.index, c.photo_id, float(c.start_s), float(c.end_s)) for c in pool.candidates]
-    positives: set[int] = set()
+    per_segment: list[frozenset[int]] = []
     reference: list[int] = []
     for k, seg in enumerate(ad.segments):
         a, b = seg.start_s, seg.start_s + seg.duration_s
         overlaps = span_overlaps(seg.photo_id, a, b, spans)
-        positives.update(sp.index for sp, ov in overlaps if ov > 0 and ov >= 0.5 * min(sp.duration_s, seg.duration_s))
         best = most_overlapping(overlaps, eps=0.0)
         if best is None:
             raise PlanError(f"reference segment {k + 1} ({seg.photo_id} @ {a:.1f}-{b:.1f} s) overlaps no candidate")
-        positives.add(best)
+        hit = {sp.index for sp, ov in overlaps if _shows(ov, sp.duration_s, seg.duration_s)}
+        per_segment.append(frozenset(hit | {best}))
         reference.append(best)
-    return _ReferenceMatch(spans, frozenset(positives), reference)
+    positives = frozenset(c for seg_pos in per_segment for c in seg_pos)
+    return _ReferenceMatch(spans, positives, reference, per_segment)
+
+
+def _shows(overlap_s: float, a_s: float, b_s: float) -> bool:
+    """Two spans show the same footage: they overlap by at least half of the shorter of the two."""
+    return overlap_s > 0 and overlap_s >= 0.5 * min(a_s, b_s)
+
+
+# --------------------------------------------------------------------------- the world's roles
+
+
+@dataclass(frozen=True)
+class _Shot:
+    """One shot of the demo world, as the manifest records it."""
+
+    shot_id: str
+    product_id: str
+    role: str
+    kind: str  # "ad" (the product) | "distractor" (a look-alike rival)
+    selling_point: str | None
+    photo_id: int
+    start_s: float  # in its reel
+    end_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class _World:
+    """What the world manifest says about the footage: the shots of each reel and every ad's segments."""
+
+    shots: dict[int, list[_Shot]]  # reel photo_id -> its shots
+    by_id: dict[str, _Shot]
+    ads: dict[str, list[tuple[str, str, str | None]]]  # edit_id -> per segment (shot_id, role, selling point)
+
+
+def _load_world(catalog: Catalog) -> tuple[_World | None, str]:
+    """The world manifest's shots and ads, or None and why (no manifest, or one that cannot be read)."""
+    try:
+        man = load_manifest(catalog.root)
+        shots: dict[int, list[_Shot]] = {}
+        by_id: dict[str, _Shot] = {}
+        for d in man["shots"]:
+            start = float(d["offset_s"])
+            shot = _Shot(
+                shot_id=str(d["shot_id"]),
+                product_id=str(d["product_id"]),
+                role=str(d["role"]),
+                kind=str(d["kind"]),
+                selling_point=d.get("selling_point"),
+                photo_id=int(d["photo_id"]),
+                start_s=start,
+                end_s=start + float(d["duration_s"]),
+            )
+            shots.setdefault(shot.photo_id, []).append(shot)
+            by_id[shot.shot_id] = shot
+        ads = {
+            str(a["edit_id"]): [(str(g["shot_id"]), str(g["role"]), g.get("selling_point")) for g in a["segments"]]
+            for a in man["ads"]
+        }
+    except CatalogError as exc:
+        return None, f"no world manifest ({exc})"
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("the world manifest of %s cannot be read (%s): role-equivalent = strict", catalog.root, exc)
+        return None, f"the world manifest cannot be read ({type(exc).__name__}: {exc})"
+    return _World(shots, by_id, ads), ""
+
+
+@dataclass(frozen=True)
+class _Roles:
+    """A sample's role facts (see `EvalSample`)."""
+
+    role_segments: list[frozenset[int]]
+    role_source: str
+    candidate_roles: list[str]
+    candidate_shots: list[str]
+    ref_roles: list[str]
+    ref_selling_points: list[str | None]
+
+
+def _roles(sources: _Sources, ad: RefEditRecord, match: _ReferenceMatch) -> _Roles:
+    """Role-equivalent positives per reference segment from the world manifest; strict ones without it."""
+    spans = match.candidates
+    strict = _Roles(
+        list(match.segment_positives),
+        "",
+        [""] * len(spans),
+        [""] * len(spans),
+        [s.role for s in ad.segments],
+        [None] * len(ad.segments),
+    )
+    world = sources.world
+    if world is None:
+        return replace(strict, role_source=f"{sources.world_missing}: role-equivalent = strict")
+    segs = world.ads.get(ad.edit_id)
+    if segs is None or len(segs) != len(ad.segments):
+        why = "not in the world manifest" if segs is None else "has another segment count in the world manifest"
+        return replace(strict, role_source=f"the reference ad {why}: role-equivalent = strict")
+    for (shot_id, _, _), seg in zip(segs, ad.segments):
+        used = world.by_id.get(shot_id)
+        if used is None or used.photo_id != seg.photo_id:
+            return replace(
+                strict, role_source=f"shot {shot_id} is not where the manifest says: role-equivalent = strict"
+            )
+    shown: list[_Shot | None] = []
+    for sp in spans:
+        best, best_ov = None, 0.0
+        for shot in world.shots.get(sp.photo_id, []):
+            ov = _overlap(sp.start_s, sp.end_s, shot.start_s, shot.end_s)
+            if ov > best_ov:
+                best, best_ov = shot, ov
+        shown.append(best)
+
+    def own(shot: _Shot | None) -> bool:
+        return shot is not None and shot.kind == "ad" and shot.product_id == ad.product_id
+
+    pool_shots = [shot for pid in _ordered_unique([sp.photo_id for sp in spans]) for shot in world.shots.get(pid, [])]
+    role_segments: list[frozenset[int]] = []
+    for (_, role, point), strict_k in zip(segs, match.segment_positives):
+        alike = [s for s in pool_shots if own(s) and s.role == role and s.selling_point == point]
+        extra = {
+            sp.index
+            for sp in spans
+            for shot in alike
+            if sp.photo_id == shot.photo_id
+            and _shows(
+                _overlap(sp.start_s, sp.end_s, shot.start_s, shot.end_s), sp.duration_s, shot.end_s - shot.start_s
+            )
+        }
+        role_segments.append(frozenset(strict_k | extra))
+    return _Roles(
+        role_segments,
+        "world manifest",
+        [shot.role if own(shot) and shot is not None else "" for shot in shown],
+        [shot.shot_id if shot is not None else "" for shot in shown],
+        [role for _, role, _ in segs],
+        [point for _, _, point in segs],
+    )
 
 
 def build_samples(
@@ -287,7 +475,9 @@ def build_samples(
     for a in all_edits:
         key = (a.split, a.product_id)
         reels[key] = _ordered_unique(reels.get(key, []) + [s.photo_id for s in a.segments])
-    sources = _Sources(catalog, {p.product_id: p for p in catalog.products()}, reels, cfg)
+    world, world_missing = _load_world(catalog)
+    moods = {int(b.audio_id): str(b.mood or "") for b in catalog.bgm_tracks()}
+    sources = _Sources(catalog, {p.product_id: p for p in catalog.products()}, reels, cfg, world, world_missing, moods)
     samples: list[EvalSample] = []
     skipped: list[dict[str, str]] = []
     for ad in ads:
@@ -317,6 +507,7 @@ def _samples_for(
     if own_n > cfg.max_candidates:
         raise PlanError(f"the ad's own sources yield {own_n} candidates (> {cfg.max_candidates})")
     sentences = [s.sentence for s in ad.segments]
+    ref_mood = sources.moods.get(int(ad.audio_id), "") if ad.audio_id is not None else ""
     common: dict[str, Any] = {
         "edit_id": ad.edit_id,
         "product_id": ad.product_id,
@@ -326,6 +517,8 @@ def _samples_for(
         "ref_durations_s": [float(s.duration_s) for s in ad.segments],
         "ref_audio_id": ad.audio_id,
         "selling_points": points,
+        "ref_mood": ref_mood,
+        "mood_track_ids": frozenset(a for a, m in sources.moods.items() if m == ref_mood) if ref_mood else frozenset(),
     }
     out = []
     for scenario in scenarios:
@@ -358,6 +551,11 @@ def _samples_for(
             raise PlanError(f"{len(sentences)} sentences but only {len(spans)} candidates")
         if scenario == "footage" and sum(s.duration_s for s in spans) > _MAX_REQUEST_S:
             notes.append(f"the reel is longer than {_MAX_REQUEST_S:.0f} s: the planner uses a subset")
+        roles = _roles(sources, ad, match)
+        if roles.role_source != "world manifest":
+            notes.append(roles.role_source)
+        if ad.audio_id is not None and not ref_mood:
+            notes.append("the reference track has no mood in the catalog: mood metrics n/a")
         out.append(
             EvalSample(
                 sample_id=f"{ad.edit_id}/{scenario}",
@@ -368,6 +566,13 @@ def _samples_for(
                 reference=reference,
                 negatives_from=negatives_from,
                 notes=notes,
+                segment_positives=list(match.segment_positives),
+                role_segments=roles.role_segments,
+                role_source=roles.role_source,
+                candidate_roles=roles.candidate_roles,
+                candidate_shots=roles.candidate_shots,
+                ref_roles=roles.ref_roles,
+                ref_selling_points=roles.ref_selling_points,
                 **common,
             )
         )

@@ -17,9 +17,26 @@ are the candidate the planner chose):
   `autocut.evaluation.text_proxies` (selling-point coverage, repetition, BLEU-4 / ROUGE-L between the
   planner's line on each reference clip and the reference sentence).
 
+Selection two ways, side by side (`autocut.evaluation.samples`: strict positives overlap a reference
+segment; role-equivalent ones show any ad shot of the product with the segment's role and selling point, e.g.
+the second hook shot): CSA / `csa_role`; precision / `precision_role` (share of the picks that are positives);
+`recall` / `recall_role` (share of reference segments a distinct pick stands for: a maximum one-to-one
+matching of picks to segments, `metrics.assign_segments`); `f1` / `f1_role`; `auc` / `auc_role`: ROC-AUC of the
+planner's candidate scores (`Decision.candidate_scores`, the heuristic's similarities; n/a without scores or
+with one class). Every role-equivalent value is >= its strict one (role sets contain the strict ones).
+`pairwise_script_role` / `tau_script_role`: the order of the correctly selected clips, each mapped to the
+reference segment it stands for, against the reference order of those segments. `pairwise_roles`
+(footage-driven): order accuracy on the pairs the world fixes, the hook before every other clip and the CTA
+after every other clip (among clips showing the product's ad shots, `EvalSample.candidate_roles`). BGM:
+`bgm_mood` = the chosen track has the reference track's mood; `bgm_hit1_ceiling` = 1 / (tracks of that mood),
+the Hit@1 of an oracle that knows the mood (the world draws the reference uniformly within its mood). LM
+planners: `lm_*` score the model's raw selection answer (`notes["lm_select"]`, 1-based indices of the shown
+candidates, which are the pool's candidates in pool order) before grounding, and `lm_grounded_share` is the
+share of grounded picks that are in it (`grounded_match` compares position by position with the decision).
+
 The runner adds WCD without length targets and the judge's VSC / SQ (`autocut.evaluation.runner`).
 "Chance" values (`chance_scores`) are exact expectations for uniform random choices on the same sample
-(e.g. CSA = C(P, k) / C(N, k)).
+(e.g. CSA = C(P, k) / C(N, k)); recall's is exact when the segments' positive sets are disjoint (else n/a).
 """
 
 from __future__ import annotations
@@ -63,11 +80,58 @@ def _grounded_match(mapped: Sequence[int | None], decision: Decision | None) -> 
     return float(np.mean([m == d for m, d in zip(mapped, decision.order)]))
 
 
+def _selection_metrics(sample: EvalSample, selected: Sequence[int], suffix: str, prefix: str = "") -> dict[str, float]:
+    """Precision, recall and F1 of `selected` (one item per plan segment), strict (`suffix` "") or role-equivalent
+    ("_role")."""
+    pos, sets = (
+        (sample.role_positives, sample.role_segments) if suffix else (sample.positives, sample.segment_positives)
+    )
+    p = M.selection_precision(selected, pos)
+    r = M.selection_recall(selected, sets)
+    out = {f"{prefix}precision{suffix}": p, f"{prefix}recall{suffix}": r}
+    if not prefix:
+        out[f"f1{suffix}"] = M.f1_score(p, r)
+    return out
+
+
+def _auc(sample: EvalSample, decision: Decision | None, positives: frozenset[int]) -> float:
+    scores = decision.candidate_scores if decision is not None else None
+    if scores is None or len(scores) != len(sample.candidates):
+        return math.nan
+    return M.roc_auc(scores, [c.index in positives for c in sample.candidates])
+
+
+def lm_answer(decision: Decision | None) -> list[int] | None:
+    """The LM's raw selection answer as 0-based pool candidates (`notes["lm_select"]` lists 1-based indices of
+    the shown candidates, which are every pool candidate in pool order); None when there is none."""
+    raw = decision.notes.get("lm_select", "") if decision is not None else ""
+    try:
+        return [int(x) - 1 for x in raw.split(",")] if raw.strip() else None
+    except ValueError:
+        return None
+
+
+def _lm_metrics(sample: EvalSample, mapped: Sequence[int | None], decision: Decision | None) -> dict[str, float]:
+    answer = lm_answer(decision)
+    keys = ("lm_precision", "lm_recall", "lm_precision_role", "lm_recall_role", "lm_grounded_share")
+    if answer is None:
+        return dict.fromkeys(keys, math.nan)
+    out = _selection_metrics(sample, answer, "", prefix="lm_") | _selection_metrics(
+        sample, answer, "_role", prefix="lm_"
+    )
+    chosen = set(answer)
+    out["lm_grounded_share"] = float(np.mean([m in chosen for m in mapped])) if mapped else math.nan
+    return out
+
+
 def _bgm_metrics(
     sample: EvalSample, ranking: Sequence[int], chosen: int | None, bgm_rows: dict[int, np.ndarray], ks: Sequence[int]
 ) -> dict[str, float]:
     ref = sample.ref_audio_id
     out: dict[str, float] = {}
+    moods = sample.mood_track_ids
+    out["bgm_mood"] = float(chosen is not None and int(chosen) in moods) if moods else math.nan
+    out["bgm_hit1_ceiling"] = 1.0 / len(moods) if moods else math.nan
     if ref is None or int(ref) not in bgm_rows:
         for k in ks:
             out[f"bgm_hit{k}"] = math.nan
@@ -108,7 +172,17 @@ def score_script_plan(
         "pairwise_script": M.pairwise_order_accuracy(seq, ref),
         "tau_script": M.kendall_tau(seq, ref),
         "grounded_match": _grounded_match(mapped, decision),
+        "csa_role": float(M.selection_only_positive(selected, sample.role_positives)),
+        **_selection_metrics(sample, selected, ""),
+        **_selection_metrics(sample, selected, "_role"),
+        "auc": _auc(sample, decision, sample.positives),
+        "auc_role": _auc(sample, decision, sample.role_positives),
+        **_lm_metrics(sample, mapped, decision),
     }
+    role_order = M.segment_order(selected, sample.role_segments)
+    ref_order = list(range(len(sample.role_segments)))
+    out["pairwise_script_role"] = M.pairwise_order_accuracy(role_order, ref_order)
+    out["tau_script_role"] = M.kendall_tau(role_order, ref_order)
     chosen = plan.bgm.audio_id if plan.bgm is not None else None
     out.update(_bgm_metrics(sample, bgm_ranking, chosen, bgm_rows or {}, bgm_ks))
     return out
@@ -152,8 +226,16 @@ def score_footage_plan(
         "rouge_l": float(np.mean([rouge_l(h, r) for h, r in ref_pairs])) if ref_pairs else math.nan,
         "sp_coverage": proxies.coverage(lines, sample.selling_points, sample.language) if proxies else math.nan,
         "grounded_match": _grounded_match(mapped, decision),
+        "pairwise_roles": M.anchored_pair_accuracy([_role(sample, c) for c in seq]),
     }
     return out
+
+
+def _role(sample: EvalSample, c: Any) -> str | None:
+    """A candidate's role (an ad shot of the sample's product), None when unknown or not a candidate."""
+    if isinstance(c, int) and 0 <= c < len(sample.candidate_roles):
+        return sample.candidate_roles[c] or None
+    return None
 
 
 def chance_scores(
@@ -168,14 +250,40 @@ def chance_scores(
         exact_possible = len(set(sample.reference)) == len(sample.reference)
         out["sra"] = 1.0 / math.perm(n, k) if exact_possible else 0.0
         out["pairwise_script"], out["tau_script"] = 0.5, 0.0
+        # Role-equivalent and the other selection metrics: the same formulas on their positive sets.
+        p_role = len(sample.role_positives)
+        out["csa_role"] = math.comb(p_role, k) / math.comb(n, k) if k <= n else math.nan
+        out["precision_role"] = p_role / n
+        out["recall"] = _chance_recall(sample.segment_positives, n, k)
+        out["recall_role"] = _chance_recall(sample.role_segments, n, k)
+        out["auc"] = 0.5 if 0 < p < n else math.nan
+        out["auc_role"] = 0.5 if 0 < p_role < n else math.nan
+        out["pairwise_script_role"], out["tau_script_role"] = 0.5, 0.0
+        for key in ("precision", "recall", "precision_role", "recall_role"):
+            out[f"lm_{key}"] = out[key]
         if sample.ref_audio_id is not None and n_tracks:
             for kk in bgm_ks:
                 out[f"bgm_hit{kk}"] = min(kk, n_tracks) / n_tracks
             out["bgm_mrr"] = sum(1.0 / r for r in range(1, n_tracks + 1)) / n_tracks
             out["bgm_cos"] = ref_cos_mean if ref_cos_mean is not None else math.nan
+            if sample.mood_track_ids:
+                out["bgm_mood"] = min(len(sample.mood_track_ids), n_tracks) / n_tracks
     else:
         m = len(sample.reference_distinct)
         exact_possible = len(set(sample.reference)) == len(sample.reference)
         out["cra"] = 1.0 / math.factorial(m) if exact_possible else 0.0
         out["pairwise"], out["tau"] = 0.5, 0.0
+        out["pairwise_roles"] = 0.5
     return out
+
+
+def _chance_recall(segment_sets: Sequence[frozenset[int]], n: int, k: int) -> float:
+    """Expected recall of k of n candidates drawn uniformly: with disjoint per-segment sets a segment is covered
+    exactly when the draw hits its set, so E = mean over segments of 1 - C(n - |S|, k) / C(n, k). NaN when the
+    sets overlap (no simple exact form) or k > n."""
+    if not segment_sets or k > n:
+        return math.nan
+    if sum(len(s) for s in segment_sets) != len(frozenset().union(*segment_sets)):
+        return math.nan
+    total = math.comb(n, k)
+    return float(np.mean([1.0 - math.comb(n - len(s), k) / total for s in segment_sets]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -30,6 +31,7 @@ __all__ = [
     "CLIP_OVERHEAD_TOKENS",
     "TOKENS_PER_FRAME",
     "Candidate",
+    "CandidateCache",
     "CandidateConfig",
     "CandidatePool",
     "build_candidates",
@@ -288,3 +290,35 @@ def build_candidates(catalog: Catalog, pool: list[PoolItem], config: CandidateCo
         result.prompt_tokens,
     )
     return result
+
+
+class CandidateCache:
+    """`build_candidates` remembered per (library, pool items, config), for a caller that plans one pool many
+    times (the evaluator plans each sample with every planner and seed).
+
+    Planners and grounding only read a pool, so the same `CandidatePool` is handed out again. A refused pool is
+    not remembered (it raises again, as a fresh build would). The library must not change while the cache is
+    used; at most `max_entries` pools are kept, least recently used dropped first.
+    """
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max(1, max_entries)
+        self._pools: OrderedDict[tuple, CandidatePool] = OrderedDict()
+        self.hits = 0
+        self.builds = 0
+
+    def build(self, catalog: Catalog, pool: list[PoolItem], config: CandidateConfig | None = None) -> CandidatePool:
+        """`build_candidates(catalog, pool, config)`, built once per key."""
+        cfg = config or CandidateConfig()
+        key = (str(catalog.root), tuple(item.model_dump_json() for item in pool), cfg)
+        found = self._pools.get(key)
+        if found is not None:
+            self._pools.move_to_end(key)
+            self.hits += 1
+            return found
+        built = build_candidates(catalog, pool, cfg)
+        self.builds += 1
+        self._pools[key] = built
+        while len(self._pools) > self.max_entries:
+            self._pools.popitem(last=False)
+        return built

@@ -32,7 +32,7 @@ import numpy as np
 from autocut.errors import CatalogError, PlanError
 from autocut.library.catalog import Catalog
 from autocut.library.ids import frame_id
-from autocut.planning.candidates import Candidate, CandidateConfig, CandidatePool, build_candidates
+from autocut.planning.candidates import Candidate, CandidateCache, CandidateConfig, CandidatePool, build_candidates
 from autocut.planning.grounding import BgmGrounder, LibraryVideoGrounder, PoolGrounder, SourceWindow
 from autocut.planning.planners.base import Decision, Planner, PlanningTask, get_planner
 from autocut.planning.voice_fit import MAX_SPEECH_RATE, VOICE_LEAD_S, VOICE_TAIL_S
@@ -93,14 +93,28 @@ def plan_edit(
 
 
 def plan_with_catalog(
-    catalog: Catalog, request: PlanRequest, planner: str | Planner = "heuristic", *, options: PlanOptions | None = None
+    catalog: Catalog,
+    request: PlanRequest,
+    planner: str | Planner = "heuristic",
+    *,
+    options: PlanOptions | None = None,
+    pools: CandidateCache | None = None,
+    bgm: BgmGrounder | None = None,
 ) -> list[EditPlan]:
-    """`plan_edit` on an open catalog."""
+    """`plan_edit` on an open catalog.
+
+    `pools` and `bgm` let a caller that plans many requests share work (the evaluator plans each pool with
+    several planners and seeds): candidates come from the cache, BGM is searched with the given grounder of
+    this catalog (None: built for this request). The plans are the same either way.
+    """
     opts = options or PlanOptions()
     planner_obj = get_planner(planner) if isinstance(planner, str) else planner
     voice = _voice_for(request)
     _check_script(request)
-    pool = build_candidates(catalog, request.pool, opts.candidates)
+    if pools is not None:
+        pool = pools.build(catalog, request.pool, opts.candidates)
+    else:
+        pool = build_candidates(catalog, request.pool, opts.candidates)
     n_select = len(request.script) if request.script else None
     if n_select is not None and n_select > len(pool):
         raise PlanError(
@@ -131,7 +145,8 @@ def plan_with_catalog(
     if not decisions:
         raise PlanError(f"the {planner_obj.name} planner produced no plan for this request")
     grounder, outside_note = _grounder(catalog, request, pool, decisions, opts)
-    bgm = BgmGrounder(catalog.root, catalog)
+    if bgm is None:
+        bgm = BgmGrounder(catalog.root, catalog)
     plans: list[EditPlan] = []
     for k, d in enumerate(decisions):
         try:

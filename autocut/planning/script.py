@@ -217,16 +217,29 @@ def fit_line(
     ranked = np.lexsort((rng.random(len(options)), gaps))  # by gap, ties in random order
     if speech_rate is None:
         return options[int(ranked[0])]
-    rates: list[tuple[int, float | None]] = [(int(i), speech_rate(options[int(i)])) for i in ranked[:max_tries]]
-    for i, r in rates:
-        if r is not None and r <= 1.0 + 1e-9 and gaps[i] <= gaps[ranked[0]] + 1:
+    # Rates are asked lazily, in the order the rules read them: each one may synthesise speech, and the
+    # first near-best line the voice says at its natural pace usually ends the search (same answer as
+    # asking for every rate first).
+    rates: dict[int, float | None] = {}
+
+    def rate(i: int) -> float | None:
+        if i not in rates:
+            rates[i] = speech_rate(options[i])
+        return rates[i]
+
+    top = [int(i) for i in ranked[:max_tries]]
+    for i in top:
+        if gaps[i] > gaps[top[0]] + 1:
+            break  # ranked by gap: no later line is within one word of the best count
+        r = rate(i)
+        if r is not None and r <= 1.0 + 1e-9:
             return options[i]
-    for i, r in rates:
-        if r is not None:
+    for i in top:
+        if rate(i) is not None:
             return options[i]
     # Nothing near the target fits the clip: the shortest sentence that fits, else the shortest.
     for i in np.argsort(words, kind="stable")[:max_tries]:
-        if speech_rate(options[int(i)]) is not None:
+        if rate(int(i)) is not None:
             return options[int(i)]
     return options[int(np.argmin(words))]
 

@@ -93,6 +93,9 @@ class Decision:
     clip_queries: np.ndarray | None = None  # (n, D)
     bgm_query: np.ndarray | None = None  # (D_audio,) target BGM embedding; None = no music
     notes: dict[str, str] = field(default_factory=dict)
+    # (n_candidates,) the planner's relevance score per pool candidate (higher = more likely selected), for
+    # ranking metrics (`autocut eval`: ROC-AUC against the positives); None = the planner has none.
+    candidate_scores: np.ndarray | None = None
 
     def key(self) -> tuple:
         """Identity for variant distinctness: the clip sequence and the script."""
@@ -124,6 +127,8 @@ def check_decision(task: PlanningTask, d: Decision) -> None:
             raise PlanError(f"{name} grounding queries have shape {q.shape}, expected ({len(d.order)}, D)")
     if d.bgm_query is not None and d.bgm_query.ndim != 1:
         raise PlanError(f"the BGM query must be one embedding, got shape {d.bgm_query.shape}")
+    if d.candidate_scores is not None and d.candidate_scores.shape != (n,):
+        raise PlanError(f"candidate scores have shape {d.candidate_scores.shape}, expected ({n},)")
 
 
 def select_under_budget(priority: Sequence[int], durations_s: np.ndarray, budget_s: float) -> list[int]:
@@ -180,7 +185,14 @@ class Planner:
         order = self.order(task, selected, variant, attempt, rng)
         sentences = self.script(task, order, variant, attempt, rng)
         bgm = self.bgm_query(task, order, sentences, variant, rng)
-        return Decision(tuple(sorted(selected)), tuple(order), tuple(sentences), bgm_query=bgm, notes=self.notes(task))
+        return Decision(
+            tuple(sorted(selected)),
+            tuple(order),
+            tuple(sentences),
+            bgm_query=bgm,
+            notes=self.notes(task),
+            candidate_scores=self.candidate_scores(task),
+        )
 
     # The per-step hooks `decide` calls. A planner implements them, or overrides `decide` (or `plan`) whole
     # and then never reaches them (the token LM planner, the evaluator's recorder).
@@ -220,6 +232,11 @@ class Planner:
     def notes(self, task: PlanningTask) -> dict[str, str]:
         """Free-form facts recorded in the plan's notes (e.g. what a heuristic anchored on)."""
         return {}
+
+    def candidate_scores(self, task: PlanningTask) -> np.ndarray | None:
+        """(n_candidates,) relevance score per candidate, recorded in the decision for ranking metrics;
+        None (the default) when the planner has no such scores."""
+        return None
 
 
 def get_planner(name: str, **options: object) -> Planner:

@@ -247,10 +247,14 @@ class HeuristicPlanner(Planner):
             else "pool mean (no reference edits)",
         }
 
+    def candidate_scores(self, task: PlanningTask) -> np.ndarray:
+        """The selection similarity of each candidate to the anchor (cosine, without the variants' noise)."""
+        return np.asarray(task.pool.vectors @ self.state.anchor, np.float64)
+
     # ---------------------------------------------------------------- steps
     def select(self, task: PlanningTask, variant: int, attempt: int, rng: np.random.Generator) -> list[int]:
         noise = _gumbel(rng, task.n_candidates, self._temperature(variant, attempt))
-        scores = task.pool.vectors @ self.state.anchor + noise
+        scores = self.candidate_scores(task) + noise
         priority = [int(i) for i in np.argsort(-scores, kind="stable")]
         if task.n_select is not None:
             return sorted(priority[: task.n_select])
