@@ -49,8 +49,12 @@ class LibraryLayout:
     def arrays_dir(self) -> Path:
         return self.root / "arrays"
 
+    @property
+    def pca_dir(self) -> Path:
+        return self.root / "pca"
+
     def pca_path(self, version: str) -> Path:
-        return self.root / "pca" / f"{version}.npz"
+        return self.pca_dir / f"{version}.npz"
 
     # ---------------------------------------------------------------- indexes and models
     def index_dir(self, kind: str) -> Path:

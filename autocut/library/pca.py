@@ -78,7 +78,7 @@ def refit_library_pca(cat: Catalog, *, min_frames: int = 2000, n_components: int
         np.add.at(clips, r[:, 0], frames[r[:, 1]])
         np.add.at(counts, r[:, 0], 1)
     clips /= np.maximum(np.linalg.norm(clips, axis=1, keepdims=True), 1e-12)
-    LibraryLayout(cat.root).pca_path("x").parent.mkdir(exist_ok=True)
+    LibraryLayout(cat.root).pca_dir.mkdir(exist_ok=True)
     pca.save(_lib_pca_path(cat, pca.version))
     cat.replace_frame_vectors(frames, clips, pca.version)
     log.info("library %s: PCA refitted on %d frames -> %s", cat.root, len(raw), pca.version)
