@@ -145,7 +145,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from server.store import JobStore
 
     s = _settings()
-    store = JobStore.from_url(s.broker_url, s.redis_namespace)
+    store = JobStore.from_url(s.broker_url, s.redis_namespace, timeout_s=s.redis_timeout_s)
     if args.keys_command == "create":
         key_id, raw = create_api_key(store, s.secret_key.get_secret_value(), name=args.name, admin=args.admin)
         print(f"{key_id} {raw}")

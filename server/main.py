@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the environment)."""
     settings = settings or Settings()
     layout = Layout.create(settings.data_dir)
-    store = JobStore.from_url(settings.broker_url, settings.redis_namespace)
+    store = JobStore.from_url(settings.broker_url, settings.redis_namespace, timeout_s=settings.redis_timeout_s)
     queue = JobQueue(settings)
     services = Services(settings=settings, store=store, queue=queue, layout=layout)
 

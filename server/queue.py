@@ -44,7 +44,11 @@ class JobQueue:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.namespace = f"{settings.redis_namespace}:dq"
-        pool_kw = {"db": settings.queue_db} if settings.queue_db is not None else {}
+        pool_kw: dict[str, Any] = {"db": settings.queue_db} if settings.queue_db is not None else {}
+        # Bounded like the job store's commands: a stalled Redis fails an enqueue (503) instead of hanging it.
+        pool_kw.update(
+            socket_timeout=settings.redis_timeout_s, socket_connect_timeout=min(settings.redis_timeout_s, 5.0)
+        )
         client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(settings.broker_url, **pool_kw))
         self.broker = RedisBroker(
             client=client,

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     retry_max_backoff_s: float = Field(default=300.0, ge=0.0)
     # A job whose worker died this many times is failed instead of redelivered again (poison pill).
     max_lost_deliveries: int = Field(default=5, ge=1)
+    # Longest one Redis command may take (job store and queue, API and workers): a stalled or unreachable
+    # Redis makes an API request answer 503 + Retry-After after about this long instead of hanging.
+    redis_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
     # A worker silent for this long is dead; its unacknowledged jobs are redelivered.
     heartbeat_timeout_s: float = Field(default=20.0, ge=1.0)
     # Chance (per million broker calls) that a call also requeues dead workers' messages.

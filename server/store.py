@@ -422,12 +422,14 @@ class JobStore:
         self._requeue = client.register_script(_LUA_REQUEUE)
 
     @classmethod
-    def from_url(cls, url: str, namespace: str) -> JobStore:
+    def from_url(cls, url: str, namespace: str, *, timeout_s: float = 5.0) -> JobStore:
+        """A store on `url`: a command that gets no answer within `timeout_s` is retried once, then fails with
+        `redis.TimeoutError` (the API answers 503), so a stalled Redis costs a request about 2 x `timeout_s`."""
         client = redis.Redis.from_url(
             url,
             decode_responses=True,
-            socket_timeout=30,
-            socket_connect_timeout=5,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=min(timeout_s, 5.0),
             health_check_interval=30,
             retry_on_timeout=True,
         )

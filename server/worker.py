@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def run_worker_process(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
-    store = JobStore.from_url(settings.broker_url, settings.redis_namespace)
+    store = JobStore.from_url(settings.broker_url, settings.redis_namespace, timeout_s=settings.redis_timeout_s)
     queue = JobQueue(settings)
     runner = JobRunner(settings, store, lambda job_id, delay_s: queue.enqueue(job_id, delay_s=delay_s))
     queue.declare_actor(runner.handle)
