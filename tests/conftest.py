@@ -24,31 +24,10 @@ def torch_one_thread():
 
 @pytest.fixture(scope="session")
 def synthetic_source():
-    """A factory of catalog sources with random unit-length embeddings, no media behind them:
-    `synthetic_source(i, n_frames=30)` is always the same source `i` (content hash `h{i}`), 128-d
-    frames around one random direction, 8-d raw frames, one clip spanning all its frames."""
-    import numpy as np
+    """`catalog_factory.synthetic_source`: catalog sources with synthetic embeddings, no media behind them."""
+    from catalog_factory import synthetic_source  # here: it imports torch
 
-    from autocut.encoders.base import l2_normalize  # here: it imports torch
-    from autocut.library.catalog import NewSource
-
-    def make(i: int, n_frames: int = 30) -> NewSource:
-        rng = np.random.default_rng(100 + i)
-        frames = l2_normalize(rng.standard_normal(128) + rng.normal(0, 0.4, (n_frames, 128)))
-        return NewSource(
-            content_hash=f"h{i}",
-            path=f"/media/v{i}.mp4",
-            kind="footage",
-            duration_s=float(n_frames),
-            probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
-            frame_times_s=[float(k) for k in range(n_frames)],
-            frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32),
-            frames=frames,
-            clip_spans=[(0.0, float(n_frames))],
-            clips=l2_normalize(frames.mean(axis=0, keepdims=True)),
-        )
-
-    return make
+    return synthetic_source
 
 
 @pytest.fixture(scope="session")

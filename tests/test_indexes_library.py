@@ -15,7 +15,7 @@ import pytest
 from autocut.cli import main as cli_main
 from autocut.encoders.base import l2_normalize
 from autocut.errors import CatalogError, VersionMismatchError
-from autocut.library.catalog import Catalog, NewBgm, NewSource
+from autocut.library.catalog import Catalog, NewBgm
 from autocut.library.indexing import (
     add_to_library_index,
     index_dir,
@@ -24,32 +24,11 @@ from autocut.library.indexing import (
     open_library_index,
     rebuild_indexes,
 )
+from catalog_factory import synthetic_source
 from indexes import BuildConfig, current_generation
 
 REPO = Path(__file__).resolve().parents[1]
 FLAT = BuildConfig(force_structure="flat")
-
-
-def _source(i: int, n_frames: int = 40, n_clips: int = 4) -> NewSource:
-    """A source whose frames drift around one direction, as footage of one scene does."""
-    rng = np.random.default_rng(100 + i)
-    centre = rng.standard_normal(128)
-    frames = l2_normalize(centre + rng.normal(0, 0.5, (n_frames, 128)))
-    step = n_frames / n_clips
-    spans = [(k * step, (k + 1) * step) for k in range(n_clips)]
-    clips = l2_normalize(np.stack([frames[int(a) : int(b)].mean(axis=0) for a, b in spans]))
-    return NewSource(
-        content_hash=f"h{i}",
-        path=f"/media/v{i}.mp4",
-        kind="footage",
-        duration_s=float(n_frames),
-        probe={"width": 320, "height": 240, "fps": 25.0, "has_audio": False},
-        frame_times_s=[float(k) for k in range(n_frames)],
-        frames_raw=rng.normal(size=(n_frames, 8)).astype(np.float32),
-        frames=frames,
-        clip_spans=spans,
-        clips=clips,
-    )
 
 
 def _make_library(root: Path, n_sources: int = 3, n_frames: int = 40, n_clips: int = 4, n_bgm: int = 12) -> Path:
@@ -57,7 +36,7 @@ def _make_library(root: Path, n_sources: int = 3, n_frames: int = 40, n_clips: i
     with Catalog.open(root, writable=True, frame_encoder="enc-test", audio_encoder="aud-test") as cat:
         cat.set_meta("pca_version", "pca-test-1")
         for i in range(1, n_sources + 1):
-            cat.add_source(_source(i, n_frames=n_frames, n_clips=n_clips))
+            cat.add_source(synthetic_source(i, n_frames=n_frames, n_clips=n_clips, noise=0.5))
         tracks = l2_normalize(rng.standard_normal((n_bgm, 64)))
         if n_bgm:
             cat.add_bgm(
@@ -139,7 +118,7 @@ def test_index_from_an_older_pca_is_refused(library):
 def test_ingest_adds_to_library_indexes(library):
     rebuild_indexes(library, ["frames"])
     with Catalog.open(library, writable=True) as cat:
-        photo_id = cat.add_source(_source(9))
+        photo_id = cat.add_source(synthetic_source(9, n_frames=40, n_clips=4, noise=0.5))
         ids, vecs = cat.frame_vectors([photo_id])
         holder = library_index_holder(library, "frames", cat, check_interval_s=0.0)
         grown = add_to_library_index(library, "frames", ids, vecs, cat)

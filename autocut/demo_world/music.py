@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autocut.demo_world.media import probe_duration
 from autocut.errors import MediaError
 
 __all__ = ["MOODS", "MoodFeatures", "assign_moods", "excerpt_features", "prepare_tracks", "track_waveform"]
@@ -63,7 +64,7 @@ def prepare_tracks(
     tracks = []
     total_s = 0.0
     for p in candidates:  # probed lazily: the small world needs only a couple
-        d = _duration_s(p)
+        d = probe_duration(p)
         if d >= min_track_s:
             tracks.append((p, d))
             total_s += min(d, max_track_s or d)
@@ -116,19 +117,6 @@ def prepare_tracks(
                 os.replace(tmp, dst)
         out.append(dst)
     return out
-
-
-def _duration_s(path: Path) -> float:
-    res = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        return float(res.stdout.strip())
-    except ValueError:
-        raise MediaError(path, "ffprobe could not read the duration") from None
 
 
 def track_waveform(path: str | os.PathLike[str], sample_rate_hz: int = ANALYSIS_RATE_HZ) -> np.ndarray:
