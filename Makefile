@@ -51,7 +51,7 @@ lint: venv
 test-fast: venv
 	$(PY) -m pytest -q -x -m "not slow and not gpu and not real_weights and not browser" tests
 
-# DEMO_ARGS: e.g. DEMO_ARGS="--sft-budget-s 900 --product p0017" (see `python -m autocut.demo --help`).
+# DEMO_ARGS: e.g. DEMO_ARGS="--planner-budget-s 1200 --product p0017" (see `python -m autocut.demo --help`).
 demo: setup
 	$(PY) -m autocut.demo --library $(LIBRARY) $(DEMO_ARGS)
 

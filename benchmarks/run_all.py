@@ -21,7 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["ingest", "encoders", "indexes", "rqvae", "render", "planner", "server", "lm_backbone", "lm_asr"]
+BENCHMARKS = [
+    "ingest",
+    "encoders",
+    "indexes",
+    "rqvae",
+    "render",
+    "planner",
+    "planner_latency",
+    "server",
+    "lm_backbone",
+    "lm_asr",
+]
 
 Row = tuple[str, str, str, str]  # (figure, value, compared with, target)
 
@@ -184,6 +195,29 @@ def _planner(f: dict) -> list[Row]:
     return rows
 
 
+def _planner_latency(f: dict) -> list[Row]:
+    if "skipped" in f:
+        return [("skipped", str(f["skipped"]), "", "")]
+    rows: list[Row] = []
+    for scenario in ("script", "footage"):
+        c, h = f.get(f"compact/{scenario}/median_ms"), f.get(f"heuristic/{scenario}/median_ms")
+        if c is None:
+            continue
+        lm = f.get(f"compact/{scenario}/lm_median_s")
+        rows.append(
+            (
+                f"compact LM plan, {scenario}-driven",
+                f"median {_num(c)} ms, p90 {_num(f.get(f'compact/{scenario}/p90_ms'))} ms"
+                + (f" (LM decode {_num(lm)} s)" if lm is not None else ""),
+                f"{_x(f.get(f'compact_vs_heuristic/{scenario}'))} the heuristic (median {_num(h)} ms)",
+                "",
+            )
+        )
+    if "compact/load_s" in f:
+        rows.append(("compact LM load", f"{_num(f['compact/load_s'])} s", "not in the plan times", ""))
+    return rows
+
+
 def _server(f: dict) -> list[Row]:
     return [
         (
@@ -254,6 +288,7 @@ HEADLINES: dict[str, Callable[[dict], list[Row]]] = {
     "rqvae": _rqvae,
     "render": _render,
     "planner": _planner,
+    "planner_latency": _planner_latency,
     "server": _server,
     "lm_backbone": _lm_backbone,
     "lm_asr": _lm_asr,

@@ -95,8 +95,9 @@ class Settings(BaseSettings):
 
     # Workers.
     worker_processes: int = Field(default=2, ge=1, le=64)
-    # "auto": the token LM planner when the library has a trained one (<library>/models/lm/sft/model),
-    # else the heuristic; resolved by the worker at each job, so a model trained later is picked up.
+    # "auto": the compact LM planner (<library>/models/lm/compact/model) when its model card records a won
+    # held-out check against the heuristic, else the heuristic (the plan's notes say why); resolved by the
+    # worker at each job, so a model trained later is picked up.
     default_planner: str = "auto"
     job_timeout_s: float = Field(default=3600.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=20)

@@ -45,8 +45,8 @@ __all__ = ["AUTO_PLANNER", "Deferred", "JobCancelled", "JobContext", "JobOutput"
 log = logging.getLogger(__name__)
 
 _PROGRESS_INTERVAL_S = 0.5
-# The default planner name: the token LM planner when the library holds a trained planner model, else
-# the heuristic (`autocut.planning.planners.default_planner`).
+# The default planner name: the compact LM planner when the library holds one that beat the heuristic on its
+# recorded held-out check, else the heuristic (`autocut.planning.planners.base.auto_planner`).
 AUTO_PLANNER = "auto"
 _CANCEL_POLL_S = 0.3
 
@@ -441,6 +441,12 @@ class JobRunner:
         ctx.progress("planning", 5.0)
         t0 = time.monotonic()
         plans = plan_edit(self.settings.library_dir, spec.plan_request(pool), self._planner(spec.planner))
+        if spec.planner == AUTO_PLANNER:
+            from autocut.planning.planners.base import auto_planner
+
+            why = auto_planner(self.settings.library_dir)[1]
+            for plan in plans:
+                plan.notes["planner_choice"] = why
         policy = opts.bgm.policy
         track = None
         if policy == "track":
@@ -507,8 +513,9 @@ class JobRunner:
 
 
 def resolve_planner(name: str, library_dir: Path) -> str:
-    """`name`, except "auto": "token" when `library_dir` holds a trained planner model
-    (`models/lm/sft/model`), else "heuristic". Resolved per job, so a model trained later is used."""
+    """`name`, except "auto": the compact planner when `library_dir` holds one whose model card records a won
+    held-out check against the heuristic, else the heuristic (`autocut.planning.planners.base.auto_planner`).
+    Resolved per job, so a model trained later is used."""
     if name != AUTO_PLANNER:
         return name
     from autocut.planning.planners.base import default_planner

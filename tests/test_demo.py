@@ -1,7 +1,8 @@
 """`make demo` stage caching: when each stage's output counts as current, on real artifacts in tmp dirs.
 
-A real (tiny) catalog, a real RQ-VAE checkpoint and real FAISS indexes; LM run directories are laid
-out the way `autocut train` writes them (the files the freshness check reads), without training.
+A real (tiny) catalog, real RQ-VAE checkpoints and real FAISS indexes; the compact planner's model
+directory is laid out the way `autocut train compact` writes it (the files the freshness check reads),
+and the planner stage runs with its training and held-out check replaced by stand-ins.
 """
 
 from __future__ import annotations
@@ -14,18 +15,16 @@ import numpy as np
 import pytest
 
 from autocut.demo.cli import build_parser
-from autocut.demo.freshness import (
-    Freshness,
-    corpus_freshness,
-    index_freshness,
-    lm_freshness,
-    rqvae_freshness,
-)
+from autocut.demo.config import DemoConfig
+from autocut.demo.freshness import compact_freshness, index_freshness, rqvae_freshness
+from autocut.demo.stages import Demo
 from autocut.encoders.base import l2_normalize
 from autocut.library.catalog import Catalog, NewBgm
 from autocut.library.codes import train_library_tokenizer
 from autocut.library.indexing import rebuild_indexes
 from autocut.library.layout import LibraryLayout
+from autocut.lm import compact_data, compact_heldout, compact_train
+from autocut.lm.compact_train import CARD_NAME, read_card
 from server.tasks import AUTO_PLANNER, resolve_planner
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -73,67 +72,106 @@ def test_rqvae_current_only_for_this_vector_space_and_after_the_world(library):
     assert not fr.current and "older than the world" in fr.reason
 
 
-def _write_corpus(library, created_at: float, pca: str = "pca-test-1") -> None:
-    corpus = library / "lm" / "corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    (corpus / "align_train.jsonl").write_text("{}\n")
-    (corpus / "manifest.json").write_text(
-        json.dumps({"created_at": created_at, "pca_version": pca, "files": {"align_train.jsonl": 1}})
-    )
+# A held-out check as `autocut.lm.compact_heldout.heldout_check` records it: the LM resolved better on the
+# gate metric and worse on none (`autocut.lm.card.lm_beats_heuristic`).
+_WON = {
+    "split": "val",
+    "lm_wins": True,
+    "reading": "held-out check (val): ... -> the LM wins",
+    "metrics": {"precision_role": {"diff": {"diff": 0.2, "lo": 0.1, "hi": 0.3, "verdict": "better"}}},
+}
 
 
-def test_corpus_is_stale_after_a_tokenizer_retrain(library):
-    assert not corpus_freshness(library, pca_version="pca-test-1").current
-    _write_corpus(library, time.time() - 600)
-    train_library_tokenizer(library, "audio", epochs=1)  # trained after the corpus was built
-    fr = corpus_freshness(library, pca_version="pca-test-1")
-    assert not fr.current and "older than the tokenizers" in fr.reason
-    _write_corpus(library, time.time() + 1)
-    assert corpus_freshness(library, pca_version="pca-test-1").current
-    assert "pca-test-9" in corpus_freshness(library, pca_version="pca-test-9").reason
-    (library / "lm" / "corpus" / "align_train.jsonl").unlink()
-    fr = corpus_freshness(library, pca_version="pca-test-1")
-    assert not fr.current and "align_train.jsonl" in fr.reason
-
-
-def _trained_model(run_dir, created_at: float, data: list, init) -> None:
-    model = run_dir / "model"
-    model.mkdir(parents=True)
+def _compact_model(library, made_at: float, heldout: dict | None) -> None:
+    """A compact planner's model directory as `train_compact` + `write_card` leave it (no weights)."""
+    model = LibraryLayout(library).compact_model_dir
+    model.mkdir(parents=True, exist_ok=True)
+    card = {
+        "format": "autocut-compact-planner",
+        "train": {"steps": 7, "examples": 56, "seconds": 3.0, "final_loss": 1.25},
+        "heldout": heldout,
+    }
     (model / "config.json").write_text("{}")
-    (model / "autocut_lm.json").write_text(
-        json.dumps({"created_at": created_at, "steps": 7, "stop_reason": "time_budget"})
-    )
-    (run_dir / "run.json").write_text(json.dumps({"data_files": [str(p) for p in data], "init_dir": str(init)}))
+    (model / CARD_NAME).write_text(json.dumps(card))
+    _set_mtime(model / "config.json", made_at)
+    _set_mtime(model / CARD_NAME, made_at)
 
 
-def test_lm_model_current_when_newer_than_every_input(tmp_path):
-    run, data, init = tmp_path / "sft", [tmp_path / "a.jsonl"], tmp_path / "align" / "model"
-    now = time.time()
-    assert lm_freshness(run, inputs={"the corpus": now}, data_files=data, init_dir=init) == Freshness(
-        False, f"no trained model in {run / 'model'}"
-    )
-    _trained_model(run, now, data, init)
-    fr = lm_freshness(
-        run, inputs={"the corpus": now - 10, "the aligned model": now - 5}, data_files=data, init_dir=init
-    )
-    assert fr.current and "7 steps" in fr.reason
-    # The aligned model was retrained after this SFT model: the SFT model is stale.
-    fr = lm_freshness(
-        run, inputs={"the corpus": now - 10, "the aligned model": now + 5}, data_files=data, init_dir=init
-    )
-    assert not fr.current and not fr.resume and "the aligned model" in fr.reason
+def test_compact_planner_current_when_checked_and_newer_than_tokenizers_and_world(library):
+    model = LibraryLayout(library).compact_model_dir
+    fr = compact_freshness(library)
+    assert not fr.current and not fr.resume and str(model) in fr.reason
+    _compact_model(library, time.time() - 600, _WON)  # after the world (an hour ago)
+    train_library_tokenizer(library, "audio", epochs=1)  # retrained after the model
+    fr = compact_freshness(library)
+    assert not fr.current and not fr.resume and "older than the tokenizers" in fr.reason
+    _compact_model(library, time.time() + 5, _WON)
+    fr = compact_freshness(library)
+    assert fr.current and "7 steps" in fr.reason and "the LM wins" in fr.reason, fr.reason
+    # Trained after its inputs, but its held-out check was never recorded: only the check is left to do.
+    _compact_model(library, time.time() + 5, None)
+    fr = compact_freshness(library)
+    assert not fr.current and fr.resume and "no held-out check" in fr.reason
+    # A world finished after the model: retrain.
+    _compact_model(library, time.time() + 5, _WON)
+    _set_mtime(library / "world" / "world.json", time.time() + 60)
+    fr = compact_freshness(library)
+    assert not fr.current and not fr.resume and "older than the world" in fr.reason
 
 
-def test_lm_interrupted_run_resumes_only_on_the_same_init_and_data(tmp_path):
-    run, data, init = tmp_path / "align", [tmp_path / "a.jsonl"], tmp_path / "backbone"
-    ckpt = run / "checkpoints" / "step-000040"
-    ckpt.mkdir(parents=True)
-    (ckpt / "progress.json").write_text(json.dumps({"step": 40}))
-    (run / "run.json").write_text(json.dumps({"data_files": [str(data[0])], "init_dir": str(init)}))
-    fr = lm_freshness(run, inputs={}, data_files=data, init_dir=init)
-    assert not fr.current and fr.resume and "step-000040" in fr.reason
-    fr = lm_freshness(run, inputs={}, data_files=[tmp_path / "other.jsonl"], init_dir=init)
-    assert not fr.current and not fr.resume
+def test_planner_stage_trains_records_the_check_then_is_cached(library, monkeypatch, capsys):
+    for modality in ("video", "audio"):
+        train_library_tokenizer(library, modality, epochs=1)
+    model = LibraryLayout(library).compact_model_dir
+    calls: dict[str, list] = {"load": [], "train": [], "check": []}
+
+    def load_world_data(lib, split, *, video, audio):
+        calls["load"].append(split)
+        return type("Data", (), {"ads": [1, 2, 3], "split": split})()
+
+    def train_compact(data, out, *, codebooks, tokenizer_src, config, progress, val_data):
+        calls["train"].append((data.split, val_data.split, config.budget_s, sorted(codebooks)))
+        card = {
+            "format": "autocut-compact-planner",
+            "train": {"steps": 7, "examples": 56, "seconds": 3.0, "final_loss": 1.25},
+            "heldout": None,
+        }
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        compact_train.write_card(out, card)
+        return card
+
+    def heldout_check(lib, model_dir, *, split, max_ads):
+        calls["check"].append((split, max_ads))
+        return dict(_WON)
+
+    monkeypatch.setattr(compact_data, "load_world_data", load_world_data)
+    monkeypatch.setattr(compact_train, "train_compact", train_compact)
+    monkeypatch.setattr(compact_heldout, "heldout_check", heldout_check)
+    demo = Demo(DemoConfig(library=library, planner_budget_s=42.0))
+    demo.planner()
+    assert calls == {
+        "load": ["train", "val"],
+        "train": [("train", "val", 42.0, ["audio", "video"])],
+        "check": [("val", 20)],
+    }
+    assert read_card(model)["heldout"]["lm_wins"] is True
+    t = demo.report.timings[-1]
+    assert (t.name, t.status) == ("planner", "ran")
+    assert "7 steps" in t.detail and "loss 1.250" in t.detail and "the LM beat the heuristic" in t.detail
+    assert "the LM wins" in capsys.readouterr().out  # the check's reading is printed
+    demo.planner()
+    assert demo.report.timings[-1].status == "cached" and len(calls["train"]) == 1
+    # A run stopped during the check: the next one runs only the check.
+    card = read_card(model)
+    card["heldout"] = None
+    compact_train.write_card(model, card)
+    demo.planner()
+    assert len(calls["train"]) == 1 and len(calls["check"]) == 2
+    assert read_card(model)["heldout"] is not None and demo.report.timings[-1].status == "ran"
+    # --force planner retrains and keeps the replaced model.
+    Demo(DemoConfig(library=library, force=frozenset({"planner"}))).planner()
+    assert len(calls["train"]) == 2 and (model.parent / "model.previous" / CARD_NAME).exists()
 
 
 def test_indexes_current_until_the_library_grows(library, synthetic_source):
@@ -147,17 +185,29 @@ def test_indexes_current_until_the_library_grows(library, synthetic_source):
     assert not fr.current and "frames index holds 180 vectors, the library 210" in fr.reason
 
 
-def test_auto_planner_is_the_token_lm_once_trained(tmp_path):
+def test_auto_planner_is_the_compact_planner_only_when_its_check_won(tmp_path):
     assert resolve_planner("random", tmp_path) == "random"
     assert resolve_planner(AUTO_PLANNER, tmp_path) == "heuristic"
+    # A token LM has no recorded check: never the default.
     LibraryLayout(tmp_path).planner_model_dir.mkdir(parents=True)
     (LibraryLayout(tmp_path).planner_model_dir / "config.json").write_text("{}")
-    assert resolve_planner(AUTO_PLANNER, tmp_path) == "token"
+    assert resolve_planner(AUTO_PLANNER, tmp_path) == "heuristic"
+    _compact_model(tmp_path, time.time(), None)
+    assert resolve_planner(AUTO_PLANNER, tmp_path) == "heuristic"
+    lost = {**_WON, "lm_wins": False, "metrics": {"precision_role": {"diff": {"lo": -0.1, "verdict": "tie"}}}}
+    _compact_model(tmp_path, time.time(), lost)
+    assert resolve_planner(AUTO_PLANNER, tmp_path) == "heuristic"
+    _compact_model(tmp_path, time.time(), _WON)
+    assert resolve_planner(AUTO_PLANNER, tmp_path) == "compact"
     assert resolve_planner("heuristic", tmp_path) == "heuristic"
 
 
-def test_cli_refuses_unknown_stage_to_force():
+def test_cli_refuses_unknown_stage_to_force(tmp_path):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--force", "everything"])
-    args = build_parser().parse_args(["--force", "lm", "--force", "indexes", "--world-size", "small"])
-    assert args.force == ["lm", "indexes"] and args.world_size == "small"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--force", "lm"])  # the token LM stage is gone
+    args = build_parser().parse_args(["--force", "planner", "--force", "indexes", "--world-size", "small"])
+    assert args.force == ["planner", "indexes"] and args.world_size == "small"
+    assert build_parser().parse_args([]).planner_budget_s == DemoConfig(library=tmp_path).planner_budget_s == 600.0
+    assert build_parser().parse_args(["--planner-budget-s", "30"]).planner_budget_s == 30.0

@@ -45,15 +45,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--planner",
         choices=_PlannerNames(),
         default=None,
-        help="planner (default: token when the library has a trained LM at models/lm/sft/model, else heuristic)",
+        help="planner (default: what the server's `auto` picks: compact when the library's compact planner "
+        "(models/lm/compact/model) won its recorded held-out check against the heuristic, else heuristic)",
     )
     p.add_argument(
         "--model-dir",
         type=Path,
         default=None,
         metavar="DIR",
-        help="the LM for the token and caption-sft planners (default: the library's own, "
-        "models/lm/sft/model and models/lm/caption_sft/model)",
+        help="the LM for the compact, token and caption-sft planners (default: the library's own, "
+        "models/lm/compact/model, models/lm/sft/model and models/lm/caption_sft/model)",
     )
     p.add_argument(
         "--temperature",
@@ -118,9 +119,10 @@ def run(args: argparse.Namespace) -> int:
         lm_options["model_dir"] = args.model_dir
     if args.temperature is not None:
         lm_options["temperature"] = args.temperature
-    if lm_options and name not in ("token", "caption", "caption-sft"):
+    if lm_options and name not in ("compact", "token", "caption", "caption-sft"):
         raise PlanError(
-            f"--model-dir and --temperature apply to the LM planners (token, caption, caption-sft), not to {name!r}"
+            "--model-dir and --temperature apply to the LM planners (compact, token, caption, caption-sft), "
+            f"not to {name!r}"
         )
     if args.model_dir is not None and not (args.model_dir / "config.json").is_file():
         raise PlanError(

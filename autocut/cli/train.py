@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 # these equal autocut.lm.backbone.DEFAULT_CPU_BACKBONE, autocut.lm.corpus.TASKS and CorpusConfig().
 DEFAULT_CPU_BACKBONE = "smollm2"
 TASKS = ("select", "sort", "script", "bgm")
+# Mirrors of autocut.lm.small.SMALL_PRESETS / autocut.lm.compact_train.CompactTrainConfig().backbone.
+COMPACT_BACKBONES = ("qwen3-tiny", "qwen3-small4", "qwen3-small8")
+COMPACT_DEFAULT_BACKBONE = "qwen3-small4"
 CORPUS_DEFAULTS = {"seed": 0, "max_frames_per_clip": 8, "max_prompt_tokens": 3500, "max_pool_size": 24}
 
 
@@ -140,6 +143,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         p.add_argument("--progress", action="store_true", help="show a progress bar")
         p.set_defaults(func=_train, stage=stage)
+
+    c = tsub.add_parser(
+        "compact",
+        help="the compact planner: a small Qwen3-class LM from scratch, one decision per token",
+        description="Train the compact planner (docs/method.md, 'The compact planner') on the library's "
+        "reference ads of --split, labelled by the demo world's manifest, for a wall-clock budget; then score "
+        "it against the heuristic on --heldout-split (the model card records the result, which the server's "
+        "`auto` planner reads). Needs the video and audio RQ-VAE tokenizers (`autocut rqvae train`).",
+    )
+    c.add_argument(
+        "--backbone",
+        default=COMPACT_DEFAULT_BACKBONE,
+        choices=COMPACT_BACKBONES,
+        help=f"model size (default {COMPACT_DEFAULT_BACKBONE})",
+    )
+    c.add_argument("--budget-s", type=float, default=600.0, help="training wall-clock seconds (default 600)")
+    c.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
+    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--split", default="train", help="split whose reference ads it learns from (default train)")
+    c.add_argument("--heldout-split", default="val", help="split of the held-out check (default val)")
+    c.add_argument("--heldout-ads", type=int, default=20, help="reference ads in the held-out check (0: skip it)")
+    c.add_argument("--out", type=Path, default=None, help="model directory (default LIBRARY/models/lm/compact/model)")
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.set_defaults(func=_train_compact)
 
 
 def _corpus_build(args: argparse.Namespace) -> int:
@@ -282,4 +311,59 @@ def _train(args: argparse.Namespace) -> int:
         f"{stage}: {result.steps}/{result.planned_steps} steps ({result.stop_reason}), final loss {loss}, "
         f"{result.seconds:.0f} s{', frozen-row check passed' if result.frozen_check else ''} -> {result.model_dir}"
     )
+    return 0
+
+
+def _train_compact(args: argparse.Namespace) -> int:
+    from autocut.library.catalog import Catalog
+    from autocut.lm.backbone import default_qwen3_tokenizer_dir
+    from autocut.lm.compact_data import load_world_data
+    from autocut.lm.compact_heldout import heldout_check
+    from autocut.lm.compact_train import CompactTrainConfig, train_compact, write_card
+    from rqvae import RQVAEError, Tokenizer
+
+    lib = Path(args.library)
+    layout = LibraryLayout.of(lib)
+    with Catalog.open(lib, create=False) as cat:
+        pca = cat.pca_version or None
+    try:
+        video = Tokenizer.load(layout.rqvae_dir("video"), expect_modality="video", expect_pca_version=pca)
+        audio = Tokenizer.load(layout.rqvae_dir("audio"), expect_modality="audio")
+    except RQVAEError as exc:
+        raise ConfigError(f"{exc} (train the tokenizers with `autocut rqvae train --modality video|audio`)") from None
+    kw = {"lr": args.lr} if args.lr is not None else {}
+    cfg = CompactTrainConfig(
+        backbone=args.backbone,
+        budget_s=args.budget_s,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        threads=args.threads,
+        **kw,
+    )
+    data = load_world_data(lib, args.split, video=video, audio=audio)
+    val = load_world_data(lib, args.heldout_split, video=video, audio=audio) if args.heldout_ads else None
+    out = args.out or layout.compact_model_dir
+    print(
+        f"compact planner: training {cfg.backbone} on {len(data.ads)} reference ads of {args.split!r} "
+        f"for {cfg.budget_s:.0f} s"
+    )
+    card = train_compact(
+        data,
+        out,
+        codebooks={"video": video.codebooks(), "audio": audio.codebooks()},
+        tokenizer_src=default_qwen3_tokenizer_dir(),
+        config=cfg,
+        progress=True,
+        val_data=val,
+    )
+    tr = card["train"]
+    print(
+        f"compact planner: {tr['steps']} steps, {tr['examples']} examples, {tr['seconds']:.0f} s, "
+        f"loss {tr['final_loss']} -> {out}"
+    )
+    if args.heldout_ads:
+        card["heldout"] = heldout_check(lib, out, split=args.heldout_split, max_ads=args.heldout_ads)
+        write_card(out, card)
+        print(card["heldout"]["reading"])
     return 0

@@ -1,10 +1,11 @@
 """`make demo`: the main job end to end on the embedded defaults (`python -m autocut.demo --help`).
 
-Builds the generated demo world, trains the tokenizers and the planner LM within a time budget,
-starts the service, sends one edit over HTTP and prints what came back.
+Builds the generated demo world, trains the tokenizers and the compact planner within time budgets
+(and checks the planner against the heuristic on held-out ads), starts the service, sends one edit
+over HTTP and prints what came back.
 
 Modules: `config` (what to build, time budgets), `freshness` (when a stage's output is current),
-`stages` (the stage runner and stages 1-8), `service` (the server as a child process), `client`
+`stages` (the stage runner and stages 1-7), `service` (the server as a child process), `client`
 (the edit over HTTP), `edit` (which product and reference ad, and a summary of the plan), `cli`
 (the argument parser and `main`).
 """
@@ -20,9 +21,8 @@ if TYPE_CHECKING:
     from autocut.demo.edit import EditChoice, choose_edit, summarize_plan
     from autocut.demo.freshness import (
         Freshness,
-        corpus_freshness,
+        compact_freshness,
         index_freshness,
-        lm_freshness,
         rqvae_freshness,
         world_made_at,
     )
@@ -41,9 +41,8 @@ __all__ = [
     "StageTiming",
     "build_parser",
     "choose_edit",
-    "corpus_freshness",
+    "compact_freshness",
     "index_freshness",
-    "lm_freshness",
     "main",
     "rqvae_freshness",
     "run_demo",
@@ -64,9 +63,8 @@ _SOURCES = {
     "StageTiming": "stages",
     "build_parser": "cli",
     "choose_edit": "edit",
-    "corpus_freshness": "freshness",
+    "compact_freshness": "freshness",
     "index_freshness": "freshness",
-    "lm_freshness": "freshness",
     "main": "cli",
     "rqvae_freshness": "freshness",
     "run_demo": "stages",

@@ -4,27 +4,30 @@ Stages, each timed, and each skipped when its output is current (it prints "cach
 
 1. demo world: `autocut demo-world build --size medium` (generated products, reels, reference ads, BGM);
 2. RQ-VAE tokenizers, video and audio (`autocut rqvae train`, capped by a time budget);
-3. LM corpus (`autocut corpus build`);
-4. the small planner LM: alignment, then SFT (`autocut train align|sft`) with short time budgets,
-   far below the real training runs, so the first run fits in about 45 minutes on two cores;
-5. FAISS indexes (`autocut index rebuild`);
-6. the service: `python -m server all` (local redis-server, the API, two workers; the single-
+3. the compact planner (`autocut train compact`): a small Qwen3-architecture LM trained from scratch
+   on the world's train-split reference ads (clip codes in the prompt, one decision per token) for a
+   time budget, then its held-out check against the heuristic on the val split (printed, and
+   recorded in its model card, `models/lm/compact/model/compact_card.json`);
+4. FAISS indexes (`autocut index rebuild`);
+5. the service: `python -m server all` (local redis-server, the API, two workers; the single-
    machine defaults) as a child process on free ports, with a fresh secret and admin key;
-7. one edit over HTTP: a held-out (test-split) product, its reel as the pool, its product photo
+6. one edit over HTTP: a held-out (test-split) product, its reel as the pool, its product photo
    uploaded, and the sentences of one of its reference ads as the script (script-driven, so
    the planner selects, orders and picks music, and its picks can be compared with the
    reference); the job is polled until done and its results are downloaded over HTTP into
    `<library>/demo/output/<product>-<job>/`;
-8. the service is stopped (also on Ctrl-C, `kill` or an error).
+7. the service is stopped (also on Ctrl-C, `kill` or an error).
 
 Then it prints where the MP4 and its sidecars (SRT, plan JSON, OTIO) are, a paragraph on what the
 plan did, and the stage timings (also written to `<library>/demo/last_run.json`).
 
 An output is current when it exists, fits the library (PCA version, encoder, vector counts) and
-was made after the outputs it was made from (recorded creation times, like make). Budgets do
-not make a model stale: a model trained with another budget is kept; `--force STAGE` retrains.
-The planner is the server's default, "auto": the token LM planner once `models/lm/sft/model`
-exists, else the heuristic.
+was made after the outputs it was made from (like make). Budgets do not make a model stale: a
+model trained with another budget is kept; `--force STAGE` redoes a stage.
+The planner is the server's default, "auto": the compact planner only when the held-out check
+recorded in its model card says it beat the heuristic (role-equivalent selection precision
+resolved better, no headline metric resolved worse), else the heuristic; the plan's notes
+(`planner_choice`) say why.
 """
 
 from __future__ import annotations
@@ -69,18 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"time cap per RQ-VAE tokenizer (default {d.rqvae_budget_s:.0f})",
     )
     ap.add_argument(
-        "--align-budget-s",
+        "--planner-budget-s",
         type=float,
-        default=d.align_budget_s,
+        default=d.planner_budget_s,
         metavar="S",
-        help=f"LM alignment time budget (default {d.align_budget_s:.0f})",
-    )
-    ap.add_argument(
-        "--sft-budget-s",
-        type=float,
-        default=d.sft_budget_s,
-        metavar="S",
-        help=f"LM SFT time budget (default {d.sft_budget_s:.0f})",
+        help=f"compact planner training time budget; its held-out check runs after it "
+        f"(default {d.planner_budget_s:.0f})",
     )
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
     ap.add_argument("--product", default=None, metavar="ID", help="test-split product to edit (default: the first)")
@@ -90,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--planner",
         default=None,
-        help="planner for the edit (default: the server's, 'auto' = token LM if trained, else heuristic)",
+        help="planner for the edit (default: the server's, 'auto' = the compact planner if its recorded "
+        "held-out check beat the heuristic, else the heuristic)",
     )
     ap.add_argument(
         "--force",
@@ -99,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FORCEABLE,
         metavar="STAGE",
         help=f"redo a stage even if its output is current ({', '.join(FORCEABLE)}; repeatable); "
-        "a model it replaces is kept as <run dir>.previous",
+        "a compact planner it replaces is kept as <model dir>.previous",
     )
     return ap
 
@@ -113,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         library=args.library.resolve(),
         world_size=args.world_size,
         rqvae_budget_s=args.rqvae_budget_s,
-        align_budget_s=args.align_budget_s,
-        sft_budget_s=args.sft_budget_s,
+        planner_budget_s=args.planner_budget_s,
         threads=args.threads,
         product_id=args.product,
         resolution=args.resolution,

@@ -55,7 +55,8 @@ def _shot_at(shots: list[dict], photo_id: int | None, t_s: float) -> dict | None
 
 
 def summarize_plan(library: Path, plan: dict, choice: EditChoice) -> str:
-    """One paragraph: which shots the plan used (roles from the world manifest), the script, the music."""
+    """One paragraph: which shots the plan used (roles from the world manifest), the script, the music, and
+    (when the server's `auto` chose the planner) why; it reads only what every planner's plan holds."""
     from autocut.library.catalog import Catalog
 
     man = json.loads(LibraryLayout(library).world_manifest.read_text())
@@ -84,11 +85,16 @@ def summarize_plan(library: Path, plan: dict, choice: EditChoice) -> str:
         )
     else:
         music = "no background music"
-    words = " / ".join(f'"{s["sentence"]}"' for s in segs)
+    spoken = [s["sentence"] for s in segs]
+    words = " / ".join(f'"{w}"' for w in spoken)
+    fitted = spoken != [sg.sentence.strip() for sg in choice.reference.segments]
+    script = "the reference ad's script" + (" as the planner fitted it to the clips" if fitted else "")
+    # Any planner's plan: only the fields every plan has, plus the server's note on why `auto` chose it.
+    why = (plan.get("notes") or {}).get("planner_choice")
     return (
         f"The {plan.get('planner') or '?'} planner cut {len(segs)} clips ({dur:.1f} s) from the pool: "
         f"{own} of the product's own ad shots and {len(segs) - own} of the look-alike rival's, in the order "
         f"{' -> '.join(used)} (reference ad: {' -> '.join(ref_roles)}; {same} of {len(segs)} positions "
-        f"match). The espeak-ng voice-over and subtitles speak the reference ad's script, one sentence per "
-        f"clip: {words}. {music[0].upper() + music[1:]}."
+        f"match). The espeak-ng voice-over and subtitles speak {script}, one sentence per clip: {words}. "
+        f"{music[0].upper() + music[1:]}." + (f" Why this planner: {why}." if why else "")
     )

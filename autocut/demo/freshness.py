@@ -1,8 +1,8 @@
 """When a `make demo` stage's output is current (pure file checks, like make's timestamps).
 
 An output is current when it exists, fits the library (PCA version, encoder, vector counts) and was
-made after the outputs it was made from (recorded creation times). Budgets do not make a model
-stale: a model trained with another budget is kept.
+made after the outputs it was made from (recorded creation times, or file times where none is
+recorded). Budgets do not make a model stale: a model trained with another budget is kept.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from autocut.library.layout import LibraryLayout
 
 __all__ = [
     "Freshness",
-    "corpus_freshness",
-    "corpus_made_at",
+    "compact_freshness",
     "index_freshness",
-    "lm_freshness",
-    "lm_made_at",
     "rqvae_freshness",
     "world_made_at",
 ]
@@ -34,7 +31,7 @@ class Freshness:
 
     current: bool
     reason: str
-    resume: bool = False  # an interrupted LM run that can continue from its checkpoint
+    resume: bool = False  # the compact planner is trained and current; only its held-out check is missing
 
 
 def _iso_to_epoch(s: str) -> float:
@@ -92,66 +89,40 @@ def _rqvae_made_at(library: Path) -> float:
     return out
 
 
-def corpus_freshness(library: Path, *, pca_version: str | None) -> Freshness:
-    """The corpus is current if its manifest lists existing files and is newer than both tokenizers."""
-    corpus = LibraryLayout(library).corpus_dir
-    p = corpus / "manifest.json"
-    if not p.exists():
-        return Freshness(False, f"no corpus in {corpus}")
-    man = json.loads(p.read_text())
-    missing = [f for f in man.get("files", {}) if not (corpus / f).exists()]
-    if missing or not man.get("files"):
-        return Freshness(False, f"corpus files missing: {', '.join(missing[:3]) or 'all'}")
-    if man.get("pca_version") != pca_version:
-        return Freshness(
-            False, f"corpus tokens were made with PCA {man.get('pca_version')}, the library uses {pca_version}"
-        )
-    made, tok = float(man.get("created_at", 0.0)), _rqvae_made_at(library)
-    if made < tok:
-        return Freshness(False, f"corpus ({_when(made)}) is older than the tokenizers ({_when(tok)})")
-    n = sum(man["files"].values())
-    return Freshness(True, f"{n} records built {_when(made)}, after the tokenizers")
+def compact_freshness(library: Path) -> Freshness:
+    """The compact planner (`LibraryLayout.compact_model_dir`) is current when its model card records a
+    held-out check and the model is newer than both RQ-VAE tokenizers and the world. When the model was
+    made is its `config.json`'s time (written when training ends; the card is rewritten when a check is
+    recorded, so its own time says nothing about the weights). A model newer than its inputs whose check
+    is missing (a run stopped during the check) is not current, with `resume` set: only the check is left."""
+    from autocut.lm.compact_train import CARD_NAME
 
-
-def corpus_made_at(library: Path) -> float:
-    p = LibraryLayout(library).corpus_dir / "manifest.json"
-    return float(json.loads(p.read_text()).get("created_at", 0.0)) if p.exists() else 0.0
-
-
-def lm_made_at(model_dir: Path) -> float | None:
-    """Creation time recorded by `autocut train` in `model_dir/autocut_lm.json` (None: no trained model)."""
-    p = model_dir / "autocut_lm.json"
-    if not (p.exists() and (model_dir / "config.json").exists()):
-        return None
+    model = LibraryLayout(library).compact_model_dir
+    p = model / CARD_NAME
+    if not (p.exists() and (model / "config.json").exists()):
+        return Freshness(False, f"no compact planner in {model}")
     try:
-        return float(json.loads(p.read_text()).get("created_at", 0.0))
-    except (OSError, json.JSONDecodeError, TypeError, ValueError):
-        return None
-
-
-def lm_freshness(run_dir: Path, *, inputs: dict[str, float], data_files: list[Path], init_dir: Path) -> Freshness:
-    """A trained model in `run_dir/model` is current if it is newer than every input (name -> made-at);
-    an interrupted run on the same init and data resumes from its newest checkpoint."""
-    model = run_dir / "model"
-    made = lm_made_at(model)
-    if made is not None:
-        older = [f"{name} ({_when(t)})" for name, t in inputs.items() if t > made]
-        if older:
-            return Freshness(False, f"{model} ({_when(made)}) is older than {', '.join(older)}")
-        info = json.loads((model / "autocut_lm.json").read_text())
-        return Freshness(
-            True,
-            f"{run_dir.name} model trained {_when(made)} ({info.get('steps')} steps, "
-            f"{info.get('stop_reason')}), newer than its inputs",
-        )
-    ckpts = sorted((run_dir / "checkpoints").glob("step-*/progress.json")) if run_dir.exists() else []
-    run_json = run_dir / "run.json"
-    if ckpts and run_json.exists():
-        info = json.loads(run_json.read_text())
-        same = info.get("data_files") == [str(p) for p in data_files] and info.get("init_dir") == str(init_dir)
-        if same:
-            return Freshness(False, f"interrupted run: resuming from {ckpts[-1].parent.name}", resume=True)
-    return Freshness(False, f"no trained model in {model}")
+        card = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return Freshness(False, f"{p} is unreadable ({exc})")
+    if not isinstance(card, dict):
+        return Freshness(False, f"{p} is not a model card")
+    made = (model / "config.json").stat().st_mtime
+    tok, world = _rqvae_made_at(library), world_made_at(library) or 0.0
+    if made < tok:
+        return Freshness(False, f"{model} ({_when(made)}) is older than the tokenizers ({_when(tok)})")
+    if made < world:
+        return Freshness(False, f"{model} ({_when(made)}) is older than the world ({_when(world)})")
+    check = card.get("heldout")
+    if not check:
+        return Freshness(False, f"{model} has no held-out check in its card", resume=True)
+    tr = card.get("train") or {}
+    verdict = "the LM wins" if check.get("lm_wins") else "the LM does not beat the heuristic"
+    return Freshness(
+        True,
+        f"compact planner trained {_when(made)} ({tr.get('steps')} steps, loss {tr.get('final_loss')}), "
+        f"after the tokenizers and the world; held-out check: {verdict}",
+    )
 
 
 def index_freshness(library: Path) -> Freshness:

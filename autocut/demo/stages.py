@@ -1,10 +1,11 @@
 """The stages of `make demo`, in order, each timed and each skipped when its output is current.
 
 1. demo world (`autocut demo-world build`); 2. RQ-VAE tokenizers (`autocut rqvae train`, capped by a
-time budget); 3. LM corpus (`autocut corpus build`); 4. the planner LM, alignment then SFT (`autocut
-train align|sft`, short time budgets); 5. FAISS indexes (`autocut index rebuild`); 6-8. the service
-started, one edit over HTTP, the service stopped (`autocut.demo.service`, `autocut.demo.client`).
-Stages 1-5 run in this process; when each counts as current is `autocut.demo.freshness`.
+time budget); 3. the compact planner, trained for a time budget and then checked against the heuristic
+on the val split, the check recorded in its model card (`autocut train compact`); 4. FAISS indexes
+(`autocut index rebuild`); 5-7. the service started, one edit over HTTP, the service stopped
+(`autocut.demo.service`, `autocut.demo.client`). Stages 1-4 run in this process; when each counts as
+current is `autocut.demo.freshness`.
 """
 
 from __future__ import annotations
@@ -18,27 +19,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from autocut.demo.client import run_edit
 from autocut.demo.config import DemoConfig
-from autocut.demo.freshness import (
-    Freshness,
-    corpus_freshness,
-    corpus_made_at,
-    index_freshness,
-    lm_freshness,
-    lm_made_at,
-    rqvae_freshness,
-)
+from autocut.demo.freshness import Freshness, compact_freshness, index_freshness, rqvae_freshness
 from autocut.demo.service import DemoServer
 from autocut.files import write_json_atomic
 from autocut.library.layout import LibraryLayout
 
-if TYPE_CHECKING:
-    from autocut.lm.train import Stage
-
 __all__ = ["Demo", "DemoReport", "LibrarySpace", "StageTiming", "run_demo"]
+
+_HELDOUT_ADS = 20  # val-split reference ads in the compact planner's held-out check
 
 
 @dataclass
@@ -63,7 +55,7 @@ class DemoReport:
 
 @dataclass(frozen=True)
 class LibrarySpace:
-    """The library's vector space: what tokenizers and the corpus must have been made on."""
+    """The library's vector space: what the tokenizers must have been trained on."""
 
     pca_version: str | None
     frame_encoder: str | None
@@ -77,7 +69,7 @@ class Demo:
         self.cfg = cfg
         self.lib = cfg.library
         self.report = DemoReport()
-        self.n_stages = 8
+        self.n_stages = 7
 
     # ------------------------------------------------------------------ plumbing
     def _say(self, msg: str) -> None:
@@ -177,119 +169,85 @@ class Demo:
                 t.status = "cached"
             t.detail = "; ".join(details + cached)
 
-    # ------------------------------------------------------------------ 3. corpus
-    def corpus(self) -> None:
-        from autocut.library.catalog import Catalog
+    # ------------------------------------------------------------------ 3. planner
+    def planner(self) -> None:
+        """Train the compact planner (as `autocut train compact` does) and record its held-out check."""
+        model = LibraryLayout(self.lib).compact_model_dir
+        with self.stage(
+            3,
+            "planner",
+            f"compact planner: a small LM trained from scratch on the train split's ads "
+            f"({self.cfg.planner_budget_s:.0f} s), then its held-out check against the heuristic",
+        ) as t:
+            fr = compact_freshness(self.lib)
+            if self._forced("planner"):
+                fr = Freshness(False, "forced")
+            if fr.current:
+                t.status, t.detail = "cached", fr.reason
+                return
+            from autocut.lm.compact_train import read_card, write_card
+
+            if fr.resume:  # trained and current: only the check is missing
+                self._say(f"  {fr.reason}: running the held-out check only")
+                card = read_card(model)
+            else:
+                card = self._train_planner(model, fr)
+            from autocut.lm.compact_heldout import heldout_check
+
+            self._say(f"  held-out check: heuristic vs the compact planner on up to {_HELDOUT_ADS} val-split ads")
+            check = heldout_check(self.lib, model, split="val", max_ads=_HELDOUT_ADS)
+            card["heldout"] = check
+            write_card(model, card)
+            self._say(f"  {check['reading']}")
+            tr = card.get("train") or {}
+            loss = tr.get("final_loss")
+            t.detail = (
+                f"{tr.get('steps')} steps in {float(tr.get('seconds') or 0.0):.0f} s, "
+                f"loss {'n/a' if loss is None else f'{loss:.3f}'}; held-out check: "
+                + ("the LM beat the heuristic" if check.get("lm_wins") else "the LM did not beat the heuristic")
+                + ("" if not fr.resume else " (training was cached)")
+            )
+
+    def _train_planner(self, model: Path, fr: Freshness) -> dict[str, Any]:
         from autocut.library.codes import tokenizer_dir
-        from autocut.lm.corpus import CorpusConfig, build_corpus
+        from autocut.lm.backbone import default_qwen3_tokenizer_dir
+        from autocut.lm.compact_data import load_world_data
+        from autocut.lm.compact_train import CompactTrainConfig, train_compact
         from rqvae import Tokenizer
 
         pca = self._library_space().pca_version
-        with self.stage(3, "corpus", "LM corpus: alignment ads + select / sort / script / BGM tasks") as t:
-            fr = corpus_freshness(self.lib, pca_version=pca)
-            if fr.current and not self._forced("corpus"):
-                t.status, t.detail = "cached", fr.reason
-                return
-            self._say(f"  building ({fr.reason if not fr.current else 'forced'})")
-            vdir, adir = tokenizer_dir(self.lib, "video"), tokenizer_dir(self.lib, "audio")
-            video = Tokenizer.load(vdir, expect_modality="video", expect_pca_version=pca)
-            audio = Tokenizer.load(adir, expect_modality="audio")
-            info = {"video": {"path": str(vdir), "pca_version": video.pca_version}, "audio": {"path": str(adir)}}
-            with Catalog.open(self.lib, create=False) as cat:
-                rep = build_corpus(
-                    cat,
-                    LibraryLayout(self.lib).corpus_dir,
-                    video_tokenizer=video,
-                    audio_tokenizer=audio,
-                    config=CorpusConfig(),
-                    tokenizer_info=info,
-                )
-            t.detail = f"{sum(rep.files.values())} records in {len(rep.files)} files"
-
-    # ------------------------------------------------------------------ 4. LM
-    def lm(self) -> None:
-        from autocut.lm.backbone import DEFAULT_CPU_BACKBONE, resolve_backbone
-        from autocut.lm.corpus import sft_files
-
-        corpus = LibraryLayout(self.lib).corpus_dir
-        with self.stage(
-            4,
-            "lm",
-            f"planner LM ({DEFAULT_CPU_BACKBONE}): alignment "
-            f"({self.cfg.align_budget_s:.0f} s) then SFT ({self.cfg.sft_budget_s:.0f} s)",
-        ) as t:
-            corpus_t = corpus_made_at(self.lib)
-            align_dir, sft_dir = LibraryLayout(self.lib).lm_run_dir("align"), LibraryLayout(self.lib).lm_run_dir("sft")
-            align_data = [corpus / "align_train.jsonl"]
-            backbone_cache = LibraryLayout(self.lib).backbones_dir
-            details, cached = [], []
-
-            # Converts the packaged GGUF once (~20 s); later runs only check its digest.
-            backbone = resolve_backbone(DEFAULT_CPU_BACKBONE, backbone_cache, seed=0)
-            fr = lm_freshness(align_dir, inputs={"the corpus": corpus_t}, data_files=align_data, init_dir=backbone)
-            if self._forced("lm"):
-                fr = Freshness(False, "forced")
-            if fr.current:
-                cached.append(f"align: {fr.reason}")
-            else:
-                details.append(
-                    "align " + self._train("align", align_dir, backbone, align_data, fr, self.cfg.align_budget_s)
-                )
-            align_model = align_dir / "model"
-            sft_data = sft_files(corpus, "train")
-            fr = lm_freshness(
-                sft_dir,
-                inputs={"the corpus": corpus_t, "the aligned model": lm_made_at(align_model) or float("inf")},
-                data_files=sft_data,
-                init_dir=align_model,
-            )
-            if self._forced("lm"):
-                fr = Freshness(False, "forced")
-            if fr.current:
-                cached.append(f"sft: {fr.reason}")
-            else:
-                details.append("sft " + self._train("sft", sft_dir, align_model, sft_data, fr, self.cfg.sft_budget_s))
-            if not details:
-                t.status = "cached"
-            t.detail = "; ".join(details + cached)
-
-    def _train(self, stage: Stage, run_dir: Path, init: Path, data: list[Path], fr: Freshness, budget_s: float) -> str:
-        from dataclasses import replace
-
-        from autocut.lm.train import preset, train_lm
-
-        if not fr.resume and run_dir.exists():
-            # A stale or half-made run: keep one previous generation rather than deleting a model.
-            previous = run_dir.with_name(run_dir.name + ".previous")
+        video = Tokenizer.load(tokenizer_dir(self.lib, "video"), expect_modality="video", expect_pca_version=pca)
+        audio = Tokenizer.load(tokenizer_dir(self.lib, "audio"), expect_modality="audio")
+        data = load_world_data(self.lib, "train", video=video, audio=audio)
+        val = load_world_data(self.lib, "val", video=video, audio=audio)
+        if model.exists():  # a stale or forced model: keep one previous generation rather than deleting it
+            previous = model.with_name(model.name + ".previous")
             shutil.rmtree(previous, ignore_errors=True)
-            os.replace(run_dir, previous)
-            self._say(f"  moved the old {stage} run to {previous}")
-        self._say(f"  {stage}: {fr.reason}; training for at most {budget_s:.0f} s")
-        cfg = replace(preset(stage, "cpu"), time_budget_s=budget_s)
-        res = train_lm(
-            stage=stage,
-            init_dir=init,
-            data_files=list(data),  # train_lm takes list[str | PathLike[str]] (invariant)
-            run_dir=run_dir,
-            config=cfg,
-            resume=fr.resume,
+            os.replace(model, previous)
+            self._say(f"  moved the old model to {previous}")
+        self._say(
+            f"  {fr.reason}; training on {len(data.ads)} train-split reference ads for "
+            f"{self.cfg.planner_budget_s:.0f} s"
+        )
+        card = train_compact(
+            data,
+            model,
+            codebooks={"video": video.codebooks(), "audio": audio.codebooks()},
+            tokenizer_src=default_qwen3_tokenizer_dir(),
+            config=CompactTrainConfig(budget_s=self.cfg.planner_budget_s, threads=self.cfg.threads),
             progress=True,
-            num_threads=self.cfg.threads,
+            val_data=val,
         )
         gc.collect()
-        first = res.loss_history[0]["loss"] if res.loss_history else None
-        loss = (
-            f"loss {first:.3f} -> {res.final_loss:.3f}"
-            if first is not None and res.final_loss is not None
-            else "loss n/a"
-        )
-        return f"{res.steps}/{res.planned_steps} steps in {res.seconds:.0f} s ({res.stop_reason}), {loss}"
+        tr = card["train"]
+        self._say(f"  trained: {tr['steps']} steps, {tr['examples']} examples, {tr['seconds']:.0f} s -> {model}")
+        return card
 
-    # ------------------------------------------------------------------ 5. indexes
+    # ------------------------------------------------------------------ 4. indexes
     def indexes(self) -> None:
         from autocut.library.indexing import INDEX_KINDS, rebuild_indexes
 
-        with self.stage(5, "indexes", "FAISS indexes (frames, clips, BGM)") as t:
+        with self.stage(4, "indexes", "FAISS indexes (frames, clips, BGM)") as t:
             fr = index_freshness(self.lib)
             if fr.current and not self._forced("indexes"):
                 t.status, t.detail = "cached", fr.reason
@@ -298,33 +256,32 @@ class Demo:
             rebuild_indexes(self.lib, list(INDEX_KINDS))
             t.detail = index_freshness(self.lib).reason.replace("every index holds", "indexes hold")
 
-    # ------------------------------------------------------------------ 6-8. service and edit
+    # ------------------------------------------------------------------ 5-7. service and edit
     def serve_and_edit(self) -> None:
         server = DemoServer(self.cfg)
         try:
-            with self.stage(6, "server start", "service: `python -m server all` (redis-server, API, 2 workers)") as t:
+            with self.stage(5, "server start", "service: `python -m server all` (redis-server, API, 2 workers)") as t:
                 server.start()
                 t.detail = f"API at {server.base_url}, log {server.log_path}"
                 self._say(f"  API at {server.base_url} (log: {server.log_path})")
-            with self.stage(7, "edit over HTTP", "one edit of a held-out product over HTTP") as t:
+            with self.stage(6, "edit over HTTP", "one edit of a held-out product over HTTP") as t:
                 outcome = run_edit(self.cfg, server, say=self._say)
                 self.report.outputs, self.report.summary = outcome.outputs, outcome.summary
                 t.detail = f"planner {outcome.outputs.get('planner', '?')}"
         finally:
-            with self.stage(8, "server stop", "stopping the service") as t:
+            with self.stage(7, "server stop", "stopping the service") as t:
                 t.detail = server.stop()
 
 
 def run_demo(cfg: DemoConfig) -> DemoReport:
-    """Stages 1-8 in order; the service is stopped however the run ends."""
+    """Stages 1-7 in order; the service is stopped however the run ends."""
     demo = Demo(cfg)
     cfg.demo_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
         demo.world()
         demo.rqvae()
-        demo.corpus()
-        demo.lm()
+        demo.planner()
         demo.indexes()
         demo.serve_and_edit()
     finally:

@@ -79,6 +79,11 @@ class LibraryLayout:
         return self.lm_run_dir("sft") / "model"
 
     @property
+    def compact_model_dir(self) -> Path:
+        """The compact planner (`autocut train compact`); may not exist yet."""
+        return self.lm_run_dir("compact") / "model"
+
+    @property
     def caption_sft_model_dir(self) -> Path:
         return self.lm_run_dir("caption_sft") / "model"
 

@@ -351,6 +351,7 @@ class _GroundingState:
     mode: SegmentMode
     used_frames: set[int] = field(default_factory=set)
     used_clips: set[int] = field(default_factory=set)
+    moved: list[int] = field(default_factory=list)  # 1-based clips grounded outside their candidate's source
 
 
 @dataclass(frozen=True)
@@ -429,6 +430,11 @@ def _assemble(
         "bgm": bgm_note,
         **d.notes,
     }
+    if state.moved:
+        notes["grounding_moved"] = (
+            f"clips {', '.join(str(p) for p in state.moved)} were grounded in another source than the chosen "
+            "clip's" + (": its own source had no free footage long enough for the line" if d.same_source else "")
+        )
     if trimmed:
         notes["grounding_trimmed"] = (
             f"clips {shown([p - 1 for p in sorted(set(trimmed))])} lost trailing words: "
@@ -487,6 +493,24 @@ def _ground_one(
                     clip_hit.clip_id,
                 )
             )
+    if d.same_source:
+        # The planner named this candidate: ground it there first (its own span, then retrieved places
+        # inside it), then elsewhere in its source, and in another source only when none of those leaves
+        # room for the line. (A retrieved frame late in the clip would carry the cut into the next shot.)
+        own = _GroundingOption(
+            cand.photo_id,
+            cand.start_s,
+            cand.duration_s,
+            frame_id(cand.photo_id, math.ceil(cand.start_s - 1e-6)),
+            cand.clip_id,
+        )
+        inside = [o for o in options if o.photo_id == cand.photo_id and cand.start_s - 1e-6 <= o.start_s < cand.end_s]
+        options = (
+            [own]
+            + inside
+            + [o for o in options if o.photo_id == cand.photo_id and o not in inside]
+            + [o for o in options if o.photo_id != cand.photo_id]
+        )
     if not options:
         raise PlanError(f"clip {pos + 1}: nothing left in the pool to ground it to (pool too small for the plan)")
     for opt in options:
@@ -505,6 +529,8 @@ def _ground_one(
         if fit is None:
             continue
         end = fit.start_s + fit.duration_s
+        if photo != cand.photo_id:
+            state.moved.append(pos + 1)
         window.take(photo, fit.start_s, end)
         used_frames.update(int(f) for f in grounder.frames_in(photo, fit.start_s, end))
         used_clips.update(grounder.clips_overlapping(photo, fit.start_s, end))

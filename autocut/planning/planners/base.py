@@ -31,6 +31,7 @@ __all__ = [
     "Decision",
     "Planner",
     "PlanningTask",
+    "auto_planner",
     "check_decision",
     "default_planner",
     "get_planner",
@@ -46,6 +47,7 @@ PLANNERS: dict[str, str] = {
     "caption": "autocut.planning.planners.caption:CaptionPlanner",
     "caption-sft": "autocut.planning.planners.caption:CaptionSftPlanner",
     "token": "autocut.planning.planners.token:TokenPlanner",
+    "compact": "autocut.planning.planners.compact:CompactPlanner",
 }
 
 
@@ -96,6 +98,10 @@ class Decision:
     # (n_candidates,) the planner's relevance score per pool candidate (higher = more likely selected), for
     # ranking metrics (`autocut eval`: ROC-AUC against the positives); None = the planner has none.
     candidate_scores: np.ndarray | None = None
+    # Ground each clip in its own candidate first (the planner named that clip), then elsewhere in its
+    # source, and in another source only when the line does not fit there (the plan's notes then say so).
+    # False: where the grounding queries lead, as the paper grounds generated codes.
+    same_source: bool = False
 
     def key(self) -> tuple:
         """Identity for variant distinctness: the clip sequence and the script."""
@@ -253,6 +259,38 @@ def get_planner(name: str, **options: object) -> Planner:
     return planner_cls(**options)
 
 
+def auto_planner(library_dir: str | Path) -> tuple[str, str]:
+    """What the server's "auto" planner uses, and why: the compact planner when the library holds one
+    (``models/lm/compact/model``) whose model card records a held-out check it won against the heuristic
+    (`autocut.lm.compact_heldout.lm_beats_heuristic`), else the heuristic. An LM without such a record (the
+    token planner of ``models/lm/sft/model`` has none) is never picked by default."""
+    import json
+
+    from autocut.lm.card import lm_beats_heuristic
+
+    layout = LibraryLayout.of(library_dir)
+    model = layout.compact_model_dir
+    card_path = model / "compact_card.json"
+    if not (model / "config.json").exists():
+        return "heuristic", f"auto: heuristic (no compact planner at {model.relative_to(layout.root)})"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return "heuristic", f"auto: heuristic (the compact planner's model card is unreadable: {exc})"
+    check = card.get("heldout") if isinstance(card, dict) else None
+    if not check:
+        return "heuristic", "auto: heuristic (the compact planner has no held-out check in its model card)"
+    if lm_beats_heuristic(check):
+        return (
+            "compact",
+            f"auto: compact planner (it beat the heuristic on its held-out check: {check.get('reading', '')})",
+        )
+    return (
+        "heuristic",
+        f"auto: heuristic (the compact planner lost or tied on its held-out check: {check.get('reading', '')})",
+    )
+
+
 def default_planner(library_dir: str | Path) -> str:
-    """ "token" when the library has a trained token LM (``models/lm/sft/model``), else "heuristic"."""
-    return "token" if (LibraryLayout.of(library_dir).planner_model_dir / "config.json").exists() else "heuristic"
+    """The planner name `auto_planner` picks for `library_dir`."""
+    return auto_planner(library_dir)[0]

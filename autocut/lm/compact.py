@@ -1,0 +1,162 @@
+"""The compact planning format (docs/method.md, "The compact planner"): one exchange plans a whole ad, one
+decision per token.
+
+Human turn: the instruction, the product header (`autocut.lm.prompts.product_header`), the product photo as
+one frame block when the request has one, and the candidate clips, each as the first L video RQ-VAE codes of
+its clip-mean embedding (``<v_0_c>`` .. ``<v_{L-1}_c>``; L = 8 is the paper's frame, the CPU default is 4:
+`autocut eval probe` finds brand as readable from 4 levels as from 8), in pool order.
+
+Answer, one row per clip of the ad in playback order, then the BGM:
+
+- script-driven (the user's script): ``{line}{L codes}\n`` per script line, in script order: the line is the
+  user's (given), the clip's codes are the model's answer. Selection and order are one pass (VC-LLM's
+  compound task): the k-th row's codes name the clip under the k-th line;
+- footage-driven: ``{L codes}{line}\n`` per clip the model puts in the ad: it names the next clip, then
+  writes its line; it ends the ad by starting the BGM block instead of another clip;
+- both end with ``<|audio_start|>`` + 8 audio codes + ``<|audio_end|>`` (the paper's BGM answer).
+
+The answer names a clip by its content, as the paper's generated frame codes do, so the model answers in the
+codebook geometry its code rows start from (`autocut.lm.small.init_code_rows`) instead of learning to point
+at an arbitrary label. Decoding (`autocut.planning.planners.compact`) is constrained to the code paths of the
+request's candidates (each level one decision) and ranks the candidates by the probability of their whole
+path; `format_answer` / `parse_answer` round-trip, and a parsed row is grounded back to the candidate whose
+codes it names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from autocut.lm import tokens as T
+from autocut.lm.prompts import ProductView, product_header
+
+__all__ = [
+    "MAX_CANDIDATES",
+    "ROW_END",
+    "Row",
+    "clip_codes_text",
+    "clips_block",
+    "format_answer",
+    "parse_answer",
+    "user_message",
+]
+
+MAX_CANDIDATES = 64  # = CandidateConfig.max_candidates
+ROW_END = "\n"
+
+INSTRUCTION = {
+    "script": "Edit the ad: after each script line, answer the clip that shows it.",
+    "footage": "Edit the ad: pick clips in playback order and write one voice-over line for each.",
+}
+PHOTO_KEY = "Photo:"
+CLIPS_KEY = "Clips:"
+LANGUAGE_KEY = "Language:"
+
+_CODE_RE = re.compile(r"<v_(\d+)_(\d+)>")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One clip of the ad: its candidate (0-based) and the line said over it."""
+
+    candidate: int
+    line: str
+
+
+def clip_codes_text(codes: np.ndarray | Sequence[int]) -> str:
+    """The video code tokens naming one clip (its first L levels, L = len(codes))."""
+    return _codes(codes)
+
+
+def _codes(codes: np.ndarray | Sequence[int]) -> str:
+    row = np.asarray(codes).reshape(-1)
+    if not 1 <= row.shape[0] <= T.NUM_LEVELS:
+        raise T.TokenFormatError(f"expected 1..{T.NUM_LEVELS} codes, got {row.shape[0]}")
+    return "".join(T.code_token("video", level, int(c)) for level, c in enumerate(row))
+
+
+def clips_block(clip_codes: Sequence[np.ndarray]) -> str:
+    """The candidates: per clip its 8 codes, in pool order."""
+    if len(clip_codes) > MAX_CANDIDATES:
+        raise T.TokenFormatError(f"{len(clip_codes)} candidates; the compact format holds {MAX_CANDIDATES}")
+    return "".join(_codes(c) for c in clip_codes)
+
+
+def user_message(
+    scenario: str,
+    language: str,
+    product: ProductView,
+    clip_codes: Sequence[np.ndarray],
+    photo_codes: np.ndarray | None = None,
+) -> str:
+    """The human turn (see the module docstring)."""
+    if scenario not in INSTRUCTION:
+        raise ValueError(f"scenario must be 'script' or 'footage', got {scenario!r}")
+    lang = "zh" if language == "zh" else "en"
+    parts = [INSTRUCTION[scenario], f"{LANGUAGE_KEY} {lang}", product_header(product, lang)]
+    if photo_codes is not None:
+        parts.append(PHOTO_KEY + T.FRAME_START + _codes(photo_codes) + T.FRAME_END)
+    parts.append(CLIPS_KEY + clips_block(clip_codes))
+    return "\n".join(parts)
+
+
+def _check_line(line: str) -> str:
+    if "\n" in line or "\r" in line or "<|" in line or re.search(r"<[va]_\d+_\d+>", line):
+        raise T.TokenFormatError(f"a script line cannot hold line breaks or AutoCut tokens: {line[:60]!r}")
+    return line
+
+
+def format_answer(
+    scenario: str, rows: Sequence[Row], clip_codes: Sequence[np.ndarray], audio_codes: np.ndarray | None
+) -> str:
+    """The answer text of `rows` over candidates with `clip_codes` (+ the BGM block when `audio_codes` is given)."""
+    out = []
+    for r in rows:
+        if not 0 <= r.candidate < len(clip_codes):
+            raise T.TokenFormatError(f"row names candidate {r.candidate}; the pool has {len(clip_codes)}")
+        line = _check_line(r.line)
+        codes = _codes(clip_codes[r.candidate])
+        out.append((line + codes if scenario == "script" else codes + line) + ROW_END)
+    if audio_codes is not None:
+        out.append(T.audio_block(np.asarray(audio_codes)))
+    return "".join(out)
+
+
+def parse_answer(scenario: str, text: str, clip_codes: Sequence[np.ndarray]) -> tuple[list[Row], np.ndarray | None]:
+    """Rows and BGM codes of an answer (inverse of `format_answer`): each row's 8 codes are grounded to the
+    first candidate with exactly those codes (as many levels as `clip_codes` hold); raises `TokenFormatError`
+    when a row names none."""
+    body, audio = text, None
+    i = text.find(T.AUDIO_START)
+    if i >= 0:
+        body = text[:i]
+        audio = T.parse_audio(text[i:].strip())
+    levels = len(np.asarray(clip_codes[0]).reshape(-1)) if len(clip_codes) else T.NUM_LEVELS
+    by_codes: dict[tuple[int, ...], int] = {}
+    for k, c in enumerate(clip_codes):
+        by_codes.setdefault(tuple(int(x) for x in np.asarray(c).reshape(-1)), k)
+    rows: list[Row] = []
+    for raw in body.split(ROW_END):
+        if not raw:
+            continue
+        ms = list(_CODE_RE.finditer(raw))
+        if len(ms) != levels or [int(m.group(1)) for m in ms] != list(range(levels)):
+            raise T.TokenFormatError(
+                f"a row must name its clip with {levels} codes, levels 0..{levels - 1}: {raw[:80]!r}"
+            )
+        a, b = ms[0].start(), ms[-1].end()
+        if raw[a:b] != "".join(m.group(0) for m in ms):
+            raise T.TokenFormatError(f"a row's clip codes must be contiguous: {raw[:80]!r}")
+        if scenario == "script" and b != len(raw):
+            raise T.TokenFormatError(f"a script row must end with its clip's codes: {raw[:80]!r}")
+        if scenario == "footage" and a != 0:
+            raise T.TokenFormatError(f"a footage row must start with its clip's codes: {raw[:80]!r}")
+        key = tuple(int(m.group(2)) for m in ms)
+        if key not in by_codes:
+            raise T.TokenFormatError(f"row {len(rows) + 1} names codes of no candidate in the pool: {raw[a:b][:60]}")
+        rows.append(Row(by_codes[key], raw[:a] + raw[b:]))
+    return rows, audio

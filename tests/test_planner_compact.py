@@ -1,0 +1,295 @@
+"""The compact planner: its answer format, the pruned vocabulary, the codebook-initialised code rows, the
+trainer, constrained decoding from random weights on a real library, and the server's `auto` gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autocut.errors import PlanError
+from autocut.library.catalog import Catalog
+from autocut.lm import tokens as T
+from autocut.lm.backbone import default_qwen3_tokenizer_dir
+from autocut.lm.compact import Row, format_answer, parse_answer, user_message
+from autocut.lm.compact_data import AdRec, ExampleSampler, ReelClip, WorldData
+from autocut.lm.compact_train import CARD_NAME, CompactTrainConfig, encode_example, read_card, train_compact
+from autocut.lm.prompts import ProductView
+from autocut.lm.small import (
+    SmallConfig,
+    build_small_lm,
+    check_pruned,
+    extend_for_compact,
+    init_code_rows,
+    prune_tokenizer,
+)
+from autocut.planning import plan_edit
+from autocut.planning.candidates import build_candidates
+from autocut.planning.planners import get_planner
+from autocut.planning.planners.base import auto_planner
+from autocut.types import PlanRequest, ProductInfo
+from test_planner_token import _train_rqvae, lib  # noqa: F401  (module fixture reused)
+
+TOKENIZER_DIR = default_qwen3_tokenizer_dir()
+pytestmark = pytest.mark.skipif(
+    not (TOKENIZER_DIR / "tokenizer.json").exists(),
+    reason="Qwen3 tokenizer not fetched (run scripts/fetch_qwen3_tokenizer.sh)",
+)
+PRODUCT = ProductInfo(
+    name="FreshCo Blender Bottle",
+    brand="FreshCo",
+    category="kitchen",
+    selling_points=["thirty-second results", "a leak-proof lid"],
+)
+TEXTS = [
+    "FreshCo Blender Bottle",
+    "FreshCo",
+    "thirty-second results",
+    "a leak-proof lid",
+    "Tired of lumpy shakes?",
+    "Grab yours today.",
+    "这就是布噜奶瓶。",
+    "现在下单只要¥89！",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _codes(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    return [rng.integers(0, 256, size=8) for _ in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------- format
+
+
+@pytest.mark.parametrize("scenario", ["script", "footage"])
+def test_answer_format_round_trips(scenario: str) -> None:
+    clips = _codes(np.random.default_rng(0), 6)
+    rows = [Row(4, "Tired of lumpy shakes?"), Row(0, "这就是布噜奶瓶。"), Row(5, "Grab yours today.")]
+    audio = np.arange(8) * 3
+    text = format_answer(scenario, rows, clips, audio)
+    got, got_audio = parse_answer(scenario, text, clips)
+    assert got == rows and np.array_equal(got_audio, audio)
+    # One row per line break; the clip is named by its 8 codes, before (footage) or after (script) the line.
+    first = text.split("\n")[0]
+    codes = "".join(T.code_token("video", lv, int(c)) for lv, c in enumerate(clips[4]))
+    assert first == ("Tired of lumpy shakes?" + codes if scenario == "script" else codes + "Tired of lumpy shakes?")
+
+
+def test_answer_format_rejects_what_it_cannot_ground() -> None:
+    clips = _codes(np.random.default_rng(1), 3)
+    good = format_answer("script", [Row(1, "Hello.")], clips, None)
+    other = _codes(np.random.default_rng(2), 1)[0]
+    with pytest.raises(T.TokenFormatError, match="no candidate"):
+        parse_answer("script", good, [clips[0], other, clips[2]])
+    with pytest.raises(T.TokenFormatError, match="8 codes"):
+        parse_answer("script", "Hello.<v_0_1><v_1_2>\n", clips)
+    with pytest.raises(T.TokenFormatError, match="line breaks"):
+        format_answer("script", [Row(0, "two\nlines")], clips, None)
+    with pytest.raises(T.TokenFormatError, match="end with"):
+        parse_answer("script", good.replace("\n", "tail\n"), clips)
+
+
+def test_prompt_lists_each_candidate_as_eight_codes() -> None:
+    clips = _codes(np.random.default_rng(3), 27)
+    view = ProductView("FreshCo Blender Bottle", "FreshCo", ["a leak-proof lid"])
+    text = user_message("script", "en", view, clips, photo_codes=clips[0])
+    assert text.count("<v_0_") == 28 and text.count(T.FRAME_START) == 1
+
+
+# ---------------------------------------------------------------------------------------------- backbone
+
+
+def test_pruned_tokenizer_keeps_corpus_splits_and_encodes_any_text(tmp_path: Path) -> None:
+    tok = prune_tokenizer(TOKENIZER_DIR, TEXTS, tmp_path / "tok")
+    check_pruned(TOKENIZER_DIR, tok, TEXTS)  # same pieces as the full Qwen3 tokenizer on the corpus
+    assert len(tok) < 1000
+    unseen = "Zebra-striped kettle, 42 °C! 完全没见过的句子"
+    assert tok.decode(tok.encode(unseen, add_special_tokens=False)) == unseen  # byte fallback, lossless
+    n = extend_for_compact(tok)
+    assert n == len(T.added_tokens()) and extend_for_compact(tok) == 0
+    assert tok.convert_tokens_to_ids("<v_7_255>") != tok.unk_token_id
+
+
+def test_code_rows_keep_the_codebook_geometry() -> None:
+    tok = prune_tokenizer(TOKENIZER_DIR, TEXTS)
+    extend_for_compact(tok)
+    model = build_small_lm(
+        tok,
+        SmallConfig(
+            hidden_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+            intermediate_size=64,
+        ),
+    )
+    rng = np.random.default_rng(0)
+    cb = rng.normal(size=(8, 256, 16)).astype(np.float32)
+    cb /= np.linalg.norm(cb, axis=-1, keepdims=True)
+    init_code_rows(model, tok, {"video": cb, "audio": cb[:, :, :8]})
+    emb = model.get_input_embeddings().weight.detach().numpy()
+    ids = tok.convert_tokens_to_ids([f"<v_3_{c}>" for c in range(256)])
+    rows = emb[ids] / np.linalg.norm(emb[ids], axis=1, keepdims=True)
+    # Cosines between code rows equal cosines between their codebook vectors (an orthonormal projection).
+    assert np.allclose(rows @ rows.T, cb[3] @ cb[3].T, atol=1e-4)
+
+
+def _world(rng: np.random.Generator) -> WorldData:
+    roles = ["hook", "showcase", "feature", "usage", "cta"]
+    reels, views, photos, cats, ads = {}, {}, {}, {}, []
+    for p in range(4):
+        pid = f"p{p}"
+        reels[pid] = [ReelClip(rng.integers(0, 256, 8), f"{pid}-{r}", r, "ad", None, 5.0) for r in roles] + [
+            ReelClip(rng.integers(0, 256, 8), f"{pid}-rival", "cta", "distractor", None, 5.0)
+        ]
+        for lang in ("en", "zh"):
+            views[(pid, lang)] = ProductView(f"Product {p}", "FreshCo", ["a leak-proof lid"])
+        photos[pid] = rng.integers(0, 256, 8)
+        cats[pid] = "kitchen"
+        ads.append(
+            AdRec(
+                f"ad{p}",
+                pid,
+                "en",
+                tuple(f"{pid}-{r}" for r in roles),
+                tuple(roles),
+                (None,) * 5,
+                tuple(f"Line about {r}." for r in roles),
+                rng.integers(0, 256, 8),
+            )
+        )
+    return WorldData("train", reels, views, photos, cats, ads)
+
+
+def test_examples_mark_role_equivalent_targets_and_only_decisions_count() -> None:
+    data = _world(np.random.default_rng(0))
+    tok = prune_tokenizer(TOKENIZER_DIR, ExampleSampler(data).corpus_texts() + TEXTS)
+    extend_for_compact(tok)
+    sampler = ExampleSampler(data, seed=1)
+    ex = sampler.draw("script")
+    assert len(ex.clip_codes) in (12, 18) and len(ex.rows) == 5
+    enc = encode_example(tok, ex)
+    # Script-driven: 8 code decisions per row + the BGM start and 8 audio codes; the user's lines are no target.
+    assert len(enc.pos) == 5 * 8 + 9
+    line_ids = set(tok.encode("Line about hook.", add_special_tokens=False))
+    assert not any(set(t) & line_ids for t in enc.targets)
+    foot = encode_example(tok, sampler.draw("footage"))
+    assert len(foot.pos) > 5 * 8 + 9  # the footage-driven lines are the model's own: targets
+
+
+def test_train_compact_writes_a_loadable_model_with_its_card(tmp_path: Path) -> None:
+    data = _world(np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    cb = rng.normal(size=(8, 256, 16)).astype(np.float32)
+    out = tmp_path / "model"
+    cfg = CompactTrainConfig(backbone="qwen3-tiny", budget_s=60, max_steps=3, batch_size=2, log_every=1)
+    card = train_compact(
+        data, out, codebooks={"video": cb, "audio": cb}, tokenizer_src=TOKENIZER_DIR, config=cfg, val_data=data
+    )
+    assert card["train"]["steps"] == 3 and card["train"]["examples"] == 6
+    assert read_card(out)["backbone"] == "qwen3-tiny" and (out / "config.json").exists()
+    from autocut.lm.backbone import load_causal_lm
+
+    model, tok = load_causal_lm(out)
+    assert model.config.tie_word_embeddings and tok.convert_tokens_to_ids("<a_7_255>") < model.config.vocab_size
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+@pytest.fixture(scope="module")
+def compact_dir(lib, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """An untrained (random-weight) compact planner over the test library's RQ-VAEs."""
+    out = tmp_path_factory.mktemp("compact") / "model"
+    tok = prune_tokenizer(TOKENIZER_DIR, TEXTS)
+    extend_for_compact(tok)
+    model = build_small_lm(
+        tok,
+        SmallConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            intermediate_size=64,
+        ),
+    )
+    init_code_rows(model, tok, {"video": lib["video"].codebooks(), "audio": lib["audio"].codebooks()})
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / CARD_NAME).write_text(json.dumps({"format": "autocut-compact-planner", "version": 1, "heldout": None}))
+    return out
+
+
+def test_random_weights_still_give_valid_script_driven_plans(lib, compact_dir: Path) -> None:  # noqa: F811
+    script = ["Meet the FreshCo bottle.", "It blends in seconds.", "Grab yours today."]
+    req = PlanRequest(product=PRODUCT, pool=lib["pool"], script=script, n_variants=2, seed=1)
+    plans = plan_edit(lib["root"], req, get_planner("compact", model_dir=compact_dir))
+    assert len(plans) == 2
+    with Catalog.open(lib["root"], create=False) as cat:
+        pool = build_candidates(cat, req.pool)
+    for plan in plans:
+        assert plan.planner == "compact" and [s.sentence for s in plan.segments] == script
+        rows = [int(k) for k in plan.notes["lm_rows"].split(", ")]
+        assert len(set(rows)) == 3  # one distinct clip per line
+        assert plan.bgm is not None
+        # Each segment stays in its chosen clip's source, or the notes say which moved.
+        moved = plan.notes.get("grounding_moved", "")
+        for k, (seg, row) in enumerate(zip(plan.segments, rows), start=1):
+            assert seg.photo_id == pool.candidates[row - 1].photo_id or str(k) in moved
+    assert plans[0].notes["lm_decoding"] == "greedy" and plans[1].notes["lm_decoding"] == "sampled"
+
+
+def test_random_weights_still_give_valid_footage_driven_plans(lib, compact_dir: Path) -> None:  # noqa: F811
+    req = PlanRequest(product=PRODUCT, pool=lib["pool"], n_variants=1, seed=0, max_duration_s=30)
+    plan = plan_edit(lib["root"], req, get_planner("compact", model_dir=compact_dir, min_clips=2))[0]
+    rows = [int(k) for k in plan.notes["lm_rows"].split(", ")]
+    assert len(rows) == len(set(rows)) >= 2 and len(plan.segments) == len(rows)
+    assert all(s.sentence.strip() for s in plan.segments) and plan.duration_s <= 30 + 1e-6
+
+
+def test_a_line_no_clip_can_voice_is_named(lib, compact_dir: Path) -> None:  # noqa: F811
+    long_line = " ".join(["unbelievably"] * 40)
+    req = PlanRequest(product=PRODUCT, pool=lib["pool"], script=["Short.", long_line], seed=0)
+    with pytest.raises(PlanError, match="script line 2"):
+        plan_edit(lib["root"], req, get_planner("compact", model_dir=compact_dir))
+
+
+def _card(tmp_path: Path, heldout: dict | None) -> Path:
+    root = tmp_path / "lib"
+    model = root / "models" / "lm" / "compact" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / CARD_NAME).write_text(json.dumps({"format": "autocut-compact-planner", "heldout": heldout}))
+    return root
+
+
+def _check(lo: float, hi: float, worse_other: bool = False) -> dict:
+    d = {
+        "diff": (lo + hi) / 2,
+        "lo": lo,
+        "hi": hi,
+        "verdict": "better" if lo > 0 else ("worse" if hi < 0 else "unresolved"),
+    }
+    other = {"diff": -0.2, "lo": -0.3, "hi": -0.1, "verdict": "worse"} if worse_other else None
+    return {"metrics": {"precision_role": {"diff": d}, "bgm_mood": {"diff": other}}, "reading": "r"}
+
+
+def test_auto_gate_follows_the_model_card(tmp_path: Path) -> None:
+    assert auto_planner(tmp_path / "empty")[0] == "heuristic"
+    assert auto_planner(_card(tmp_path / "a", None))[0] == "heuristic"
+    assert auto_planner(_card(tmp_path / "b", _check(-0.1, 0.05)))[0] == "heuristic"
+    won = auto_planner(_card(tmp_path / "c", _check(0.1, 0.3)))
+    assert won[0] == "compact" and "beat the heuristic" in won[1]
+    assert auto_planner(_card(tmp_path / "d", _check(0.1, 0.3, worse_other=True)))[0] == "heuristic"
