@@ -57,6 +57,8 @@ class _Loaded:
     video: Any
     audio: Any
     text_mask: np.ndarray  # (V,) True for ordinary text tokens (what a line may hold)
+    lang_masks: dict  # language -> (V,) text tokens a line in that language may hold
+    word_mask: np.ndarray  # (V,) tokens holding a letter or a CJK character
     card: dict
 
 
@@ -125,7 +127,8 @@ class CompactPlanner(Planner):
         text = np.zeros(rows, bool)
         n_base = len(tok) - len(tok.get_added_vocab())
         text[:n_base] = True
-        self._loaded = _Loaded(library_dir, model_dir, model, tok, video, audio, text, card)
+        langs, word = _line_masks(tok, rows, n_base)
+        self._loaded = _Loaded(library_dir, model_dir, model, tok, video, audio, text, langs, word, card)
         return self._loaded
 
     def warm_up(self, library_dir: str | Path) -> None:
@@ -284,14 +287,15 @@ class CompactPlanner(Planner):
         return order, lines, scores
 
     def _footage(self, task, loaded, feed, paths, choose, pick, state, ix, codes, durations, notes):
-        import torch
 
         n = len(codes)
         order: list[int] = []
         sentences: list[str] = []
         scores = np.zeros(n, np.float32)
         total = 0.0
-        text_ids = np.where(loaded.text_mask)[0]
+        # A line holds the request language's text tokens (no line break inside) and at least one word.
+        lang = "zh" if task.request.language == "zh" else "en"
+        text_ids = np.where(loaded.lang_masks[lang])[0]
         line_ids = np.concatenate([text_ids, np.asarray(ix.row_end)])
         while True:
             ok = [k for k in range(n) if k not in order and total + float(durations[k]) <= task.budget_s]
@@ -313,11 +317,13 @@ class CompactPlanner(Planner):
             total += float(durations[k])
             feed(ix.clip(codes[k]))
             toks: list[int] = []
+            has_word = False
             for _ in range(self.max_line_tokens):
-                t, _ = pick(line_ids)
+                t, _ = pick(line_ids if has_word else text_ids)
                 if t == ix.row_end[0]:
                     break
                 toks.append(t)
+                has_word = has_word or bool(loaded.word_mask[t])
                 feed([t])
             feed(list(ix.row_end))
             line = loaded.tok.decode(toks, skip_special_tokens=True).strip()
@@ -325,7 +331,6 @@ class CompactPlanner(Planner):
         if not order:
             raise PlanError("the compact planner placed no clip (no candidate fits the duration budget)")
         feed([ix.audio_start])
-        del torch
         notes["lm_rows"] = ", ".join(str(k + 1) for k in order)
         notes["lm_script"] = " / ".join(sentences)
         sentences = self._fit_voice(task, sentences, [float(durations[k]) for k in order], notes)
@@ -351,3 +356,22 @@ class CompactPlanner(Planner):
         if trimmed:
             notes["lm_script_trimmed"] = f"lines {', '.join(map(str, trimmed))} shortened to fit their clips"
         return out
+
+
+def _line_masks(tok, rows: int, n_base: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per language, the text tokens a script line may hold, and the tokens holding a word character.
+    English lines take no CJK (nor partial UTF-8 pieces); Chinese lines take both (model codes like "X9" are
+    Latin); neither takes a line break (the row's end is its own token)."""
+    en, zh, word = np.zeros(rows, bool), np.zeros(rows, bool), np.zeros(rows, bool)
+    for i in range(n_base):
+        piece = tok.decode([i])
+        if "\n" in piece or "\r" in piece:
+            continue
+        cjk = any(
+            "\u3400" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" or "\u3000" <= ch <= "\u303f" for ch in piece
+        )
+        latin = any(ch.isascii() and ch.isalpha() for ch in piece)
+        en[i] = not cjk and "\ufffd" not in piece
+        zh[i] = True
+        word[i] = latin or any("\u3400" <= ch <= "\u9fff" for ch in piece)
+    return {"en": en, "zh": zh}, word
