@@ -257,10 +257,9 @@ def test_random_weights_still_give_valid_footage_driven_plans(lib, compact_dir: 
     rows = [int(k) for k in plan.notes["lm_rows"].split(", ")]
     assert len(rows) == len(set(rows)) >= 2 and len(plan.segments) == len(rows)
     assert all(s.sentence.strip() for s in plan.segments) and plan.duration_s <= 30 + 1e-6
-    # An English request gets English lines (the vocabulary also holds Chinese pieces), each with a word.
+    # An English request gets English lines (the vocabulary also holds Chinese pieces).
     for line in plan.notes["lm_script"].split(" / "):
         assert not any("\u3400" <= ch <= "\u9fff" or ch == "\ufffd" for ch in line), line
-        assert any(ch.isalpha() for ch in line), line
 
 
 def test_a_line_no_clip_can_voice_is_named(lib, compact_dir: Path) -> None:  # noqa: F811
