@@ -63,7 +63,7 @@ class CompactTrainConfig:
     line_weight: float = 0.3  # loss weight of footage-driven line tokens (vs 1 for each decision)
     script_share: float = 0.7  # share of script-driven examples
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = None  # torch threads (None: every core)
     log_every: int = 20
     levels: int = 4  # code levels per clip in prompts and answers (1..8)
 
@@ -295,8 +295,9 @@ def train_compact(
     cfg = config or CompactTrainConfig()
     if cfg.backbone not in SMALL_PRESETS:
         raise ConfigError(f"unknown compact backbone {cfg.backbone!r}; choose from {', '.join(SMALL_PRESETS)}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    # Every core unless told otherwise: an earlier stage in the same process (ingest's VAD) may have left
+    # torch on one thread.
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     out = Path(out_dir)
     t_setup = time.perf_counter()
     sampler = ExampleSampler(data, seed=cfg.seed, script_share=cfg.script_share)
