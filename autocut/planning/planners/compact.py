@@ -140,13 +140,14 @@ class CompactPlanner(Planner):
         path = task.request.product.image_path
         if not path:
             return None
-        if self._photo is not None and self._photo[0] == path:
+        key = f"{task.library_dir}|{path}"
+        if self._photo is not None and self._photo[0] == key:
             return self._photo[1]
         from autocut.planning.planners.heuristic import embed_product_image
 
         vec = embed_product_image(path, task.catalog, task.frame_weights)
         codes = np.asarray(loaded.video.encode(vec[None]))[0]
-        self._photo = (path, codes)
+        self._photo = (key, codes)
         return codes
 
     def decide(self, task: PlanningTask, variant: int, attempt: int, rng: np.random.Generator) -> Decision:
