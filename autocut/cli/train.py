@@ -315,22 +315,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_compact(args: argparse.Namespace) -> int:
-    from autocut.library.catalog import Catalog
-    from autocut.lm.backbone import default_qwen3_tokenizer_dir
-    from autocut.lm.compact_data import load_world_data
-    from autocut.lm.compact_heldout import heldout_check
-    from autocut.lm.compact_train import CompactTrainConfig, train_compact, write_card
-    from rqvae import RQVAEError, Tokenizer
+    from autocut.lm.compact_train import CompactTrainConfig, train_library_planner
 
-    lib = Path(args.library)
-    layout = LibraryLayout.of(lib)
-    with Catalog.open(lib, create=False) as cat:
-        pca = cat.pca_version or None
-    try:
-        video = Tokenizer.load(layout.rqvae_dir("video"), expect_modality="video", expect_pca_version=pca)
-        audio = Tokenizer.load(layout.rqvae_dir("audio"), expect_modality="audio")
-    except RQVAEError as exc:
-        raise ConfigError(f"{exc} (train the tokenizers with `autocut rqvae train --modality video|audio`)") from None
     kw = {"lr": args.lr} if args.lr is not None else {}
     cfg = CompactTrainConfig(
         backbone=args.backbone,
@@ -341,29 +327,13 @@ def _train_compact(args: argparse.Namespace) -> int:
         threads=args.threads,
         **kw,
     )
-    data = load_world_data(lib, args.split, video=video, audio=audio)
-    val = load_world_data(lib, args.heldout_split, video=video, audio=audio) if args.heldout_ads else None
-    out = args.out or layout.compact_model_dir
-    print(
-        f"compact planner: training {cfg.backbone} on {len(data.ads)} reference ads of {args.split!r} "
-        f"for {cfg.budget_s:.0f} s"
+    train_library_planner(
+        args.library,
+        args.out or LibraryLayout.of(args.library).compact_model_dir,
+        cfg,
+        split=args.split,
+        heldout_split=args.heldout_split,
+        heldout_ads=args.heldout_ads,
+        check=args.heldout_ads > 0,
     )
-    card = train_compact(
-        data,
-        out,
-        codebooks={"video": video.codebooks(), "audio": audio.codebooks()},
-        tokenizer_src=default_qwen3_tokenizer_dir(),
-        config=cfg,
-        progress=True,
-        val_data=val,
-    )
-    tr = card["train"]
-    print(
-        f"compact planner: {tr['steps']} steps, {tr['examples']} examples, {tr['seconds']:.0f} s, "
-        f"loss {tr['final_loss']} -> {out}"
-    )
-    if args.heldout_ads:
-        card["heldout"] = heldout_check(lib, out, split=args.heldout_split, max_ads=args.heldout_ads)
-        write_card(out, card)
-        print(card["heldout"]["reading"])
     return 0

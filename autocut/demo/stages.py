@@ -209,38 +209,26 @@ class Demo:
             )
 
     def _train_planner(self, model: Path, fr: Freshness) -> dict[str, Any]:
-        from autocut.library.codes import tokenizer_dir
-        from autocut.lm.backbone import default_qwen3_tokenizer_dir
-        from autocut.lm.compact_data import load_world_data
-        from autocut.lm.compact_train import CompactTrainConfig, train_compact
-        from rqvae import Tokenizer
+        from autocut.lm.compact_train import CompactTrainConfig, train_library_planner
 
-        pca = self._library_space().pca_version
-        video = Tokenizer.load(tokenizer_dir(self.lib, "video"), expect_modality="video", expect_pca_version=pca)
-        audio = Tokenizer.load(tokenizer_dir(self.lib, "audio"), expect_modality="audio")
-        data = load_world_data(self.lib, "train", video=video, audio=audio)
-        val = load_world_data(self.lib, "val", video=video, audio=audio)
-        if model.exists():  # a stale or forced model: keep one previous generation rather than deleting it
-            previous = model.with_name(model.name + ".previous")
-            shutil.rmtree(previous, ignore_errors=True)
-            os.replace(model, previous)
-            self._say(f"  moved the old model to {previous}")
-        self._say(
-            f"  {fr.reason}; training on {len(data.ads)} train-split reference ads for "
-            f"{self.cfg.planner_budget_s:.0f} s"
-        )
-        card = train_compact(
-            data,
+        def move_old(data: Any) -> None:
+            if model.exists():  # a stale or forced model: keep one previous generation rather than deleting it
+                previous = model.with_name(model.name + ".previous")
+                shutil.rmtree(previous, ignore_errors=True)
+                os.replace(model, previous)
+                self._say(f"  moved the old model to {previous}")
+            self._say(f"  {fr.reason}")
+
+        # The held-out check runs in `planner()` (it is also what a resumed stage runs alone).
+        card = train_library_planner(
+            self.lib,
             model,
-            codebooks={"video": video.codebooks(), "audio": audio.codebooks()},
-            tokenizer_src=default_qwen3_tokenizer_dir(),
-            config=CompactTrainConfig(budget_s=self.cfg.planner_budget_s, threads=self.cfg.threads),
-            progress=True,
-            val_data=val,
+            CompactTrainConfig(budget_s=self.cfg.planner_budget_s, threads=self.cfg.threads),
+            check=False,
+            before_training=move_old,
+            say=lambda msg: self._say(f"  {msg}"),
         )
         gc.collect()
-        tr = card["train"]
-        self._say(f"  trained: {tr['steps']} steps, {tr['examples']} examples, {tr['seconds']:.0f} s -> {model}")
         return card
 
     # ------------------------------------------------------------------ 4. indexes

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -334,7 +333,3 @@ class ExampleSampler:
         for ad in self.data.ads:
             out += list(ad.sentences)
         return out
-
-
-def split_texts(examples: Sequence[Example]) -> list[str]:
-    return [r.line for e in examples for r in e.rows]

@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "prompt_ids",
     "read_card",
     "train_compact",
+    "train_library_planner",
     "write_card",
 ]
 
@@ -117,14 +119,13 @@ class _Ids:
         return list(self.tok.encode(s, add_special_tokens=False))
 
 
-_IDS: dict[int, _Ids] = {}
-
-
 def ids_of(tok) -> _Ids:
-    key = id(tok)
-    if key not in _IDS:
-        _IDS[key] = _Ids(tok)
-    return _IDS[key]
+    """The token-id tables of `tok`, built once and kept on the tokenizer object itself."""
+    ids = getattr(tok, "_autocut_compact_ids", None)
+    if ids is None:
+        ids = _Ids(tok)
+        tok._autocut_compact_ids = ids
+    return ids
 
 
 def prompt_ids(tok, ex_or_user: Example | str) -> list[int]:
@@ -440,3 +441,57 @@ def write_card(model_dir: str | Path, card: dict[str, Any]) -> None:
     from autocut.files import write_json_atomic
 
     write_json_atomic(Path(model_dir) / CARD_NAME, card)
+
+
+def train_library_planner(
+    library_dir: str | Path,
+    out_dir: str | Path,
+    config: CompactTrainConfig,
+    *,
+    split: str = "train",
+    heldout_split: str | None = "val",
+    heldout_ads: int = 20,
+    check: bool = True,
+    before_training: Callable[[WorldData], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`autocut train compact` and `make demo`'s planner stage: the library's RQ-VAE tokenizers
+    (`autocut.library.codes.load_library_tokenizer`, checked against the catalog), its `split` reference ads,
+    `train_compact` (its progress lines score `heldout_split` examples; None: none), then, when `check`, the
+    held-out check on `heldout_ads` of that split written into the card. `before_training(data)` runs once the
+    data has loaded (the demo moves an old model aside)."""
+    from autocut.library.codes import load_library_tokenizer
+    from autocut.lm.backbone import default_qwen3_tokenizer_dir
+    from autocut.lm.compact_data import load_world_data
+    from autocut.lm.compact_heldout import heldout_check
+
+    lib = Path(library_dir)
+    video = load_library_tokenizer(lib, "video")
+    audio = load_library_tokenizer(lib, "audio")
+    data = load_world_data(lib, split, video=video, audio=audio)
+    val = load_world_data(lib, heldout_split, video=video, audio=audio) if heldout_split else None
+    if before_training is not None:
+        before_training(data)
+    say(
+        f"compact planner: training {config.backbone} on {len(data.ads)} reference ads of {split!r} "
+        f"for {config.budget_s:.0f} s"
+    )
+    card = train_compact(
+        data,
+        out_dir,
+        codebooks={"video": video.codebooks(), "audio": audio.codebooks()},
+        tokenizer_src=default_qwen3_tokenizer_dir(),
+        config=config,
+        progress=True,
+        val_data=val,
+    )
+    tr = card["train"]
+    say(
+        f"compact planner: {tr['steps']} steps, {tr['examples']} examples, {tr['seconds']:.0f} s, "
+        f"loss {tr['final_loss']} -> {out_dir}"
+    )
+    if check and heldout_split and heldout_ads > 0:
+        card["heldout"] = heldout_check(lib, out_dir, split=heldout_split, max_ads=heldout_ads)
+        write_card(out_dir, card)
+        say(card["heldout"]["reading"])
+    return card

@@ -71,20 +71,6 @@ SMALL_PRESETS: dict[str, SmallConfig] = {
     "qwen3-small8": SmallConfig(hidden_size=384, num_hidden_layers=8, num_attention_heads=6, intermediate_size=1024),
 }
 
-# The byte-level alphabet of GPT-2 style BPE (what the 256 single-byte tokens are spelled as).
-
-
-def _byte_alphabet() -> list[str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
 
 def prune_tokenizer(src_dir: str | Path, texts: Iterable[str], out_dir: str | Path | None = None):
     """A `PreTrainedTokenizerFast` holding only the tokens `texts` use (+ bytes + specials); saved to `out_dir`
@@ -113,7 +99,9 @@ def prune_tokenizer(src_dir: str | Path, texts: Iterable[str], out_dir: str | Pa
     for enc in full.encode_batch(list(texts), add_special_tokens=False):
         used.update(enc.ids)
         n_texts += 1
-    keep: set[str] = set(_byte_alphabet())
+    from autocut.lm.decoding import _bytes_to_unicode
+
+    keep: set[str] = set(_bytes_to_unicode().values())  # the 256 single-byte tokens
     stack = [inv[i] for i in used if i in inv]
     while stack:
         s = stack.pop()

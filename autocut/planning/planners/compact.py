@@ -56,7 +56,6 @@ class _Loaded:
     tok: Any
     video: Any
     audio: Any
-    text_mask: np.ndarray  # (V,) True for ordinary text tokens (what a line may hold)
     lang_masks: dict  # language -> (V,) text tokens a line in that language may hold
     word_mask: np.ndarray  # (V,) tokens holding a letter or a CJK character
     card: dict
@@ -124,11 +123,9 @@ class CompactPlanner(Planner):
             else None
         )
         rows = model.get_input_embeddings().weight.shape[0]
-        text = np.zeros(rows, bool)
         n_base = len(tok) - len(tok.get_added_vocab())
-        text[:n_base] = True
         langs, word = _line_masks(tok, rows, n_base)
-        self._loaded = _Loaded(library_dir, model_dir, model, tok, video, audio, text, langs, word, card)
+        self._loaded = _Loaded(library_dir, model_dir, model, tok, video, audio, langs, word, card)
         return self._loaded
 
     def warm_up(self, library_dir: str | Path) -> None:
