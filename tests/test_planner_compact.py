@@ -14,7 +14,14 @@ from autocut.errors import PlanError
 from autocut.library.catalog import Catalog
 from autocut.lm import tokens as T
 from autocut.lm.backbone import default_qwen3_tokenizer_dir
-from autocut.lm.compact import Row, format_answer, parse_answer, user_message
+from autocut.lm.compact import (
+    MATCH_TOKENS,
+    Row,
+    format_answer,
+    match_buckets,
+    parse_answer,
+    user_message,
+)
 from autocut.lm.compact_data import AdRec, ExampleSampler, ReelClip, WorldData
 from autocut.lm.compact_train import CARD_NAME, CompactTrainConfig, encode_example, read_card, train_compact
 from autocut.lm.prompts import ProductView
@@ -106,6 +113,37 @@ def test_prompt_lists_each_candidate_as_eight_codes() -> None:
     assert text.count("<v_0_") == 28 and text.count(T.FRAME_START) == 1
 
 
+def test_match_buckets_rank_candidates_by_photo_similarity() -> None:
+    photo = np.array([1.0, 0.0, 0.0])
+    # cosines to the photo: 0.0, 1.0, 0.6, -1.0, 0.8 -> ranks 3, 0, 2, 4, 1
+    clips = np.array([[0, 1, 0], [2, 0, 0], [0.6, 0.8, 0], [-1, 0, 0], [0.8, 0.6, 0]], np.float32)
+    assert match_buckets(photo, clips, (1, 2, 4)).tolist() == [2, 0, 2, 3, 1]
+    assert match_buckets(photo, clips, (2,)).tolist() == [1, 0, 1, 1, 0]
+    for bad in ((0, 2), (4, 2), (1, 2, 3, 4, 5, 6, 7, 8)):
+        with pytest.raises(T.TokenFormatError, match="match edges"):
+            match_buckets(photo, clips, bad)
+
+
+@pytest.mark.parametrize("scenario", ["script", "footage"])
+def test_answer_with_match_tokens_round_trips_and_grounds_by_bucket(scenario: str) -> None:
+    clips = _codes(np.random.default_rng(4), 5)
+    clips[3] = clips[1].copy()  # same codes, told apart only by their match bucket
+    match = [0, 1, 2, 3, 4]
+    rows = [Row(3, "Tired of lumpy shakes?"), Row(0, "Grab yours today.")]
+    text = format_answer(scenario, rows, clips, None, match)
+    assert text.count("<m_") == 2 and "<m_3>" in text
+    assert parse_answer(scenario, text, clips, match)[0] == rows
+    view = ProductView("FreshCo Blender Bottle", "FreshCo", ["a leak-proof lid"])
+    prompt = user_message(scenario, "en", view, clips, photo_codes=clips[0], match=match)
+    assert prompt.count("<m_") == 5 and "<m_4><v_0_" in prompt
+    with pytest.raises(T.TokenFormatError, match="match token"):
+        parse_answer(scenario, text, clips)  # an answer with match tokens needs the buckets to ground
+    with pytest.raises(T.TokenFormatError, match="no candidate"):
+        parse_answer(scenario, text, clips, [4, 3, 2, 1, 0])
+    with pytest.raises(T.TokenFormatError, match="photo"):
+        user_message(scenario, "en", view, clips, match=match)
+
+
 # ---------------------------------------------------------------------------------------------- backbone
 
 
@@ -116,7 +154,7 @@ def test_pruned_tokenizer_keeps_corpus_splits_and_encodes_any_text(tmp_path: Pat
     unseen = "Zebra-striped kettle, 42 °C! 完全没见过的句子"
     assert tok.decode(tok.encode(unseen, add_special_tokens=False)) == unseen  # byte fallback, lossless
     n = extend_for_compact(tok)
-    assert n == len(T.added_tokens()) and extend_for_compact(tok) == 0
+    assert n == len(T.added_tokens()) + len(MATCH_TOKENS) and extend_for_compact(tok) == 0
     assert tok.convert_tokens_to_ids("<v_7_255>") != tok.unk_token_id
 
 
@@ -186,6 +224,46 @@ def test_examples_mark_role_equivalent_targets_and_only_decisions_count() -> Non
     assert not any(set(t) & line_ids for t in enc.targets)
     foot = encode_example(tok, sampler.draw("footage"))
     assert len(foot.pos) > 5 * 8 + 9  # the footage-driven lines are the model's own: targets
+
+
+def test_match_tokens_are_decisions_and_narrow_the_code_targets() -> None:
+    rng = np.random.default_rng(0)
+    data = _world(rng)
+    dim = 16
+    photo_vecs = {}
+    for pid, reel in data.reels.items():
+        base = rng.normal(size=dim).astype(np.float32)
+        photo_vecs[pid] = base[None]
+        # own clips point near the photo, the rival's far from it
+        data.reels[pid] = [
+            ReelClip(
+                c.codes,
+                c.shot_id,
+                c.role,
+                c.kind,
+                None,
+                5.0,
+                vectors=(base if c.kind == "ad" else -base)[None] + 0.1 * rng.normal(size=(1, dim)).astype(np.float32),
+            )
+            for c in reel
+        ]
+    data.photo_vectors = photo_vecs
+    tok = prune_tokenizer(TOKENIZER_DIR, ExampleSampler(data).corpus_texts() + TEXTS)
+    extend_for_compact(tok)
+    sampler = ExampleSampler(data, seed=1, photo_dropout=0.0, match_edges=(2, 4, 8))
+    ex = sampler.draw("script")
+    assert ex.match is not None and ex.photo_codes is not None
+    enc = encode_example(tok, ex)
+    assert len(enc.pos) == 5 * 9 + 9  # a match token then 8 codes per row, then the BGM
+    match_ids = tok.convert_tokens_to_ids(list(MATCH_TOKENS))
+    first_targets = [t for t in enc.targets if set(t) <= set(match_ids)]
+    # The product's five ad clips lie nearest its photo (ranks 0-4: buckets 0-2), and each row's target is
+    # the bucket of its right clip.
+    assert len(first_targets) == 5 and all(set(t) <= set(match_ids[:3]) for t in first_targets)
+    assert sorted(int(b) for b in ex.match)[:5] == [0, 0, 1, 1, 2]
+    # Without a photo there are no match tokens anywhere.
+    off = ExampleSampler(data, seed=1, photo_dropout=1.0, match_edges=(2, 4, 8)).draw("script")
+    assert off.match is None and "<m_" not in tok.decode(encode_example(tok, off).ids)
 
 
 def test_train_compact_writes_a_loadable_model_with_its_card(tmp_path: Path) -> None:
@@ -260,6 +338,38 @@ def test_random_weights_still_give_valid_footage_driven_plans(lib, compact_dir: 
     # An English request gets English lines (the vocabulary also holds Chinese pieces).
     for line in plan.notes["lm_script"].split(" / "):
         assert not any("\u3400" <= ch <= "\u9fff" or ch == "\ufffd" for ch in line), line
+
+
+def test_a_card_with_match_buckets_plans_with_the_product_photo(
+    lib,  # noqa: F811
+    compact_dir: Path,
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from PIL import Image
+
+    model = tmp_path / "model"
+    shutil.copytree(compact_dir, model)
+    card = json.loads((model / CARD_NAME).read_text())
+    card["train"] = {"config": {"levels": 4, "match_edges": [1, 2, 4]}}
+    (model / CARD_NAME).write_text(json.dumps(card))
+    photo = lib["root"] / "product-red.png"
+    Image.new("RGB", (192, 144), (255, 0, 0)).save(photo)
+    script = ["Meet the FreshCo bottle.", "It blends in seconds."]
+    product = PRODUCT.model_copy(update={"image_path": str(photo)})
+    req = PlanRequest(product=product, pool=lib["pool"], script=script, seed=0)
+    plan = plan_edit(lib["root"], req, get_planner("compact", model_dir=model))[0]
+    buckets = [int(b) for b in plan.notes["lm_match_buckets"].split(", ")]
+    assert len(buckets) == 2 and all(0 <= b <= 3 for b in buckets)
+    # Footage-driven too; without a photo the same model plans with no match tokens at all.
+    foot = PlanRequest(product=product, pool=lib["pool"], seed=0, max_duration_s=20)
+    assert (
+        "lm_match_buckets"
+        in plan_edit(lib["root"], foot, get_planner("compact", model_dir=model, min_clips=2))[0].notes
+    )
+    bare = PlanRequest(product=PRODUCT, pool=lib["pool"], script=script, seed=0)
+    assert "lm_match_buckets" not in plan_edit(lib["root"], bare, get_planner("compact", model_dir=model))[0].notes
 
 
 def test_a_line_no_clip_can_voice_is_named(lib, compact_dir: Path) -> None:  # noqa: F811

@@ -168,6 +168,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--heldout-ads", type=int, default=20, help="reference ads in the held-out check (0: skip it)")
     c.add_argument("--out", type=Path, default=None, help="model directory (default LIBRARY/models/lm/compact/model)")
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.add_argument(
+        "--match-edges",
+        default=None,
+        metavar="R1,R2,...",
+        help="product-match buckets: rank edges by photo similarity (default 2,4,8,16; 'none': no match tokens)",
+    )
     c.set_defaults(func=_train_compact)
 
 
@@ -317,7 +323,15 @@ def _train(args: argparse.Namespace) -> int:
 def _train_compact(args: argparse.Namespace) -> int:
     from autocut.lm.compact_train import CompactTrainConfig, train_library_planner
 
-    kw = {"lr": args.lr} if args.lr is not None else {}
+    kw: dict = {"lr": args.lr} if args.lr is not None else {}
+    if args.match_edges is not None:
+        text = args.match_edges.strip().lower()
+        try:
+            kw["match_edges"] = () if text in ("none", "") else tuple(int(x) for x in text.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"--match-edges takes comma-separated ranks or 'none', got {args.match_edges!r}"
+            ) from None
     cfg = CompactTrainConfig(
         backbone=args.backbone,
         budget_s=args.budget_s,

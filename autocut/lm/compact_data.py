@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from autocut.errors import ConfigError
-from autocut.lm.compact import MAX_CANDIDATES, Row
+from autocut.lm.compact import MATCH_EDGES, MAX_CANDIDATES, Row, match_buckets
 from autocut.lm.prompts import ProductView, product_view
 
 __all__ = ["AdRec", "Example", "ExampleSampler", "ReelClip", "WorldData", "load_world_data"]
@@ -48,6 +48,9 @@ class ReelClip:
     # (M, 8) codes of views of the clip for training (means of random subsets of its shown frames): an
     # example shows one at random, so the model cannot learn a product's clips by their exact codes.
     variants: np.ndarray | None = None
+    # The embedding of the clip-mean (row 0) and of each view (rows 1..M, as `variants`): the product-match
+    # buckets are computed from them, as the planner computes them from the candidates' vectors.
+    vectors: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class WorldData:
     notes: list[str] = field(default_factory=list)
     # product_id -> (M, 8) codes of the photo's embedding plus small noise (training views, as `variants`)
     photo_variants: dict[str, np.ndarray] = field(default_factory=dict)
+    # product_id -> (M + 1, D) the photo's embedding and its noisy views (rows as `photo_variants`)
+    photo_vectors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Example:
     rows: list[Row]
     positives: list[frozenset[int]]  # per row, the candidates that are right at its reference position
     audio_codes: np.ndarray | None
+    match: np.ndarray | None = None  # (n,) product-match bucket per candidate (with a photo, when enabled)
 
 
 def _shows(a0: float, a1: float, b0: float, b1: float) -> bool:
@@ -139,6 +145,7 @@ def load_world_data(
             vecs = np.stack([c.vector for c in pool.candidates])
             codes = np.asarray(video.encode(vecs))
             variants: list[np.ndarray | None] = [None] * len(pool.candidates)
+            vectors: list[np.ndarray] = [v[None].astype(np.float32) for v in vecs]
             if views:
                 rows = []
                 for c in pool.candidates:
@@ -148,9 +155,12 @@ def load_world_data(
                         if not pick.any():
                             pick[rng.integers(len(f))] = True
                         rows.append(_unit(f[pick].mean(axis=0)))
-                allv = np.asarray(video.encode(np.stack(rows))).reshape(len(pool.candidates), views, -1)
+                view_vecs = np.stack(rows).astype(np.float32)
+                allv = np.asarray(video.encode(view_vecs)).reshape(len(pool.candidates), views, -1)
                 variants = [np.concatenate([codes[i : i + 1], allv[i]]).astype(np.int64) for i in range(len(allv))]
-            for c, code, var in zip(pool.candidates, codes, variants):
+                vv = view_vecs.reshape(len(pool.candidates), views, -1)
+                vectors = [np.concatenate([vecs[i : i + 1], vv[i]]).astype(np.float32) for i in range(len(vv))]
+            for c, code, var, vec_rows in zip(pool.candidates, codes, variants, vectors):
                 shot = None
                 for s in shots_by_photo.get(c.photo_id, []):
                     s0 = float(s["offset_s"])
@@ -166,6 +176,7 @@ def load_world_data(
                         selling_point=shot.get("selling_point") if shot else None,
                         duration_s=float(c.duration_s),
                         variants=var,
+                        vectors=vec_rows,
                     )
                 )
             data.reels[pid] = clips
@@ -176,11 +187,13 @@ def load_world_data(
             if prod.image_path:
                 vec = embed_product_image(prod.image_path, cat, frame_weights)
                 data.photos[pid] = np.asarray(video.encode(vec[None]))[0].astype(np.int64)
+                data.photo_vectors[pid] = np.asarray(vec, np.float32)[None]
                 if views:
                     noisy = _unit(vec[None] + 0.05 * rng.standard_normal((views, vec.shape[0])).astype(np.float32))
                     data.photo_variants[pid] = np.concatenate(
                         [data.photos[pid][None], np.asarray(video.encode(noisy))]
                     ).astype(np.int64)
+                    data.photo_vectors[pid] = np.concatenate([data.photo_vectors[pid], noisy]).astype(np.float32)
         skipped = 0
         for e in edits:
             shots, roles, sps = [], [], []
@@ -237,6 +250,7 @@ class ExampleSampler:
         same_category: float = 0.7,
         photo_dropout: float = 0.15,
         augment: bool = True,
+        match_edges: tuple[int, ...] | None = MATCH_EDGES,
     ) -> None:
         if not data.ads:
             raise ConfigError("no reference ads to draw training examples from")
@@ -247,6 +261,7 @@ class ExampleSampler:
         self.same_category = same_category
         self.photo_dropout = photo_dropout
         self.augment = augment
+        self.match_edges = match_edges
         self._by_cat: dict[str, list[str]] = {}
         for pid, cat in data.categories.items():
             self._by_cat.setdefault(cat, []).append(pid)
@@ -306,14 +321,19 @@ class ExampleSampler:
             positives.append(frozenset(ok))
         photo = self.data.photos.get(own)
         pv = self.data.photo_variants.get(own)
+        p_view = 0
         if self.augment and pv is not None:
-            photo = pv[self.rng.randrange(len(pv))]
+            p_view = self.rng.randrange(len(pv))
+            photo = pv[p_view]
         if photo is not None and self.rng.random() < self.photo_dropout:
             photo = None
-        shown = [
-            c.variants[self.rng.randrange(len(c.variants))] if self.augment and c.variants is not None else c.codes
-            for c in clips
-        ]
+        picks = [self.rng.randrange(len(c.variants)) if self.augment and c.variants is not None else 0 for c in clips]
+        shown = [c.variants[j] if c.variants is not None else c.codes for c, j in zip(clips, picks)]
+        match = None
+        pvec = self.data.photo_vectors.get(own)
+        if self.match_edges and photo is not None and pvec is not None and all(c.vectors is not None for c in clips):
+            cvecs = np.stack([c.vectors[min(j, len(c.vectors) - 1)] for c, j in zip(clips, picks)])  # type: ignore[index]
+            match = match_buckets(pvec[min(p_view, len(pvec) - 1)], cvecs, self.match_edges)
         return Example(
             scenario=scenario,
             language=ad.language,
@@ -323,6 +343,7 @@ class ExampleSampler:
             rows=rows,
             positives=positives,
             audio_codes=ad.audio_codes,
+            match=match,
         )
 
     def corpus_texts(self) -> list[str]:

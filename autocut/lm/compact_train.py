@@ -30,7 +30,7 @@ import torch
 
 from autocut.errors import CheckpointError, ConfigError
 from autocut.lm import tokens as T
-from autocut.lm.compact import ROW_END, user_message
+from autocut.lm.compact import MATCH_EDGES, MATCH_TOKENS, ROW_END, match_buckets, user_message
 from autocut.lm.compact_data import Example, ExampleSampler, WorldData
 
 __all__ = [
@@ -68,12 +68,16 @@ class CompactTrainConfig:
     threads: int | None = None  # torch threads (None: every core)
     log_every: int = 20
     levels: int = 4  # code levels per clip in prompts and answers (1..8)
+    # Product-match buckets (rank edges by photo similarity, `autocut.lm.compact.match_buckets`); () = none.
+    match_edges: tuple[int, ...] = MATCH_EDGES
 
     def __post_init__(self) -> None:
         if not self.budget_s > 0:
             raise ConfigError(f"budget_s must be > 0, got {self.budget_s}")
         if not 1 <= self.levels <= T.NUM_LEVELS:
             raise ConfigError(f"levels must be in 1..{T.NUM_LEVELS}, got {self.levels}")
+        if self.match_edges:
+            match_buckets(np.zeros(1), np.zeros((1, 1)), tuple(self.match_edges))  # validates the edges
         if self.batch_size < 1 or not self.lr > 0 or not 0 <= self.script_share <= 1:
             raise ConfigError("batch_size must be >= 1, lr > 0, script_share in [0, 1]")
 
@@ -89,6 +93,7 @@ class Encoded:
     # Per answer row: where its clip codes start in `ids`, and the candidates that are right there.
     rows: list[tuple[int, frozenset[int]]] = field(default_factory=list)
     clip_codes: np.ndarray | None = None  # (n, 8) the candidates' codes
+    match: np.ndarray | None = None  # (n,) the candidates' product-match buckets, when the prompt shows them
 
 
 class _Ids:
@@ -101,6 +106,8 @@ class _Ids:
         ]
         self.video_t = torch.tensor(self.video)  # (8, 256)
         self.row_end = tok.encode(ROW_END, add_special_tokens=False)
+        self.match = tok.convert_tokens_to_ids(list(MATCH_TOKENS))
+        self.match_t = torch.tensor(self.match)
         self.audio_start = tok.convert_tokens_to_ids(T.AUDIO_START)
         self.audio_end = tok.convert_tokens_to_ids(T.AUDIO_END)
         self.eos = tok.convert_tokens_to_ids("<|im_end|>")
@@ -109,11 +116,15 @@ class _Ids:
         ]
         if len(self.row_end) != 1:
             raise ConfigError("the tokenizer must encode a line break as one token")
-        if any(i in (None, tok.unk_token_id) for i in (self.video[7][255], self.audio[7][255], self.audio_start)):
+        if any(
+            i in (None, tok.unk_token_id)
+            for i in (self.video[7][255], self.audio[7][255], self.audio_start, self.match[-1])
+        ):
             raise ConfigError("the tokenizer lacks the AutoCut code tokens (extend it with extend_for_compact)")
 
-    def clip(self, codes: np.ndarray) -> list[int]:
-        return [self.video[lv][int(c)] for lv, c in enumerate(np.asarray(codes).reshape(-1))]
+    def clip(self, codes: np.ndarray, match: int | None = None) -> list[int]:
+        head = [self.match[int(match)]] if match is not None else []
+        return head + [self.video[lv][int(c)] for lv, c in enumerate(np.asarray(codes).reshape(-1))]
 
     def text(self, s: str) -> list[int]:
         return list(self.tok.encode(s, add_special_tokens=False))
@@ -137,7 +148,7 @@ def prompt_ids(tok, ex_or_user: Example | str) -> list[int]:
 
 
 def _user(ex: Example) -> str:
-    return user_message(ex.scenario, ex.language, ex.product, ex.clip_codes, ex.photo_codes)
+    return user_message(ex.scenario, ex.language, ex.product, ex.clip_codes, ex.photo_codes, ex.match)
 
 
 def encode_example(
@@ -163,9 +174,17 @@ def encode_example(
 
     clip_codes = np.asarray(ex.clip_codes, np.int64).reshape(len(ex.clip_codes), -1)
     enc.clip_codes = clip_codes
+    match = None if ex.match is None else np.asarray(ex.match, np.int64)
+    enc.match = match
 
     def clip(row_candidate: int, ok: frozenset[int]) -> None:
         enc.rows.append((len(ids), ok))
+        if match is not None:
+            # The match token first (any right candidate's bucket), then the codes among the right candidates
+            # of the bucket fed.
+            b = int(match[row_candidate])
+            target(sorted({ix.match[int(match[k])] for k in ok}), ix.match[b])
+            ok = frozenset(k for k in ok if int(match[k]) == b)
         fed = ix.clip(clip_codes[row_candidate])
         first = sorted({ix.video[0][int(clip_codes[k][0])] for k in ok})
         target(first, fed[0])
@@ -221,27 +240,45 @@ def _batch_loss(model, batch: list[Encoded], pad_id: int) -> torch.Tensor:
     return (nll * w).sum() / w.sum()
 
 
-def path_logprobs(model, cache, last_logits: torch.Tensor, codes: np.ndarray, ix: _Ids, levels: int = 2) -> np.ndarray:
-    """log P(the first `levels` codes of each candidate | the context in `cache`), each level normalised over
-    its own 256 codes; `last_logits` are the logits after the context. `codes` is (n, 8); the cache is left
-    unchanged. Two levels name 97 % of a reel's clips uniquely (the first alone 93 %); deeper levels only
-    add the model's copy noise to the ranking."""
+def path_logprobs(
+    model,
+    cache,
+    last_logits: torch.Tensor,
+    codes: np.ndarray,
+    ix: _Ids,
+    levels: int = 2,
+    match: np.ndarray | None = None,
+) -> np.ndarray:
+    """log P(each candidate's path | the context in `cache`): its match token (when `match` is given,
+    normalised over the match tokens), then its first `levels` codes, each level normalised over its own 256
+    codes; `last_logits` are the logits after the context. `codes` is (n, L); the cache is left unchanged.
+    Two levels name 97 % of a reel's clips uniquely (the first alone 93 %); deeper levels only add the
+    model's copy noise to the ranking."""
     import copy
 
     codes_t = torch.as_tensor(np.asarray(codes, np.int64))
     n, shown = codes_t.shape
     levels = min(levels, shown)
     tok_ids = ix.video_t[:shown].gather(1, codes_t.T.contiguous()).T  # (n, shown) token ids
-    lp = torch.log_softmax(last_logits[ix.video_t[0]].float(), dim=-1)[codes_t[:, 0]]
-    if levels <= 1:
-        return lp.numpy()
+    first_logits = last_logits
+    lp = torch.zeros(n)
+    head = 0
+    if match is not None:
+        m = torch.as_tensor(np.asarray(match, np.int64))
+        lp = torch.log_softmax(last_logits[ix.match_t].float(), dim=-1)[m]
+        tok_ids = torch.cat([ix.match_t[m][:, None], tok_ids], dim=1)
+        head = 1
+    if head == 0:
+        lp = lp + torch.log_softmax(first_logits[ix.video_t[0]].float(), dim=-1)[codes_t[:, 0]]
+        if levels <= 1:
+            return lp.numpy()
     c = copy.deepcopy(cache)
     c.batch_repeat_interleave(n)
     with torch.no_grad():
-        out = model(input_ids=tok_ids[:, : levels - 1], cache=c, use_cache=True)
-    logits = out.logits.float()  # (n, levels - 1, V)
-    for lv in range(1, levels):
-        level = torch.log_softmax(logits[:, lv - 1][:, ix.video_t[lv]], dim=-1)  # (n, 256)
+        out = model(input_ids=tok_ids[:, : head + levels - 1], cache=c, use_cache=True)
+    logits = out.logits.float()  # (n, head + levels - 1, V)
+    for lv in range(1 - head, levels):
+        level = torch.log_softmax(logits[:, head + lv - 1][:, ix.video_t[lv]], dim=-1)  # (n, 256)
         lp = lp + level.gather(1, codes_t[:, lv : lv + 1])[:, 0]
     return lp.numpy()
 
@@ -259,7 +296,7 @@ def reference_accuracy(model, tok, examples: list[Encoded]) -> float:
         for start, ok in e.rows:
             out = model(input_ids=torch.tensor([e.ids[done:start]]), cache=cache, use_cache=True)
             cache, last, done = out.cache, out.logits[0, -1], start
-            scores = path_logprobs(model, cache, last, e.clip_codes, ix)
+            scores = path_logprobs(model, cache, last, e.clip_codes, ix, match=e.match)
             hit += int(int(np.argmax(scores)) in ok)
             total += 1
     return hit / max(total, 1)
@@ -301,7 +338,9 @@ def train_compact(
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     out = Path(out_dir)
     t_setup = time.perf_counter()
-    sampler = ExampleSampler(data, seed=cfg.seed, script_share=cfg.script_share)
+    sampler = ExampleSampler(
+        data, seed=cfg.seed, script_share=cfg.script_share, match_edges=tuple(cfg.match_edges) or None
+    )
     from autocut.lm.compact import CLIPS_KEY, INSTRUCTION, LANGUAGE_KEY, PHOTO_KEY
     from autocut.lm.prompts import ProductView, product_header
 
@@ -335,7 +374,14 @@ def train_compact(
     pad = tok.pad_token_id
     val_set: list[Encoded] = []
     if val_data is not None and val_data.ads:
-        vs = ExampleSampler(val_data, seed=12345, script_share=0.5, photo_dropout=0.0, augment=False)
+        vs = ExampleSampler(
+            val_data,
+            seed=12345,
+            script_share=0.5,
+            photo_dropout=0.0,
+            augment=False,
+            match_edges=tuple(cfg.match_edges) or None,
+        )
         val_set = [
             encode_example(tok, vs.draw(), line_weight=cfg.line_weight, levels=cfg.levels) for _ in range(val_examples)
         ]

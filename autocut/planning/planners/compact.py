@@ -90,7 +90,7 @@ class CompactPlanner(Planner):
         self.max_line_tokens = max_line_tokens
         self.num_threads = num_threads
         self._loaded: _Loaded | None = None
-        self._photo: tuple[str, np.ndarray | None] | None = None
+        self._photo_cache: tuple[str, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -133,24 +133,25 @@ class CompactPlanner(Planner):
 
     # ------------------------------------------------------------------------------------------ planning
 
-    def _photo_codes(self, task: PlanningTask, loaded: _Loaded) -> np.ndarray | None:
+    def _photo(self, task: PlanningTask, loaded: _Loaded) -> tuple[np.ndarray, np.ndarray] | None:
+        """The product photo's embedding and codes (None without a photo); cached per library and path."""
         path = task.request.product.image_path
         if not path:
             return None
         key = f"{task.library_dir}|{path}"
-        if self._photo is not None and self._photo[0] == key:
-            return self._photo[1]
+        if self._photo_cache is not None and self._photo_cache[0] == key:
+            return self._photo_cache[1], self._photo_cache[2]
         from autocut.planning.planners.heuristic import embed_product_image
 
         vec = embed_product_image(path, task.catalog, task.frame_weights)
         codes = np.asarray(loaded.video.encode(vec[None]))[0]
-        self._photo = (key, codes)
-        return codes
+        self._photo_cache = (key, vec, codes)
+        return vec, codes
 
     def decide(self, task: PlanningTask, variant: int, attempt: int, rng: np.random.Generator) -> Decision:
         import torch
 
-        from autocut.lm.compact import user_message
+        from autocut.lm.compact import match_buckets, user_message
         from autocut.lm.compact_train import ids_of, prompt_ids
         from autocut.lm.prompts import ProductView
 
@@ -165,13 +166,19 @@ class CompactPlanner(Planner):
         if n > MAX_CANDIDATES:
             raise PlanError(f"{n} candidates; the compact planner takes at most {MAX_CANDIDATES}")
         t0 = time.perf_counter()
-        levels = int(((loaded.card.get("train") or {}).get("config") or {}).get("levels", T.NUM_LEVELS))
-        full_codes = np.asarray(loaded.video.encode(np.stack([c.vector for c in cands])))
+        trained = (loaded.card.get("train") or {}).get("config") or {}
+        levels = int(trained.get("levels", T.NUM_LEVELS))
+        edges = tuple(int(e) for e in trained.get("match_edges") or ())  # cards before match tokens: none
+        vectors = np.stack([c.vector for c in cands])
+        full_codes = np.asarray(loaded.video.encode(vectors))
         codes = full_codes[:, :levels]
         product = ProductView(req.product.name, req.product.brand, list(req.product.selling_points))
         scenario = "script" if task.n_select is not None else "footage"
-        photo = self._photo_codes(task, loaded)
-        user = user_message(scenario, req.language, product, list(codes), None if photo is None else photo[:levels])
+        photo = self._photo(task, loaded)
+        match = match_buckets(photo[0], vectors, edges) if photo is not None and edges else None
+        user = user_message(
+            scenario, req.language, product, list(codes), None if photo is None else photo[1][:levels], match
+        )
         sample = variant > 0 or attempt > 0
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         np_rng = np.random.default_rng(int(rng.integers(2**31)))
@@ -199,7 +206,7 @@ class CompactPlanner(Planner):
 
         def paths() -> np.ndarray:
             """(n,) log-probability of each candidate's code path at the current position."""
-            return path_logprobs(model, state["past"], state["logits"], codes, ix)
+            return path_logprobs(model, state["past"], state["logits"], codes, ix, match=match)
 
         def choose(scores: np.ndarray, allowed: list[int]) -> int:
             sub = torch.as_tensor(scores[allowed], dtype=torch.float32)
@@ -212,11 +219,15 @@ class CompactPlanner(Planner):
         durations = task.pool.durations_s
         if scenario == "script":
             gumbel = (lambda shape: -np.log(-np.log(np_rng.uniform(1e-9, 1.0, size=shape)))) if sample else None
-            order, sentences, scores = self._script(task, feed, paths, choose, ix, codes, durations, notes, gumbel)
+            order, sentences, scores = self._script(
+                task, feed, paths, choose, ix, codes, match, durations, notes, gumbel
+            )
         else:
             order, sentences, scores = self._footage(
-                task, loaded, feed, paths, choose, pick, state, ix, codes, durations, notes
+                task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes
             )
+        if match is not None:
+            notes["lm_match_buckets"] = ", ".join(str(int(match[k])) for k in order)
         bgm_query = None
         if len(task.bgm_ids) and loaded.audio is not None:
             if scenario == "script":
@@ -245,7 +256,7 @@ class CompactPlanner(Planner):
             same_source=True,
         )
 
-    def _script(self, task, feed, paths, choose, ix, codes, durations, notes, gumbel=None):
+    def _script(self, task, feed, paths, choose, ix, codes, match, durations, notes, gumbel=None):
         from scipy.optimize import linear_sum_assignment
 
         lines = [s.strip() for s in task.request.script or []]
@@ -264,7 +275,7 @@ class CompactPlanner(Planner):
             ok = [k for k in range(n) if feasible[i, k] and k not in used] or [k for k in range(n) if k not in used]
             k = choose(sc, ok)
             used.add(k)
-            feed([*ix.clip(codes[k]), *ix.row_end])
+            feed([*ix.clip(codes[k], None if match is None else int(match[k])), *ix.row_end])
         # Variants sample the assignment too (perturb-and-MAP: Gumbel noise on the scores at `temperature`).
         noisy = logp + self.temperature * gumbel(logp.shape) if gumbel is not None else logp
         cost = np.where(feasible, -noisy, 1e6)
@@ -284,7 +295,7 @@ class CompactPlanner(Planner):
         scores = np.exp(logp).max(axis=0).astype(np.float32)
         return order, lines, scores
 
-    def _footage(self, task, loaded, feed, paths, choose, pick, state, ix, codes, durations, notes):
+    def _footage(self, task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes):
 
         n = len(codes)
         order: list[int] = []
@@ -301,8 +312,8 @@ class CompactPlanner(Planner):
             if not ok:
                 break
             if can_end:
-                # End the ad or go on: the BGM start against the first codes of the clips still allowed.
-                first = sorted({ix.video[0][int(codes[k][0])] for k in ok})
+                # End the ad or go on: the BGM start against the first tokens of the clips still allowed.
+                first = sorted({ix.clip(codes[k], None if match is None else int(match[k]))[0] for k in ok})
                 tid, _ = pick(np.asarray([ix.audio_start, *first]))
                 if tid == ix.audio_start:
                     break
@@ -313,7 +324,7 @@ class CompactPlanner(Planner):
             k = choose(sc, ok)
             order.append(k)
             total += float(durations[k])
-            feed(ix.clip(codes[k]))
+            feed(ix.clip(codes[k], None if match is None else int(match[k])))
             toks: list[int] = []
             has_word = False
             for _ in range(self.max_line_tokens):
