@@ -176,3 +176,17 @@ def test_refit_pca_bumps_version_and_recomputes(tmp_path):
         (lib / "pca" / f"{new}.npz").unlink()
         with pytest.raises(VersionMismatchError, match="refit-pca"):
             current_pca(cat, "efficientnet-lite0")
+
+
+def test_cli_exits_nonzero_when_any_file_failed_and_keeps_the_good_ones(tmp_path, capsys):
+    lib = tmp_path / "lib"
+    make_video(tmp_path / "good.mp4", duration_s=3)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all" * 100)
+    rc = cli_main(["--library", str(lib), "ingest", str(tmp_path / "good.mp4"), str(tmp_path / "bad.mp4")])
+    assert rc == 1
+    assert "bad.mp4" in capsys.readouterr().err
+    with Catalog.open(lib, create=False) as cat:
+        assert cat.stats().sources == 1  # the good file was stored all the same
+    # Run again: the good file is already present, the bad one still fails, so the status stays 1.
+    assert cli_main(["--library", str(lib), "ingest", str(tmp_path / "good.mp4"), str(tmp_path / "bad.mp4")]) == 1
+    assert cli_main(["--library", str(lib), "ingest", str(tmp_path / "good.mp4")]) == 0

@@ -470,3 +470,16 @@ def test_store_down_is_503_not_500(tmp_path, redis_server, seed_library):
         assert r.status_code == 503 and r.json()["checks"]["store"] == "unreachable"
         r = client.get("/v1/jobs", headers={"X-API-Key": "ak_x"})
         assert r.status_code == 503 and r.headers["retry-after"] == "5"
+
+
+def test_readyz_shows_load_figures_only_to_a_keyed_caller(api):
+    client, services = api
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 200 and anonymous.json()["ready"]
+    body = anonymous.json()
+    assert body["queue_depth"] is None and body["active_jobs"] is None and body["live_workers"] is None
+    assert "workers" not in body["checks"]
+    assert client.get("/readyz", headers={"X-API-Key": "ak_not_a_key"}).json()["queue_depth"] is None
+    keyed = client.get("/readyz", headers=key(services)).json()
+    assert keyed["queue_depth"] == 0 and keyed["active_jobs"] == 0 and keyed["live_workers"] is not None
+    assert client.get("/healthz").status_code == 200

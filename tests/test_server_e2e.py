@@ -332,15 +332,19 @@ def test_single_machine_default_runs_and_supervises_its_own_redis(tmp_path, seed
     )
     base = f"http://127.0.0.1:{api_port}"
 
+    headers: dict[str, str] = {}  # /readyz shows its load figures to a caller with a key only
+
     def ready() -> bool:
         try:
-            r = httpx.get(f"{base}/readyz", timeout=2)
-            return r.status_code == 200 and r.json()["live_workers"] >= 1
+            r = httpx.get(f"{base}/readyz", headers=headers, timeout=2)
+            return r.status_code == 200 and (not headers or (r.json()["live_workers"] or 0) >= 1)
         except httpx.HTTPError:
             return False
 
     try:
         wait_for(ready, 90, "`python -m server all` to be ready")
+        anonymous = httpx.get(f"{base}/readyz", timeout=2).json()
+        assert anonymous["ready"] and anonymous["live_workers"] is None and anonymous["queue_depth"] is None
         out = subprocess.run(
             [sys.executable, "-m", "server", "keys", "create", "--name", "me"],
             env=env,
@@ -350,6 +354,8 @@ def test_single_machine_default_runs_and_supervises_its_own_redis(tmp_path, seed
             check=True,
         ).stdout
         raw = out.split()[1]
+        headers["X-API-Key"] = raw
+        wait_for(ready, 90, "a live worker")
         with httpx.Client(base_url=base, headers={"X-API-Key": raw}, timeout=30) as c:
             job_id = c.post("/v1/edits", json=tiny_edit([1])).json()["job_id"]
             assert wait_job(c, job_id)["state"] == "done"

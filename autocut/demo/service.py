@@ -86,7 +86,7 @@ class DemoServer:
                 if time.monotonic() > deadline:
                     raise ConfigError(f"the service did not become ready within {timeout_s:.0f} s; see {self.log_path}")
                 try:
-                    ready = c.get("/readyz").json()
+                    ready = c.get("/readyz", headers=headers).json()  # load figures need the key
                     keyed = c.get("/v1/jobs", params={"limit": 1}, headers=headers).status_code == 200
                 except (httpx.HTTPError, ValueError):
                     ready, keyed = {}, False
