@@ -15,6 +15,7 @@ from autocut.library.catalog import Catalog
 from autocut.lm import tokens as T
 from autocut.lm.backbone import default_qwen3_tokenizer_dir
 from autocut.lm.compact import (
+    DURATION_TOKENS,
     MATCH_TOKENS,
     Row,
     format_answer,
@@ -144,6 +145,18 @@ def test_answer_with_match_tokens_round_trips_and_grounds_by_bucket(scenario: st
         user_message(scenario, "en", view, clips, match=match)
 
 
+def test_footage_rows_carry_their_clip_duration_as_a_given_token() -> None:
+    clips = _codes(np.random.default_rng(5), 3)
+    rows = [Row(2, "Pour, shake, done."), Row(0, "Grab yours today.")]
+    text = format_answer("footage", rows, clips, None, durations=[0.2, 9.0, 3.26])
+    assert "<d_7>Pour, shake, done." in text and "<d_1>Grab yours today." in text  # half seconds, >= 1
+    assert parse_answer("footage", text, clips)[0] == rows
+    with pytest.raises(T.TokenFormatError, match="duration token"):
+        parse_answer("footage", text.replace("Pour,", "Pour<d_3>,"), clips)
+    with pytest.raises(T.TokenFormatError, match="line breaks or AutoCut tokens"):
+        format_answer("footage", [Row(0, "a <d_3> line")], clips, None)
+
+
 # ---------------------------------------------------------------------------------------------- backbone
 
 
@@ -154,7 +167,7 @@ def test_pruned_tokenizer_keeps_corpus_splits_and_encodes_any_text(tmp_path: Pat
     unseen = "Zebra-striped kettle, 42 °C! 完全没见过的句子"
     assert tok.decode(tok.encode(unseen, add_special_tokens=False)) == unseen  # byte fallback, lossless
     n = extend_for_compact(tok)
-    assert n == len(T.added_tokens()) + len(MATCH_TOKENS) and extend_for_compact(tok) == 0
+    assert n == len(T.added_tokens()) + len(MATCH_TOKENS) + len(DURATION_TOKENS) and extend_for_compact(tok) == 0
     assert tok.convert_tokens_to_ids("<v_7_255>") != tok.unk_token_id
 
 
@@ -222,8 +235,14 @@ def test_examples_mark_role_equivalent_targets_and_only_decisions_count() -> Non
     assert len(enc.pos) == 5 * 8 + 9
     line_ids = set(tok.encode("Line about hook.", add_special_tokens=False))
     assert not any(set(t) & line_ids for t in enc.targets)
-    foot = encode_example(tok, sampler.draw("footage"))
+    foot_ex = sampler.draw("footage")
+    foot = encode_example(tok, foot_ex)
     assert len(foot.pos) > 5 * 8 + 9  # the footage-driven lines are the model's own: targets
+    # With duration tokens, each footage row feeds its clip's duration after the codes, as a given.
+    timed = encode_example(tok, foot_ex, durations=True)
+    d5 = tok.convert_tokens_to_ids("<d_10>")  # every clip of the toy world lasts 5 s
+    assert timed.ids.count(d5) == 5 and len(timed.pos) == len(foot.pos)
+    assert not any(d5 in t for t in timed.targets)
 
 
 def test_match_tokens_are_decisions_and_narrow_the_code_targets() -> None:
@@ -352,7 +371,7 @@ def test_a_card_with_match_buckets_plans_with_the_product_photo(
     model = tmp_path / "model"
     shutil.copytree(compact_dir, model)
     card = json.loads((model / CARD_NAME).read_text())
-    card["train"] = {"config": {"levels": 4, "match_edges": [1, 2, 4]}}
+    card["train"] = {"config": {"levels": 4, "match_edges": [1, 2, 4], "duration_tokens": True}}
     (model / CARD_NAME).write_text(json.dumps(card))
     photo = lib["root"] / "product-red.png"
     Image.new("RGB", (192, 144), (255, 0, 0)).save(photo)

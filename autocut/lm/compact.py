@@ -35,6 +35,7 @@ from autocut.lm import tokens as T
 from autocut.lm.prompts import ProductView, product_header
 
 __all__ = [
+    "DURATION_TOKENS",
     "MATCH_EDGES",
     "MATCH_TOKENS",
     "MAX_CANDIDATES",
@@ -42,6 +43,7 @@ __all__ = [
     "Row",
     "clip_codes_text",
     "clips_block",
+    "duration_token",
     "format_answer",
     "match_buckets",
     "match_token",
@@ -70,6 +72,17 @@ _MATCH_RE = re.compile(r"<m_(\d+)>")
 # vectors still are; the model learns how much to trust it.
 MATCH_TOKENS = tuple(f"<m_{k}>" for k in range(8))
 MATCH_EDGES = (2, 4, 8, 16)
+
+
+# Duration tokens (footage-driven rows): the chosen clip's length in half seconds (<d_1> = 0.5 s .. <d_31>
+# = 15.5 s or more), fed after its codes so the line the model then writes can fit the clip; the candidates'
+# codes do not say how long a clip is.
+DURATION_TOKENS = tuple(f"<d_{k}>" for k in range(32))
+_DURATION_RE = re.compile(r"<d_(\d+)>")
+
+
+def duration_token(seconds: float) -> str:
+    return DURATION_TOKENS[int(min(max(round(2 * float(seconds)), 1), len(DURATION_TOKENS) - 1))]
 
 
 def match_token(bucket: int) -> str:
@@ -146,7 +159,7 @@ def user_message(
 
 
 def _check_line(line: str) -> str:
-    if "\n" in line or "\r" in line or "<|" in line or re.search(r"<[va]_\d+_\d+>|<m_\d+>", line):
+    if "\n" in line or "\r" in line or "<|" in line or re.search(r"<[va]_\d+_\d+>|<[md]_\d+>", line):
         raise T.TokenFormatError(f"a script line cannot hold line breaks or AutoCut tokens: {line[:60]!r}")
     return line
 
@@ -157,15 +170,19 @@ def format_answer(
     clip_codes: Sequence[np.ndarray],
     audio_codes: np.ndarray | None,
     match: Sequence[int] | None = None,
+    durations: Sequence[float] | None = None,
 ) -> str:
     """The answer text of `rows` over candidates with `clip_codes` (+ the BGM block when `audio_codes` is given);
-    with `match`, each row names its clip by match token + codes, as the prompt shows it."""
+    with `match`, each row names its clip by match token + codes, as the prompt shows it; with `durations`
+    (footage-driven), the clip's duration token follows its codes."""
     out = []
     for r in rows:
         if not 0 <= r.candidate < len(clip_codes):
             raise T.TokenFormatError(f"row names candidate {r.candidate}; the pool has {len(clip_codes)}")
         line = _check_line(r.line)
         codes = (match_token(int(match[r.candidate])) if match is not None else "") + _codes(clip_codes[r.candidate])
+        if scenario == "footage" and durations is not None:
+            codes += duration_token(durations[r.candidate])
         out.append((line + codes if scenario == "script" else codes + line) + ROW_END)
     if audio_codes is not None:
         out.append(T.audio_block(np.asarray(audio_codes)))
@@ -212,6 +229,11 @@ def parse_answer(
             raise T.TokenFormatError(f"a script row must end with its clip's codes: {raw[:80]!r}")
         if scenario == "footage" and a != 0:
             raise T.TokenFormatError(f"a footage row must start with its clip's codes: {raw[:80]!r}")
+        dm = _DURATION_RE.match(raw, b)
+        if dm is not None and scenario == "footage":
+            b = dm.end()  # the clip's duration token: given, not part of the line
+        if _DURATION_RE.search(raw, b):
+            raise T.TokenFormatError(f"a duration token belongs right after a footage row's codes: {raw[:80]!r}")
         key = head + tuple(int(m.group(2)) for m in ms)
         if key not in by_codes:
             raise T.TokenFormatError(f"row {len(rows) + 1} names codes of no candidate in the pool: {raw[a:b][:60]}")

@@ -94,6 +94,7 @@ class Example:
     positives: list[frozenset[int]]  # per row, the candidates that are right at its reference position
     audio_codes: np.ndarray | None
     match: np.ndarray | None = None  # (n,) product-match bucket per candidate (with a photo, when enabled)
+    durations: tuple[float, ...] = ()  # per candidate, seconds
 
 
 def _shows(a0: float, a1: float, b0: float, b1: float) -> bool:
@@ -344,6 +345,7 @@ class ExampleSampler:
             positives=positives,
             audio_codes=ad.audio_codes,
             match=match,
+            durations=tuple(float(c.duration_s) for c in clips),
         )
 
     def corpus_texts(self) -> list[str]:

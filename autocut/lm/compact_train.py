@@ -30,7 +30,14 @@ import torch
 
 from autocut.errors import CheckpointError, ConfigError
 from autocut.lm import tokens as T
-from autocut.lm.compact import MATCH_EDGES, MATCH_TOKENS, ROW_END, match_buckets, user_message
+from autocut.lm.compact import (
+    MATCH_EDGES,
+    MATCH_TOKENS,
+    ROW_END,
+    duration_token,
+    match_buckets,
+    user_message,
+)
 from autocut.lm.compact_data import Example, ExampleSampler, WorldData
 
 __all__ = [
@@ -70,6 +77,8 @@ class CompactTrainConfig:
     levels: int = 4  # code levels per clip in prompts and answers (1..8)
     # Product-match buckets (rank edges by photo similarity, `autocut.lm.compact.match_buckets`); () = none.
     match_edges: tuple[int, ...] = MATCH_EDGES
+    # Footage-driven rows: the chosen clip's duration token after its codes (given, not learned).
+    duration_tokens: bool = True
 
     def __post_init__(self) -> None:
         if not self.budget_s > 0:
@@ -108,6 +117,7 @@ class _Ids:
         self.row_end = tok.encode(ROW_END, add_special_tokens=False)
         self.match = tok.convert_tokens_to_ids(list(MATCH_TOKENS))
         self.match_t = torch.tensor(self.match)
+        self._duration = {}
         self.audio_start = tok.convert_tokens_to_ids(T.AUDIO_START)
         self.audio_end = tok.convert_tokens_to_ids(T.AUDIO_END)
         self.eos = tok.convert_tokens_to_ids("<|im_end|>")
@@ -121,6 +131,16 @@ class _Ids:
             for i in (self.video[7][255], self.audio[7][255], self.audio_start, self.match[-1])
         ):
             raise ConfigError("the tokenizer lacks the AutoCut code tokens (extend it with extend_for_compact)")
+
+    def duration(self, seconds: float) -> int:
+        """The duration token id of a clip of `seconds`."""
+        name = duration_token(seconds)
+        if name not in self._duration:
+            i = self.tok.convert_tokens_to_ids(name)
+            if i in (None, self.tok.unk_token_id):
+                raise ConfigError("the tokenizer lacks the duration tokens (extend it with extend_for_compact)")
+            self._duration[name] = i
+        return self._duration[name]
 
     def clip(self, codes: np.ndarray, match: int | None = None) -> list[int]:
         head = [self.match[int(match)]] if match is not None else []
@@ -152,10 +172,17 @@ def _user(ex: Example) -> str:
 
 
 def encode_example(
-    tok, ex: Example, *, line_weight: float = 0.3, deep_weight: float = 0.1, levels: int = T.NUM_LEVELS
+    tok,
+    ex: Example,
+    *,
+    line_weight: float = 0.3,
+    deep_weight: float = 0.1,
+    levels: int = T.NUM_LEVELS,
+    durations: bool = False,
 ) -> Encoded:
     """Prompt + answer ids with the decisions to learn (see the module docstring); clips shown and named by
-    their first `levels` codes."""
+    their first `levels` codes; with `durations`, each footage-driven row feeds its clip's duration token
+    after the codes (given: no target)."""
     ix = ids_of(tok)
     if levels < T.NUM_LEVELS:
         ex = replace(
@@ -198,6 +225,8 @@ def encode_example(
             ids.extend(ix.row_end)
         else:
             clip(row.candidate, ok)
+            if durations and ex.durations:
+                ids.append(ix.duration(ex.durations[row.candidate]))
             for t in ix.text(row.line):
                 target([t], t, line_weight)
             target(ix.row_end, ix.row_end[0], line_weight)
@@ -383,7 +412,10 @@ def train_compact(
             match_edges=tuple(cfg.match_edges) or None,
         )
         val_set = [
-            encode_example(tok, vs.draw(), line_weight=cfg.line_weight, levels=cfg.levels) for _ in range(val_examples)
+            encode_example(
+                tok, vs.draw(), line_weight=cfg.line_weight, levels=cfg.levels, durations=cfg.duration_tokens
+            )
+            for _ in range(val_examples)
         ]
     t0 = time.perf_counter()
     step, seen, tokens = 0, 0, 0
@@ -394,7 +426,9 @@ def train_compact(
         if elapsed >= cfg.budget_s or (cfg.max_steps is not None and step >= cfg.max_steps):
             break
         batch = [
-            encode_example(tok, sampler.draw(), line_weight=cfg.line_weight, levels=cfg.levels)
+            encode_example(
+                tok, sampler.draw(), line_weight=cfg.line_weight, levels=cfg.levels, durations=cfg.duration_tokens
+            )
             for _ in range(cfg.batch_size)
         ]
         for g in opt.param_groups:

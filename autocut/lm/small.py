@@ -147,13 +147,17 @@ def check_pruned(src_dir: str | Path, tok, texts: Iterable[str]) -> None:
 
 
 def extend_for_compact(tok) -> int:
-    """Add the AutoCut tokens and the compact format's product-match tokens to `tok` (idempotent); returns how
-    many were added."""
+    """Add the AutoCut tokens and the compact format's product-match and duration tokens to `tok` (idempotent);
+    returns how many were added."""
     from tokenizers import AddedToken
 
-    from autocut.lm.compact import MATCH_TOKENS
+    from autocut.lm.compact import DURATION_TOKENS, MATCH_TOKENS
 
-    want = [t for t in [*T.added_tokens(), *MATCH_TOKENS] if tok.convert_tokens_to_ids(t) in (None, tok.unk_token_id)]
+    want = [
+        t
+        for t in [*T.added_tokens(), *MATCH_TOKENS, *DURATION_TOKENS]
+        if tok.convert_tokens_to_ids(t) in (None, tok.unk_token_id)
+    ]
     if not want:
         return 0
     return int(

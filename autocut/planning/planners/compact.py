@@ -306,6 +306,8 @@ class CompactPlanner(Planner):
         lang = "zh" if task.request.language == "zh" else "en"
         text_ids = np.where(loaded.lang_masks[lang])[0]
         line_ids = np.concatenate([text_ids, np.asarray(ix.row_end)])
+        trained = (loaded.card.get("train") or {}).get("config") or {}
+        with_durations = bool(trained.get("duration_tokens", False))  # cards before duration tokens: none
         while True:
             ok = [k for k in range(n) if k not in order and total + float(durations[k]) <= task.budget_s]
             can_end = len(order) >= min(self.min_clips, n) or not ok
@@ -325,6 +327,8 @@ class CompactPlanner(Planner):
             order.append(k)
             total += float(durations[k])
             feed(ix.clip(codes[k], None if match is None else int(match[k])))
+            if with_durations:
+                feed([ix.duration(float(durations[k]))])
             toks: list[int] = []
             has_word = False
             for _ in range(self.max_line_tokens):
