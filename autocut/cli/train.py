@@ -159,7 +159,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"model size (default {COMPACT_DEFAULT_BACKBONE})",
     )
     c.add_argument("--budget-s", type=float, default=600.0, help="training wall-clock seconds (default 600)")
-    c.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
+    c.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many steps; the schedule follows them, so runs compare on a busy machine",
+    )
     c.add_argument("--batch-size", type=int, default=8)
     c.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3)")
     c.add_argument("--seed", type=int, default=0)

@@ -5,8 +5,8 @@ they hold, build a small Qwen3-architecture model (`autocut.lm.small`) whose cod
 codebooks, and train it for a wall-clock budget on freshly drawn examples. The loss covers only what the
 model decides: each clip reference (against the set of role-equivalent right candidates), the footage-driven
 lines and row ends, the end of the ad and the BGM codes. Nothing the user gives (the prompt, the
-script-driven lines) is a target. The learning rate follows the elapsed share of the budget, so a run of any
-budget completes its schedule.
+script-driven lines) is a target. The learning rate follows the elapsed share of the budget (or of
+`max_steps`, whichever ends the run first), so a run of any budget completes its schedule.
 
 The model directory is an ordinary Hugging Face one plus `compact_card.json` (what was trained, how long,
 the loss, and the held-out check written by `autocut.evaluation` when it is run).
@@ -63,7 +63,7 @@ CARD_VERSION = 1
 class CompactTrainConfig:
     backbone: str = "qwen3-small4"  # a preset of autocut.lm.small.SMALL_PRESETS
     budget_s: float = 600.0  # wall-clock training time (the schedule follows it)
-    max_steps: int | None = None  # stop earlier (tests)
+    max_steps: int | None = None  # stop earlier; the schedule then follows the steps (comparable runs)
     batch_size: int = 8
     lr: float = 3e-3
     min_lr_ratio: float = 0.05
@@ -331,6 +331,15 @@ def reference_accuracy(model, tok, examples: list[Encoded]) -> float:
     return hit / max(total, 1)
 
 
+def _progress(step: int, elapsed: float, cfg: CompactTrainConfig) -> float:
+    """Share of the run done: of the budget, or of `max_steps` when that ends the run first (a step-bounded run
+    is then independent of how busy the machine is)."""
+    frac = elapsed / cfg.budget_s
+    if cfg.max_steps:
+        frac = max(frac, step / cfg.max_steps)
+    return frac
+
+
 def _lr(step: int, frac: float, cfg: CompactTrainConfig) -> float:
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     cos = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
@@ -432,7 +441,7 @@ def train_compact(
             for _ in range(cfg.batch_size)
         ]
         for g in opt.param_groups:
-            g["lr"] = _lr(step, elapsed / cfg.budget_s, cfg)
+            g["lr"] = _lr(step, _progress(step, elapsed, cfg), cfg)
         loss = _batch_loss(model, batch, pad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
