@@ -125,7 +125,7 @@ def _codes(codes: np.ndarray | Sequence[int]) -> str:
     return "".join(T.code_token("video", level, int(c)) for level, c in enumerate(row))
 
 
-def clips_block(clip_codes: Sequence[np.ndarray], match: Sequence[int] | None = None) -> str:
+def clips_block(clip_codes: Sequence[np.ndarray], match: Sequence[int] | np.ndarray | None = None) -> str:
     """The candidates: per clip its codes (after its match token when `match` is given), in pool order."""
     if len(clip_codes) > MAX_CANDIDATES:
         raise T.TokenFormatError(f"{len(clip_codes)} candidates; the compact format holds {MAX_CANDIDATES}")
@@ -142,7 +142,7 @@ def user_message(
     product: ProductView,
     clip_codes: Sequence[np.ndarray],
     photo_codes: np.ndarray | None = None,
-    match: Sequence[int] | None = None,
+    match: Sequence[int] | np.ndarray | None = None,
 ) -> str:
     """The human turn (see the module docstring); `match`: each candidate's product-match bucket (only with a
     photo)."""
@@ -169,7 +169,7 @@ def format_answer(
     rows: Sequence[Row],
     clip_codes: Sequence[np.ndarray],
     audio_codes: np.ndarray | None,
-    match: Sequence[int] | None = None,
+    match: Sequence[int] | np.ndarray | None = None,
     durations: Sequence[float] | None = None,
 ) -> str:
     """The answer text of `rows` over candidates with `clip_codes` (+ the BGM block when `audio_codes` is given);
@@ -190,7 +190,7 @@ def format_answer(
 
 
 def parse_answer(
-    scenario: str, text: str, clip_codes: Sequence[np.ndarray], match: Sequence[int] | None = None
+    scenario: str, text: str, clip_codes: Sequence[np.ndarray], match: Sequence[int] | np.ndarray | None = None
 ) -> tuple[list[Row], np.ndarray | None]:
     """Rows and BGM codes of an answer (inverse of `format_answer`): each row's codes (after its match token
     when `match` is given) are grounded to the first candidate with exactly those codes and that match bucket
@@ -203,8 +203,8 @@ def parse_answer(
     levels = len(np.asarray(clip_codes[0]).reshape(-1)) if len(clip_codes) else T.NUM_LEVELS
     by_codes: dict[tuple[int, ...], int] = {}
     for k, c in enumerate(clip_codes):
-        head = (int(match[k]),) if match is not None else ()
-        by_codes.setdefault(head + tuple(int(x) for x in np.asarray(c).reshape(-1)), k)
+        key0 = (int(match[k]),) if match is not None else ()
+        by_codes.setdefault(key0 + tuple(int(x) for x in np.asarray(c).reshape(-1)), k)
     rows: list[Row] = []
     for raw in body.split(ROW_END):
         if not raw:

@@ -332,8 +332,9 @@ class ExampleSampler:
         shown = [c.variants[j] if c.variants is not None else c.codes for c, j in zip(clips, picks)]
         match = None
         pvec = self.data.photo_vectors.get(own)
-        if self.match_edges and photo is not None and pvec is not None and all(c.vectors is not None for c in clips):
-            cvecs = np.stack([c.vectors[min(j, len(c.vectors) - 1)] for c, j in zip(clips, picks)])  # type: ignore[index]
+        views = [c.vectors for c in clips]
+        if self.match_edges and photo is not None and pvec is not None and all(v is not None for v in views):
+            cvecs = np.stack([v[min(j, len(v) - 1)] for v, j in zip(views, picks) if v is not None])
             match = match_buckets(pvec[min(p_view, len(pvec) - 1)], cvecs, self.match_edges)
         return Example(
             scenario=scenario,

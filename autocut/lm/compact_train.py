@@ -117,7 +117,7 @@ class _Ids:
         self.row_end = tok.encode(ROW_END, add_special_tokens=False)
         self.match = tok.convert_tokens_to_ids(list(MATCH_TOKENS))
         self.match_t = torch.tensor(self.match)
-        self._duration = {}
+        self._duration: dict[str, int] = {}
         self.audio_start = tok.convert_tokens_to_ids(T.AUDIO_START)
         self.audio_end = tok.convert_tokens_to_ids(T.AUDIO_END)
         self.eos = tok.convert_tokens_to_ids("<|im_end|>")
