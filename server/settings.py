@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024**2, ge=1024)
     min_clip_duration_s: float = Field(default=0.5, ge=0.0)
     max_clip_duration_s: float = Field(default=3600.0, gt=0.0)
+    # Media limits (docs/deploy.md, "Media limits"): checked on the probed header and enforced while
+    # decoding in the workers; `max_clip_duration_s` is also the decode's duration limit (ffmpeg stops
+    # reading there whatever the header says).
+    media_max_width: int = Field(default=7680, ge=16)
+    media_max_height: int = Field(default=7680, ge=16)
+    media_max_pixels: int = Field(default=7680 * 4320, ge=256)
+    media_max_fps: float = Field(default=240.0, gt=0.0)
 
     # Admission: jobs queued or running, in total and per key; beyond that POST answers 429.
     max_active_jobs: int = Field(default=500, ge=1)
@@ -92,6 +99,19 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(default=100, ge=1)
     max_pool_items: int = Field(default=64, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+
+    # Retention (docs/deploy.md, "Retention"): a finished job (done, failed or cancelled) is deleted with its
+    # result files this long after it finished; an upload (clip or image, with its ingest job) this long
+    # after it was uploaded. Queued and running jobs are never deleted. Beyond `max_finished_jobs_per_key`
+    # finished jobs of one key, its oldest are deleted early (bounds the records by count, not only by age).
+    # The API sweeps every `retention_sweep_interval_s`.
+    job_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    upload_retention_s: float = Field(default=30 * 86400.0, gt=0)
+    max_finished_jobs_per_key: int = Field(default=10_000, ge=1)
+    retention_sweep_interval_s: float = Field(default=300.0, gt=0)
+    # `maxmemory` of the supervised local redis-server (policy noeviction: nothing is ever evicted). At the
+    # limit Redis refuses writes; the API then answers 503 + Retry-After until the sweep frees room. 0 = none.
+    redis_maxmemory_mb: int = Field(default=2048, ge=0)
 
     # Workers.
     worker_processes: int = Field(default=2, ge=1, le=64)
@@ -124,6 +144,13 @@ class Settings(BaseSettings):
     render_threads: int | None = Field(default=None, ge=1)
     # On SIGTERM a worker lets its job run this long before stopping it and handing it back.
     shutdown_grace_s: float = Field(default=30.0, ge=0.0)
+    # Worker resource limits (docs/deploy.md, "Media limits"), so the kernel's OOM killer never needs to
+    # pick Redis or the API: RLIMIT_DATA of each worker process (its imports and models take ~0.6 GiB)
+    # and of each ffmpeg/ffprobe it starts; RLIMIT_CPU (CPU seconds, all threads) of each ffmpeg/ffprobe.
+    # 0 = no limit. Workers also raise their OOM score so that they, not Redis or the API, go first.
+    worker_max_memory_mb: int = Field(default=8192, ge=0)
+    ffmpeg_max_memory_mb: int = Field(default=8192, ge=0)
+    ffmpeg_max_cpu_s: int = Field(default=7200, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -4,28 +4,91 @@ SIGTERM/SIGINT: stop taking jobs, give the running job `shutdown_grace_s` to fin
 it (ffmpeg is terminated) and hand it back to the queue; then exit. SIGKILL needs no handling:
 the job's message stays unacknowledged and the broker redelivers it once this process's
 heartbeat is stale (see `server.queue`).
+
+Resource limits (docs/deploy.md, "Media limits"), applied at start-up, before models are loaded:
+RLIMIT_DATA on this process (`worker_max_memory_mb`: a runaway job gets MemoryError, not the OOM
+killer; RLIMIT_DATA rather than RLIMIT_AS because torch and the BLAS/CUDA libraries reserve far more
+address space than they use), a raised OOM score (if the kernel must kill something, a worker goes
+before Redis or the API), and the media limits plus per-ffmpeg RLIMIT_DATA/RLIMIT_CPU that
+`autocut.library.media` applies to every ffprobe/ffmpeg the jobs start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import resource
 import signal
 import threading
 
 import dramatiq
 
+from autocut.library.media import MediaLimits, configure_limits
 from server.queue import JobQueue, Reconciler
 from server.settings import Settings
 from server.store import JobStore
 from server.tasks import JobRunner
 
-__all__ = ["run_worker_process"]
+__all__ = ["apply_worker_limits", "media_limits", "run_worker_process"]
 
 log = logging.getLogger(__name__)
+
+# A worker's imports and models take ~0.6 GiB of RLIMIT_DATA (measured: torch, the CNN, the pipeline);
+# below about half a GiB torch does not even import (it segfaults), so a limit under this is refused.
+MIN_WORKER_MEMORY_MB = 1024
+# /proc/self/oom_score_adj of workers (and the ffmpeg they start): the OOM killer's first choice.
+WORKER_OOM_SCORE_ADJ = 1000
+
+
+def media_limits(settings: Settings) -> MediaLimits:
+    """The service's media limits (`server.settings`) as `autocut.library.media` takes them."""
+    mb = 1024 * 1024
+    return MediaLimits(
+        max_width=settings.media_max_width,
+        max_height=settings.media_max_height,
+        max_pixels=settings.media_max_pixels,
+        max_fps=settings.media_max_fps,
+        max_duration_s=settings.max_clip_duration_s,
+        child_memory_bytes=settings.ffmpeg_max_memory_mb * mb or None,
+        child_cpu_s=settings.ffmpeg_max_cpu_s or None,
+    )
+
+
+def apply_worker_limits(settings: Settings) -> MediaLimits:
+    """Limit this (worker) process: RLIMIT_DATA, OOM score, and the media limits of its jobs."""
+    if 0 < settings.worker_max_memory_mb < MIN_WORKER_MEMORY_MB:
+        raise ValueError(
+            f"AUTOCUT_WORKER_MAX_MEMORY_MB={settings.worker_max_memory_mb} is below the {MIN_WORKER_MEMORY_MB} MiB "
+            "a worker needs to load its models (0 = no limit)"
+        )
+    if settings.worker_max_memory_mb:
+        # Soft limit only: the hard limit stays, so ffmpeg children can set their own.
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = settings.worker_max_memory_mb * 1024 * 1024
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(WORKER_OOM_SCORE_ADJ))
+    limits = media_limits(settings)
+    configure_limits(limits)
+    return limits
 
 
 def run_worker_process(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
+    limits = apply_worker_limits(settings)
+    log.info(
+        "worker limits: memory %s MiB (RLIMIT_DATA), per ffmpeg %s MiB / %s CPU-s; media <= %dx%d, %d px, %g fps, %g s",
+        settings.worker_max_memory_mb or "unlimited",
+        settings.ffmpeg_max_memory_mb or "unlimited",
+        settings.ffmpeg_max_cpu_s or "unlimited",
+        limits.max_width,
+        limits.max_height,
+        limits.max_pixels,
+        limits.max_fps,
+        limits.max_duration_s,
+    )
     store = JobStore.from_url(settings.broker_url, settings.redis_namespace, timeout_s=settings.redis_timeout_s)
     queue = JobQueue(settings)
     runner = JobRunner(settings, store, lambda job_id, delay_s: queue.enqueue(job_id, delay_s=delay_s))

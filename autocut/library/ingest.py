@@ -190,25 +190,46 @@ class _Models:
 
 
 def _threaded(gen: Iterator[FrameBatch], depth: int = 4) -> Iterator[FrameBatch]:
-    """Run a generator in a thread so ffmpeg keeps decoding while the caller embeds."""
+    """Run a generator in a thread so ffmpeg keeps decoding while the caller embeds.
+
+    At most `depth` batches wait in the queue (frames stream through the encoder; memory does not
+    grow with the video's length). When the caller stops early (an encoder error, a cancelled job),
+    the producer closes `gen`, which stops its ffmpeg, instead of blocking on a full queue forever."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     sentinel = object()
     err: list[BaseException] = []
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def run() -> None:
         try:
             for item in gen:
-                q.put(item)
+                if not put(item):
+                    break
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             err.append(exc)
         finally:
-            q.put(sentinel)
+            close = getattr(gen, "close", None)
+            if stop.is_set() and close is not None:
+                close()  # kills the decoder (see `_run_sampler`)
+            put(sentinel)
 
-    t = threading.Thread(target=run, daemon=True)
+    t = threading.Thread(target=run, name="ingest-decode", daemon=True)
     t.start()
-    while (item := q.get()) is not sentinel:
-        yield item
-    t.join()
+    try:
+        while (item := q.get()) is not sentinel:
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=30)
     if err:
         raise err[0]
 

@@ -3,6 +3,10 @@
 `run_ffmpeg` is the only place the renderer starts ffmpeg. It reads `-progress pipe:1` output for
 progress, stops ffmpeg when the caller's `threading.Event` is set (`RenderCancelled`), and turns a
 failure into a `RenderError` quoting the end of ffmpeg's stderr.
+
+The renderer's inputs are footage and music from the library (uploads, in the service), so every
+file input is opened as `autocut.library.media` opens media: local files only, through an allow-listed
+demuxer (`guard_inputs`), and ffmpeg runs under the configured per-child resource limits.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autocut.errors import RenderError
+from autocut.library.media import input_guard_args, limit_prefix
 
-__all__ = ["FfmpegCommand", "RenderCancelled", "run_ffmpeg"]
+__all__ = ["FfmpegCommand", "RenderCancelled", "guard_inputs", "run_ffmpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,28 @@ class FfmpegCommand:
     duration_s: float  # output duration, for progress
 
 
+def guard_inputs(args: list[str]) -> list[str]:
+    """`args` with the media input guard (`input_guard_args`) before every file input (`-i`); inputs
+    given a format of their own (`-f lavfi`, ...) are left as they are."""
+    out: list[str] = []
+    start = 0  # where the current input's options begin (after the previous `-i <input>`)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-i" and i + 1 < len(args):
+            opts = args[start:i]
+            forced = any(opts[k] == "-f" for k in range(len(opts) - 1))
+            if not forced:
+                out.extend(input_guard_args(max_pixels=False))
+            out.extend((a, args[i + 1]))
+            i += 2
+            start = i
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def run_ffmpeg(
     cmd: FfmpegCommand,
     *,
@@ -43,10 +70,17 @@ def run_ffmpeg(
     on_start: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> str:
     """Run one ffmpeg command; report progress 0..1; stop it when `cancel` is set. Returns stderr."""
-    log.debug("ffmpeg: %s", subprocess.list2cmdline(cmd.args))
+    args = guard_inputs(cmd.args)
+    log.debug("ffmpeg: %s", subprocess.list2cmdline(args))
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as err:
         proc = subprocess.Popen(
-            cmd.args, cwd=cmd.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1
+            [*limit_prefix(), *args],
+            cwd=cmd.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            bufsize=1,
         )
         if on_start is not None:
             on_start(proc)

@@ -15,7 +15,7 @@ import threading
 import wave
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from autocut.errors import ConfigError, MediaError, PlanError
 from autocut.files import atomic_path
-from autocut.library.media import MediaInfo, probe
+from autocut.library.media import MediaInfo, MediaLimits, current_limits, probe
 from autocut.planning.voice_fit import MAX_SPEECH_RATE, fit_rate
 from autocut.render import subtitles as subs
 from autocut.render.ffmpeg import RenderCancelled
@@ -163,9 +163,16 @@ def _resolve(path: str, library_root: Path | None) -> Path:
     return p.resolve()
 
 
+def _render_limits() -> MediaLimits:
+    """The media limits for render inputs: the renderer reads a window of each source (`-ss`/`-t`), never
+    a whole file, so the duration limit (a bound on ingest's decode) does not apply; format, frame size
+    and rate limits do."""
+    return replace(current_limits(), max_duration_s=math.inf)
+
+
 def _probe_or_error(path: Path) -> MediaInfo | MediaError:
     try:
-        return probe(path)
+        return probe(path, limits=_render_limits())
     except MediaError as exc:
         return exc
 
@@ -260,7 +267,7 @@ def _prepare_bgm(
         return None
     bpath = _resolve(plan.bgm.path, library_root)
     try:
-        binfo = probe(bpath)
+        binfo = probe(bpath, limits=_render_limits())
     except MediaError as exc:
         problems.append(f"bgm: {exc.reason} ({bpath})")
         return None
