@@ -25,7 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from autocut.errors import AutoCutError
 from server.auth import create_api_key
 from server.queue import JobQueue, Reconciler
-from server.routes import admin, clips, edits, health, jobs, library
+from server.retention import Sweeper
+from server.routes import admin, clips, edits, health, jobs, library, renders
 from server.routes.common import Services
 from server.settings import Settings
 from server.storage import Layout
@@ -52,7 +53,12 @@ voice-over, subtitles and music).
 
 Every request needs an API key (`X-API-Key: ak_...` or `Authorization: Bearer ak_...`); a key
 sees only its own jobs, uploads and results. POSTs accept an `Idempotency-Key` header.
-When the queue is full the answer is `429` with `Retry-After`.
+When the queue is full the answer is `429` with `Retry-After`; when the job store is unavailable or full
+(Redis at its memory limit), `503` with `Retry-After`.
+
+Nothing is kept forever: finished jobs (with their result files) and uploads are deleted after the
+service's retention periods; `DELETE /v1/jobs/{job_id}?purge=true`, `DELETE /v1/clips/{clip_id}` and
+`DELETE /v1/images/{image_id}` delete them earlier.
 """
 
 
@@ -116,21 +122,19 @@ class BodyLimitMiddleware:
 
 
 class _Background:
-    """API-side housekeeping: register the bootstrap admin key once Redis answers; reconcile."""
+    """API-side housekeeping: register the bootstrap admin key once Redis answers; reconcile; sweep
+    expired jobs and uploads (`server.retention`) every `retention_sweep_interval_s`."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.reconciler = Reconciler(services.store, services.queue)
+        self.sweeper = Sweeper(services.store, services.layout, services.settings)
         self._stop = threading.Event()
         self._key_done = services.settings.bootstrap_admin_key is None
-        self._swept = False
         self._thread = threading.Thread(target=self._loop, name="autocut-api-background", daemon=True)
 
     def _tick(self) -> None:
         s = self.services.settings
-        if not self._swept:
-            self.services.layout.sweep_partial_uploads(older_than_s=3600)
-            self._swept = True
         bootstrap_key = s.bootstrap_admin_key
         if not self._key_done and bootstrap_key is not None:  # _key_done starts True when there is no key
             create_api_key(
@@ -142,6 +146,8 @@ class _Background:
             )
             self._key_done = True
         self.reconciler.run_once()
+        if self.sweeper.due():
+            self.sweeper.run_once()
 
     def _loop(self) -> None:
         while True:
@@ -194,7 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.state.services = services
-    for module in (edits, jobs, clips, library, admin, health):
+    for module in (edits, renders, jobs, clips, library, admin, health):
         app.include_router(module.router)
 
     @app.exception_handler(StarletteHTTPException)
@@ -232,6 +238,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(redis.RedisError)
     async def store_down(_request: Request, exc: redis.RedisError) -> JSONResponse:
+        if _store_full(exc):
+            # Redis at maxmemory (noeviction) refuses writes; reads and deletes still work, and the retention
+            # sweep frees room, so this passes: 503, not a 500 from an unexpected reply.
+            log.error("job store full (Redis maxmemory reached): %s", exc)
+            wait = max(5, min(300, int(settings.retention_sweep_interval_s)))
+            return _error(
+                503,
+                "store_full",
+                "the job store is full (Redis reached its memory limit); retry later, or delete finished jobs "
+                "and uploads you no longer need",
+                headers={"Retry-After": str(wait)},
+            )
         log.error("job store unavailable: %s", exc)
         return _error(503, "unavailable", "the job store is unavailable; retry shortly", headers={"Retry-After": "5"})
 
@@ -246,6 +264,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
+
+
+def _store_full(exc: BaseException) -> bool:
+    """Redis refused a write at `maxmemory` (also when the refusal comes out of a Lua script)."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(exc)
 
 
 _app: FastAPI | None = None

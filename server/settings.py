@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PLACEHOLDER_SECRETS", "Settings"]
+if TYPE_CHECKING:
+    from autocut.library.media import MediaLimits
+
+__all__ = ["PLACEHOLDER_SECRETS", "Settings", "media_limits"]
 
 # Values that mean "nobody set this"; refused outside dev mode.
 PLACEHOLDER_SECRETS = frozenset(
@@ -200,3 +203,19 @@ class Settings(BaseSettings):
         if self.redis_queue_db is not None:
             return self.redis_queue_db
         return 1 if self.local_redis else None
+
+
+def media_limits(settings: Settings) -> MediaLimits:
+    """The service's media limits (`server.settings`) as `autocut.library.media` takes them."""
+    from autocut.library.media import MediaLimits
+
+    mb = 1024 * 1024
+    return MediaLimits(
+        max_width=settings.media_max_width,
+        max_height=settings.media_max_height,
+        max_pixels=settings.media_max_pixels,
+        max_fps=settings.media_max_fps,
+        max_duration_s=settings.max_clip_duration_s,
+        child_memory_bytes=settings.ffmpeg_max_memory_mb * mb or None,
+        child_cpu_s=settings.ffmpeg_max_cpu_s or None,
+    )

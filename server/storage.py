@@ -9,7 +9,11 @@ Layout under `data_dir`::
     jobs/<job_id>/v<k>/              one published variant: the result files (`RESULT_FILES` of
                                      `autocut.render.outputs`: edit.mp4, .srt, .plan.json, .otio) + variant.json
     jobs/<job_id>/.attempt-<uuid>/   an attempt's private work; renamed to v<k> when it finishes
-    locks/                           advisory locks (one catalog writer among this service's workers)
+    locks/                           advisory locks (one catalog writer among this service's workers;
+                                     storing vs removing upload files)
+
+Everything here is deleted again by the retention sweep (`server.retention`) or the DELETE routes: a
+job's directory with its records, an upload file once no key owns its content.
 
 Idempotent results: an attempt renders into its own directory and publishes it with one
 `rename`; renaming onto an existing non-empty directory fails, so the first attempt to finish
@@ -135,6 +139,30 @@ class Layout:
         if jd.is_dir():
             for d in jd.glob(".attempt-*"):
                 shutil.rmtree(d, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def blob_lock(self) -> Iterator[None]:
+        """Serialise storing and removing upload files: a file being removed because its last owner deleted
+        it is not the one a concurrent upload of the same bytes just found in place (and so did not store)."""
+        fd = os.open(self.locks / "blobs.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def store_blob(self, tmp_path: Path, dest: Path) -> None:
+        """Move an accepted upload to its content-addressed place (the temp file is dropped if the same
+        content is there already, e.g. uploaded by another key)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self.blob_lock():
+            if dest.exists():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp_path.unlink()
+            else:
+                os.replace(tmp_path, dest)
 
     def sweep_partial_uploads(self, older_than_s: float) -> int:
         """Delete temp files of uploads interrupted by an API crash (older than any live upload)."""
@@ -445,11 +473,12 @@ def write_json_once(path: Path, obj: Any) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def check_upload_media(path: Path, *, min_duration_s: float, max_duration_s: float):
-    """ffprobe an uploaded video and check it can serve as footage; `MediaError` otherwise."""
+def check_upload_media(path: Path, *, min_duration_s: float, max_duration_s: float, limits=None):
+    """ffprobe an uploaded video (under `limits`, the service's `MediaLimits`; default: the process's) and
+    check it can serve as footage; `MediaError` otherwise."""
     from autocut.library.media import probe, validate_footage
 
-    info = validate_footage(probe(path), min_duration_s=min_duration_s)
+    info = validate_footage(probe(path, limits=limits), min_duration_s=min_duration_s)
     if info.duration_s > max_duration_s:
         raise MediaError(path, f"too long: {info.duration_s:.0f} s > {max_duration_s:.0f} s")
     return info

@@ -6,7 +6,12 @@ other machines reach both through one URL (SQLite's WAL needs shared memory, so 
 shared over a network filesystem). Every state change that must not race is one Lua script,
 i.e. one atomic step: admission (idempotency check + queue bound + records), start, progress,
 completion (compare-and-set: the first attempt to finish writes the one completion record;
-later attempts of the same job see it and stop), failure and cancellation.
+later attempts of the same job see it and stop), failure, cancellation and deletion.
+
+Nothing grows without bound (`server.retention` sweeps): finished jobs are indexed by finish time per
+owner (`jobs:done:<owner>`) and deleted after the retention period or beyond a per-key count; uploads
+by upload time (`clips:owner:<owner>`). Deleting never touches a queued or running job. Every delete
+script only reads and removes, so it also runs when Redis is at `maxmemory` (writes refused).
 
 Key layout (prefix `<ns>:`)::
 
@@ -14,15 +19,22 @@ Key layout (prefix `<ns>:`)::
     jobs:active             set    ids of queued or running jobs (the admission bound)
     jobs:active:<owner>     set    the same, per API key
     jobs:owner:<owner>      zset   job ids by creation time
-    batch:<id>              hash   owner, created_at, job_ids (JSON)
+    jobs:done:<owner>       zset   finished job ids by finish time (retention; an upload's ingest job is
+                                   not in it: it lives as long as its clip)
+    owners                  set    API keys that own jobs or uploads (the retention sweep's round)
+    retention:v1            string set once `jobs:done:*` and `owners` cover records written before them
+    batch:<id>              hash   owner, created_at, job_ids (JSON); deleted with its last job
+    batches:owner:<owner>   zset   batch ids by creation time
     idem:<owner>:<sha256>   string idempotency record: fingerprint, job ids, batch id (expires)
     clip:<id>               hash   one upload (`ClipRecord`)
-    clipsha:<owner>:<sha>   string the owner's clip id for that content (dedupe)
+    clipsha:<owner>:<sha>   string the owner's clip id for that content (dedupe; a clip whose ingest
+                                   failed or was cancelled does not count: the content is ingested again)
     clips:owner:<owner>     zset   clip ids by creation time
     upload_owners:<sha>     set    API keys that uploaded that content (library visibility)
     apikey:<hash>           hash   key_id, name, admin, created_at
     apikeys                 hash   key_id -> key hash
-    completions             list   one entry per job completion (audit; one per job by construction)
+    completions             list   one entry per job completion (audit; one per job by construction;
+                                   trimmed from the head as the jobs it names expire)
     workers                 zset   worker process id -> last heartbeat (readiness, Retry-After)
 """
 
@@ -44,6 +56,7 @@ __all__ = [
     "TERMINAL_STATES",
     "Admission",
     "ClipRecord",
+    "DeletedUpload",
     "JobKind",
     "JobRecord",
     "JobState",
@@ -69,7 +82,7 @@ class JobState(StrEnum):
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
 TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 
-JobKind = Literal["edit", "ingest", "rebuild"]
+JobKind = Literal["edit", "ingest", "rebuild", "render"]
 
 # Moves a job to a terminal state and out of the active sets. Shared by several scripts.
 _LUA_FINISH = """
@@ -77,7 +90,12 @@ local function finish(P, key, id, state, now)
   local owner = redis.call("HGET", key, "owner")
   redis.call("HSET", key, "state", state, "finished_at", now)
   redis.call("SREM", P .. ":jobs:active", id)
-  if owner then redis.call("SREM", P .. ":jobs:active:" .. owner, id) end
+  if owner then
+    redis.call("SREM", P .. ":jobs:active:" .. owner, id)
+    -- Indexed for retention; an upload's ingest job is not: it is deleted with its clip.
+    local clip = redis.call("HGET", key, "clip_id")
+    if not clip or clip == "" then redis.call("ZADD", P .. ":jobs:done:" .. owner, now, id) end
+  end
 end
 local function terminal(st)
   return st == "done" or st == "failed" or st == "cancelled"
@@ -98,7 +116,17 @@ if idem ~= "" then
 end
 if clip_id ~= "" then
   local prev = redis.call("GET", P .. ":clipsha:" .. owner .. ":" .. clip_sha)
-  if prev then return {"clip_exists", prev} end
+  if prev then
+    -- The same content again: the existing clip, unless its ingest failed or was cancelled (or its records
+    -- are gone), in which case this upload replaces it as the owner's clip of that content and is ingested.
+    local pjob = redis.call("HGET", P .. ":clip:" .. prev, "job_id")
+    local usable = pjob ~= false
+    if usable and pjob ~= "" then
+      local pst = redis.call("HGET", P .. ":job:" .. pjob, "state")
+      usable = pst ~= false and pst ~= "failed" and pst ~= "cancelled"
+    end
+    if usable then return {"clip_exists", prev} end
+  end
 end
 local active = redis.call("SCARD", P .. ":jobs:active")
 local owner_active = redis.call("SCARD", P .. ":jobs:active:" .. owner)
@@ -120,6 +148,7 @@ for i = 0, n - 1 do
   redis.call("ZADD", P .. ":jobs:owner:" .. owner, now, id)
   ids[#ids + 1] = id
 end
+if n > 0 or clip_id ~= "" then redis.call("SADD", P .. ":owners", owner) end
 if batch_id ~= "" then
   redis.call("HSET", P .. ":batch:" .. batch_id, "id", batch_id, "owner", owner, "created_at", now,
              "job_ids", cjson.encode(ids))
@@ -240,6 +269,80 @@ local st = redis.call("HGET", key, "state")
 if st ~= "running" and st ~= "queued" then return 0 end
 redis.call("HSET", key, "state", "queued", "stage", ARGV[3], "last_error", ARGV[4], "heartbeat_at", ARGV[5])
 return 1
+"""
+
+# Deletion of a finished job and what only it refers to (its batch, once the batch's last job is gone).
+# Reads and removals only (no command Redis refuses at maxmemory). ARGV: prefix, id, owner ("" = any),
+# "1" to remove its completion entry too (LREM is O(list); the sweep trims the list from the head instead).
+_LUA_DELETE_JOB = """
+local P, id, want, trim = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local key = P .. ":job:" .. id
+local f = redis.call("HMGET", key, "state", "owner", "batch_id", "clip_id")
+local st, owner, batch, clip = f[1], f[2] or "", f[3], f[4]
+if not st or (want ~= "" and owner ~= want) then return {"missing"} end
+if st == "queued" or st == "running" then return {"active"} end
+if clip and clip ~= "" and redis.call("EXISTS", P .. ":clip:" .. clip) == 1 then return {"clip", clip} end
+redis.call("DEL", key)
+redis.call("ZREM", P .. ":jobs:owner:" .. owner, id)
+redis.call("ZREM", P .. ":jobs:done:" .. owner, id)
+redis.call("SREM", P .. ":jobs:active", id)
+redis.call("SREM", P .. ":jobs:active:" .. owner, id)
+if trim == "1" then redis.call("LREM", P .. ":completions", -1, id) end
+if batch and batch ~= "" then
+  local bkey = P .. ":batch:" .. batch
+  local ids = redis.call("HGET", bkey, "job_ids")
+  local left = 0
+  if ids then
+    for _, j in ipairs(cjson.decode(ids)) do left = left + redis.call("EXISTS", P .. ":job:" .. j) end
+  end
+  if left == 0 then
+    redis.call("DEL", bkey)
+    redis.call("ZREM", P .. ":batches:owner:" .. owner, batch)
+  end
+end
+return {"deleted"}
+"""
+
+# Deletion of an upload (clip or image) with its ingest job. Refused while the ingest is queued or running.
+# Returns the file path and how many keys still own that content (0: the file may go). ARGV: prefix, id,
+# owner ("" = any).
+_LUA_DELETE_CLIP = """
+local P, id, want = ARGV[1], ARGV[2], ARGV[3]
+local ckey = P .. ":clip:" .. id
+local f = redis.call("HMGET", ckey, "owner", "sha256", "job_id", "path")
+local owner, sha, job, path = f[1], f[2] or "", f[3], f[4] or ""
+if not owner or (want ~= "" and owner ~= want) then return {"missing"} end
+if job and job ~= "" then
+  local jkey = P .. ":job:" .. job
+  local st = redis.call("HGET", jkey, "state")
+  if st == "queued" or st == "running" then return {"active", job} end
+  if st then
+    redis.call("DEL", jkey)
+    redis.call("ZREM", P .. ":jobs:owner:" .. owner, job)
+    redis.call("ZREM", P .. ":jobs:done:" .. owner, job)
+  end
+end
+redis.call("DEL", ckey)
+redis.call("ZREM", P .. ":clips:owner:" .. owner, id)
+local skey = P .. ":clipsha:" .. owner .. ":" .. sha
+if redis.call("GET", skey) == id then
+  redis.call("DEL", skey)
+  redis.call("SREM", P .. ":upload_owners:" .. sha, owner)
+end
+return {"deleted", path, tostring(redis.call("SCARD", P .. ":upload_owners:" .. sha))}
+"""
+
+# Pops completion entries from the head while they are the ones the sweep found expired (several sweepers
+# may run: an entry is popped only if it is still the head). ARGV: prefix, then the ids in head order.
+_LUA_TRIM_COMPLETIONS = """
+local key = ARGV[1] .. ":completions"
+local n = 0
+for i = 2, #ARGV do
+  if redis.call("LINDEX", key, 0) ~= ARGV[i] then break end
+  redis.call("LPOP", key)
+  n = n + 1
+end
+return n
 """
 
 
@@ -381,6 +484,17 @@ class Admission:
 
 
 @dataclass(frozen=True)
+class DeletedUpload:
+    """Outcome of `JobStore.delete_clip`: `status` "deleted" (then `path` is its file and `owners_left` the
+    keys that still own that content), "missing" or "active" (its ingest job `job_id` is queued or running)."""
+
+    status: Literal["deleted", "missing", "active"]
+    path: str = ""
+    owners_left: int = 0
+    job_id: str = ""
+
+
+@dataclass(frozen=True)
 class StartDecision:
     action: Literal["run", "finished", "cancelled", "poison", "missing"]
     deliveries: int = 0
@@ -420,6 +534,9 @@ class JobStore:
         self._fail = client.register_script(_LUA_FAIL)
         self._cancel = client.register_script(_LUA_CANCEL)
         self._requeue = client.register_script(_LUA_REQUEUE)
+        self._delete_job = client.register_script(_LUA_DELETE_JOB)
+        self._delete_clip = client.register_script(_LUA_DELETE_CLIP)
+        self._trim_completions = client.register_script(_LUA_TRIM_COMPLETIONS)
 
     @classmethod
     def from_url(cls, url: str, namespace: str, *, timeout_s: float = 5.0) -> JobStore:
@@ -656,6 +773,114 @@ class JobStore:
                 p.exists(self.k("upload_owners", h))
             flags = p.execute()
         return {h for h, ok in zip(hashes, flags) if ok}
+
+    # ------------------------------------------------------------------ deletion and retention
+    def delete_job(self, job_id: str, owner: str = "", *, trim_completion: bool = True) -> tuple[str, str]:
+        """Delete a finished job's records (not its files: `server.retention` removes those).
+
+        Returns ("deleted", ""), ("missing", "") (also for another owner's job when `owner` is given),
+        ("active", "") for a queued or running job (never deleted), or ("clip", clip id) for the ingest job
+        of an upload that still exists (it is deleted with the upload)."""
+        res = [_s(x) for x in self._delete_job(args=[self.ns, job_id, owner, "1" if trim_completion else "0"])]
+        return res[0], res[1] if len(res) > 1 else ""
+
+    def delete_clip(self, clip_id: str, owner: str = "") -> DeletedUpload:
+        """Delete an upload's records and its ingest job's (refused while that ingest is queued or running)."""
+        res = [_s(x) for x in self._delete_clip(args=[self.ns, clip_id, owner])]
+        if res[0] == "deleted":
+            return DeletedUpload("deleted", path=res[1], owners_left=int(res[2]))
+        if res[0] == "active":
+            return DeletedUpload("active", job_id=res[1])
+        return DeletedUpload("missing")
+
+    def owners(self) -> list[str]:
+        """Keys that own jobs or uploads (the retention sweep's round)."""
+        return sorted(_s(v) for v in self.r.smembers(self.k("owners")))
+
+    def forget_owner_if_empty(self, owner: str) -> bool:
+        """Drop `owner` from the sweep's round once it owns nothing (a revoked key, all expired)."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zcard(self.k("jobs", "owner", owner))
+            p.zcard(self.k("clips", "owner", owner))
+            p.zcard(self.k("batches", "owner", owner))
+            counts = p.execute()
+        if any(counts):
+            return False
+        self.r.srem(self.k("owners"), owner)
+        return True
+
+    def finished_jobs(self, owner: str, *, before: float, limit: int) -> list[str]:
+        """The owner's jobs that finished before `before` (oldest first)."""
+        return _members(self.r.zrangebyscore(self.k("jobs", "done", owner), "-inf", f"({before!r}", start=0, num=limit))
+
+    def finished_jobs_over(self, owner: str, keep: int, *, limit: int) -> list[str]:
+        """The owner's oldest finished jobs beyond the newest `keep`."""
+        key = self.k("jobs", "done", owner)
+        excess = int(self.r.zcard(key)) - keep
+        if excess <= 0:
+            return []
+        return _members(self.r.zrange(key, 0, min(excess, limit) - 1))
+
+    def uploads_before(self, owner: str, before: float, *, limit: int) -> list[str]:
+        """The owner's uploads (clips and images) uploaded before `before` (oldest first)."""
+        return _members(
+            self.r.zrangebyscore(self.k("clips", "owner", owner), "-inf", f"({before!r}", start=0, num=limit)
+        )
+
+    def trim_completions(self, before: float, *, batch: int = 200) -> int:
+        """Pop completion entries from the head while their job is gone or finished before `before`."""
+        key = self.k("completions")
+        popped = 0
+        while True:
+            head = [_s(v) for v in self.r.lrange(key, 0, batch - 1)]
+            if not head:
+                return popped
+            with self.r.pipeline(transaction=False) as p:
+                for jid in head:
+                    p.hget(self.k("job", jid), "finished_at")
+                ends = p.execute()
+            expired = []
+            for jid, end in zip(head, ends):
+                if end and float(end) >= before:
+                    break
+                expired.append(jid)
+            if not expired:
+                return popped
+            n = int(self._trim_completions(args=[self.ns, *expired]))
+            popped += n
+            if n < len(head):
+                return popped
+
+    def index_for_retention(self) -> bool:
+        """Once per store: index records written before retention existed (`jobs:done:*`, `owners`).
+        True if this call did the indexing."""
+        marker = self.k("retention", "v1")
+        if self.r.exists(marker):
+            return False
+        owners: set[str] = set()
+        for what in ("jobs", "clips", "batches"):
+            prefix = self.k(what, "owner", "")
+            for key in self.r.scan_iter(match=prefix + "*", count=1000):
+                owners.add(_s(key)[len(prefix) :])
+        for owner in owners:
+            ids = _members(self.r.zrange(self.k("jobs", "owner", owner), 0, -1))
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                with self.r.pipeline(transaction=False) as p:
+                    for jid in chunk:
+                        p.hmget(self.k("job", jid), "state", "finished_at", "clip_id")
+                    rows = p.execute()
+                done = {
+                    jid: float(end or 0.0)
+                    for jid, (st, end, clip) in zip(chunk, rows)
+                    if st in TERMINAL_STATES and not clip
+                }
+                if done:
+                    self.r.zadd(self.k("jobs", "done", owner), done)
+        if owners:
+            self.r.sadd(self.k("owners"), *owners)
+        self.r.set(marker, "1")
+        return True
 
     # ------------------------------------------------------------------ API keys
     def add_api_key(self, key_hash: str, key_id: str, name: str, admin: bool) -> None:

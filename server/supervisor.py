@@ -4,7 +4,9 @@ and the workers, each restarted when it dies.
 `RedisServer` writes a private config (mode 0600, so the password is not on a command line)
 with append-only persistence: every write reaches the AOF before Redis answers and is fsynced
 every second, so a crash of any process (API, worker, redis-server itself) loses nothing, and
-an OS crash at most the last second.
+an OS crash at most the last second. Its memory is bounded (`maxmemory`, `AUTOCUT_REDIS_MAXMEMORY_MB`)
+with policy `noeviction`: at the limit Redis refuses writes (the API answers 503 + Retry-After) and
+never evicts a job; the retention sweep (`server.retention`) keeps the data below it.
 
 `Supervisor` starts each child in its own session. When a child dies, its whole process group
 is killed before the restart: a worker killed mid-render leaves an orphaned ffmpeg in its group,
@@ -53,6 +55,8 @@ class RedisServer:
     binary: str = "redis-server"
     bind: str = "127.0.0.1"
     appendfsync: str = "everysec"
+    # `maxmemory` in MiB; 0 = no limit.
+    maxmemory_mb: int = 0
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -74,6 +78,7 @@ class RedisServer:
                 "appendfilename appendonly.aof",
                 # AOF is the persistence; no RDB snapshots on a timer (they fork the whole dataset).
                 'save ""',
+                f"maxmemory {self.maxmemory_mb}mb",
                 "maxmemory-policy noeviction",
                 "daemonize no",
                 f"logfile {d / 'redis.log'}",
@@ -172,6 +177,7 @@ def redis_for_settings(settings: Settings) -> RedisServer:
         port=settings.redis_port,
         password=settings.local_redis_password,
         binary=settings.redis_server_bin,
+        maxmemory_mb=settings.redis_maxmemory_mb,
     )
 
 

@@ -25,7 +25,7 @@ import dramatiq
 
 from autocut.library.media import MediaLimits, configure_limits
 from server.queue import JobQueue, Reconciler
-from server.settings import Settings
+from server.settings import Settings, media_limits
 from server.store import JobStore
 from server.tasks import JobRunner
 
@@ -38,20 +38,6 @@ log = logging.getLogger(__name__)
 MIN_WORKER_MEMORY_MB = 1024
 # /proc/self/oom_score_adj of workers (and the ffmpeg they start): the OOM killer's first choice.
 WORKER_OOM_SCORE_ADJ = 1000
-
-
-def media_limits(settings: Settings) -> MediaLimits:
-    """The service's media limits (`server.settings`) as `autocut.library.media` takes them."""
-    mb = 1024 * 1024
-    return MediaLimits(
-        max_width=settings.media_max_width,
-        max_height=settings.media_max_height,
-        max_pixels=settings.media_max_pixels,
-        max_fps=settings.media_max_fps,
-        max_duration_s=settings.max_clip_duration_s,
-        child_memory_bytes=settings.ffmpeg_max_memory_mb * mb or None,
-        child_cpu_s=settings.ffmpeg_max_cpu_s or None,
-    )
 
 
 def apply_worker_limits(settings: Settings) -> MediaLimits:

@@ -79,11 +79,12 @@ def test_hostile_media_is_refused_and_the_service_keeps_working(service, tmp_pat
         seg = make_video(tmp_path / "seg.ts", duration_s=2.0, size="64x48", rate=5)
         r = _upload(c, "playlist.mp4", hls_text(seg).encode())
         assert r.status_code in (415, 422), r.text
-        # 2. Over the width limit (400 px): refused naming the limit and the value, at upload or by its job.
+        # 2. Over the width limit (400 px): refused at upload (the API probes with the service's limits),
+        #    naming the limit and the value; nothing is stored.
         wide = make_video(tmp_path / "wide.mp4", duration_s=2.0, size="480x270", rate=10)
-        msg = _refused_or_failed(
-            c, _upload(c, "wide.mp4", wide.read_bytes()), "width 480 px exceeds the limit of 400 px"
-        )
+        r = _upload(c, "wide.mp4", wide.read_bytes())
+        assert r.status_code == 422, r.text
+        msg = _refused_or_failed(c, r, "width 480 px exceeds the limit of 400 px")
         assert str(tmp_path) not in msg
         # 3. An MKV claiming 2 s that really runs 10 minutes: the upload check believes the header; the
         #    worker's decode stops at the 10 s limit and fails the job (it does not decode 10 minutes).

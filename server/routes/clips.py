@@ -4,7 +4,11 @@ The body is parsed as it arrives and written straight to a temp file (never held
 with the size limit enforced while streaming. The file is then checked by its first bytes
 (an allow-list of containers) and by ffprobe; anything rejected is deleted before answering.
 Accepted files are stored content-addressed; the same key uploading the same bytes again gets
-its existing clip back (200, `duplicate: true`) instead of a second copy and a second ingest.
+its existing clip back (200, `duplicate: true`) instead of a second copy and a second ingest, unless
+the ingest of that clip failed or was cancelled: then the upload is a new clip and is ingested again.
+
+DELETE removes an upload's record and its ingest job, and the file once no key owns that content (the
+retention sweep does the same for uploads older than `upload_retention_s`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from autocut.errors import MediaError
 from server.auth import Principal
 from server.ids import new_id
 from server.jobspec import IngestJobSpec
+from server.retention import delete_upload
 from server.routes.common import (
     ERROR_RESPONSES,
     KeyDep,
@@ -33,6 +38,7 @@ from server.routes.common import (
     enqueue_admitted,
 )
 from server.schemas import CLIP_ID_PATTERN, IMAGE_ID_PATTERN, ClipOut, ClipPage, ErrorBody
+from server.settings import media_limits
 from server.storage import (
     ReceivedFile,
     UploadError,
@@ -98,15 +104,6 @@ def _discard(received: ReceivedFile) -> None:
         received.tmp_path.unlink()
 
 
-def _store_blob(received: ReceivedFile, dest: os.PathLike[str]) -> None:
-    path = os.fspath(dest)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if os.path.exists(path):  # same content uploaded before (maybe by another key): keep one copy
-        _discard(received)
-    else:
-        os.replace(received.tmp_path, path)
-
-
 @router.post(
     "/v1/clips",
     status_code=201,
@@ -133,6 +130,7 @@ async def upload_clip(request: Request, response: Response, principal: KeyDep, s
                 received.tmp_path,
                 min_duration_s=s.min_clip_duration_s,
                 max_duration_s=s.max_clip_duration_s,
+                limits=media_limits(s),  # what the workers enforce, checked before anything is stored
             )
         except MediaError as exc:
             raise api_error(422, "invalid_media", f"{received.filename}: {exc.reason}") from None
@@ -160,7 +158,7 @@ async def upload_clip(request: Request, response: Response, principal: KeyDep, s
             assert existing is not None
             response.status_code = 200
             return clip_out(existing, services.store.get_job(existing.job_id), duplicate=True)
-        _store_blob(received, dest)
+        await run_in_threadpool(services.layout.store_blob, received.tmp_path, dest)
         enqueue_admitted(services, [job.job_id])
         response.headers["Location"] = f"/v1/clips/{clip.clip_id}"
         return clip_out(clip, services.store.get_job(job.job_id))
@@ -205,7 +203,7 @@ async def upload_image(request: Request, response: Response, principal: KeyDep, 
             assert existing is not None
             response.status_code = 200
             return clip_out(existing, None, duplicate=True)
-        _store_blob(received, dest)
+        await run_in_threadpool(services.layout.store_blob, received.tmp_path, dest)
         response.headers["Location"] = f"/v1/images/{rec.clip_id}"
         return clip_out(rec, None)
     finally:
@@ -268,3 +266,53 @@ def get_image(
     image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN)], principal: KeyDep, services: ServicesDep
 ) -> ClipOut:
     return _own_upload(services, principal, image_id, "image")
+
+
+def _delete_own_upload(services: Services, principal: Principal, upload_id: str, kind: str) -> Response:
+    rec = services.store.get_clip(upload_id)
+    if rec is None or rec.owner != principal.key_id or rec.kind != kind:
+        raise api_error(404, "not_found", f"{upload_id} does not exist")
+    res = delete_upload(services.store, services.layout, upload_id, principal.key_id)
+    if res.status == "active":
+        raise api_error(
+            409,
+            "ingesting",
+            f"{upload_id} is still being ingested (job {res.job_id}); cancel that job first "
+            f"(DELETE /v1/jobs/{res.job_id}) or wait for it to finish",
+        )
+    if res.status == "missing":
+        raise api_error(404, "not_found", f"{upload_id} does not exist")
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/v1/clips/{clip_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        **ERROR_RESPONSES,
+        204: {"description": "Deleted: the record, its ingest job, and the file once no key owns that content"},
+        409: {"model": ErrorBody, "description": "Its ingest job is still queued or running (`ingesting`)"},
+    },
+    summary="Delete an uploaded clip (its ingest job too; the file once no key owns the content)",
+)
+def delete_clip(
+    clip_id: Annotated[str, Path(pattern=CLIP_ID_PATTERN)], principal: KeyDep, services: ServicesDep
+) -> Response:
+    return _delete_own_upload(services, principal, clip_id, "video")
+
+
+@router.delete(
+    "/v1/images/{image_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        **ERROR_RESPONSES,
+        204: {"description": "Deleted: the record, and the file once no key owns that content"},
+    },
+    summary="Delete an uploaded product photo",
+)
+def delete_image(
+    image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN)], principal: KeyDep, services: ServicesDep
+) -> Response:
+    return _delete_own_upload(services, principal, image_id, "image")

@@ -1,4 +1,8 @@
-"""Job status, listing, cancellation and result downloads (HTTP Range supported)."""
+"""Job status, listing, cancellation, deletion and result downloads (HTTP Range supported).
+
+`DELETE /v1/jobs/{id}` cancels a queued or running job (as it always did); with `?purge=true` it deletes a
+finished one (done, failed or cancelled) with its result files. Finished jobs are also deleted by the
+retention sweep (`server.retention`)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from autocut.render.outputs import RESULT_FILES, RESULT_SUFFIXES
 from server.auth import Principal, api_key_header, bearer_scheme, require_key, verify_download
+from server.retention import delete_job
 from server.routes.common import (
     ARTIFACTS,
     ERROR_RESPONSES,
@@ -73,14 +78,53 @@ def get_job(job_id: JobId, principal: KeyDep, services: ServicesDep) -> JobStatu
     "/v1/jobs/{job_id}",
     response_model=JobStatus,
     status_code=202,
-    responses={**ERROR_RESPONSES, 409: {"model": ErrorBody, "description": "The job already finished"}},
-    summary="Cancel a job (a running render's ffmpeg is stopped)",
+    responses={
+        **ERROR_RESPONSES,
+        204: {"description": "purge=true: the finished job, its records and its result files are deleted"},
+        409: {
+            "model": ErrorBody,
+            "description": "Cancel: the job already finished (`already_finished`). Purge: the job is still queued "
+            "or running (`job_active`), or it is an upload's ingest (`upload_job`: delete the upload instead)",
+        },
+    },
+    summary="Cancel a job (a running render's ffmpeg is stopped); with purge=true delete a finished job",
 )
-def cancel_job(job_id: JobId, principal: KeyDep, services: ServicesDep) -> JobStatus:
-    _own_job(services, principal, job_id)
+def cancel_job(
+    job_id: JobId,
+    principal: KeyDep,
+    services: ServicesDep,
+    purge: Annotated[
+        bool,
+        Query(description="Delete the finished job (its status, results and files) instead of cancelling it"),
+    ] = False,
+) -> JobStatus | Response:
+    job = _own_job(services, principal, job_id)
+    if purge:
+        status, clip = delete_job(services.store, services.layout, job_id, principal.key_id)
+        if status == "active":
+            raise api_error(
+                409,
+                "job_active",
+                f"job {job_id} is still {job.state.value}; cancel it first (DELETE without purge), "
+                "then delete it once it has finished",
+            )
+        if status == "clip":
+            raise api_error(
+                409,
+                "upload_job",
+                f"job {job_id} is the ingest of upload {clip}; delete the upload instead (DELETE /v1/clips/{clip})",
+            )
+        if status == "missing":
+            raise api_error(404, "not_found", f"job {job_id} does not exist")
+        return Response(status_code=204)
     outcome = services.store.request_cancel(job_id)
     if outcome.startswith("finished:"):
-        raise api_error(409, "already_finished", f"job {job_id} already finished ({outcome.split(':', 1)[1]})")
+        raise api_error(
+            409,
+            "already_finished",
+            f"job {job_id} already finished ({outcome.split(':', 1)[1]}); "
+            f"delete it with DELETE /v1/jobs/{job_id}?purge=true",
+        )
     return job_status(_own_job(services, principal, job_id), services.settings)
 
 
