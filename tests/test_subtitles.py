@@ -180,3 +180,18 @@ def test_font_coverage():
         S.check_font_coverage("DejaVu Sans", ["没时间"])
     with pytest.raises(PlanError, match="not installed"):
         S.check_font_coverage("No Such Font Family 123", ["x"])
+
+
+def test_user_text_cannot_inject_cues_lines_or_ass_commands(tmp_path) -> None:
+    hostile = "Buy now\r\n\r\n2\r\n00:00:00,000 --> 00:00:09,000\r\nHACKED\x0b\x85\u2028{\\pos(0,0)}\\N\\Nend"
+    cues = [S.Cue(0.0, 2.0, hostile), S.Cue(2.0, 4.0, "Second line")]
+    srt = S.write_srt(cues, tmp_path / "a.srt")
+    ass = S.write_ass(cues, tmp_path / "a.ass", style=SubtitleStyle(), width=1080, height=1920)
+    parsed = pysubs2.load(str(srt))
+    assert len(parsed) == 2 and parsed[0].end == 2000  # no injected cue, the first keeps its own timing
+    text = srt.read_text(encoding="utf-8")
+    assert "\r" not in text and "\n\n\n" not in text and text.count("-->") == 2
+    events = [ln for ln in ass.read_text(encoding="utf-8").splitlines() if ln.startswith("Dialogue:")]
+    assert len(events) == 2 and "{" not in events[0] and "\\pos" not in events[0]
+    assert "\\N" not in events[0] and events[1].endswith(",Second line")  # one line per cue
+    assert S.cue_text("a\u3000b\t c") == "a b c"

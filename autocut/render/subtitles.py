@@ -396,6 +396,26 @@ def font_size_px(style: SubtitleStyle, width: int, height: int) -> int:
     return int(max(8, min(style.size_frac * height, 0.9 * width / MAX_SEGMENT_UNITS)))
 
 
+_TIMESTAMP_RE = re.compile(r"\d+:\d{2}:\d{2}[,.]\d+")
+
+
+def cue_text(text: str) -> str:
+    r"""A cue's text as the subtitle files hold it: one line that user text cannot split into cues, lines
+    or ASS commands.
+
+    A cue is one subtitle segment, sized to fit one line (`segment_sentence`), so every line break,
+    control character (``\r``, tabs, form feeds, NEL, ...) and Unicode line/paragraph separator becomes a
+    space and runs of spaces collapse; ``-->`` (the SRT timing arrow) becomes an arrow character and a
+    timestamp's colons ratio signs;
+    backslashes (ASS ``\N`` / ``\h`` escapes) become a fullwidth reverse solidus; braces (ASS override
+    blocks) become parentheses."""
+    flat = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    flat = " ".join(flat.split()).replace("-->", "\u2192")
+    # A subtitle timestamp inside the text (lenient SRT readers take one anywhere) loses its colons.
+    flat = _TIMESTAMP_RE.sub(lambda m: m.group(0).replace(":", "\u2236"), flat)
+    return flat.replace("\\", "\uff3c").replace("{", "(").replace("}", ")")
+
+
 def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int) -> pysubs2.SSAFile:
     import pysubs2
 
@@ -425,7 +445,7 @@ def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int)
             pysubs2.SSAEvent(
                 start=int(round(c.start_s * 1000)),
                 end=int(round(c.end_s * 1000)),
-                text=c.text.replace("\n", "\\N").replace("{", "(").replace("}", ")"),
+                text=cue_text(c.text),
                 style="Default",
             )
         )
