@@ -121,6 +121,9 @@ class BodyLimitMiddleware:
         await self.app(scope, limited, send)
 
 
+BOOTSTRAP_KEY_NAME = "bootstrap-admin"
+
+
 class _Background:
     """API-side housekeeping: register the bootstrap admin key once Redis answers; reconcile; sweep
     expired jobs and uploads (`server.retention`) every `retention_sweep_interval_s`."""
@@ -137,13 +140,19 @@ class _Background:
         s = self.services.settings
         bootstrap_key = s.bootstrap_admin_key
         if not self._key_done and bootstrap_key is not None:  # _key_done starts True when there is no key
-            create_api_key(
-                self.services.store,
+            store = self.services.store
+            key_id, _ = create_api_key(
+                store,
                 s.secret_key.get_secret_value(),
-                name="bootstrap-admin",
+                name=BOOTSTRAP_KEY_NAME,
                 admin=True,
                 raw_key=bootstrap_key.get_secret_value(),
             )
+            # A rotated bootstrap key replaces the previous one: the old value stops working.
+            for rec in store.list_api_keys():
+                if rec.get("name") == BOOTSTRAP_KEY_NAME and rec.get("key_id") != key_id:
+                    store.revoke_api_key(rec["key_id"])
+                    log.info("bootstrap admin key rotated: the previous one (%s) is revoked", rec["key_id"])
             self._key_done = True
         self.reconciler.run_once()
         if self.sweeper.due():

@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -483,3 +485,28 @@ def test_readyz_shows_load_figures_only_to_a_keyed_caller(api):
     keyed = client.get("/readyz", headers=key(services)).json()
     assert keyed["queue_depth"] == 0 and keyed["active_jobs"] == 0 and keyed["live_workers"] is not None
     assert client.get("/healthz").status_code == 200
+
+
+def test_a_rotated_bootstrap_admin_key_replaces_the_old_one(tmp_path, redis_server, seed_library):
+    old, new = "ak_bootstrap_old_" + "x" * 20, "ak_bootstrap_new_" + "y" * 20
+    ns = "t" + secrets.token_hex(5)
+
+    def admin_ok(client, raw: str) -> bool:
+        return client.get("/v1/jobs", headers={"X-API-Key": raw}).status_code == 200
+
+    def wait(pred) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if pred():
+                return True
+            time.sleep(0.1)
+        return False
+
+    s1 = make_settings(tmp_path / "a", redis_server, seed_library, redis_namespace=ns, bootstrap_admin_key=old)
+    with TestClient(create_app(s1)) as client:
+        assert wait(lambda: admin_ok(client, old))
+    # The operator rotates the key: the service restarts with the new value; the old one stops working.
+    s2 = make_settings(tmp_path / "b", redis_server, seed_library, redis_namespace=ns, bootstrap_admin_key=new)
+    with TestClient(create_app(s2)) as client:
+        assert wait(lambda: admin_ok(client, new))
+        assert client.get("/v1/jobs", headers={"X-API-Key": old}).status_code == 401
