@@ -9,16 +9,35 @@ anything again. The stored JSON is the one these models dump (key order included
     edit     {"request": <EditRequest>, "pool": [<PoolRef>...], "image_path": str|null, "planner": str}
     ingest   {"clip_id", "path", "sha256", "filename"}
     rebuild  {"kinds": ["frames", "clips", "bgm"]}
+    render   {"request": <RenderRequest>, "photo_ids": [int...]}   (POST /v1/renders: a plan, checked)
+
+Plans cross the API boundary as `RenderPlan`s (ids, never paths): `review_result` turns a planned
+`EditPlan` into one for a `stop_after: plan` job's result; `build_edit_plan` turns one back into an
+`EditPlan` with the library files its ids name (`RenderJobSpec.edit_plan` in the worker, and the API's
+checks of POST /v1/renders).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from autocut.types import OutputSpec, PlanRequest, PoolItem, ProductInfo, VoiceSpec
-from server.schemas import EditRequest, IndexKind, RebuildRequest
+from autocut.errors import PlanError
+from autocut.render.outputs import RenderQuality
+from autocut.types import (
+    BgmChoice,
+    EditPlan,
+    OutputSpec,
+    PlanRequest,
+    PlanSegment,
+    PoolItem,
+    ProductInfo,
+    SubtitleStyle,
+    VoiceSpec,
+)
+from server.schemas import EditRequest, IndexKind, RebuildRequest, RenderPlan, RenderRequest
 
 __all__ = [
     "EditJobSpec",
@@ -27,7 +46,11 @@ __all__ = [
     "MediaRef",
     "PoolRef",
     "RebuildJobSpec",
+    "RenderJobSpec",
     "UploadRef",
+    "build_edit_plan",
+    "render_choices",
+    "review_result",
 ]
 
 
@@ -107,3 +130,115 @@ class RebuildJobSpec(BaseModel):
     @classmethod
     def from_request(cls, req: RebuildRequest) -> RebuildJobSpec:
         return cls(kinds=list(dict.fromkeys(req.kinds)))
+
+
+class RenderJobSpec(BaseModel):
+    """A render of a plan sent back (POST /v1/renders): the plan as checked, and the library video of each
+    segment (its `photo_id`, or the ingested upload its `clip_id` names), resolved by the API."""
+
+    request: RenderRequest
+    photo_ids: list[int]
+
+    def edit_plan(self, library_dir: Path, plan_id: str) -> EditPlan:
+        """The renderer's plan: each id looked up in the library again now (a video or track may have been
+        deleted since the job was admitted: a `PlanError` naming the segment)."""
+        from autocut.errors import CatalogError
+        from autocut.library.catalog import Catalog
+
+        sources: list[str] = []
+        bgm = None
+        with Catalog.open(library_dir, create=False) as cat:
+            for i, pid in enumerate(self.photo_ids):
+                try:
+                    path = cat.source(pid).path
+                except CatalogError:
+                    raise PlanError(f"segments[{i}]: video {pid} is no longer in the library") from None
+                if not Path(path).is_file():
+                    raise PlanError(f"segments[{i}]: video {pid} was deleted after this job was submitted")
+                sources.append(path)
+            music = self.request.music
+            if music is not None:
+                try:
+                    track = cat.bgm_track(music.audio_id)
+                except CatalogError:
+                    raise PlanError(f"music.audio_id: track {music.audio_id} is no longer in the library") from None
+                bgm = BgmChoice(
+                    path=track.source_path,
+                    audio_id=track.audio_id,
+                    start_s=track.start_s if music.start_s is None else music.start_s,
+                )
+        return build_edit_plan(self.request, self.photo_ids, sources, bgm, plan_id)
+
+
+def build_edit_plan(
+    plan: RenderPlan, photo_ids: list[int], sources: list[str], bgm: BgmChoice | None, plan_id: str
+) -> EditPlan:
+    """The `EditPlan` of a `RenderPlan` whose segments' videos are `photo_ids` at `sources` (resolved by the
+    caller from the plan's ids; never from a client) with music `bgm`."""
+    o = plan.output
+    return EditPlan(
+        plan_id=plan_id,
+        product=ProductInfo.model_validate(plan.product.model_dump()),
+        scenario="script",
+        language=plan.language,
+        segments=[
+            PlanSegment(
+                source_path=src, start_s=seg.start_s, duration_s=seg.duration_s, sentence=seg.line, photo_id=pid
+            )
+            for seg, pid, src in zip(plan.segments, photo_ids, sources, strict=True)
+        ],
+        bgm=bgm,
+        voice=VoiceSpec.model_validate({**plan.voice.model_dump(), "language": plan.language}),
+        output=OutputSpec.for_aspect(o.aspect, short_side=o.resolution, transition=o.transition),
+        subtitles=SubtitleStyle(enabled=o.subtitles),
+        planner=plan.planner,
+    )
+
+
+def review_result(plan: EditPlan, request: EditRequest, variant: int) -> dict[str, Any]:
+    """A planned variant as a `stop_after: plan` job's result (`type: plan`): the plan as a `RenderPlan`
+    (ids, no paths), ready to be edited and sent to POST /v1/renders."""
+    segments = []
+    for i, seg in enumerate(plan.segments):
+        if seg.photo_id is None:  # the planners ground every segment in a library video
+            raise PlanError(f"segment {i + 1} of the plan names no library video; it cannot be reviewed")
+        segments.append(
+            {"photo_id": seg.photo_id, "start_s": seg.start_s, "duration_s": seg.duration_s, "line": seg.sentence}
+        )
+    o = plan.output
+    music = None
+    if plan.bgm is not None and plan.bgm.audio_id is not None:
+        music = {"audio_id": plan.bgm.audio_id, "start_s": plan.bgm.start_s}
+    review = RenderPlan.model_validate(
+        {
+            "product": plan.product.model_dump(exclude={"image_path"}),
+            "language": plan.language,
+            "voice": {"engine": plan.voice.engine, "name": plan.voice.name},
+            "output": {
+                "aspect": o.aspect,
+                "resolution": min(o.width, o.height),
+                "transition": o.transition,
+                "subtitles": plan.subtitles.enabled,
+            },
+            "max_duration_s": request.options.max_duration_s,
+            "music": music,
+            "segments": segments,
+            "planner": plan.planner,
+        }
+    )
+    return {
+        "type": "plan",
+        "variant": variant,
+        "duration_s": round(plan.duration_s, 3),
+        "plan_id": plan.plan_id,
+        "plan": review.model_dump(mode="json"),
+    }
+
+
+def render_choices(kind: str, spec: dict[str, Any]) -> tuple[Literal["plan"] | None, RenderQuality]:
+    """What an edit or render job asks of the render step: stop after planning ("plan") or not, and the
+    render quality."""
+    if kind == "render":
+        return None, RenderJobSpec.model_validate(spec).request.quality
+    req = EditJobSpec.model_validate(spec).request
+    return req.stop_after, req.options.quality

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from autocut.render.outputs import PREVIEW_SHORT_SIDE, RenderQuality
 from autocut.types import Aspect, Language, Transition
 from server.ids import id_pattern
 from server.store import JobKind, JobState
@@ -44,10 +45,17 @@ __all__ = [
     "LibraryBgmPage",
     "LibraryVideo",
     "LibraryVideoPage",
+    "PlanMusic",
+    "PlanOutput",
+    "PlanProduct",
+    "PlanReview",
+    "PlanSegmentIn",
     "ProductIn",
     "Readiness",
     "RebuildRequest",
     "RebuiltIndex",
+    "RenderPlan",
+    "RenderRequest",
     "ResultLinks",
     "SignedLinks",
     "VariantResult",
@@ -77,8 +85,8 @@ class _In(BaseModel):
 # --------------------------------------------------------------------------- edit requests
 
 
-class ProductIn(_In):
-    """The product being advertised; heads every prompt."""
+class PlanProduct(_In):
+    """The product being advertised (as a plan carries it)."""
 
     name: str = Field(min_length=1, max_length=200, examples=["Juicer Cup"])
     brand: str = Field(default="", max_length=200, examples=["FreshCo"])
@@ -87,12 +95,6 @@ class ProductIn(_In):
         default_factory=list, max_length=20, examples=[["juice in 30 seconds", "washable blade"]]
     )
     description: str = Field(default="", max_length=4000, examples=["A portable USB blender cup."])
-    image_id: str | None = Field(
-        default=None,
-        pattern=IMAGE_ID_PATTERN,
-        description="An uploaded product photo (POST /v1/images), used by the "
-        "similarity planner to pick matching footage",
-    )
 
     @field_validator("selling_points")
     @classmethod
@@ -100,6 +102,17 @@ class ProductIn(_In):
         if any(len(p) > 200 for p in v):
             raise ValueError("each selling point is at most 200 characters")
         return [p.strip() for p in v if p.strip()]
+
+
+class ProductIn(PlanProduct):
+    """The product being advertised; heads every prompt."""
+
+    image_id: str | None = Field(
+        default=None,
+        pattern=IMAGE_ID_PATTERN,
+        description="An uploaded product photo (POST /v1/images), used by the "
+        "similarity planner to pick matching footage",
+    )
 
 
 class ClipRef(_In):
@@ -181,6 +194,13 @@ class EditOptions(_In):
     transition: Transition = "cut"
     subtitles: bool = True
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Left out of the stored JSON at its default, so specs stored before it existed read back unchanged.
+    quality: RenderQuality = Field(
+        default="final",
+        exclude_if=lambda v: v == "final",
+        description=f"final: the requested resolution; preview: the same plan and audio at a short side of at "
+        f"most {PREVIEW_SHORT_SIDE} px with the fastest encoder settings (for a quick look before the final render)",
+    )
 
 
 _EDIT_EXAMPLE: JsonDict = {
@@ -219,6 +239,12 @@ class EditRequest(_In):
         description="One sentence per clip (script-driven); omit for footage-driven",
     )
     options: EditOptions = Field(default_factory=EditOptions)
+    stop_after: Literal["plan"] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,  # not stored when unset (specs stored before it existed read back unchanged)
+        description="plan: plan only, no render; the job's `plans` hold each plan (ids, no paths) with a "
+        "thumbnail per segment, to edit and send to POST /v1/renders",
+    )
 
     @field_validator("script")
     @classmethod
@@ -239,6 +265,93 @@ class BatchRequest(_In):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"items": [_EDIT_EXAMPLE]}]})
 
     items: list[EditRequest] = Field(min_length=1, max_length=1000)
+
+
+# --------------------------------------------------------------------------- plans (review, edit, render)
+
+
+class PlanSegmentIn(_In):
+    """One segment of a plan: a span of a video (exactly one of `photo_id` or `clip_id`) and its line."""
+
+    photo_id: int | None = Field(default=None, ge=1, le=2**53, description="A video of the library", examples=[1])
+    clip_id: str | None = Field(
+        default=None, pattern=CLIP_ID_PATTERN, description="An upload of yours (POST /v1/clips), once ingested"
+    )
+    start_s: float = Field(ge=0.0, le=86400.0, description="Where the span starts in its video", examples=[0.0])
+    duration_s: float = Field(gt=0.0, le=120.0, description="How long the span (and the segment) lasts", examples=[2.5])
+    line: str = Field(
+        min_length=1, max_length=500, description="Voice-over and subtitle of this segment", examples=["Fresh juice."]
+    )
+
+    @field_validator("line")
+    @classmethod
+    def _line(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the line is empty")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _one(self) -> PlanSegmentIn:
+        if (self.photo_id is None) == (self.clip_id is None):
+            raise ValueError("a segment needs exactly one of photo_id or clip_id")
+        return self
+
+
+class PlanMusic(_In):
+    """The music bed: a library track."""
+
+    audio_id: int = Field(ge=1, le=2**53, description="A track of GET /v1/library/bgm", examples=[1])
+    start_s: float | None = Field(
+        default=None, ge=0.0, le=86400.0, description="Where in the track the music starts; null = the track's start"
+    )
+
+
+class PlanOutput(_In):
+    aspect: Aspect = "9:16"
+    resolution: int = Field(default=1080, ge=144, le=2160, multiple_of=2, description="Short side in pixels")
+    transition: Transition = "cut"
+    subtitles: bool = True
+
+
+class RenderPlan(_In):
+    """A plan as the API shows it (`plans` of a `stop_after: plan` job) and takes it back (POST /v1/renders):
+    ids, never paths. Edit it freely (swap a clip, change a line, change or drop the music, reorder); the
+    server checks it again before rendering."""
+
+    product: PlanProduct
+    language: Language = "en"
+    voice: VoiceOptions = Field(default_factory=VoiceOptions)
+    output: PlanOutput = Field(default_factory=PlanOutput)
+    max_duration_s: float = Field(default=60.0, gt=0, le=120, description="The duration budget of the whole ad")
+    music: PlanMusic | None = Field(default=None, description="null = no music")
+    segments: list[PlanSegmentIn] = Field(min_length=1, max_length=50, description="In playing order")
+    planner: str = Field(default="", max_length=64, description="The planner that made the plan (informational)")
+
+
+_PLAN_EXAMPLE: JsonDict = {
+    "product": {"name": "Juicer Cup", "brand": "FreshCo", "selling_points": ["juice in 30 seconds"]},
+    "language": "en",
+    "voice": {"engine": "espeak"},
+    "output": {"aspect": "9:16", "resolution": 1080, "transition": "cut", "subtitles": True},
+    "max_duration_s": 30,
+    "music": {"audio_id": 1},
+    "segments": [
+        {"photo_id": 1, "start_s": 0.0, "duration_s": 3.0, "line": "No time for breakfast?"},
+        {"clip_id": "clp_0123456789abcdef01234567", "start_s": 1.5, "duration_s": 3.5, "line": "Fresh juice now."},
+    ],
+}
+
+
+class RenderRequest(RenderPlan):
+    """A plan to render (typically one of a `stop_after: plan` job's `plans`, edited), and how."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{**_PLAN_EXAMPLE, "quality": "preview"}]})
+
+    quality: RenderQuality = Field(
+        default="final",
+        description=f"final: the plan's resolution; preview: the same plan and audio at a short side of at most "
+        f"{PREVIEW_SHORT_SIDE} px with the fastest encoder settings",
+    )
 
 
 IndexKind = Literal["frames", "clips", "bgm"]
@@ -292,8 +405,22 @@ class VariantResult(BaseModel):
     height: int
     planner: str
     plan_id: str
+    quality: RenderQuality = "final"
+    render_s: float | None = Field(default=None, description="Seconds the render of this variant took")
     links: ResultLinks
     signed_links: SignedLinks | None = None
+
+
+class PlanReview(BaseModel):
+    """One plan of a `stop_after: plan` job: edit `plan` and POST it to /v1/renders."""
+
+    variant: int = Field(ge=1)
+    duration_s: float
+    plan: RenderPlan
+    thumbnails: list[str] = Field(description="A JPEG per segment (a frame from the middle of its span), in order")
+    signed_thumbnails: list[str] | None = Field(
+        default=None, description="The same, downloadable without the API key until they expire (for `<img src>`)"
+    )
 
 
 class IngestOutcome(BaseModel):
@@ -322,6 +449,7 @@ class JobStatus(BaseModel):
     attempts: int = Field(description="Times a worker started this job (retries and redeliveries included)")
     batch_id: str | None = None
     results: list[VariantResult] = Field(default_factory=list)
+    plans: list[PlanReview] = Field(default_factory=list, description="stop_after=plan: the plans, nothing rendered")
     ingest: IngestOutcome | None = None
     rebuild: list[RebuiltIndex] | None = None
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent per stage")

@@ -34,8 +34,17 @@ from typing import Any
 import redis
 
 from autocut.errors import AutoCutError, CatalogError, MediaError, PlanError, TransientError
-from autocut.render.outputs import RESULT_FILES
-from server.jobspec import EditJobSpec, IngestJobSpec, LibraryRef, RebuildJobSpec, UploadRef
+from autocut.render.outputs import RESULT_FILES, apply_quality
+from server.jobspec import (
+    EditJobSpec,
+    IngestJobSpec,
+    LibraryRef,
+    RebuildJobSpec,
+    RenderJobSpec,
+    UploadRef,
+    render_choices,
+    review_result,
+)
 from server.settings import Settings
 from server.storage import VARIANT_INFO, Layout, PathRefError, publish_dir, resolve_media_path, write_json_once
 from server.store import ACTIVE_STATES, JobRecord, JobState, JobStore
@@ -131,6 +140,7 @@ class JobRunner:
             "edit": self._run_edit,
             "ingest": self._run_ingest,
             "rebuild": self._run_rebuild,
+            "render": self._run_edit,  # a plan sent back (POST /v1/renders): `_build_plans` reads it from the spec
         }
         # Paths users should not see in error messages, longest first.
         roots = {
@@ -376,8 +386,13 @@ class JobRunner:
             for ref in spec.pool:
                 text = ref.text
                 if isinstance(ref, LibraryRef):
+                    src = cat.source(ref.photo_id)
+                    if self.layout.is_upload(src.path) and not Path(src.path).is_file():
+                        raise PlanError(f"video {ref.photo_id} was deleted after this job was submitted")
                     items.append(PoolItem(photo_id=ref.photo_id, text=text))
                 elif isinstance(ref, UploadRef):
+                    if self.store.get_clip(ref.clip_id) is None:
+                        raise PlanError(f"clip {ref.clip_id} was deleted after this job was submitted")
                     pid = cat.has_source(ref.sha256)
                     if pid is not None:
                         items.append(PoolItem(photo_id=pid, text=text))
@@ -434,8 +449,16 @@ class JobRunner:
         if plans_path.exists():  # an earlier delivery planned already: keep its plans (results must match)
             data = json.loads(plans_path.read_text(encoding="utf-8"))
             return [EditPlan.model_validate(p) for p in data["plans"]], 0.0
+        if ctx.job.kind == "render":  # its ids looked up in the library now: never a path from the client
+            ctx.progress("preparing the plan", 5.0)
+            spec_r = RenderJobSpec.model_validate(ctx.job.spec)
+            plan = spec_r.edit_plan(self.settings.library_dir, f"{ctx.job.job_id}-v1")
+            stored = write_json_once(plans_path, {"version": 1, "plans": [plan.model_dump(mode="json")]})
+            return [EditPlan.model_validate(p) for p in stored["plans"]], 0.0
         spec = EditJobSpec.model_validate(ctx.job.spec)
         opts = spec.request.options
+        if spec.image_path and not Path(spec.image_path).is_file():
+            raise PlanError("the product image was deleted after this job was submitted")
         pool = self._resolve_pool(ctx, spec)
         ctx.check_cancel()
         ctx.progress("planning", 5.0)
@@ -465,11 +488,35 @@ class JobRunner:
         stored = write_json_once(plans_path, {"version": 1, "plans": [p.model_dump(mode="json") for p in plans]})
         return [EditPlan.model_validate(p) for p in stored["plans"]], plan_s
 
+    def _plans_for_review(self, ctx: JobContext, plans: list, plan_s: float) -> JobOutput:
+        """`stop_after: plan`: each plan as a `RenderPlan` (ids, no paths) with a JPEG thumbnail per segment,
+        published like a rendered variant (`v<k>/`); nothing is rendered."""
+        from autocut.render.outputs import write_thumbnails
+
+        jid, request = ctx.job.job_id, EditJobSpec.model_validate(ctx.job.spec).request
+        t0 = time.monotonic()
+        results: list[dict[str, Any]] = []
+        for k, plan in enumerate(plans, start=1):
+            ctx.check_cancel()
+            final = self.layout.variant_dir(jid, k)
+            if not (final / VARIANT_INFO).exists():
+                ctx.progress(f"thumbnails of plan {k}/{len(plans)}", 10.0 + 90.0 * (k - 1) / len(plans), force=True)
+                attempt = self.layout.new_attempt_dir(jid)
+                write_thumbnails(plan, attempt, library_root=self.settings.library_dir, cancel=ctx.cancel)
+                (attempt / VARIANT_INFO).write_text(json.dumps(review_result(plan, request, k)), encoding="utf-8")
+                publish_dir(attempt, final)
+            results.append(json.loads((final / VARIANT_INFO).read_text(encoding="utf-8")))
+        timings = {"plan_s": round(plan_s, 3), "thumbnails_s": round(time.monotonic() - t0, 3)}
+        return JobOutput(results=results, timings=timings)
+
     def _run_edit(self, ctx: JobContext) -> JobOutput:
         from autocut.render import render
 
         jid = ctx.job.job_id
         plans, plan_s = self._build_plans(ctx)
+        stop_after, quality = render_choices(ctx.job.kind, ctx.job.spec)
+        if stop_after == "plan":
+            return self._plans_for_review(ctx, plans, plan_s)
         n = len(plans)
         render_s = 0.0
         results: list[dict[str, Any]] = []
@@ -484,9 +531,10 @@ class JobRunner:
                 def on_progress(x: float, k: int = k, stage: str = stage) -> None:
                     ctx.progress(stage, 10.0 + 90.0 * (k - 1 + x) / n)
 
+                used = apply_quality(plan, quality)  # preview: the same plan and audio, smaller, encoded faster
                 t0 = time.monotonic()
                 res = render(
-                    plan,
+                    used,
                     attempt / RESULT_FILES["video"],
                     library_root=self.settings.library_dir,
                     work_dir=attempt,
@@ -498,11 +546,12 @@ class JobRunner:
                 info = {
                     "variant": k,
                     "duration_s": round(res.duration_s, 3),
-                    "width": plan.output.width,
-                    "height": plan.output.height,
+                    "width": used.output.width,
+                    "height": used.output.height,
                     "planner": plan.planner,
                     "plan_id": plan.plan_id,
                     "render_s": round(time.monotonic() - t0, 3),
+                    "quality": quality,
                 }
                 (attempt / VARIANT_INFO).write_text(json.dumps(info), encoding="utf-8")
                 if not publish_dir(attempt, final):

@@ -24,6 +24,7 @@ from server.schemas import (
     ErrorInfo,
     IngestOutcome,
     JobStatus,
+    PlanReview,
     RebuiltIndex,
     ResultLinks,
     SignedLinks,
@@ -48,6 +49,7 @@ __all__ = [
     "get_services",
     "job_status",
     "retry_after_s",
+    "thumbnail_link",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,8 +117,24 @@ def signed_links(settings: Settings, job_id: str, variant: int) -> SignedLinks |
     return SignedLinks(**links, expires_at=datetime.fromtimestamp(int(time.time()) + ttl, UTC))
 
 
+def thumbnail_link(job_id: str, variant: int, segment: int) -> str:
+    """Where segment `segment` (0-based) of plan `variant` of a `stop_after: plan` job is downloaded."""
+    return f"/v1/jobs/{job_id}/plans/{variant}/thumbnails/{segment}"
+
+
+def plan_review(job_id: str, r: dict[str, Any], settings: Settings) -> PlanReview:
+    """A `type: plan` result (`server.jobspec.review_result`) with its thumbnail links (signed ones too)."""
+    links = [thumbnail_link(job_id, r["variant"], k) for k in range(len(r["plan"]["segments"]))]
+    ttl, pepper = settings.signed_link_ttl_s, settings.secret_key.get_secret_value()
+    signed = [sign_download(pepper, link, ttl) for link in links] if ttl > 0 else None
+    return PlanReview(
+        variant=r["variant"], duration_s=r["duration_s"], plan=r["plan"], thumbnails=links, signed_thumbnails=signed
+    )
+
+
 def job_status(job: JobRecord, settings: Settings) -> JobStatus:
     variants, ingest, rebuild = [], None, None
+    plans: list[PlanReview] = []
     for r in job.results:
         if r.get("type") == "variant":
             v = r["variant"]
@@ -128,10 +146,14 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
                     height=r["height"],
                     planner=r.get("planner", ""),
                     plan_id=r.get("plan_id", ""),
+                    quality=r.get("quality", "final"),
+                    render_s=r.get("render_s"),
                     links=result_links(job.job_id, v),
                     signed_links=signed_links(settings, job.job_id, v),
                 )
             )
+        elif r.get("type") == "plan":
+            plans.append(plan_review(job.job_id, r, settings))
         elif r.get("type") == "ingest":
             ingest = IngestOutcome(clip_id=r["clip_id"], photo_id=r.get("photo_id"), status=r["status"])
         elif r.get("type") == "rebuild":
@@ -154,6 +176,7 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
         attempts=job.deliveries,
         batch_id=job.batch_id or None,
         results=variants,
+        plans=plans,
         ingest=ingest,
         rebuild=rebuild,
         timings=job.timings,

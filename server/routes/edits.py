@@ -46,7 +46,7 @@ from server.storage import PathRefError, resolve_media_path
 from server.store import JobState, NewJob
 from server.tasks import AUTO_PLANNER
 
-__all__ = ["router"]
+__all__ = ["IdempotencyKey", "Resolver", "accepted", "admit", "request_fingerprint", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,11 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _fingerprint(route: str, body: Any) -> str:
+def request_fingerprint(route: str, body: Any) -> str:
     return hashlib.sha256(f"{route}|{json.dumps(body, sort_keys=True, separators=(',', ':'))}".encode()).hexdigest()
 
 
-class _Resolver:
+class Resolver:
     """Checks one request's references; opens the catalog only if a reference needs it."""
 
     def __init__(self, services: Services, principal: Principal) -> None:
@@ -178,7 +178,7 @@ class _Resolver:
             raise api_error(422, "unknown_voice", f"{where}{exc}") from None
 
 
-def _admit(
+def admit(
     services: Services,
     principal: Principal,
     jobs: list[NewJob],
@@ -238,15 +238,19 @@ def create_edit(
     services: ServicesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted:
-    res = _Resolver(services, principal)
+    res = Resolver(services, principal)
     try:
         spec = res.edit_spec(req)
     finally:
         res.close()
     job = NewJob(job_id=new_id("job"), kind="edit", spec=spec.model_dump(mode="json"))
-    fp = _fingerprint("edits", req.model_dump(mode="json"))
-    st, ids, _ = _admit(services, principal, [job], idem=idempotency_key, fingerprint=fp)
-    job_id = ids[0]
+    fp = request_fingerprint("edits", req.model_dump(mode="json"))
+    st, ids, _ = admit(services, principal, [job], idem=idempotency_key, fingerprint=fp)
+    return accepted(response, services, st, ids[0])
+
+
+def accepted(response: Response, services: Services, st: str, job_id: str) -> JobAccepted:
+    """The 202 answer for one admitted job (`st`: created or replay)."""
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     if st == "replay":
         response.headers["Idempotent-Replayed"] = "true"
@@ -281,7 +285,7 @@ def create_batch(
             f"the batch has {len(req.items)} items; the limit is {services.settings.max_batch_items}",
         )
     batch_id = new_id("bat")
-    res = _Resolver(services, principal)
+    res = Resolver(services, principal)
     try:
         specs = [res.edit_spec(item, f"items[{i}].") for i, item in enumerate(req.items)]
     finally:
@@ -290,8 +294,8 @@ def create_batch(
         NewJob(job_id=new_id("job"), kind="edit", spec=spec.model_dump(mode="json"), batch_id=batch_id, batch_index=i)
         for i, spec in enumerate(specs)
     ]
-    fp = _fingerprint("batches", req.model_dump(mode="json"))
-    st, ids, bid = _admit(services, principal, jobs, idem=idempotency_key, fingerprint=fp, batch_id=batch_id)
+    fp = request_fingerprint("batches", req.model_dump(mode="json"))
+    st, ids, bid = admit(services, principal, jobs, idem=idempotency_key, fingerprint=fp, batch_id=batch_id)
     response.headers["Location"] = f"/v1/batches/{bid}"
     if st == "replay":
         response.headers["Idempotent-Replayed"] = "true"
