@@ -70,21 +70,26 @@ def create_api_key(
     return key_id, raw
 
 
-def _download_mac(pepper: str, path: str, expires: int) -> str:
-    return hmac.new(pepper.encode(), f"download|{path}|{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+def _download_mac(pepper: str, path: str, expires: int, key_id: str) -> str:
+    msg = f"download|{path}|{expires}|{key_id}".encode()
+    return hmac.new(pepper.encode(), msg, hashlib.sha256).hexdigest()[:32]
 
 
-def sign_download(pepper: str, path: str, ttl_s: int) -> str:
+def sign_download(pepper: str, path: str, ttl_s: int, key_id: str) -> str:
     """`path` plus a signature valid for `ttl_s`: a link a browser can use without the API key
-    (a `<video src>` cannot send headers), bound to that one file and expiring."""
+    (a `<video src>` cannot send headers), bound to that one file, to the key that owns it (`key_id`: the
+    link dies when that key is revoked, see `verify_download`) and expiring."""
     expires = int(time.time()) + ttl_s
-    return f"{path}?expires={expires}&signature={_download_mac(pepper, path, expires)}"
+    return f"{path}?expires={expires}&signature={_download_mac(pepper, path, expires, key_id)}"
 
 
-def verify_download(pepper: str, path: str, expires: int | None, signature: str | None) -> bool:
-    if expires is None or signature is None or expires < time.time():
+def verify_download(
+    pepper: str, path: str, expires: int | None, signature: str | None, key_id: str, key_alive: bool
+) -> bool:
+    """True for an unexpired signature of `path` made for `key_id`, while that key exists (`key_alive`)."""
+    if expires is None or signature is None or expires < time.time() or not key_alive:
         return False
-    return hmac.compare_digest(_download_mac(pepper, path, expires), signature)
+    return hmac.compare_digest(_download_mac(pepper, path, expires, key_id), signature)
 
 
 def _unauthorized(message: str) -> HTTPException:

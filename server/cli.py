@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 
@@ -50,7 +51,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     s = _settings()
     _logging(s.log_level)
     app = create_app(s)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host or s.api_host,
         port=args.port or s.api_port,
@@ -58,7 +59,24 @@ def cmd_api(args: argparse.Namespace) -> int:
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
+    # After uvicorn configured its loggers: signed links never reach the access log with their signature.
+    logging.getLogger("uvicorn.access").addFilter(RedactSignatures())
+    uvicorn.Server(config).run()
     return 0
+
+
+class RedactSignatures(logging.Filter):
+    """Replace the `signature=` value of any request line in a log record by `<redacted>` (a signed link
+    is a bearer credential for its file until it expires)."""
+
+    _RE = re.compile(r"(signature=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._RE.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "signature=" in record.msg:
+            record.msg = self._RE.sub(r"\1<redacted>", record.msg)
+        return True
 
 
 def cmd_worker_process(_args: argparse.Namespace) -> int:

@@ -138,6 +138,26 @@ def test_upload_submit_poll_download_ffprobe(service, key, tmp_path):
         assert again.json()["job_id"] == job_id and again.json()["replayed"]
         assert _variant_dirs(service, job_id) == ["plans.json", "v1"]
         assert service.store.completions().count(job_id) == 1
+    # The access log shows signed links without their signature (a bearer credential until it expires).
+    sig = signed.split("signature=")[1]
+    api_log = "".join(f.read_text(errors="replace") for f in service.log_dir.glob("api*.log"))
+    assert "signature=<redacted>" in api_log and sig not in api_log
+
+
+def test_signed_links_die_with_the_key_that_owns_the_job(service):
+    from server.auth import hash_api_key
+    from test_server_harness import SECRET
+
+    raw = service.new_key("doomed")
+    with service.client(raw) as c:
+        job = wait_job(c, c.post("/v1/edits", json=tiny_edit([1])).json()["job_id"], timeout_s=120)
+        assert job["state"] == "done", job
+        signed = job["results"][0]["signed_links"]["video"]
+    with httpx.Client(base_url=service.base_url, timeout=30) as anon:
+        assert anon.get(signed).status_code == 200
+        owner = service.store.lookup_api_key(hash_api_key(raw, SECRET))
+        assert owner is not None and service.store.revoke_api_key(owner["key_id"])
+        assert anon.get(signed).status_code == 403
 
 
 def test_admin_rebuilds_indexes_through_a_worker(service):

@@ -108,12 +108,12 @@ def result_links(job_id: str, variant: int) -> ResultLinks:
     return ResultLinks(**{a: f"{base}/{a}" for a in ARTIFACTS})
 
 
-def signed_links(settings: Settings, job_id: str, variant: int) -> SignedLinks | None:
+def signed_links(settings: Settings, job_id: str, variant: int, owner: str) -> SignedLinks | None:
     ttl = settings.signed_link_ttl_s
     if ttl <= 0:
         return None
     pepper = settings.secret_key.get_secret_value()
-    links = {a: sign_download(pepper, f"/v1/jobs/{job_id}/results/{variant}/{a}", ttl) for a in ARTIFACTS}
+    links = {a: sign_download(pepper, f"/v1/jobs/{job_id}/results/{variant}/{a}", ttl, owner) for a in ARTIFACTS}
     return SignedLinks(**links, expires_at=datetime.fromtimestamp(int(time.time()) + ttl, UTC))
 
 
@@ -122,11 +122,11 @@ def thumbnail_link(job_id: str, variant: int, segment: int) -> str:
     return f"/v1/jobs/{job_id}/plans/{variant}/thumbnails/{segment}"
 
 
-def plan_review(job_id: str, r: dict[str, Any], settings: Settings) -> PlanReview:
+def plan_review(job_id: str, r: dict[str, Any], settings: Settings, owner: str) -> PlanReview:
     """A `type: plan` result (`server.jobspec.review_result`) with its thumbnail links (signed ones too)."""
     links = [thumbnail_link(job_id, r["variant"], k) for k in range(len(r["plan"]["segments"]))]
     ttl, pepper = settings.signed_link_ttl_s, settings.secret_key.get_secret_value()
-    signed = [sign_download(pepper, link, ttl) for link in links] if ttl > 0 else None
+    signed = [sign_download(pepper, link, ttl, owner) for link in links] if ttl > 0 else None
     return PlanReview(
         variant=r["variant"], duration_s=r["duration_s"], plan=r["plan"], thumbnails=links, signed_thumbnails=signed
     )
@@ -149,11 +149,11 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
                     quality=r.get("quality", "final"),
                     render_s=r.get("render_s"),
                     links=result_links(job.job_id, v),
-                    signed_links=signed_links(settings, job.job_id, v),
+                    signed_links=signed_links(settings, job.job_id, v, job.owner),
                 )
             )
         elif r.get("type") == "plan":
-            plans.append(plan_review(job.job_id, r, settings))
+            plans.append(plan_review(job.job_id, r, settings, job.owner))
         elif r.get("type") == "ingest":
             ingest = IngestOutcome(clip_id=r["clip_id"], photo_id=r.get("photo_id"), status=r["status"])
         elif r.get("type") == "rebuild":

@@ -143,7 +143,10 @@ def _download_principal(
     settings = services.settings
     path = f"/v1/jobs/{job_id}/results/{variant}/{artifact}"
     if signature is not None:
-        if verify_download(settings.secret_key.get_secret_value(), path, expires, signature):
+        job = services.store.get_job(job_id)
+        owner = job.owner if job is not None else ""
+        alive = bool(owner) and services.store.api_key_exists(owner)
+        if verify_download(settings.secret_key.get_secret_value(), path, expires, signature, owner, alive):
             return None
         raise api_error(403, "bad_signature", "the signed link is invalid or has expired")
     return require_key(request, api_key, bearer)

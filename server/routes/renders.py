@@ -317,7 +317,11 @@ def get_thumbnail(
     principal: Principal | None = None
     if signature is not None:
         pepper = services.settings.secret_key.get_secret_value()
-        if not verify_download(pepper, thumbnail_link(job_id, variant, segment), expires, signature):
+        signed_job = services.store.get_job(job_id)
+        owner = signed_job.owner if signed_job is not None else ""
+        alive = bool(owner) and services.store.api_key_exists(owner)
+        link = thumbnail_link(job_id, variant, segment)
+        if not verify_download(pepper, link, expires, signature, owner, alive):
             raise api_error(403, "bad_signature", "the signed link is invalid or has expired")
     else:
         principal = require_key(request, api_key, bearer)
