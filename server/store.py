@@ -896,6 +896,9 @@ class JobStore:
         h = self.r.hgetall(self.k("apikey", key_hash))
         return _hash(h) if h else None
 
+    def api_key_exists(self, key_id: str) -> bool:
+        return bool(self.r.hexists(self.k("apikeys"), key_id))
+
     def revoke_api_key(self, key_id: str) -> bool:
         key_hash = self.r.hget(self.k("apikeys"), key_id)
         if not key_hash:
