@@ -85,6 +85,16 @@ def test_duplicate_content_under_another_name_is_skipped(batch, tmp_path):
     copy.write_bytes((batch / "plain.mp4").read_bytes())
     rep = ingest_paths(lib, [batch / "plain.mp4", copy])
     assert [r.status for r in rep.results] == ["added", "skipped"]
+    # Stored once, but usable by either path (a request naming the copy finds the same source).
+    with Catalog.open(lib, create=False) as cat:
+        assert cat.stats().sources == 1
+        a, b = cat.video_by_path(batch / "plain.mp4"), cat.video_by_path(copy)
+        assert a is not None and b is not None and a.photo_id == b.photo_id
+        from autocut.planning.candidates import build_candidates
+        from autocut.types import PoolItem
+
+        pool = build_candidates(cat, [PoolItem(path=str(copy))])
+        assert {c.photo_id for c in pool.candidates} == {a.photo_id}
 
 
 def test_bgm_excerpts(tmp_path):

@@ -95,6 +95,9 @@ CREATE TABLE IF NOT EXISTS reference_edits (
     source TEXT NOT NULL, audio_id INTEGER, json TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS ref_split ON reference_edits(split);
 CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, kind TEXT, reason TEXT NOT NULL, at REAL NOT NULL);
+-- Other paths of an ingested video's content (a copy ingested again is stored once, usable by its path).
+CREATE TABLE IF NOT EXISTS source_aliases (
+    path TEXT PRIMARY KEY, photo_id INTEGER NOT NULL REFERENCES sources(photo_id));
 """
 
 # Array name -> meta key holding its dim (set on first write).
@@ -565,7 +568,24 @@ class Catalog:
         p = str(Path(path).resolve())
         for s in self._sources_where("path=? ORDER BY photo_id DESC", (p,)):
             return s
+        try:
+            row = self._conn.execute("SELECT photo_id FROM source_aliases WHERE path=?", (p,)).fetchone()
+        except sqlite3.OperationalError:  # a library written before aliases, opened read-only
+            return None
+        if row is not None:
+            for s in self._sources_where("photo_id=?", (int(row[0]),)):
+                return s
         return None
+
+    def add_source_alias(self, path: str | os.PathLike[str], photo_id: int) -> None:
+        """Make `path` (a file with the same content as source `photo_id`) find that source by path."""
+        p = str(Path(path).resolve())
+        with self._write_txn() as c:
+            c.execute(
+                "INSERT INTO source_aliases(path, photo_id) VALUES(?,?) "
+                "ON CONFLICT(path) DO UPDATE SET photo_id=excluded.photo_id",
+                (p, int(photo_id)),
+            )
 
     def _sources_where(self, where: str, params: tuple) -> list[SourceRow]:
         rows = self._conn.execute(

@@ -245,6 +245,8 @@ def _ingest_footage(path: Path, cat: Catalog, models: _Models, cfg: IngestConfig
         )
     digest = content_hash(path)
     if (pid := cat.has_source(digest)) is not None:
+        if cat.video_by_path(path) is None:
+            cat.add_source_alias(path, pid)  # usable by its own path too
         return FileResult(
             str(path),
             "skipped",
