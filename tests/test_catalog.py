@@ -147,3 +147,27 @@ def test_bgm_products_and_reference_edits(tmp_path):
         assert cat.products("test")[0].name == "Juicer Cup"
         with pytest.raises(CatalogError, match="outside photo"):
             cat.add_reference_edit(RefEditRecord("e2", "p1", "en", [RefSegment(pid, 4.0, 3.0, "x")]))
+
+
+def test_a_library_on_a_network_filesystem_is_refused(tmp_path, monkeypatch):
+    from autocut.library import catalog as C
+    from autocut.library.catalog import network_filesystem
+
+    mounts = (
+        "/dev/sda1 / ext4 rw,relatime 0 0\n"
+        "server:/export /mnt/nfs nfs4 rw,relatime 0 0\n"
+        "user@host:/x /mnt/my\\040share fuse.sshfs rw 0 0\n"
+        "tmpfs /mnt/nfs/local tmpfs rw 0 0\n"
+    )
+    assert network_filesystem("/mnt/nfs/library", mounts) == "nfs4"
+    assert network_filesystem("/mnt/my share/lib", mounts) == "fuse.sshfs"
+    assert network_filesystem("/mnt/nfs/local/lib", mounts) is None  # the deepest mount point decides
+    assert network_filesystem("/home/me/library", mounts) is None
+    assert network_filesystem("/mnt/nfsx", mounts) is None  # a prefix of the name is not the mount
+    # This machine's test directory is local; a library the mount table puts on NFS is refused by name.
+    assert network_filesystem(tmp_path) is None
+    nfs_mounts = f"/dev/sda1 / ext4 rw 0 0\nserver:/export {tmp_path} nfs4 rw 0 0\n"
+    monkeypatch.setattr(C, "network_filesystem", lambda p: network_filesystem(p, nfs_mounts))
+    with pytest.raises(C.CatalogError, match="network filesystem \\(nfs4\\)"):
+        C.Catalog.open(tmp_path / "lib")
+    assert not (tmp_path / "lib").exists()  # refused before anything is created

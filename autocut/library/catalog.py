@@ -100,6 +100,52 @@ CREATE TABLE IF NOT EXISTS source_aliases (
     path TEXT PRIMARY KEY, photo_id INTEGER NOT NULL REFERENCES sources(photo_id));
 """
 
+# Filesystems where SQLite's WAL (shared memory, POSIX locks) is not safe (https://sqlite.org/wal.html).
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "afs",
+        "ncpfs",
+        "coda",
+        "gfs2",
+        "ocfs2",
+    }
+)
+
+
+def network_filesystem(path: str | os.PathLike[str], mounts: str | None = None) -> str | None:
+    """The type of the network filesystem `path` lies on (from /proc/self/mounts, or `mounts` text), or None
+    for a local one (or when the mount table cannot be read). FUSE mounts of network filesystems
+    (``fuse.sshfs``, ``fuse.glusterfs``, ``fuse.s3fs``, ...) count as network ones."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    p = str(Path(path).resolve())
+    best, best_type = "", ""
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (p == point or p.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, best_type = point, parts[2]
+    kind = best_type.lower()
+    sub = kind.split(".", 1)[1] if kind.startswith("fuse.") else None
+    if kind in NETWORK_FILESYSTEMS or (sub is not None and sub in {"sshfs", "glusterfs", "s3fs", "rclone", "cephfs"}):
+        return best_type
+    return None
+
+
 # Array name -> meta key holding its dim (set on first write).
 ARRAY_NAMES = ("frames_raw", "frames", "clips", "bgm_blocks", "bgm_tracks")
 
@@ -275,6 +321,12 @@ class Catalog:
         `frame_encoder`/`audio_encoder`, when given, must match what the library was built with.
         """
         root = Path(root).resolve()
+        if (fs := network_filesystem(root)) is not None:
+            raise CatalogError(
+                f"library {root} is on a network filesystem ({fs}): SQLite in WAL mode is unsafe there "
+                "(docs/deploy.md, 'Several hosts'); keep the library on a local disk of the host that runs "
+                "the workers"
+            )
         layout = LibraryLayout(root)
         db = layout.catalog_db
         if not db.exists():
