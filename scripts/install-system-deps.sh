@@ -11,6 +11,8 @@ PACKAGES=(
   chromium          # browser tests of the web page
   chromium-driver
   sox               # audio checks in tests
+  strace            # tests: results are fsynced before a job is marked done
+  util-linux        # prlimit: per-ffmpeg memory and CPU limits (essential on Debian; listed for slim bases)
   opencv-doc        # sample footage (AVIs, photos) for the demo and tests
   asc-music         # sample music (MP3)
   wesnoth-1.16-music  # sample music (OGG), cut into BGM excerpts

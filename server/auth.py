@@ -115,6 +115,13 @@ def require_key(
     rec = services.store.lookup_api_key(hash_api_key(raw, services.settings.secret_key.get_secret_value()))
     if rec is None:
         raise _unauthorized("invalid API key")
+    limit = services.settings.rate_limit_per_minute
+    if limit > 0 and (wait_s := services.store.rate_hit(rec["key_id"], limit)) > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail={"code": "rate_limited", "message": f"more than {limit} requests a minute from this key"},
+            headers={"Retry-After": str(wait_s)},
+        )
     return Principal(key_id=rec["key_id"], name=rec.get("name", ""), admin=rec.get("admin") == "1")
 
 

@@ -26,11 +26,12 @@ from autocut.errors import AutoCutError
 from server.auth import create_api_key
 from server.queue import JobQueue, Reconciler
 from server.retention import Sweeper
-from server.routes import admin, clips, edits, health, jobs, library, renders
+from server.routes import admin, clips, edits, events, health, jobs, library, renders, webhooks
 from server.routes.common import Services
 from server.settings import Settings
 from server.storage import Layout
 from server.store import JobStore
+from server.webhooks import WebhookSender
 
 __all__ = ["create_app"]
 
@@ -173,6 +174,7 @@ class _Background:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self.reconciler.release()  # the next API or worker reconciles at once, not after the lease expires
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -187,10 +189,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bg = _Background(services)
         bg.start()
+        sender = WebhookSender(store, settings)  # webhook deliveries (server.webhooks)
+        sender.start()
         try:
             yield
         finally:
             bg.stop()
+            sender.stop()
             queue.close()
             store.r.close()
 
@@ -204,12 +209,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "jobs", "description": "Job status, cancellation, result downloads"},
             {"name": "uploads", "description": "Clip and product-photo uploads"},
             {"name": "library", "description": "Material library listing"},
+            {"name": "webhooks", "description": "Webhooks told when jobs and batches finish"},
             {"name": "admin", "description": "Admin operations"},
             {"name": "health", "description": "Liveness and readiness"},
         ],
     )
     app.state.services = services
-    for module in (edits, renders, jobs, clips, library, admin, health):
+    for module in (edits, renders, jobs, events, clips, library, webhooks, admin, health):
         app.include_router(module.router)
 
     @app.exception_handler(StarletteHTTPException)

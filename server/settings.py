@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     # Upload limits.
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1024)
     max_image_bytes: int = Field(default=20 * 1024**2, ge=1024)
+    # An upload must arrive within this time (a slow client cannot hold a connection and a temp file for
+    # ever), and one key may stream this many uploads at once; more answer 429 + Retry-After.
+    upload_timeout_s: float = Field(default=900.0, gt=0)
+    max_parallel_uploads_per_key: int = Field(default=4, ge=1)
+    # Requests per key per minute (fixed one-minute windows in Redis); over it: 429 + Retry-After. 0 = none.
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
     min_clip_duration_s: float = Field(default=0.5, ge=0.0)
     max_clip_duration_s: float = Field(default=3600.0, gt=0.0)
     # Media limits (docs/deploy.md, "Media limits"): checked on the probed header and enforced while
@@ -115,6 +121,11 @@ class Settings(BaseSettings):
     # `maxmemory` of the supervised local redis-server (policy noeviction: nothing is ever evicted). At the
     # limit Redis refuses writes; the API then answers 503 + Retry-After until the sweep frees room. 0 = none.
     redis_maxmemory_mb: int = Field(default=2048, ge=0)
+    # `appendfsync` of the supervised local redis-server (docs/deploy.md, "Durability"): "everysec" (fsync once a
+    # second; an OS crash or power cut loses up to about two seconds of acknowledged writes, which the reconciler
+    # repairs only for queue messages) or "always" (fsync before every reply: nothing acknowledged is lost, at
+    # the cost of one fsync per write).
+    redis_appendfsync: Literal["everysec", "always"] = "everysec"
 
     # Workers.
     worker_processes: int = Field(default=2, ge=1, le=64)
@@ -154,6 +165,21 @@ class Settings(BaseSettings):
     worker_max_memory_mb: int = Field(default=8192, ge=0)
     ffmpeg_max_memory_mb: int = Field(default=8192, ge=0)
     ffmpeg_max_cpu_s: int = Field(default=7200, ge=0)
+    # Webhooks (docs/deploy.md, "Webhooks"; `server.webhooks`): targets must resolve to public addresses (checked
+    # at registration and before every attempt) unless listed here: comma-separated hostnames, IPs or CIDRs
+    # (e.g. "hooks.internal,10.1.0.0/16"). Per key at most `webhook_max_per_key`; a delivery is tried up to
+    # `webhook_max_attempts` times, waiting base x 2^(n-1) (at most `webhook_retry_max_s`) after failed try n;
+    # each try has `webhook_timeout_s` in all; each webhook keeps its last `webhook_log_size` tries.
+    webhook_allow_hosts: str = ""
+    webhook_max_per_key: int = Field(default=10, ge=1, le=100)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=20)
+    webhook_retry_base_s: float = Field(default=10.0, gt=0)
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_log_size: int = Field(default=100, ge=1, le=10_000)
+    # Server-sent events (GET /v1/jobs/{id}/events): concurrent streams per key; longest life of one stream.
+    sse_max_streams_per_key: int = Field(default=4, ge=1, le=100)
+    sse_max_duration_s: float = Field(default=900.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ wins and later attempts (redeliveries of the same job) discard their copy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -304,11 +305,16 @@ async def receive_multipart_file(
     max_bytes: int,
     file_field: str = "file",
     max_field_bytes: int = 4096,
+    max_parts: int = 16,
+    max_header_bytes: int = 8192,
+    timeout_s: float | None = None,
 ) -> ReceivedFile:
     """Stream a multipart/form-data body to a temp file, hashing as it goes; stop at `max_bytes`.
 
-    Exactly one file part named `file_field` is accepted; small text fields are returned. On any
-    error the temp file is removed before `UploadError` is raised (nothing stored)."""
+    Exactly one file part named `file_field` is accepted; small text fields are returned. Bounded: at most
+    `max_parts` parts, `max_header_bytes` of headers per part, `max_field_bytes` per text field, and the whole
+    body within `timeout_s` (408; a client that stops sending is cut off too). On any error, a disconnect
+    included, the temp file is removed before the error is raised (nothing stored)."""
     ctype, params = parse_options_header(content_type or "")
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError(
@@ -322,6 +328,8 @@ async def receive_multipart_file(
         return open(tmp_path, "wb")  # closed in the finally below, also on errors
 
     state: dict[str, Any] = {
+        "parts": 0,
+        "header_bytes": 0,
         "headers": {},
         "field": b"",
         "value": b"",
@@ -342,21 +350,37 @@ async def receive_multipart_file(
             state["error"] = UploadError(status, code, msg)
 
     def on_part_begin() -> None:
+        state["parts"] += 1
+        state["header_bytes"] = 0
+        if state["parts"] > max_parts:
+            fail(400, "too_many_parts", f"the upload has more than {max_parts} parts")
         state["headers"] = {}
         state["name"] = state["filename"] = None
         state["in_file"] = False
 
+    def header_room(n: int) -> bool:
+        state["header_bytes"] += n
+        if state["header_bytes"] > max_header_bytes:
+            fail(400, "header_too_large", f"a part's headers exceed {max_header_bytes} bytes")
+            return False
+        return state["error"] is None
+
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] += data[start:end]
+        if header_room(end - start):
+            state["field"] += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] += data[start:end]
+        if header_room(end - start):
+            state["value"] += data[start:end]
 
     def on_header_end() -> None:
-        state["headers"][state["field"].decode("latin-1").lower()] = state["value"]
+        if state["error"] is None:
+            state["headers"][state["field"].decode("latin-1").lower()] = state["value"]
         state["field"] = state["value"] = b""
 
     def on_headers_finished() -> None:
+        if state["error"] is not None:
+            return
         _disp, opts = parse_options_header(state["headers"].get("content-disposition", b""))
         name = opts.get(b"name", b"").decode("utf-8", "replace")
         state["name"] = name
@@ -405,13 +429,26 @@ async def receive_multipart_file(
         },
     )
     ok = False
+
+    async def pump() -> None:
+        async for chunk in body:
+            if chunk:
+                parser.write(chunk)
+            if state["error"] is not None:
+                raise state["error"]
+
     try:
         try:
-            async for chunk in body:
-                if chunk:
-                    parser.write(chunk)
-                if state["error"] is not None:
-                    raise state["error"]
+            if timeout_s is None:
+                await pump()
+            else:
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await pump()
+                except TimeoutError:
+                    raise UploadError(
+                        408, "upload_timeout", f"the upload did not arrive within {timeout_s:g} s"
+                    ) from None
             parser.finalize()
         except UploadError:
             raise

@@ -1,12 +1,20 @@
 """The durable job store: jobs, batches, uploads, API keys and idempotency keys, in Redis.
 
-Why Redis (with AOF, `appendfsync everysec`) rather than SQLite: the queue already lives in
+Why Redis (with AOF; `appendfsync` per `AUTOCUT_REDIS_APPENDFSYNC`, see docs/deploy.md "Durability")
+rather than SQLite: the queue already lives in
 that Redis, so one store holds both the messages and the records they refer to, and workers on
 other machines reach both through one URL (SQLite's WAL needs shared memory, so it cannot be
 shared over a network filesystem). Every state change that must not race is one Lua script,
 i.e. one atomic step: admission (idempotency check + queue bound + records), start, progress,
 completion (compare-and-set: the first attempt to finish writes the one completion record;
 later attempts of the same job see it and stop), failure, cancellation and deletion.
+
+Fencing: each delivery that starts a job gets the next `fence` number of that job (`start`), and every state
+change a delivery makes (progress, completion, failure, requeue) carries it; the scripts refuse one whose
+fence is not the job's current one (`StaleDelivery`): a delivery that was paused (SIGSTOP, a VM freeze) past
+its heartbeat while the job was redelivered can neither finish, fail nor requeue the job the newer delivery
+owns. The reconciler (`server.queue.Reconciler`) holds a lease (`reconciler:lease`, SET NX PX with a token)
+and its recoveries are scripts that check the token, so two reconcilers never act at once.
 
 Nothing grows without bound (`server.retention` sweeps): finished jobs are indexed by finish time per
 owner (`jobs:done:<owner>`) and deleted after the retention period or beyond a per-key count; uploads
@@ -36,6 +44,10 @@ Key layout (prefix `<ns>:`)::
     completions             list   one entry per job completion (audit; one per job by construction;
                                    trimmed from the head as the jobs it names expire)
     workers                 zset   worker process id -> last heartbeat (readiness, Retry-After)
+    reconciler:lease        string the token of the one reconciler allowed to act (expires unless renewed)
+    reconciler:passes       list   the last reconciler passes (holder, start, end, jobs recovered), newest first
+    webhooks:outbox         list   finished jobs of owners with webhooks (`server.webhooks`, which keeps the
+                                   other `webhook*` keys)
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -61,7 +74,9 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobStore",
+    "LeaseLost",
     "NewJob",
+    "StaleDelivery",
     "StartDecision",
 ]
 
@@ -77,6 +92,16 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class StaleDelivery(Exception):
+    """A delivery's write was refused: a newer delivery of the job started since (its fence is higher).
+    The stale delivery must stop and record nothing: the job is the newer delivery's."""
+
+    def __init__(self, job_id: str, fence: int) -> None:
+        super().__init__(f"job {job_id}: delivery with fence {fence} was superseded by a newer delivery")
+        self.job_id = job_id
+        self.fence = fence
 
 
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
@@ -95,10 +120,23 @@ local function finish(P, key, id, state, now)
     -- Indexed for retention; an upload's ingest job is not: it is deleted with its clip.
     local clip = redis.call("HGET", key, "clip_id")
     if not clip or clip == "" then redis.call("ZADD", P .. ":jobs:done:" .. owner, now, id) end
+    -- Webhooks (`server.webhooks`): an outbox entry when the owner registered any; the API's sender drains it.
+    if redis.call("EXISTS", P .. ":webhooks:owner:" .. owner) == 1 then
+      redis.call("RPUSH", P .. ":webhooks:outbox", cjson.encode({job_id = id, owner = owner, state = state, at = now}))
+      redis.call("LTRIM", P .. ":webhooks:outbox", -100000, -1)
+    end
   end
 end
 local function terminal(st)
   return st == "done" or st == "failed" or st == "cancelled"
+end
+"""
+
+# A delivery's write names its fence ("" = not a delivery's write); stale when a newer delivery started since.
+_LUA_FENCE = """
+local function stale(key, fence)
+  if fence == "" then return false end
+  return (redis.call("HGET", key, "fence") or "0") ~= fence
 end
 """
 
@@ -198,46 +236,62 @@ if st == "running" then
   end
 end
 local deliveries = redis.call("HINCRBY", key, "deliveries", 1)
+-- This delivery's fencing token: every later write of it must carry it (newer deliveries get higher ones).
+local fence = redis.call("HINCRBY", key, "fence", 1)
 redis.call("HSET", key, "state", "running", "worker", worker, "heartbeat_at", now, "stage", "starting")
 local sa = redis.call("HGET", key, "started_at")
 if not sa or sa == "" then redis.call("HSET", key, "started_at", now) end
-return {"run", tostring(deliveries)}
+return {"run", tostring(deliveries), tostring(fence)}
 """
 )
 
-# ARGV: prefix, id, stage, progress, now
-_LUA_PROGRESS = """
+# ARGV: prefix, id, stage, progress, now, fence. -1: a newer delivery owns the job.
+_LUA_PROGRESS = (
+    _LUA_FENCE
+    + """
 local key = ARGV[1] .. ":job:" .. ARGV[2]
-if redis.call("HGET", key, "state") ~= "running" then return 0 end
+local st = redis.call("HGET", key, "state")
+if not st then return 0 end
+if stale(key, ARGV[6]) then return -1 end
+if st ~= "running" then return 0 end
 redis.call("HSET", key, "stage", ARGV[3], "progress", ARGV[4], "heartbeat_at", ARGV[5])
 return 1
 """
+)
 
-# ARGV: prefix, id, now, results_json, timings_json
+# ARGV: prefix, id, now, results_json, timings_json, fence. -1: a newer delivery owns the job.
 _LUA_COMPLETE = (
     _LUA_FINISH
+    + _LUA_FENCE
     + """
-local P, id, now = ARGV[1], ARGV[2], ARGV[3]
+local P, id, now, fence = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
 local key = P .. ":job:" .. id
 local st = redis.call("HGET", key, "state")
-if not st or terminal(st) then return 0 end
+if not st then return 0 end
+if stale(key, fence) then return -1 end
+if terminal(st) then return 0 end
 finish(P, key, id, "done", now)
 redis.call("HSET", key, "stage", "done", "progress", "100", "results", ARGV[4], "timings", ARGV[5])
+if fence ~= "" then redis.call("HSET", key, "finished_fence", fence) end
 redis.call("RPUSH", P .. ":completions", id)
 return 1
 """
 )
 
-# ARGV: prefix, id, now, state (failed|cancelled), code, message
+# ARGV: prefix, id, now, state (failed|cancelled), code, message, fence. -1: a newer delivery owns the job.
 _LUA_FAIL = (
     _LUA_FINISH
+    + _LUA_FENCE
     + """
-local P, id, now, state = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local P, id, now, state, fence = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7]
 local key = P .. ":job:" .. id
 local st = redis.call("HGET", key, "state")
-if not st or terminal(st) then return 0 end
+if not st then return 0 end
+if stale(key, fence) then return -1 end
+if terminal(st) then return 0 end
 finish(P, key, id, state, now)
 redis.call("HSET", key, "stage", state, "error_code", ARGV[5], "error_message", ARGV[6])
+if fence ~= "" then redis.call("HSET", key, "finished_fence", fence) end
 return 1
 """
 )
@@ -262,12 +316,62 @@ return "cancelling"
 """
 )
 
-# ARGV: prefix, id, stage, message, now
-_LUA_REQUEUE = """
+# ARGV: prefix, id, stage, message, now, fence, "1" to count a retry ("0": a deferral or a shutdown hand-back,
+# which is not an attempt at the job). -1: a newer delivery owns the job.
+_LUA_REQUEUE = (
+    _LUA_FENCE
+    + """
 local key = ARGV[1] .. ":job:" .. ARGV[2]
 local st = redis.call("HGET", key, "state")
+if not st then return 0 end
+if stale(key, ARGV[6]) then return -1 end
 if st ~= "running" and st ~= "queued" then return 0 end
-redis.call("HSET", key, "state", "queued", "stage", ARGV[3], "last_error", ARGV[4], "heartbeat_at", ARGV[5])
+redis.call("HSET", key, "state", "queued", "stage", ARGV[3], "last_error", ARGV[4], "heartbeat_at", ARGV[5],
+           "queued_at", ARGV[5])
+if ARGV[7] == "1" then
+  redis.call("HINCRBY", key, "retries", 1)
+else
+  redis.call("HINCRBY", key, "deliveries", -1)
+end
+return 1
+"""
+)
+
+# The reconciler's lease: acquire (SET NX PX) or renew (PEXPIRE if the token is ours). ARGV: key, token, ttl ms.
+_LUA_LEASE = """
+local cur = redis.call("GET", ARGV[1])
+if cur == ARGV[2] then
+  redis.call("PEXPIRE", ARGV[1], ARGV[3])
+  return 1
+end
+if cur then return 0 end
+if redis.call("SET", ARGV[1], ARGV[2], "NX", "PX", ARGV[3]) then return 1 end
+return 0
+"""
+
+# ARGV: key, token. Deletes the lease only if it is still ours.
+_LUA_LEASE_RELEASE = """
+if redis.call("GET", ARGV[1]) == ARGV[2] then return redis.call("DEL", ARGV[1]) end
+return 0
+"""
+
+# A reconciler recovers a job whose queue message was lost, if it still holds the lease and the job is as it saw
+# it: "queued" with the same `queued_at`, or "running" with the same fence (no delivery started since). Marks it
+# (recovered += 1, enqueued, queued_at/heartbeat_at = now) so the next pass does not enqueue it again; the caller
+# enqueues. ARGV: prefix, id, lease key, token, state, marker, now.
+_LUA_RECOVER = """
+local key = ARGV[1] .. ":job:" .. ARGV[2]
+if redis.call("GET", ARGV[3]) ~= ARGV[4] then return -1 end
+local f = redis.call("HMGET", key, "state", "queued_at", "created_at", "fence")
+if f[1] ~= ARGV[5] then return 0 end
+if ARGV[5] == "queued" then
+  if (f[2] or f[3] or "") ~= ARGV[6] then return 0 end
+  redis.call("HSET", key, "queued_at", ARGV[7], "enqueued", "1")
+else
+  if (f[4] or "0") ~= ARGV[6] then return 0 end
+  redis.call("HSET", key, "heartbeat_at", ARGV[7])
+end
+redis.call("HINCRBY", key, "recovered", 1)
 return 1
 """
 
@@ -385,6 +489,11 @@ class JobRecord:
     enqueued: bool = False
     worker: str = ""
     heartbeat_at: float | None = None
+    # The fencing token of the delivery that owns the job (the last one started), and of the one that finished it.
+    fence: int = 0
+    finished_fence: int = 0
+    # Times the reconciler re-enqueued the job because its queue message was lost.
+    recovered: int = 0
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> JobRecord:
@@ -418,6 +527,9 @@ class JobRecord:
             enqueued=h.get("enqueued") == "1",
             worker=h.get("worker", ""),
             heartbeat_at=f("heartbeat_at"),
+            fence=int(h.get("fence") or 0),
+            finished_fence=int(h.get("finished_fence") or 0),
+            recovered=int(h.get("recovered") or 0),
         )
 
 
@@ -499,10 +611,20 @@ class StartDecision:
     action: Literal["run", "finished", "cancelled", "poison", "missing"]
     deliveries: int = 0
     state: str = ""
+    # "run": this delivery's fencing token (pass it to every write of the delivery).
+    fence: int = 0
+
+
+class LeaseLost(Exception):
+    """The reconciler's lease expired and another holder took it; the pass stops."""
 
 
 def _now() -> float:
     return time.time()
+
+
+def _fence_arg(fence: int | None) -> str:
+    return "" if fence is None else str(int(fence))
 
 
 # The client is built with `decode_responses=True`, so replies are `str`; redis-py types them as
@@ -537,6 +659,9 @@ class JobStore:
         self._delete_job = client.register_script(_LUA_DELETE_JOB)
         self._delete_clip = client.register_script(_LUA_DELETE_CLIP)
         self._trim_completions = client.register_script(_LUA_TRIM_COMPLETIONS)
+        self._lease = client.register_script(_LUA_LEASE)
+        self._lease_release = client.register_script(_LUA_LEASE_RELEASE)
+        self._recover = client.register_script(_LUA_RECOVER)
 
     @classmethod
     def from_url(cls, url: str, namespace: str, *, timeout_s: float = 5.0) -> JobStore:
@@ -614,6 +739,7 @@ class JobStore:
                 "clip_id": j.clip_id,
                 "enqueued": "0",
                 "cancel_requested": "0",
+                "queued_at": repr(now),
             }
             args += [j.job_id, json.dumps(fields)]
         res = self._admit(args=args)
@@ -665,6 +791,69 @@ class JobStore:
     def touch(self, job_id: str) -> None:
         self.r.hset(self.k("job", job_id), "heartbeat_at", repr(_now()))
 
+    # ------------------------------------------------------------------ reconciliation (lease-holder only)
+    def acquire_lease(self, name: str, token: str, ttl_s: float) -> bool:
+        """Take the lease `name` (SET NX PX) or renew it if `token` holds it; False if another token holds it."""
+        return bool(self._lease(args=[self.k(name, "lease"), token, str(max(1, int(ttl_s * 1000)))]))
+
+    def release_lease(self, name: str, token: str) -> bool:
+        return bool(self._lease_release(args=[self.k(name, "lease"), token]))
+
+    def lease_holder(self, name: str) -> str | None:
+        v = self.r.get(self.k(name, "lease"))
+        return _s(v) if v is not None else None
+
+    def queued_jobs(self, older_than_s: float) -> list[tuple[str, str]]:
+        """Queued jobs that entered the queued state more than `older_than_s` ago: (id, marker) pairs, the
+        marker (its `queued_at`) to pass to `recover`."""
+        cutoff = _now() - older_than_s
+        ids = [_s(v) for v in self.r.smembers(self.k("jobs", "active"))]
+        out = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            with self.r.pipeline(transaction=False) as p:
+                for jid in chunk:
+                    p.hmget(self.k("job", jid), "state", "queued_at", "created_at")
+                rows = p.execute()
+            for jid, (st, queued_at, created) in zip(chunk, rows):
+                marker = queued_at or created
+                if st == JobState.QUEUED and marker and float(marker) < cutoff:
+                    out.append((jid, _s(marker)))
+        return out
+
+    def running_jobs_of_gone_workers(self, stale_after_s: float) -> list[tuple[str, str]]:
+        """`stale_running_jobs` with each job's fence (the marker to pass to `recover`)."""
+        out = []
+        for jid in self.stale_running_jobs(stale_after_s):
+            fence = self.r.hget(self.k("job", jid), "fence")
+            out.append((jid, _s(fence) if fence else "0"))
+        return out
+
+    def recover(self, job_id: str, lease: str, token: str, state: JobState, marker: str) -> bool:
+        """Mark a job whose queue message was lost as re-enqueued, if `token` still holds `lease` and the job is
+        unchanged since the reconciler saw it (`state` with that marker). True: the caller enqueues it (once).
+        Raises `LeaseLost` when the lease is no longer `token`'s."""
+        res = int(self._recover(args=[self.ns, job_id, self.k(lease, "lease"), token, state, marker, repr(_now())]))
+        if res < 0:
+            raise LeaseLost(lease)
+        return res == 1
+
+    def record_reconcile_pass(
+        self, holder: str, started: float, ended: float, recovered: Sequence[str], *, lease_lost: bool = False
+    ) -> None:
+        """Remember the pass (newest first, the last 100): who reconciled when, what it recovered, and whether
+        it found its lease taken by another reconciler part-way (its later recoveries were refused)."""
+        entry = json.dumps(
+            {"holder": holder, "start": started, "end": ended, "recovered": list(recovered), "lease_lost": lease_lost}
+        )
+        with self.r.pipeline(transaction=False) as p:
+            p.lpush(self.k("reconciler", "passes"), entry)
+            p.ltrim(self.k("reconciler", "passes"), 0, 99)
+            p.execute()
+
+    def reconcile_passes(self) -> list[dict[str, Any]]:
+        return [json.loads(_s(v)) for v in self.r.lrange(self.k("reconciler", "passes"), 0, -1)]
+
     def active_count(self) -> int:
         return int(self.r.scard(self.k("jobs", "active")))
 
@@ -697,38 +886,57 @@ class JobStore:
 
     # ------------------------------------------------------------------ worker transitions
     def start(self, job_id: str, worker: str, max_lost: int) -> StartDecision:
-        """Claim a delivered job; counts deliveries whose worker died and fails a poison job."""
+        """Claim a delivered job; counts deliveries whose worker died and fails a poison job. A "run" decision
+        carries the delivery's fencing token, which every later write of this delivery must pass."""
         res = self._start(args=[self.ns, job_id, worker, repr(_now()), str(max_lost)])
         action = res[0]
         if action == "run":
-            return StartDecision("run", deliveries=int(res[1]))
+            return StartDecision("run", deliveries=int(res[1]), fence=int(res[2]))
         if action == "finished":
             return StartDecision("finished", state=res[1])
         if action == "poison":
             return StartDecision("poison", deliveries=int(res[1]))
         return StartDecision(action)
 
-    def progress(self, job_id: str, stage: str, progress_pct: float) -> bool:
+    # A delivery passes its `fence` (from `start`) to every write below; the store refuses the write with
+    # `StaleDelivery` when a newer delivery started since. `fence=None` is for writes that are no delivery's.
+    @staticmethod
+    def _fenced(job_id: str, fence: int | None, res: object) -> bool:
+        code = int(cast(int, res))
+        if code < 0:
+            raise StaleDelivery(job_id, fence or 0)
+        return code == 1
+
+    def progress(self, job_id: str, stage: str, progress_pct: float, *, fence: int | None = None) -> bool:
         pct = f"{max(0.0, min(100.0, progress_pct)):.1f}"
-        return bool(self._progress(args=[self.ns, job_id, stage, pct, repr(_now())]))
+        res = self._progress(args=[self.ns, job_id, stage, pct, repr(_now()), _fence_arg(fence)])
+        return self._fenced(job_id, fence, res)
 
-    def complete(self, job_id: str, results: list[dict[str, Any]], timings: dict[str, float]) -> bool:
+    def complete(
+        self, job_id: str, results: list[dict[str, Any]], timings: dict[str, float], *, fence: int | None = None
+    ) -> bool:
         """Compare-and-set to done; True for the one call that wrote the completion record."""
-        return bool(self._complete(args=[self.ns, job_id, repr(_now()), json.dumps(results), json.dumps(timings)]))
+        args = [self.ns, job_id, repr(_now()), json.dumps(results), json.dumps(timings), _fence_arg(fence)]
+        return self._fenced(job_id, fence, self._complete(args=args))
 
-    def fail(self, job_id: str, code: str, message: str, *, state: JobState = JobState.FAILED) -> bool:
-        return bool(self._fail(args=[self.ns, job_id, repr(_now()), state, code, message[:2000]]))
+    def fail(
+        self, job_id: str, code: str, message: str, *, state: JobState = JobState.FAILED, fence: int | None = None
+    ) -> bool:
+        args = [self.ns, job_id, repr(_now()), state, code, message[:2000], _fence_arg(fence)]
+        return self._fenced(job_id, fence, self._fail(args=args))
 
-    def requeue(self, job_id: str, stage: str, message: str = "", *, count_retry: bool) -> bool:
-        """Back to queued (a retry or a deferral); the caller enqueues the delayed message."""
-        ok = bool(self._requeue(args=[self.ns, job_id, stage, message[:2000], repr(_now())]))
-        if ok:
-            if count_retry:
-                self.r.hincrby(self.k("job", job_id), "retries", 1)
-            else:
-                # A deferral or a shutdown hand-back is not an attempt at the job.
-                self.r.hincrby(self.k("job", job_id), "deliveries", -1)
-        return ok
+    def requeue(
+        self, job_id: str, stage: str, message: str = "", *, count_retry: bool, fence: int | None = None
+    ) -> bool:
+        """Back to queued (a retry, or a deferral or shutdown hand-back, which is not an attempt at the job:
+        `count_retry=False`); the caller enqueues the delayed message."""
+        args = [self.ns, job_id, stage, message[:2000], repr(_now()), _fence_arg(fence), "1" if count_retry else "0"]
+        return self._fenced(job_id, fence, self._requeue(args=args))
+
+    def owning_fence(self, job_id: str) -> tuple[int, bool]:
+        """The fence of the delivery that owns the job now, and whether a cancel was requested (one read)."""
+        fence, cancel = self.r.hmget(self.k("job", job_id), "fence", "cancel_requested")
+        return int(fence or 0), cancel == "1"
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.r.hget(self.k("job", job_id), "cancel_requested") == "1"
@@ -895,6 +1103,39 @@ class JobStore:
     def lookup_api_key(self, key_hash: str) -> dict[str, str] | None:
         h = self.r.hgetall(self.k("apikey", key_hash))
         return _hash(h) if h else None
+
+    def rate_hit(self, key_id: str, limit: int, window_s: int = 60) -> int:
+        """Count one request of `key_id` in the current window; 0 when within `limit`, else the seconds until
+        the window ends (the Retry-After)."""
+        window = int(time.time()) // window_s
+        k = self.k("rate", key_id, str(window))
+        with self.r.pipeline(transaction=False) as p:
+            p.incr(k)
+            p.expire(k, window_s + 5)
+            count = int(p.execute()[0])
+        if count <= limit:
+            return 0
+        return max(1, (window + 1) * window_s - int(time.time()))
+
+    def upload_slot(self, key_id: str, limit: int, ttl_s: int) -> str | None:
+        """Take one of `key_id`'s `limit` parallel upload slots: its token, or None when none is free. Slots
+        expire after `ttl_s` (an API process killed mid-upload cannot keep one for ever)."""
+        k = self.k("uploading", key_id)
+        now = time.time()
+        token = uuid.uuid4().hex
+        with self.r.pipeline(transaction=True) as p:
+            p.zremrangebyscore(k, "-inf", now - ttl_s)
+            p.zadd(k, {token: now})
+            p.zrank(k, token)
+            p.expire(k, int(ttl_s) + 60)
+            _, _, rank, _ = p.execute()
+        if rank is None or int(rank) >= limit:  # the oldest `limit` hold the slots
+            self.r.zrem(k, token)
+            return None
+        return token
+
+    def release_upload_slot(self, key_id: str, token: str) -> None:
+        self.r.zrem(self.k("uploading", key_id), token)
 
     def api_key_exists(self, key_id: str) -> bool:
         return bool(self.r.hexists(self.k("apikeys"), key_id))

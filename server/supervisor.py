@@ -2,9 +2,14 @@
 and the workers, each restarted when it dies.
 
 `RedisServer` writes a private config (mode 0600, so the password is not on a command line)
-with append-only persistence: every write reaches the AOF before Redis answers and is fsynced
-every second, so a crash of any process (API, worker, redis-server itself) loses nothing, and
-an OS crash at most the last second. Its memory is bounded (`maxmemory`, `AUTOCUT_REDIS_MAXMEMORY_MB`)
+with append-only persistence, `appendfsync` from `AUTOCUT_REDIS_APPENDFSYNC` (docs/deploy.md,
+"Durability"). With "everysec" (the default) Redis fsyncs the AOF once a second and may even
+postpone its write(2) by up to two seconds while an fsync is slow, answering meanwhile: a crash
+of the API or a worker loses nothing, but a crash of redis-server or of the OS can lose the last
+one to two seconds of acknowledged writes (the reconciler re-enqueues jobs whose queue message
+was among them; other records written then are lost). With "always" every write is fsynced
+before Redis answers, so nothing acknowledged is lost, at the cost of one fsync per write
+(batched per event-loop turn). Its memory is bounded (`maxmemory`, `AUTOCUT_REDIS_MAXMEMORY_MB`)
 with policy `noeviction`: at the limit Redis refuses writes (the API answers 503 + Retry-After) and
 never evicts a job; the retention sweep (`server.retention`) keeps the data below it.
 
@@ -54,6 +59,7 @@ class RedisServer:
     password: str
     binary: str = "redis-server"
     bind: str = "127.0.0.1"
+    # "everysec" or "always" (see the module docstring); "no" is refused: it leaves fsyncs to the OS.
     appendfsync: str = "everysec"
     # `maxmemory` in MiB; 0 = no limit.
     maxmemory_mb: int = 0
@@ -65,6 +71,8 @@ class RedisServer:
 
     def config_text(self) -> str:
         """The configuration, built as data (tests read it)."""
+        if self.appendfsync not in ("everysec", "always"):
+            raise ValueError(f"appendfsync must be 'everysec' or 'always', not {self.appendfsync!r}")
         d = self.data_dir.resolve()
         return "\n".join(
             [
@@ -178,6 +186,7 @@ def redis_for_settings(settings: Settings) -> RedisServer:
         password=settings.local_redis_password,
         binary=settings.redis_server_bin,
         maxmemory_mb=settings.redis_maxmemory_mb,
+        appendfsync=settings.redis_appendfsync,
     )
 
 

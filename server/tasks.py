@@ -2,7 +2,11 @@
 
 Every delivery of a job goes through `JobRunner.handle`:
 1. `JobStore.start` claims it (a finished or cancelled job is acknowledged and dropped; a job
-   whose previous worker died is counted, and failed after `max_lost_deliveries`);
+   whose previous worker died is counted, and failed after `max_lost_deliveries`) and gives this
+   delivery its fencing token: every write below carries it, and when a newer delivery owns the job
+   (this one was paused past its heartbeat and the job redelivered) the store refuses the write
+   (`StaleDelivery`); the watcher also notices within `_CANCEL_POLL_S`. A superseded delivery stops
+   (ffmpeg too), publishes nothing, records nothing and removes only its own attempt directories;
 2. the kind's handler runs with a cancel event (set by DELETE, the job timeout or worker
    shutdown; the renderer stops ffmpeg when it is set) and a progress callback;
 3. the outcome is recorded: done (compare-and-set: one completion record however often the job
@@ -10,7 +14,9 @@ Every delivery of a job goes through `JobRunner.handle`:
    up to `max_retries`), or deferred (an edit waiting for its uploads to finish ingesting).
 
 Artifacts are idempotent (see `server.storage`): plans are written once per job, each variant
-is rendered into an attempt directory and published by one rename, first attempt wins.
+is rendered into an attempt directory and published by one rename, first attempt wins. Before a
+job is marked done its result files and their directories are fsynced (`_make_durable`), so a
+"done" in the job store never names files a power cut could take back.
 Models (planners, encoders) are loaded once per worker process and reused across jobs.
 """
 
@@ -23,6 +29,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import socket
 import threading
 import time
@@ -47,7 +54,7 @@ from server.jobspec import (
 )
 from server.settings import Settings
 from server.storage import VARIANT_INFO, Layout, PathRefError, publish_dir, resolve_media_path, write_json_once
-from server.store import ACTIVE_STATES, JobRecord, JobState, JobStore
+from server.store import ACTIVE_STATES, JobRecord, JobState, JobStore, StaleDelivery
 
 __all__ = ["AUTO_PLANNER", "Deferred", "JobCancelled", "JobContext", "JobOutput", "JobRunner", "resolve_planner"]
 
@@ -70,7 +77,7 @@ class Deferred(Exception):
 
 
 class JobCancelled(Exception):
-    """The cancel event was set between steps (`reason`: client, timeout or shutdown)."""
+    """The cancel event was set between steps (`reason`: client, timeout, shutdown or superseded)."""
 
 
 @dataclass
@@ -82,15 +89,32 @@ class JobOutput:
 class JobContext:
     """What a handler gets: the job, a cancel event, throttled progress reporting, its work dirs."""
 
-    def __init__(self, job: JobRecord, store: JobStore, layout: Layout, settings: Settings) -> None:
+    def __init__(
+        self, job: JobRecord, store: JobStore, layout: Layout, settings: Settings, *, fence: int | None = None
+    ) -> None:
         self.job = job
         self.store = store
         self.layout = layout
         self.settings = settings
+        # This delivery's fencing token (`JobStore.start`); every job-store write of the delivery carries it.
+        self.fence = fence
         self.cancel = threading.Event()
         self.cancel_reason = ""
         self._last_report = 0.0
         self._last_stage = ""
+        # Attempt directories this delivery made (a superseded delivery removes these, never another's).
+        self.attempts: list[Path] = []
+
+    def new_attempt_dir(self) -> Path:
+        d = self.layout.new_attempt_dir(self.job.job_id)
+        self.attempts.append(d)
+        return d
+
+    def check_owner(self) -> None:
+        """Raise `StaleDelivery` if a newer delivery owns the job (checked before publishing results)."""
+        if self.fence is not None and self.store.owning_fence(self.job.job_id)[0] != self.fence:
+            self.stop("superseded")
+            raise StaleDelivery(self.job.job_id, self.fence)
 
     def stop(self, reason: str) -> None:
         if not self.cancel.is_set():
@@ -106,7 +130,10 @@ class JobContext:
         if force or stage != self._last_stage or now - self._last_report >= _PROGRESS_INTERVAL_S:
             self._last_report, self._last_stage = now, stage
             try:
-                self.store.progress(self.job.job_id, stage, pct)
+                self.store.progress(self.job.job_id, stage, pct, fence=self.fence)
+            except StaleDelivery:
+                log.warning("job %s: a newer delivery owns it; this one (fence %s) stops", self.job.job_id, self.fence)
+                self.stop("superseded")
             except Exception:  # progress is best effort; the job goes on
                 log.warning("could not record progress of %s", self.job.job_id, exc_info=True)
 
@@ -191,6 +218,10 @@ class JobRunner:
         whose state was never written (which would leave it "running" forever)."""
         try:
             self._handle(job_id)
+        except StaleDelivery as exc:
+            # Paused past its heartbeat, this delivery was superseded: the job is the newer delivery's. Nothing
+            # is recorded; the acknowledgement that follows is a no-op (the broker moved the message on).
+            log.warning("%s; it stopped and recorded nothing", exc)
         except redis.RedisError:
             log.critical(
                 "job store unreachable while handling %s; exiting without acknowledging it so the job is redelivered",
@@ -210,30 +241,39 @@ class JobRunner:
         job = self.store.get_job(job_id)
         if job is None:  # deleted between start and now
             return
-        ctx = JobContext(job, self.store, self.layout, self.settings)
+        ctx = JobContext(job, self.store, self.layout, self.settings, fence=decision.fence)
         with self._lock:
             self._current = ctx
         watcher = threading.Thread(target=self._watch, args=(ctx,), name=f"watch-{job_id}", daemon=True)
         watcher.start()
         t0 = time.monotonic()
-        log.info("job %s (%s) delivery %d starting", job_id, job.kind, decision.deliveries)
+        log.info("job %s (%s) delivery %d (fence %d) starting", job_id, job.kind, decision.deliveries, decision.fence)
         try:
             try:
                 out = self._handlers[job.kind](ctx)
                 ctx.check_cancel()
+                _make_durable(self.layout.job_dir(job_id))  # the results before the "done" that names them
             finally:
                 ctx.cancel.set()  # ends the watcher (cancel_reason stays empty unless a stop was asked)
                 watcher.join(timeout=5)
-        except Deferred as d:
-            _persist(functools.partial(self._defer, ctx, d), self.persist_attempts)
+            if ctx.cancel_reason == "superseded":  # the watcher noticed after the handler returned
+                raise StaleDelivery(job_id, ctx.fence or 0)
         except (KeyboardInterrupt, SystemExit):
             raise
+        except Deferred as d:
+            self._outcome(ctx, functools.partial(self._defer, ctx, d))
+        except StaleDelivery:
+            self._superseded(ctx)
+            raise
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded, nothing escapes
-            _persist(functools.partial(self._record_failure, ctx, exc), self.persist_attempts)
+            if ctx.cancel_reason == "superseded":
+                self._superseded(ctx)
+                raise StaleDelivery(job_id, ctx.fence or 0) from None
+            self._outcome(ctx, functools.partial(self._record_failure, ctx, exc))
         else:
             out.timings["total_s"] = round(time.monotonic() - t0, 3)
-            complete = functools.partial(self.store.complete, job_id, out.results, out.timings)
-            if _persist(complete, self.persist_attempts):
+            complete = functools.partial(self.store.complete, job_id, out.results, out.timings, fence=ctx.fence)
+            if self._outcome(ctx, complete):
                 self.store.stats_record("job_s", time.monotonic() - t0)
                 log.info("job %s done in %.1f s", job_id, time.monotonic() - t0)
             else:
@@ -243,6 +283,14 @@ class JobRunner:
             with self._lock:
                 self._current = None
 
+    def _outcome(self, ctx: JobContext, write: Callable[[], Any]) -> Any:
+        """Record an outcome (riding out a Redis restart); a refused fence means this delivery was superseded."""
+        try:
+            return _persist(write, self.persist_attempts)
+        except StaleDelivery:
+            self._superseded(ctx)
+            raise
+
     def _record_failure(self, ctx: JobContext, exc: BaseException) -> None:
         job_id = ctx.job.job_id
         if ctx.cancel_reason:
@@ -251,7 +299,7 @@ class JobRunner:
             self._retry(ctx, exc)
         elif isinstance(exc, AutoCutError):
             log.info("job %s failed: %s", job_id, exc)
-            self.store.fail(job_id, _error_code(exc), self._public(str(exc)))
+            self.store.fail(job_id, _error_code(exc), self._public(str(exc)), fence=ctx.fence)
             self._finished(ctx)
         else:
             log.error("job %s: internal error", job_id, exc_info=exc)
@@ -259,6 +307,7 @@ class JobRunner:
                 job_id,
                 "internal_error",
                 f"internal error ({type(exc).__name__}); the operator can find it in the worker log",
+                fence=ctx.fence,
             )
             self._finished(ctx)
 
@@ -266,7 +315,12 @@ class JobRunner:
         deadline = time.monotonic() + self.settings.job_timeout_s
         while not ctx.cancel.wait(_CANCEL_POLL_S):
             try:
-                if self.store.cancel_requested(ctx.job.job_id):
+                owner, cancel = self.store.owning_fence(ctx.job.job_id)
+                if ctx.fence is not None and owner != ctx.fence:
+                    log.warning("job %s: delivery %d owns it; this one (%d) stops", ctx.job.job_id, owner, ctx.fence)
+                    ctx.stop("superseded")
+                    return
+                if cancel:
                     ctx.stop("client")
                     return
             except Exception:  # a Redis hiccup must not kill the job
@@ -278,25 +332,35 @@ class JobRunner:
     def _finished(self, ctx: JobContext) -> None:
         self.layout.clean_attempts(ctx.job.job_id)
 
+    def _superseded(self, ctx: JobContext) -> None:
+        """A newer delivery owns the job: remove this delivery's own attempt directories, nothing else."""
+        ctx.stop("superseded")
+        for d in ctx.attempts:
+            shutil.rmtree(d, ignore_errors=True)
+
     def _cancelled(self, ctx: JobContext) -> None:
         jid = ctx.job.job_id
         if ctx.cancel_reason == "shutdown":
             # Not the job's fault: hand it back to the queue for another worker, no retry counted.
-            self.store.requeue(jid, "queued (its worker shut down)", count_retry=False)
-            self.enqueue(jid, 0.0)
+            if self.store.requeue(jid, "queued (its worker shut down)", count_retry=False, fence=ctx.fence):
+                self.enqueue(jid, 0.0)
             log.info("job %s handed back to the queue (worker shutdown)", jid)
         elif ctx.cancel_reason == "timeout":
-            self.store.fail(jid, "timeout", f"the job ran longer than {self.settings.job_timeout_s:.0f} s")
+            self.store.fail(
+                jid, "timeout", f"the job ran longer than {self.settings.job_timeout_s:.0f} s", fence=ctx.fence
+            )
             self._finished(ctx)
         else:
-            self.store.fail(jid, "cancelled", "cancelled by the client", state=JobState.CANCELLED)
+            self.store.fail(jid, "cancelled", "cancelled by the client", state=JobState.CANCELLED, fence=ctx.fence)
             log.info("job %s cancelled", jid)
             self._finished(ctx)
 
     def _retry(self, ctx: JobContext, exc: TransientError) -> None:
         jid, retries = ctx.job.job_id, ctx.job.retries
         if retries >= self.settings.max_retries:
-            self.store.fail(jid, "transient_error", f"{self._public(str(exc))} (gave up after {retries} retries)")
+            self.store.fail(
+                jid, "transient_error", f"{self._public(str(exc))} (gave up after {retries} retries)", fence=ctx.fence
+            )
             self._finished(ctx)
             return
         s = self.settings
@@ -304,13 +368,15 @@ class JobRunner:
         delay = min(s.retry_max_backoff_s, s.retry_min_backoff_s * 2**retries)
         delay = random.uniform(delay / 2, delay)
         msg = self._public(str(exc))
-        self.store.requeue(jid, f"retry {retries + 1}/{s.max_retries} in {delay:.0f} s", msg, count_retry=True)
+        stage = f"retry {retries + 1}/{s.max_retries} in {delay:.0f} s"
+        if not self.store.requeue(jid, stage, msg, count_retry=True, fence=ctx.fence):
+            return
         self.enqueue(jid, delay)
         log.warning("job %s: transient error (%s); retry %d in %.1f s", jid, msg, retries + 1, delay)
 
     def _defer(self, ctx: JobContext, d: Deferred) -> None:
-        self.store.requeue(ctx.job.job_id, d.stage, count_retry=False)
-        self.enqueue(ctx.job.job_id, d.delay_s)
+        if self.store.requeue(ctx.job.job_id, d.stage, count_retry=False, fence=ctx.fence):
+            self.enqueue(ctx.job.job_id, d.delay_s)
 
     def _public(self, message: str) -> str:
         for root, name in self._private_roots:
@@ -501,9 +567,11 @@ class JobRunner:
             final = self.layout.variant_dir(jid, k)
             if not (final / VARIANT_INFO).exists():
                 ctx.progress(f"thumbnails of plan {k}/{len(plans)}", 10.0 + 90.0 * (k - 1) / len(plans), force=True)
-                attempt = self.layout.new_attempt_dir(jid)
+                attempt = ctx.new_attempt_dir()
                 write_thumbnails(plan, attempt, library_root=self.settings.library_dir, cancel=ctx.cancel)
                 (attempt / VARIANT_INFO).write_text(json.dumps(review_result(plan, request, k)), encoding="utf-8")
+                _fsync_tree(attempt)
+                ctx.check_owner()
                 publish_dir(attempt, final)
             results.append(json.loads((final / VARIANT_INFO).read_text(encoding="utf-8")))
         timings = {"plan_s": round(plan_s, 3), "thumbnails_s": round(time.monotonic() - t0, 3)}
@@ -526,7 +594,7 @@ class JobRunner:
             if not (final / VARIANT_INFO).exists():
                 stage = f"rendering variant {k}/{n}"
                 ctx.progress(stage, 10.0 + 90.0 * (k - 1) / n, force=True)
-                attempt = self.layout.new_attempt_dir(jid)
+                attempt = ctx.new_attempt_dir()
 
                 def on_progress(x: float, k: int = k, stage: str = stage) -> None:
                     ctx.progress(stage, 10.0 + 90.0 * (k - 1 + x) / n)
@@ -554,6 +622,9 @@ class JobRunner:
                     "quality": quality,
                 }
                 (attempt / VARIANT_INFO).write_text(json.dumps(info), encoding="utf-8")
+                _fsync_tree(attempt)  # the files are durable before the rename makes them the result
+                ctx.check_cancel()
+                ctx.check_owner()  # a superseded delivery publishes nothing
                 if not publish_dir(attempt, final):
                     log.info("job %s variant %d was published by another delivery", jid, k)
             info = json.loads((final / VARIANT_INFO).read_text(encoding="utf-8"))
@@ -598,6 +669,43 @@ def _persist(fn: Callable[[], Any], attempts: int = 6, first_delay_s: float = 0.
             time.sleep(delay)
             delay *= 2
     return None
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory under `root` (files first, then their directory), and `root`."""
+    for dirpath, _dirs, files in os.walk(root, topdown=False):
+        d = Path(dirpath)
+        for name in files:
+            _fsync_path(d / name)
+        _fsync_path(d)
+
+
+def _make_durable(job_dir: Path) -> None:
+    """Make a job's published results durable before the job is marked done: every file and directory under
+    `jobs/<id>/` except attempt work directories, then `jobs/` (the job directory's own entry). A failing fsync
+    is a `TransientError` (the job is retried, never marked done on results that may not be on disk)."""
+    if not job_dir.is_dir():
+        return
+    try:
+        for entry in job_dir.iterdir():
+            if entry.name.startswith(".attempt-"):
+                continue
+            if entry.is_dir():
+                _fsync_tree(entry)
+            else:
+                _fsync_path(entry)
+        _fsync_path(job_dir)
+        _fsync_path(job_dir.parent)
+    except OSError as exc:
+        raise TransientError(f"the results could not be written to disk ({exc.strerror or exc})") from exc
 
 
 def _error_code(exc: AutoCutError) -> str:

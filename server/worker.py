@@ -3,7 +3,9 @@
 SIGTERM/SIGINT: stop taking jobs, give the running job `shutdown_grace_s` to finish, then stop
 it (ffmpeg is terminated) and hand it back to the queue; then exit. SIGKILL needs no handling:
 the job's message stays unacknowledged and the broker redelivers it once this process's
-heartbeat is stale (see `server.queue`).
+heartbeat is stale (see `server.queue`). SIGSTOP past the heartbeat timeout looks the same to the
+broker; after SIGCONT the job store refuses the stale delivery's fenced writes and the runner stops it
+(ffmpeg included) without recording anything (see `server.tasks`).
 
 Resource limits (docs/deploy.md, "Media limits"), applied at start-up, before models are loaded:
 RLIMIT_DATA on this process (`worker_max_memory_mb`: a runaway job gets MemoryError, not the OOM

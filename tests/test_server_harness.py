@@ -43,6 +43,7 @@ FAST = {
     "reconcile_interval_s": 1.0,
     "reconcile_min_age_s": 1.0,
     "shutdown_grace_s": 5.0,
+    "rate_limit_per_minute": 0,  # tests poll fast; tests/test_server_limits.py sets its own
 }
 
 

@@ -84,19 +84,35 @@ _UPLOAD_RESPONSES = {
 }
 
 
-async def _receive(request: Request, services: Services, max_bytes: int) -> ReceivedFile:
+async def _receive(request: Request, services: Services, max_bytes: int, principal: Principal) -> ReceivedFile:
     cl = request.headers.get("content-length")
     if cl is not None and cl.isdigit() and int(cl) > max_bytes + _FRAMING_BYTES:
         raise api_error(413, "too_large", f"upload of {cl} bytes exceeds the limit of {max_bytes} bytes")
+    s = services.settings
+    store = services.store
+    token = await run_in_threadpool(
+        store.upload_slot, principal.key_id, s.max_parallel_uploads_per_key, int(s.upload_timeout_s) + 60
+    )
+    if token is None:
+        raise api_error(
+            429,
+            "too_many_uploads",
+            f"this key already streams {s.max_parallel_uploads_per_key} uploads; wait for one to finish",
+            headers={"Retry-After": "5"},
+        )
     try:
         return await receive_multipart_file(
             request.headers.get("content-type"),
             request.stream(),
             tmp_dir=services.layout.uploads_tmp,
             max_bytes=max_bytes,
+            timeout_s=s.upload_timeout_s,
         )
     except UploadError as exc:
         raise api_error(exc.status, exc.code, exc.message) from None
+    finally:
+        with contextlib.suppress(Exception):  # an expired slot frees itself
+            await run_in_threadpool(store.release_upload_slot, principal.key_id, token)
 
 
 def _discard(received: ReceivedFile) -> None:
@@ -114,7 +130,7 @@ def _discard(received: ReceivedFile) -> None:
 )
 async def upload_clip(request: Request, response: Response, principal: KeyDep, services: ServicesDep) -> ClipOut:
     s = services.settings
-    received = await _receive(request, services, s.max_upload_bytes)
+    received = await _receive(request, services, s.max_upload_bytes, principal)
     try:
         ext = sniff_video(received.head)
         if ext is None:
@@ -175,7 +191,7 @@ async def upload_clip(request: Request, response: Response, principal: KeyDep, s
     summary="Upload a product photo (used via product.image_id)",
 )
 async def upload_image(request: Request, response: Response, principal: KeyDep, services: ServicesDep) -> ClipOut:
-    received = await _receive(request, services, services.settings.max_image_bytes)
+    received = await _receive(request, services, services.settings.max_image_bytes, principal)
     try:
         ext = sniff_image(received.head)
         if ext is None:

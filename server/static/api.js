@@ -65,6 +65,34 @@ export async function getBlob(path) {
 }
 
 /**
+ * Server-sent events of `path` (e.g. GET /v1/jobs/{id}/events) read with fetch, since an EventSource cannot
+ * send the key header. Yields {event, data} (data parsed as JSON) until the server ends the stream.
+ */
+export async function* events(path, signal) {
+  const resp = await fetch(path, { headers: authHeaders({ Accept: "text/event-stream" }), signal });
+  if (!resp.ok || !resp.body) throw await errorFrom(resp);
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value.replace(/\r\n?/g, "\n");
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length) yield { event, data: JSON.parse(data.join("\n")) };
+    }
+  }
+}
+
+/**
  * Multipart upload of one file with progress (fetch has no upload progress, XHR does).
  * `onProgress(fraction)` gets 0..1. Resolves to the parsed JSON body (201 new, 200 duplicate).
  */

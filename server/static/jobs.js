@@ -1,6 +1,7 @@
-// Job progress (polling GET /v1/jobs/{id}), the result player and downloads, and the recent-jobs list.
+// Job progress (the job's event stream GET /v1/jobs/{id}/events; polling GET /v1/jobs/{id} when the stream is
+// refused or breaks), the result player and downloads, and the recent-jobs list.
 
-import { ApiError, get, getBlob, request } from "./api.js";
+import { ApiError, events, get, getBlob, request } from "./api.js";
 import { el, fmtSeconds, fmtWhen } from "./dom.js";
 
 const POLL_MS = 1000;
@@ -14,7 +15,7 @@ const ARTIFACTS = [
   ["plan", "Plan JSON", ".plan.json"],
 ];
 
-let current = null; // {jobId, timer, shownResults, urls: [] }
+let current = null; // {jobId, timer, stream (AbortController), shownResults, urls: [] }
 let listTimer = null;
 
 const $ = (id) => document.getElementById(id);
@@ -27,9 +28,10 @@ function releaseUrls() {
 export function showJob(jobId) {
   if (current) {
     clearTimeout(current.timer);
+    current.stream.abort();
     releaseUrls();
   }
-  current = { jobId, timer: null, shownResults: false, urls: [] };
+  current = { jobId, timer: null, stream: new AbortController(), shownResults: false, urls: [] };
   $("job-empty").hidden = true;
   $("job").hidden = false;
   $("job-id").textContent = jobId;
@@ -40,7 +42,22 @@ export function showJob(jobId) {
   $("job-progress").value = 0;
   $("variants").replaceChildren();
   markSelectedRow();
-  poll(current);
+  follow(current);
+}
+
+/** Follow the job's event stream; poll instead when it is refused (e.g. too many streams) or ends early. */
+async function follow(mine) {
+  let last = null;
+  try {
+    for await (const { data } of events(`/v1/jobs/${mine.jobId}/events`, mine.stream.signal)) {
+      if (mine !== current) return;
+      if (data.state) {
+        last = data;
+        await show(mine, data);
+      }
+    }
+  } catch (_) { /* refused, aborted or broken: polling takes over below */ }
+  if (mine === current && (!last || ACTIVE.has(last.state))) poll(mine);
 }
 
 async function poll(mine) {
@@ -55,16 +72,19 @@ async function poll(mine) {
     return;
   }
   if (mine !== current) return; // another job was picked meanwhile
+  if (await show(mine, job)) mine.timer = setTimeout(() => poll(mine), POLL_MS);
+}
+
+/** Show a job's status (and its results once done); true while it is still active. */
+async function show(mine, job) {
   renderStatus(job);
-  if (ACTIVE.has(job.state)) {
-    mine.timer = setTimeout(() => poll(mine), POLL_MS);
-  } else {
-    refreshJobs();
-    if (job.state === "done" && !mine.shownResults) {
-      mine.shownResults = true;
-      await renderResults(mine, job);
-    }
+  if (ACTIVE.has(job.state)) return true;
+  refreshJobs();
+  if (job.state === "done" && !mine.shownResults) {
+    mine.shownResults = true;
+    await renderResults(mine, job);
   }
+  return false;
 }
 
 function renderStatus(job) {
@@ -170,7 +190,7 @@ export async function refreshJobs() {
 }
 
 export function clearJobs() {
-  if (current) { clearTimeout(current.timer); releaseUrls(); }
+  if (current) { clearTimeout(current.timer); current.stream.abort(); releaseUrls(); }
   current = null;
   clearTimeout(listTimer);
   $("jobs").replaceChildren();
