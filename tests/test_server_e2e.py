@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import psutil
@@ -117,6 +118,11 @@ def test_upload_submit_poll_download_ffprobe(service, key, tmp_path):
         assert c.get(res["links"]["video"], headers={"Range": f"bytes={10**9}-"}).status_code == 416
         srt = c.get(res["links"]["subtitles"]).text
         assert "breakfast" in srt and "-->" in srt
+        # The plan and OTIO downloads name media relative to the library: no server path leaks.
+        for artifact in ("plan", "timeline"):
+            text = c.get(res["links"][artifact]).text
+            for root in (service.settings.library_dir, service.settings.data_dir, tmp_path):
+                assert str(Path(root).resolve()) not in text and str(root) not in text, artifact
         plan = EditPlan.model_validate(c.get(res["links"]["plan"]).json())
         assert [s.sentence for s in plan.segments] == req["script"]
         assert plan.bgm is not None and plan.planner == "heuristic"

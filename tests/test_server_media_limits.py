@@ -96,6 +96,7 @@ def test_hostile_media_is_refused_and_the_service_keeps_working(service, tmp_pat
         job = wait_job(c, r.json()["job_id"], timeout_s=120)
         assert job["state"] == "failed", job
         assert "runs longer than the duration limit of 10 s" in job["error"]["message"], job
+        assert str(service.settings.data_dir) not in job["error"]["message"]  # no server path in errors
         assert time.monotonic() - t0 < 60  # the limit stopped it, not 10 minutes of decoding
         clip = c.get(f"/v1/clips/{r.json()['clip_id']}").json()
         assert clip["state"] == "failed" and "duration limit of 10 s" in clip["error"]["message"]

@@ -173,11 +173,13 @@ async def upload_clip(request: Request, response: Response, principal: KeyDep, s
             existing = services.store.get_clip(adm.clip_id)
             assert existing is not None
             response.status_code = 200
-            return clip_out(existing, services.store.get_job(existing.job_id), duplicate=True)
+            return clip_out(
+                existing, services.store.get_job(existing.job_id), duplicate=True, settings=services.settings
+            )
         await run_in_threadpool(services.layout.store_blob, received.tmp_path, dest)
         enqueue_admitted(services, [job.job_id])
         response.headers["Location"] = f"/v1/clips/{clip.clip_id}"
-        return clip_out(clip, services.store.get_job(job.job_id))
+        return clip_out(clip, services.store.get_job(job.job_id), settings=services.settings)
     finally:
         _discard(received)
 
@@ -247,7 +249,7 @@ def _own_upload(services: Services, principal: Principal, upload_id: str, kind: 
     rec = services.store.get_clip(upload_id)
     if rec is None or rec.owner != principal.key_id or rec.kind != kind:
         raise api_error(404, "not_found", f"{upload_id} does not exist")
-    return clip_out(rec, services.store.get_job(rec.job_id) if rec.job_id else None)
+    return clip_out(rec, services.store.get_job(rec.job_id) if rec.job_id else None, settings=services.settings)
 
 
 @router.get("/v1/clips", response_model=ClipPage, responses=ERROR_RESPONSES, summary="Your uploads, newest first")
@@ -260,7 +262,12 @@ def list_clips(
     recs, total = services.store.list_clips(principal.key_id, limit=limit, offset=offset)
     jobs = services.store.get_jobs([r.job_id for r in recs if r.job_id])
     by_id = {j.job_id: j for j in jobs if j is not None}
-    return ClipPage(items=[clip_out(r, by_id.get(r.job_id)) for r in recs], total=total, offset=offset, limit=limit)
+    return ClipPage(
+        items=[clip_out(r, by_id.get(r.job_id), settings=services.settings) for r in recs],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
 
 
 @router.get(

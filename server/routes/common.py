@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import redis
@@ -71,6 +72,21 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 KeyDep = Annotated[Principal, Depends(require_key)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def scrub_paths(message: str, settings: Settings) -> str:
+    """`message` without the server's own directories: a path under the library or the data directory is
+    shown relative to it (``media/kitchen.mp4``, ``jobs/job_x/...``), so an error names the file but not
+    where the server keeps it."""
+    import re
+
+    out = message
+    for root in (settings.library_dir, settings.data_dir):
+        if not root:
+            continue
+        for form in {str(root).rstrip("/"), str(Path(root).resolve()).rstrip("/")}:
+            out = re.sub(re.escape(form) + r"/?", "", out)
+    return out
 
 
 def api_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> HTTPException:
@@ -162,7 +178,7 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
             ]
     error = None
     if job.state in (JobState.FAILED, JobState.CANCELLED) and job.error_code:
-        error = ErrorInfo(code=job.error_code, message=job.error_message)
+        error = ErrorInfo(code=job.error_code, message=scrub_paths(job.error_message, settings))
     return JobStatus(
         job_id=job.job_id,
         kind=cast(JobKind, job.kind),  # admitted as a JobKind (the model validates it again)
@@ -183,7 +199,9 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
     )
 
 
-def clip_out(clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False) -> ClipOut:
+def clip_out(
+    clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False, settings: Settings | None = None
+) -> ClipOut:
     state: Literal["ingesting", "ready", "failed"] = "ready"
     photo_id: int | None = None
     error: ErrorInfo | None = None
@@ -195,7 +213,12 @@ def clip_out(clip: ClipRecord, job: JobRecord | None, *, duplicate: bool = False
             photo_id = next((r.get("photo_id") for r in job.results if r.get("type") == "ingest"), None)
         else:
             state = "failed"
-            error = ErrorInfo(code=job.error_code or "ingest_failed", message=job.error_message or job.state)
+            error = ErrorInfo(
+                code=job.error_code or "ingest_failed",
+                message=scrub_paths(job.error_message or job.state, settings)
+                if settings
+                else job.error_message or job.state,
+            )
     return ClipOut(
         clip_id=clip.clip_id,
         kind=clip.kind,

@@ -6,7 +6,10 @@ retention sweep (`server.retention`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+import json
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -152,6 +155,31 @@ def _download_principal(
     return require_key(request, api_key, bearer)
 
 
+def without_server_paths(doc: Any, roots: list[FsPath]) -> Any:
+    """`doc` (parsed JSON) with every absolute path or file URL made relative: to the first of `roots` that
+    holds it (e.g. ``media/kitchen.mp4`` for a library file), else its file name. Applied to the plan and
+    OTIO downloads, so a client never learns where the server keeps its files."""
+    bases = [str(FsPath(r).resolve()) for r in roots if r]
+
+    def fix(v: str) -> str:
+        url = v.startswith("file://")
+        raw = unquote(v[7:]) if url else v
+        if not raw.startswith("/"):
+            return v
+        for b in bases:
+            if raw == b or raw.startswith(b.rstrip("/") + "/"):
+                return raw[len(b) :].lstrip("/") or "."
+        return raw.rsplit("/", 1)[-1]
+
+    if isinstance(doc, dict):
+        return {k: without_server_paths(v, roots) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [without_server_paths(v, roots) for v in doc]
+    if isinstance(doc, str):
+        return fix(doc)
+    return doc
+
+
 @router.get(
     "/v1/jobs/{job_id}/results/{variant}/{artifact}",
     response_class=FileResponse,
@@ -195,6 +223,15 @@ def get_result(
     path = services.layout.variant_dir(job_id, variant) / RESULT_FILES[artifact]
     if not path.is_file():
         raise api_error(404, "not_found", f"{artifact} of job {job_id} variant {variant} is missing")
+    if artifact in ("plan", "timeline"):
+        # The sidecars name the server's media files; a client gets them without the server's paths.
+        s = services.settings
+        doc = without_server_paths(json.loads(path.read_text(encoding="utf-8")), [s.library_dir, s.data_dir])
+        return Response(
+            json.dumps(doc, indent=2, ensure_ascii=False),
+            media_type=_MEDIA_TYPES[artifact],
+            headers={"Content-Disposition": f'attachment; filename="{job_id}-v{variant}{RESULT_SUFFIXES[artifact]}"'},
+        )
     return FileResponse(
         path,
         media_type=_MEDIA_TYPES[artifact],
