@@ -243,6 +243,16 @@ def test_examples_mark_role_equivalent_targets_and_only_decisions_count() -> Non
     d5 = tok.convert_tokens_to_ids("<d_10>")  # every clip of the toy world lasts 5 s
     assert timed.ids.count(d5) == 5 and len(timed.pos) == len(foot.pos)
     assert not any(d5 in t for t in timed.targets)
+    # With segment durations, the duration after each footage row's codes is a decision: the reference
+    # segment's length (at most the clip's).
+    from dataclasses import replace as dc_replace
+
+    data.ads = [dc_replace(a, seg_durations=(2.0, 3.0, 9.0, 2.5, 1.0)) for a in data.ads]
+    cut = ExampleSampler(data, seed=1).draw("footage")
+    decided = encode_example(tok, cut, segment_durations=True)
+    want = [tok.convert_tokens_to_ids(f"<d_{k}>") for k in (4, 6, 10, 5, 2)]  # 9 s capped at the 5 s clip
+    assert [t[0] for t in decided.targets if len(t) == 1 and t[0] in set(want)] == want
+    assert len(decided.pos) == len(encode_example(tok, cut).pos) + 5
 
 
 def test_match_tokens_are_decisions_and_narrow_the_code_targets() -> None:
@@ -371,7 +381,7 @@ def test_a_card_with_match_buckets_plans_with_the_product_photo(
     model = tmp_path / "model"
     shutil.copytree(compact_dir, model)
     card = json.loads((model / CARD_NAME).read_text())
-    card["train"] = {"config": {"levels": 4, "match_edges": [1, 2, 4], "duration_tokens": True}}
+    card["train"] = {"config": {"levels": 4, "match_edges": [1, 2, 4], "segment_durations": True}}
     (model / CARD_NAME).write_text(json.dumps(card))
     photo = lib["root"] / "product-red.png"
     Image.new("RGB", (192, 144), (255, 0, 0)).save(photo)
@@ -383,10 +393,12 @@ def test_a_card_with_match_buckets_plans_with_the_product_photo(
     assert len(buckets) == 2 and all(0 <= b <= 3 for b in buckets)
     # Footage-driven too; without a photo the same model plans with no match tokens at all.
     foot = PlanRequest(product=product, pool=lib["pool"], seed=0, max_duration_s=20)
-    assert (
-        "lm_match_buckets"
-        in plan_edit(lib["root"], foot, get_planner("compact", model_dir=model, min_clips=2))[0].notes
-    )
+    fplan = plan_edit(lib["root"], foot, get_planner("compact", model_dir=model, min_clips=2))[0]
+    assert "lm_match_buckets" in fplan.notes
+    # The model decided each segment's length (1 s .. its clip, in half seconds); a segment runs that long
+    # unless its line needs more.
+    chosen = [float(x) for x in fplan.notes["lm_durations"].split(", ")]
+    assert len(chosen) == len(fplan.segments) and all(c >= 1.0 and (2 * c).is_integer() for c in chosen)
     bare = PlanRequest(product=PRODUCT, pool=lib["pool"], script=script, seed=0)
     assert "lm_match_buckets" not in plan_edit(lib["root"], bare, get_planner("compact", model_dir=model))[0].notes
 

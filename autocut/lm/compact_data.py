@@ -64,6 +64,7 @@ class AdRec:
     sentences: tuple[str, ...]
     audio_codes: np.ndarray | None  # (8,) of the ad's BGM track
     mood: str = ""
+    seg_durations: tuple[float, ...] = ()  # per segment, how long the ad cut it (seconds)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Example:
     audio_codes: np.ndarray | None
     match: np.ndarray | None = None  # (n,) product-match bucket per candidate (with a photo, when enabled)
     durations: tuple[float, ...] = ()  # per candidate, seconds
+    row_durations: tuple[float, ...] = ()  # per row, the reference segment's duration (seconds)
 
 
 def _shows(a0: float, a1: float, b0: float, b1: float) -> bool:
@@ -230,6 +232,7 @@ def load_world_data(
                     tuple(s.sentence for s in e.segments),
                     codes_a,
                     moods.get(int(e.audio_id), "") if e.audio_id is not None else "",
+                    tuple(float(s.duration_s) for s in e.segments),
                 )
             )
         if skipped:
@@ -300,8 +303,10 @@ class ExampleSampler:
             owner += [pid] * len(reel)
         rows: list[Row] = []
         positives: list[frozenset[int]] = []
+        row_durations: list[float] = []
         used: set[int] = set()
-        for shot, role, sp, sentence in zip(ad.shots, ad.roles, ad.selling_points, ad.sentences):
+        seg_durs = ad.seg_durations or (0.0,) * len(ad.shots)
+        for shot, role, sp, sentence, seg_dur in zip(ad.shots, ad.roles, ad.selling_points, ad.sentences, seg_durs):
             strict = next(
                 (i for i, c in enumerate(clips) if owner[i] == own and c.shot_id == shot and i not in used), None
             )
@@ -320,6 +325,7 @@ class ExampleSampler:
             used.add(strict)
             rows.append(Row(strict, sentence))
             positives.append(frozenset(ok))
+            row_durations.append(float(seg_dur))
         photo = self.data.photos.get(own)
         pv = self.data.photo_variants.get(own)
         p_view = 0
@@ -347,6 +353,7 @@ class ExampleSampler:
             audio_codes=ad.audio_codes,
             match=match,
             durations=tuple(float(c.duration_s) for c in clips),
+            row_durations=tuple(row_durations) if ad.seg_durations else (),
         )
 
     def corpus_texts(self) -> list[str]:

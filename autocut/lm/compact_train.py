@@ -77,8 +77,11 @@ class CompactTrainConfig:
     levels: int = 4  # code levels per clip in prompts and answers (1..8)
     # Product-match buckets (rank edges by photo similarity, `autocut.lm.compact.match_buckets`); () = none.
     match_edges: tuple[int, ...] = MATCH_EDGES
-    # Footage-driven rows: the chosen clip's duration token after its codes (given, not learned).
-    duration_tokens: bool = True
+    # Footage-driven rows: after the clip's codes, the model decides how long the segment runs (a duration
+    # token, target: the reference segment's duration, at most the clip's) and then writes its line.
+    segment_durations: bool = True
+    # (Earlier format, kept for cards that have it: the whole clip's duration fed as a given.)
+    duration_tokens: bool = False
 
     def __post_init__(self) -> None:
         if not self.budget_s > 0:
@@ -179,10 +182,12 @@ def encode_example(
     deep_weight: float = 0.1,
     levels: int = T.NUM_LEVELS,
     durations: bool = False,
+    segment_durations: bool = False,
 ) -> Encoded:
     """Prompt + answer ids with the decisions to learn (see the module docstring); clips shown and named by
     their first `levels` codes; with `durations`, each footage-driven row feeds its clip's duration token
-    after the codes (given: no target)."""
+    after the codes (given: no target); with `segment_durations`, each footage-driven row's duration token is a
+    decision instead: the reference segment's duration (at most the clip's)."""
     ix = ids_of(tok)
     if levels < T.NUM_LEVELS:
         ex = replace(
@@ -225,7 +230,11 @@ def encode_example(
             ids.extend(ix.row_end)
         else:
             clip(row.candidate, ok)
-            if durations and ex.durations:
+            if segment_durations and ex.row_durations and ex.durations:
+                seg = min(ex.row_durations[len(enc.rows) - 1], ex.durations[row.candidate])
+                d = ix.duration(seg)
+                target([d], d)
+            elif durations and ex.durations:
                 ids.append(ix.duration(ex.durations[row.candidate]))
             for t in ix.text(row.line):
                 target([t], t, line_weight)
@@ -422,7 +431,12 @@ def train_compact(
         )
         val_set = [
             encode_example(
-                tok, vs.draw(), line_weight=cfg.line_weight, levels=cfg.levels, durations=cfg.duration_tokens
+                tok,
+                vs.draw(),
+                line_weight=cfg.line_weight,
+                levels=cfg.levels,
+                durations=cfg.duration_tokens,
+                segment_durations=cfg.segment_durations,
             )
             for _ in range(val_examples)
         ]
@@ -436,7 +450,12 @@ def train_compact(
             break
         batch = [
             encode_example(
-                tok, sampler.draw(), line_weight=cfg.line_weight, levels=cfg.levels, durations=cfg.duration_tokens
+                tok,
+                sampler.draw(),
+                line_weight=cfg.line_weight,
+                levels=cfg.levels,
+                durations=cfg.duration_tokens,
+                segment_durations=cfg.segment_durations,
             )
             for _ in range(cfg.batch_size)
         ]

@@ -497,10 +497,13 @@ def _ground_one(
         # The planner named this candidate: ground it there first (its own span, then retrieved places
         # inside it), then elsewhere in its source, and in another source only when none of those leaves
         # room for the line. (A retrieved frame late in the clip would carry the cut into the next shot.)
+        own_len = cand.duration_s
+        if d.durations_s is not None and pos < len(d.durations_s):
+            own_len = max(0.5, min(cand.duration_s, float(d.durations_s[pos])))
         own = _GroundingOption(
             cand.photo_id,
             cand.start_s,
-            cand.duration_s,
+            own_len,
             frame_id(cand.photo_id, math.ceil(cand.start_s - 1e-6)),
             cand.clip_id,
         )

@@ -102,6 +102,9 @@ class Decision:
     # source, and in another source only when the line does not fit there (the plan's notes then say so).
     # False: where the grounding queries lead, as the paper grounds generated codes.
     same_source: bool = False
+    # Per clip of `order`, how long the planner wants its segment (seconds; with `same_source`, the cut of
+    # its own candidate starts that long and grows only when the line needs more); None = the candidate's.
+    durations_s: tuple[float, ...] | None = None
 
     def key(self) -> tuple:
         """Identity for variant distinctness: the clip sequence and the script."""

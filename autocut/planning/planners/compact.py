@@ -217,13 +217,14 @@ class CompactPlanner(Planner):
         feed(prompt_ids(tok, user))
         notes: dict[str, str] = {"lm_model": str(loaded.model_dir), "lm_decoding": "sampled" if sample else "greedy"}
         durations = task.pool.durations_s
+        seg_durations = None
         if scenario == "script":
             gumbel = (lambda shape: -np.log(-np.log(np_rng.uniform(1e-9, 1.0, size=shape)))) if sample else None
             order, sentences, scores = self._script(
                 task, feed, paths, choose, ix, codes, match, durations, notes, gumbel
             )
         else:
-            order, sentences, scores = self._footage(
+            order, sentences, scores, seg_durations = self._footage(
                 task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes
             )
         if match is not None:
@@ -254,6 +255,7 @@ class CompactPlanner(Planner):
             notes=notes,
             candidate_scores=scores,
             same_source=True,
+            durations_s=seg_durations,
         )
 
     def _script(self, task, feed, paths, choose, ix, codes, match, durations, notes, gumbel=None):
@@ -306,8 +308,12 @@ class CompactPlanner(Planner):
         lang = "zh" if task.request.language == "zh" else "en"
         text_ids = np.where(loaded.lang_masks[lang])[0]
         line_ids = np.concatenate([text_ids, np.asarray(ix.row_end)])
+        from autocut.lm.compact import DURATION_TOKENS
+
         trained = (loaded.card.get("train") or {}).get("config") or {}
         with_durations = bool(trained.get("duration_tokens", False))  # cards before duration tokens: none
+        decide_durations = bool(trained.get("segment_durations", False))
+        seg_durations: list[float] = []
         while True:
             ok = [k for k in range(n) if k not in order and total + float(durations[k]) <= task.budget_s]
             can_end = len(order) >= min(self.min_clips, n) or not ok
@@ -327,7 +333,15 @@ class CompactPlanner(Planner):
             order.append(k)
             total += float(durations[k])
             feed(ix.clip(codes[k], None if match is None else int(match[k])))
-            if with_durations:
+            if decide_durations:
+                # How long the segment runs: 1 s up to the whole clip, in half seconds.
+                top = max(2, min(int(2 * float(durations[k]) + 1e-6), len(DURATION_TOKENS) - 1))
+                allowed = np.asarray([ix.duration(h / 2) for h in range(2, top + 1)])
+                tid, _ = pick(allowed)
+                half = 2 + int(np.where(allowed == tid)[0][0])
+                seg_durations.append(min(float(durations[k]), half / 2))
+                feed([tid])
+            elif with_durations:
                 feed([ix.duration(float(durations[k]))])
             toks: list[int] = []
             has_word = False
@@ -346,8 +360,10 @@ class CompactPlanner(Planner):
         feed([ix.audio_start])
         notes["lm_rows"] = ", ".join(str(k + 1) for k in order)
         notes["lm_script"] = " / ".join(sentences)
+        if seg_durations:
+            notes["lm_durations"] = ", ".join(f"{x:g}" for x in seg_durations)
         sentences = self._fit_voice(task, sentences, [float(durations[k]) for k in order], notes)
-        return order, sentences, scores
+        return order, sentences, scores, (tuple(seg_durations) if seg_durations else None)
 
     @staticmethod
     def _fit_voice(task: PlanningTask, lines: list[str], durations: list[float], notes: dict[str, str]) -> list[str]:
