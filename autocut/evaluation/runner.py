@@ -860,7 +860,11 @@ def _score(run: _RunContext, sample: EvalSample, plan: EditPlan, rec: _Recorder)
     else:
         durations = None
         if decision is not None and len(decision.order) == len(plan.segments):
-            durations = [rec.task.pool.candidates[i].duration_s for i in decision.order]
+            # The length each line was written for: the segment length the planner decided, else its clip's.
+            if decision.durations_s is not None and len(decision.durations_s) == len(plan.segments):
+                durations = [float(x) for x in decision.durations_s]
+            else:
+                durations = [rec.task.pool.candidates[i].duration_s for i in decision.order]
         scores = score_footage_plan(
             sample, plan, decision, durations_s=durations, proxies=run.proxies, words_per_s=run.options.words_per_s
         )

@@ -199,8 +199,8 @@ def score_footage_plan(
 ) -> dict[str, float]:
     """Order and script scores of one footage-driven plan.
 
-    `durations_s`: per segment, the duration of the candidate clip its line was written for (the
-    planner's decision); None = the mapped candidate's duration.
+    `durations_s`: per segment, the duration its line was written for (the planner's decision: the segment
+    length it chose, else its candidate clip's); None = the mapped candidate's duration.
     """
     from autocut.render.subtitles import segment_sentence
 
