@@ -373,3 +373,15 @@ def test_role_equivalents_from_the_world_manifest(tmp_path: Path) -> None:
     assert world is None and "no world manifest" in why
     roles = _roles(SimpleNamespace(world=None, world_missing=why), ad, match)  # type: ignore[arg-type]
     assert roles.role_segments == match.segment_positives and "role-equivalent = strict" in roles.role_source
+
+
+def test_wcd_compares_each_line_with_the_length_it_was_written_for():
+    from autocut.evaluation.runner import line_durations
+    from autocut.planning.planners.base import Decision
+
+    clips = np.array([6.0, 5.0, 4.0])
+    whole = Decision((0, 2), (2, 0), ("a", "b"))
+    assert line_durations(whole, 2, clips) == [4.0, 6.0]  # the chosen clips' lengths, in ad order
+    cut = Decision((0, 2), (2, 0), ("a", "b"), durations_s=(2.5, 3.0))
+    assert line_durations(cut, 2, clips) == [2.5, 3.0]  # the lengths the planner decided
+    assert line_durations(cut, 3, clips) is None and line_durations(None, 2, clips) is None

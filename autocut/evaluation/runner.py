@@ -858,13 +858,7 @@ def _score(run: _RunContext, sample: EvalSample, plan: EditPlan, rec: _Recorder)
             sample, plan, decision, bgm_ranking=ranking, bgm_rows=run.bgm_rows, bgm_ks=run.bgm_ks
         )
     else:
-        durations = None
-        if decision is not None and len(decision.order) == len(plan.segments):
-            # The length each line was written for: the segment length the planner decided, else its clip's.
-            if decision.durations_s is not None and len(decision.durations_s) == len(plan.segments):
-                durations = [float(x) for x in decision.durations_s]
-            else:
-                durations = [rec.task.pool.candidates[i].duration_s for i in decision.order]
+        durations = line_durations(decision, len(plan.segments), rec.task.pool.durations_s)
         scores = score_footage_plan(
             sample, plan, decision, durations_s=durations, proxies=run.proxies, words_per_s=run.options.words_per_s
         )
@@ -957,3 +951,14 @@ def _versions(catalog: Catalog) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
+
+
+def line_durations(decision: Decision | None, n_segments: int, candidate_durations_s) -> list[float] | None:
+    """Per segment, the length its line was written for (what WCD compares the line with): the segment
+    length the planner decided (`Decision.durations_s`), else its chosen candidate's; None when the
+    decision does not map onto the plan's segments one to one."""
+    if decision is None or len(decision.order) != n_segments:
+        return None
+    if decision.durations_s is not None and len(decision.durations_s) == n_segments:
+        return [float(x) for x in decision.durations_s]
+    return [float(candidate_durations_s[i]) for i in decision.order]
