@@ -17,7 +17,7 @@ import redis
 from fastapi import Depends, HTTPException, Request
 
 from autocut.render.outputs import RESULT_FILES
-from server.auth import Principal, require_admin, require_key, sign_download
+from server.auth import Principal, require_admin, require_key, sign_download, verify_download
 from server.queue import JobQueue
 from server.schemas import (
     ClipOut,
@@ -131,6 +131,28 @@ def signed_links(settings: Settings, job_id: str, variant: int, owner: str) -> S
     pepper = settings.secret_key.get_secret_value()
     links = {a: sign_download(pepper, f"/v1/jobs/{job_id}/results/{variant}/{a}", ttl, owner) for a in ARTIFACTS}
     return SignedLinks(**links, expires_at=datetime.fromtimestamp(int(time.time()) + ttl, UTC))
+
+
+def signed_or_key(
+    request: Request,
+    services: Services,
+    job_id: str,
+    path: str,
+    expires: int | None,
+    signature: str | None,
+    api_key: str | None,
+    bearer: Any,
+) -> Principal | None:
+    """The caller of a job's download `path`: None for a valid signed link (made for the job's owner, whose
+    key still exists), 403 for an invalid one; without a signature, the caller's key as usual."""
+    if signature is None:
+        return require_key(request, api_key, bearer)
+    job = services.store.get_job(job_id)
+    owner = job.owner if job is not None else ""
+    alive = bool(owner) and services.store.api_key_exists(owner)
+    if verify_download(services.settings.secret_key.get_secret_value(), path, expires, signature, owner, alive):
+        return None
+    raise api_error(403, "bad_signature", "the signed link is invalid or has expired")
 
 
 def thumbnail_link(job_id: str, variant: int, segment: int) -> str:

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from autocut.render.outputs import RESULT_FILES, RESULT_SUFFIXES
-from server.auth import Principal, api_key_header, bearer_scheme, require_key, verify_download
+from server.auth import Principal, api_key_header, bearer_scheme
 from server.retention import delete_job
 from server.routes.common import (
     ARTIFACTS,
@@ -26,6 +26,7 @@ from server.routes.common import (
     ServicesDep,
     api_error,
     job_status,
+    signed_or_key,
 )
 from server.schemas import JOB_ID_PATTERN, ErrorBody, JobPage, JobStatus
 from server.store import JobRecord, JobState
@@ -143,16 +144,8 @@ def _download_principal(
     bearer: HTTPAuthorizationCredentials | None,
 ) -> Principal | None:
     """A valid signed link needs no key (None); otherwise the caller's key as usual."""
-    settings = services.settings
     path = f"/v1/jobs/{job_id}/results/{variant}/{artifact}"
-    if signature is not None:
-        job = services.store.get_job(job_id)
-        owner = job.owner if job is not None else ""
-        alive = bool(owner) and services.store.api_key_exists(owner)
-        if verify_download(settings.secret_key.get_secret_value(), path, expires, signature, owner, alive):
-            return None
-        raise api_error(403, "bad_signature", "the signed link is invalid or has expired")
-    return require_key(request, api_key, bearer)
+    return signed_or_key(request, services, job_id, path, expires, signature, api_key, bearer)
 
 
 def without_server_paths(doc: Any, roots: list[FsPath]) -> Any:

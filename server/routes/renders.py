@@ -27,10 +27,10 @@ from autocut.errors import AutoCutError, CatalogError
 from autocut.library.catalog import SourceRow
 from autocut.render.outputs import thumbnail_name
 from autocut.types import BgmChoice, EditPlan
-from server.auth import Principal, api_key_header, bearer_scheme, require_key, verify_download
+from server.auth import api_key_header, bearer_scheme
 from server.ids import new_id
 from server.jobspec import RenderJobSpec, build_edit_plan
-from server.routes.common import ERROR_RESPONSES, KeyDep, ServicesDep, api_error, thumbnail_link
+from server.routes.common import ERROR_RESPONSES, KeyDep, ServicesDep, api_error, signed_or_key, thumbnail_link
 from server.routes.edits import IdempotencyKey, Resolver, accepted, admit, request_fingerprint
 from server.schemas import JOB_ID_PATTERN, ErrorBody, JobAccepted, PlanSegmentIn, RenderRequest
 from server.store import ACTIVE_STATES, JobState, NewJob
@@ -314,17 +314,8 @@ def get_thumbnail(
     api_key: str | None = Depends(api_key_header),
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
 ) -> Response:
-    principal: Principal | None = None
-    if signature is not None:
-        pepper = services.settings.secret_key.get_secret_value()
-        signed_job = services.store.get_job(job_id)
-        owner = signed_job.owner if signed_job is not None else ""
-        alive = bool(owner) and services.store.api_key_exists(owner)
-        link = thumbnail_link(job_id, variant, segment)
-        if not verify_download(pepper, link, expires, signature, owner, alive):
-            raise api_error(403, "bad_signature", "the signed link is invalid or has expired")
-    else:
-        principal = require_key(request, api_key, bearer)
+    link = thumbnail_link(job_id, variant, segment)
+    principal = signed_or_key(request, services, job_id, link, expires, signature, api_key, bearer)
     job = services.store.get_job(job_id)
     if job is None or (principal is not None and job.owner != principal.key_id):
         raise api_error(404, "not_found", f"job {job_id} does not exist")
