@@ -403,6 +403,33 @@ def test_a_card_with_match_buckets_plans_with_the_product_photo(
     assert "lm_match_buckets" not in plan_edit(lib["root"], bare, get_planner("compact", model_dir=model))[0].notes
 
 
+def test_identity_prior_steers_the_lm_towards_the_photo(lib, compact_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A strong identity prior (raw cosine) over random LM weights picks the clips most like the photo; the
+    notes say which prior ran. Weight 0 is the pure LM (no prior in the notes)."""
+    from PIL import Image
+
+    from autocut.planning.planners.heuristic import embed_product_image
+
+    photo = tmp_path / "product-blue.png"
+    Image.new("RGB", (192, 144), (20, 40, 220)).save(photo)
+    product = PRODUCT.model_copy(update={"image_path": str(photo)})
+    script = ["Meet it.", "Love it."]
+    req = PlanRequest(product=product, pool=lib["pool"], script=script, seed=0)
+    planner = get_planner("compact", model_dir=compact_dir, identity_weight=100.0, identity="cosine")
+    plan = plan_edit(lib["root"], req, planner)[0]
+    assert plan.notes["lm_identity_prior"] == "cosine identity x 100"
+    with Catalog.open(lib["root"], create=False) as cat:
+        pool = build_candidates(cat, req.pool)
+        vec = embed_product_image(str(photo), cat)
+    sims = np.stack([c.vector for c in pool.candidates]) @ vec
+    rows = {int(k) - 1 for k in plan.notes["lm_rows"].split(", ")}
+    assert rows == set(np.argsort(-sims)[:2].tolist())
+    pure = plan_edit(lib["root"], req, get_planner("compact", model_dir=compact_dir))[0]
+    assert pure.notes["lm_identity_prior"] == "none"
+    with pytest.raises(Exception, match="identity_weight"):
+        get_planner("compact", model_dir=compact_dir, identity_weight=-1)
+
+
 def test_a_line_no_clip_can_voice_is_named(lib, compact_dir: Path) -> None:  # noqa: F811
     long_line = " ".join(["unbelievably"] * 40)
     req = PlanRequest(product=PRODUCT, pool=lib["pool"], script=["Short.", long_line], seed=0)

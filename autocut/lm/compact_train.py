@@ -94,6 +94,11 @@ class CompactTrainConfig:
             raise ConfigError("batch_size must be >= 1, lr > 0, script_share in [0, 1]")
 
 
+# The compact planner's identity prior at decoding (`autocut.planning.planners.compact`; 0 = the pure LM),
+# recorded in each trained model's card. Chosen on the val split (docs/evaluation.md, "Identity prior").
+DEFAULT_IDENTITY_WEIGHT = 0.0
+
+
 @dataclass
 class Encoded:
     """One example as token ids with its loss targets: at position `pos`, predict one of `targets`."""
@@ -551,6 +556,35 @@ def write_card(model_dir: str | Path, card: dict[str, Any]) -> None:
     write_json_atomic(Path(model_dir) / CARD_NAME, card)
 
 
+def ensure_identity(
+    library_dir: str | Path, *, train_split: str = "train", val_split: str = "val", say: Callable[[str], None] = print
+) -> Path:
+    """The library's identity model (`autocut train identity`), fitted now when it has none for its PCA."""
+    from autocut.library.catalog import Catalog
+    from autocut.planning.identity import fit_identity, identity_path, load_identity, load_identity_pools
+
+    path = identity_path(library_dir)
+    with Catalog.open(library_dir, create=False) as cat:
+        pca_version = cat.pca_version
+    try:
+        load_identity(path, pca_version=pca_version)
+        return path
+    except ConfigError:
+        pass
+    model = fit_identity(
+        load_identity_pools(library_dir, train_split),
+        load_identity_pools(library_dir, val_split),
+        pca_version=pca_version,
+    )
+    model.save(path)
+    m = model.metrics
+    say(
+        f"identity prior: fitted in {m['seconds']:.0f} s, val AUC {m['auc_val']['learned']:.3f} "
+        f"(raw cosine {m['auc_val']['raw_cosine']:.3f}) -> {path}"
+    )
+    return path
+
+
 def train_library_planner(
     library_dir: str | Path,
     out_dir: str | Path,
@@ -562,12 +596,16 @@ def train_library_planner(
     check: bool = True,
     before_training: Callable[[WorldData], None] | None = None,
     say: Callable[[str], None] = print,
+    identity_weight: float = DEFAULT_IDENTITY_WEIGHT,
 ) -> dict[str, Any]:
     """`autocut train compact` and `make demo`'s planner stage: the library's RQ-VAE tokenizers
     (`autocut.library.codes.load_library_tokenizer`, checked against the catalog), its `split` reference ads,
     `train_compact` (its progress lines score `heldout_split` examples; None: none), then, when `check`, the
     held-out check on `heldout_ads` of that split written into the card. `before_training(data)` runs once the
-    data has loaded (the demo moves an old model aside)."""
+    data has loaded (the demo moves an old model aside). `identity_weight` is the decoding's identity prior
+    (`autocut.planning.planners.compact`), recorded in the card (`decoding`) so the held-out check and every
+    later plan decode the same way; when it is > 0 and the library has no identity model yet, one is fitted
+    first (`autocut.planning.identity`, seconds)."""
     from autocut.library.codes import load_library_tokenizer
     from autocut.lm.backbone import default_qwen3_tokenizer_dir
     from autocut.lm.compact_data import load_world_data
@@ -598,6 +636,10 @@ def train_library_planner(
         f"compact planner: {tr['steps']} steps, {tr['examples']} examples, {tr['seconds']:.0f} s, "
         f"loss {tr['final_loss']} -> {out_dir}"
     )
+    card["decoding"] = {"identity_weight": float(identity_weight)}
+    write_card(out_dir, card)
+    if identity_weight > 0:
+        ensure_identity(lib, train_split=split, val_split=heldout_split or "val", say=say)
     if check and heldout_split and heldout_ads > 0:
         card["heldout"] = heldout_check(lib, out_dir, split=heldout_split, max_ads=heldout_ads)
         write_card(out_dir, card)

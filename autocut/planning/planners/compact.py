@@ -19,6 +19,13 @@ scored in one batched step (each level normalised over its 256 codes), and
 
 Grounding queries are the RQ-VAE decoded codes of the chosen candidates (the paper's path). Variant 0 is
 greedy; later variants sample every decision at `temperature`.
+
+Identity prior (`identity_weight` > 0, default: the weight the model's card records under `decoding`, else 0;
+with a product photo): each clip decision adds `identity_weight` x the
+candidate's z-scored similarity to the photo (`autocut.planning.identity`: the library's learned identity
+metric, else the raw cosine; `identity="cosine"` forces the latter) to the LM's log-probabilities, a product
+of experts at decoding time: the LM decides which clip fits each line and where, the prior which clips show
+the product. 0 is the pure LM. The plan's notes say which prior was used and how strongly.
 """
 
 from __future__ import annotations
@@ -77,7 +84,11 @@ class CompactPlanner(Planner):
         min_clips: int = 3,
         max_line_tokens: int = 40,
         num_threads: int | None = None,
+        identity_weight: float | None = None,
+        identity: str = "auto",
     ) -> None:
+        from autocut.planning.identity import IdentityPrior
+
         if not temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {temperature}")
         if min_clips < 1 or max_line_tokens < 1:
@@ -89,6 +100,10 @@ class CompactPlanner(Planner):
         self.min_clips = min_clips
         self.max_line_tokens = max_line_tokens
         self.num_threads = num_threads
+        if identity_weight is not None and not (0.0 <= float(identity_weight) <= 100.0):
+            raise ConfigError(f"identity_weight must be in [0, 100], got {identity_weight}")
+        self.identity_weight = None if identity_weight is None else float(identity_weight)
+        self.identity = IdentityPrior(identity)
         self._loaded: _Loaded | None = None
         self._photo_cache: tuple[str, np.ndarray, np.ndarray] | None = None
 
@@ -179,6 +194,18 @@ class CompactPlanner(Planner):
         user = user_message(
             scenario, req.language, product, list(codes), None if photo is None else photo[1][:levels], match
         )
+        prior = np.zeros(n)
+        weight = self.identity_weight
+        if weight is None:  # the model's own: what its card's held-out check was measured with
+            weight = float((loaded.card.get("decoding") or {}).get("identity_weight", 0.0))
+        if photo is not None and weight > 0:
+            from autocut.planning.identity import zscore
+
+            sims, how = self.identity.scores(task.library_dir, task.catalog.pca_version, photo[0], vectors)
+            prior = weight * zscore(sims)
+            notes_prior = f"{how} identity x {weight:g}"
+        else:
+            notes_prior = "none"
         sample = variant > 0 or attempt > 0
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         np_rng = np.random.default_rng(int(rng.integers(2**31)))
@@ -215,17 +242,21 @@ class CompactPlanner(Planner):
             return allowed[int(torch.argmax(sub))]
 
         feed(prompt_ids(tok, user))
-        notes: dict[str, str] = {"lm_model": str(loaded.model_dir), "lm_decoding": "sampled" if sample else "greedy"}
+        notes: dict[str, str] = {
+            "lm_model": str(loaded.model_dir),
+            "lm_decoding": "sampled" if sample else "greedy",
+            "lm_identity_prior": notes_prior,
+        }
         durations = task.pool.durations_s
         seg_durations = None
         if scenario == "script":
             gumbel = (lambda shape: -np.log(-np.log(np_rng.uniform(1e-9, 1.0, size=shape)))) if sample else None
             order, sentences, scores = self._script(
-                task, feed, paths, choose, ix, codes, match, durations, notes, gumbel
+                task, feed, paths, choose, ix, codes, match, durations, notes, gumbel, prior
             )
         else:
             order, sentences, scores, seg_durations = self._footage(
-                task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes
+                task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes, prior
             )
         if match is not None:
             notes["lm_match_buckets"] = ", ".join(str(int(match[k])) for k in order)
@@ -258,7 +289,7 @@ class CompactPlanner(Planner):
             durations_s=seg_durations,
         )
 
-    def _script(self, task, feed, paths, choose, ix, codes, match, durations, notes, gumbel=None):
+    def _script(self, task, feed, paths, choose, ix, codes, match, durations, notes, gumbel=None, prior=None):
         from scipy.optimize import linear_sum_assignment
 
         lines = [s.strip() for s in task.request.script or []]
@@ -269,17 +300,19 @@ class CompactPlanner(Planner):
                 for k in range(n):
                     feasible[i, k] = task.speech_rate(s, float(durations[k])) is not None
         logp = np.zeros((len(lines), n))
+        prior = np.zeros(n) if prior is None else prior
         used: set[int] = set()
         for i, line in enumerate(lines):
             feed(ix.text(line))
             sc = paths()
             logp[i] = sc - np.logaddexp.reduce(sc)
             ok = [k for k in range(n) if feasible[i, k] and k not in used] or [k for k in range(n) if k not in used]
-            k = choose(sc, ok)
+            k = choose(logp[i] + prior, ok)
             used.add(k)
             feed([*ix.clip(codes[k], None if match is None else int(match[k])), *ix.row_end])
         # Variants sample the assignment too (perturb-and-MAP: Gumbel noise on the scores at `temperature`).
-        noisy = logp + self.temperature * gumbel(logp.shape) if gumbel is not None else logp
+        fused = logp + prior[None, :]
+        noisy = fused + self.temperature * gumbel(logp.shape) if gumbel is not None else fused
         cost = np.where(feasible, -noisy, 1e6)
         rows, cols = linear_sum_assignment(cost)
         assign = dict(zip(rows.tolist(), cols.tolist()))
@@ -297,7 +330,7 @@ class CompactPlanner(Planner):
         scores = np.exp(logp).max(axis=0).astype(np.float32)
         return order, lines, scores
 
-    def _footage(self, task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes):
+    def _footage(self, task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes, prior=None):
 
         n = len(codes)
         order: list[int] = []
@@ -329,7 +362,7 @@ class CompactPlanner(Planner):
             probs = np.exp(sc - np.logaddexp.reduce(sc[ok]))
             for k in ok:
                 scores[k] = max(scores[k], float(probs[k]))
-            k = choose(sc, ok)
+            k = choose(sc if prior is None else sc + prior, ok)
             order.append(k)
             total += float(durations[k])
             feed(ix.clip(codes[k], None if match is None else int(match[k])))

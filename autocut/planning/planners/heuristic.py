@@ -4,7 +4,9 @@ No text-image model ships offline, so this planner sees frames only:
 
 - selection: the candidates closest to the product photo (embedded with the library's frame
   encoder + PCA) when the request has one, else to the pool's dominant cluster (the densest
-  candidate's neighbourhood);
+  candidate's neighbourhood). "Closest" is the raw cosine by default (`identity="cosine"`, the
+  baseline every table compares with); `identity="learned"` or `"auto"` uses the library's learned
+  identity metric (`autocut.planning.identity`) instead, an ablation that shows what identity alone buys;
 - order: a greedy similarity chain that starts at the most "opening-like" candidate. Opening-
   likeness is the direction from the average reference clip to the average first clip of the
   training split's reference edits (what distinguishes openings); a library without reference
@@ -196,6 +198,7 @@ class _State:
     anchor: np.ndarray  # (D,) selection target
     anchor_from: str
     stats: ReferenceStats
+    scores: np.ndarray | None = None  # (N,) selection similarity when the identity prior gives it
 
 
 class HeuristicPlanner(Planner):
@@ -203,7 +206,10 @@ class HeuristicPlanner(Planner):
 
     name = "heuristic"
 
-    def __init__(self) -> None:
+    def __init__(self, *, identity: str = "cosine") -> None:
+        from autocut.planning.identity import IdentityPrior
+
+        self.identity = IdentityPrior(identity)
         self._state: _State | None = None
 
     def plan(self, task: PlanningTask, n_variants: int) -> list[Decision]:
@@ -226,9 +232,15 @@ class HeuristicPlanner(Planner):
                 # An encoder that cannot load here (e.g. resnet50 without weights) must not sink the
                 # plan: the pool's own structure is the documented fallback.
                 log.warning("cannot embed the product image (%s); anchoring on the pool's dominant cluster", exc)
+        scores = None
         if anchor is None:
             anchor = dominant_anchor(task.pool.vectors)
-        return _State(anchor, anchor_from, reference_stats(task.catalog, task.reference_split))
+        elif self.identity.mode != "cosine":
+            scores, how = self.identity.scores(
+                task.library_dir, task.catalog.pca_version, anchor, np.asarray(task.pool.vectors)
+            )
+            anchor_from += f" ({how} identity)"
+        return _State(anchor, anchor_from, reference_stats(task.catalog, task.reference_split), scores)
 
     @property
     def state(self) -> _State:
@@ -248,7 +260,10 @@ class HeuristicPlanner(Planner):
         }
 
     def candidate_scores(self, task: PlanningTask) -> np.ndarray:
-        """The selection similarity of each candidate to the anchor (cosine, without the variants' noise)."""
+        """The selection similarity of each candidate to the anchor (cosine, or the learned identity metric's;
+        without the variants' noise)."""
+        if self.state.scores is not None:
+            return self.state.scores
         return np.asarray(task.pool.vectors @ self.state.anchor, np.float64)
 
     # ---------------------------------------------------------------- steps
