@@ -83,6 +83,12 @@ def test_mirrored_parser_values_match_the_library() -> None:
     assert CandidateConfig().max_frames == plan.DEFAULT_MAX_FRAMES
     assert tuple(rqvae.MODALITIES) == cli_rqvae.MODALITIES
     assert train.DEFAULT_CPU_BACKBONE == DEFAULT_CPU_BACKBONE
+    from autocut.lm.compact_train import DEFAULT_IDENTITY_WEIGHT, CompactTrainConfig
+    from autocut.lm.small import SMALL_PRESETS
+
+    assert train.DEFAULT_IDENTITY_WEIGHT == DEFAULT_IDENTITY_WEIGHT
+    assert CompactTrainConfig().backbone == train.COMPACT_DEFAULT_BACKBONE
+    assert tuple(SMALL_PRESETS) == train.COMPACT_BACKBONES
     assert tuple(TASKS) == train.TASKS
     d = CorpusConfig()
     assert {k: getattr(d, k) for k in train.CORPUS_DEFAULTS} == train.CORPUS_DEFAULTS

@@ -293,6 +293,17 @@ def test_match_tokens_are_decisions_and_narrow_the_code_targets() -> None:
     # Without a photo there are no match tokens anywhere.
     off = ExampleSampler(data, seed=1, photo_dropout=1.0, match_edges=(2, 4, 8)).draw("script")
     assert off.match is None and "<m_" not in tok.decode(encode_example(tok, off).ids)
+    # With a learned identity map for a product (`match_metric` "learned"), its buckets rank through the map
+    # (footage-driven: the pool is the product's reel in reel order).
+    w = rng.normal(size=(dim, dim)).astype(np.float32)
+    data.identity_maps = dict.fromkeys(data.reels, w)
+    ad = data.ads[0]
+    reel = np.stack([c.vectors[0] for c in data.reels[ad.product_id]])
+    photo = photo_vecs[ad.product_id][0]
+    mapped = ExampleSampler(data, seed=1, photo_dropout=0.0, match_edges=(2, 4, 8)).example(ad, "footage")
+    assert mapped.match is not None
+    np.testing.assert_array_equal(mapped.match, match_buckets(photo @ w.T, reel @ w.T, (2, 4, 8)))
+    assert not np.array_equal(mapped.match, match_buckets(photo, reel, (2, 4, 8)))
 
 
 def test_train_compact_writes_a_loadable_model_with_its_card(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ TASKS = ("select", "sort", "script", "bgm")
 # Mirrors of autocut.lm.small.SMALL_PRESETS / autocut.lm.compact_train.CompactTrainConfig().backbone.
 COMPACT_BACKBONES = ("qwen3-tiny", "qwen3-small4", "qwen3-small8")
 COMPACT_DEFAULT_BACKBONE = "qwen3-small4"
+DEFAULT_IDENTITY_WEIGHT = 0.0  # mirror of autocut.lm.compact_train.DEFAULT_IDENTITY_WEIGHT
 CORPUS_DEFAULTS = {"seed": 0, "max_frames_per_clip": 8, "max_prompt_tokens": 3500, "max_pool_size": 24}
 
 
@@ -179,6 +180,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="R1,R2,...",
         help="product-match buckets: rank edges by photo similarity (default 2,4,8,16; 'none': no match tokens)",
+    )
+    c.add_argument(
+        "--match-metric",
+        choices=("cosine", "learned"),
+        default="cosine",
+        help="what the match buckets rank by: the raw photo cosine (default) or the learned identity map "
+        "(`autocut train identity`; fitted first when missing; training examples use cross-fitted maps)",
+    )
+    c.add_argument(
+        "--identity-weight",
+        type=float,
+        default=None,
+        help="the identity prior added to the LM's clip log-probabilities at decoding, recorded in the model "
+        f"card (default {DEFAULT_IDENTITY_WEIGHT:g}; 0: the pure LM)",
     )
     c.set_defaults(func=_train_compact)
 
@@ -384,6 +399,7 @@ def _train_compact(args: argparse.Namespace) -> int:
                 f"--match-edges takes comma-separated ranks or 'none', got {args.match_edges!r}"
             ) from None
     cfg = CompactTrainConfig(
+        match_metric=args.match_metric,
         backbone=args.backbone,
         budget_s=args.budget_s,
         max_steps=args.max_steps,
@@ -400,5 +416,6 @@ def _train_compact(args: argparse.Namespace) -> int:
         heldout_split=args.heldout_split,
         heldout_ads=args.heldout_ads,
         check=args.heldout_ads > 0,
+        identity_weight=DEFAULT_IDENTITY_WEIGHT if args.identity_weight is None else args.identity_weight,
     )
     return 0

@@ -82,6 +82,9 @@ class WorldData:
     photo_variants: dict[str, np.ndarray] = field(default_factory=dict)
     # product_id -> (M + 1, D) the photo's embedding and its noisy views (rows as `photo_variants`)
     photo_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    # product_id -> (D, D) learned identity map its examples' match buckets are computed through
+    # (`CompactTrainConfig.match_metric` "learned": cross-fitted, so never fitted on that product); none: cosine
+    identity_maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -341,7 +344,11 @@ class ExampleSampler:
         views = [c.vectors for c in clips]
         if self.match_edges and photo is not None and pvec is not None and all(v is not None for v in views):
             cvecs = np.stack([v[min(j, len(v) - 1)] for v, j in zip(views, picks) if v is not None])
-            match = match_buckets(pvec[min(p_view, len(pvec) - 1)], cvecs, self.match_edges)
+            pv_row = pvec[min(p_view, len(pvec) - 1)]
+            w = self.data.identity_maps.get(own)
+            if w is not None:
+                cvecs, pv_row = cvecs @ w.T, pv_row @ w.T
+            match = match_buckets(pv_row, cvecs, self.match_edges)
         return Example(
             scenario=scenario,
             language=ad.language,

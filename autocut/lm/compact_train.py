@@ -77,6 +77,9 @@ class CompactTrainConfig:
     levels: int = 4  # code levels per clip in prompts and answers (1..8)
     # Product-match buckets (rank edges by photo similarity, `autocut.lm.compact.match_buckets`); () = none.
     match_edges: tuple[int, ...] = MATCH_EDGES
+    # What the match buckets rank by: "cosine" (photo vs clip mean) or "learned" (through the library's identity
+    # map, `autocut.planning.identity`; training examples use maps cross-fitted without their product).
+    match_metric: str = "cosine"
     # Footage-driven rows: after the clip's codes, the model decides how long the segment runs (a duration
     # token, target: the reference segment's duration, at most the clip's) and then writes its line.
     segment_durations: bool = True
@@ -90,6 +93,8 @@ class CompactTrainConfig:
             raise ConfigError(f"levels must be in 1..{T.NUM_LEVELS}, got {self.levels}")
         if self.match_edges:
             match_buckets(np.zeros(1), np.zeros((1, 1)), tuple(self.match_edges))  # validates the edges
+        if self.match_metric not in ("cosine", "learned"):
+            raise ConfigError(f"match_metric must be 'cosine' or 'learned', got {self.match_metric!r}")
         if self.batch_size < 1 or not self.lr > 0 or not 0 <= self.script_share <= 1:
             raise ConfigError("batch_size must be >= 1, lr > 0, script_share in [0, 1]")
 
@@ -616,6 +621,27 @@ def train_library_planner(
     audio = load_library_tokenizer(lib, "audio")
     data = load_world_data(lib, split, video=video, audio=audio)
     val = load_world_data(lib, heldout_split, video=video, audio=audio) if heldout_split else None
+    if config.match_metric == "learned" and config.match_edges:
+        from autocut.library.catalog import Catalog
+        from autocut.planning.identity import crossfit_identity, load_identity, load_identity_pools
+
+        path = ensure_identity(lib, train_split=split, val_split=heldout_split or "val", say=say)
+        with Catalog.open(lib, create=False) as cat:
+            pca_version = cat.pca_version
+        full = load_identity(path, pca_version=pca_version).weight
+        t0 = time.perf_counter()
+        data.identity_maps = crossfit_identity(
+            load_identity_pools(lib, split),
+            load_identity_pools(lib, heldout_split or "val"),
+            pca_version=pca_version,
+            seed=config.seed,
+        )
+        say(
+            f"identity maps: {len(data.identity_maps)} training products cross-fitted "
+            f"in {time.perf_counter() - t0:.0f} s"
+        )
+        if val is not None:
+            val.identity_maps = dict.fromkeys(val.reels, full)
     if before_training is not None:
         before_training(data)
     say(

@@ -35,6 +35,8 @@ __all__ = [
     "IDENTITY_FILE",
     "IdentityModel",
     "IdentityPools",
+    "IdentityPrior",
+    "crossfit_identity",
     "fit_identity",
     "identity_path",
     "load_identity",
@@ -321,3 +323,31 @@ class IdentityPrior:
         if model is None:
             return (_unit(clips) @ _unit(np.asarray(photo).reshape(-1))).astype(np.float64), "cosine"
         return model.scores(photo, clips), "learned"
+
+
+def crossfit_identity(
+    train: IdentityPools, val: IdentityPools, *, pca_version: str, folds: int = 4, seed: int = 0, **fit_kw: Any
+) -> dict[str, np.ndarray]:
+    """product_id -> the map fitted without that product (K folds over `train`'s products; val picks the step).
+
+    Training examples that show the LM an identity signal must show it as the planner will see it on a product
+    it has never met: a map fitted on the product itself would be too good on its own shots."""
+    if folds < 2:
+        raise ConfigError(f"folds must be >= 2, got {folds}")
+    pids = sorted(p for p in train.reels if p in train.photos)
+    rng = np.random.default_rng(seed)
+    order = [pids[i] for i in rng.permutation(len(pids))]
+    out: dict[str, np.ndarray] = {}
+    for k in range(folds):
+        held = set(order[k::folds])
+        part = IdentityPools(
+            train.split,
+            {p: v for p, v in train.photos.items() if p not in held},
+            {p: v for p, v in train.reels.items() if p not in held},
+            {p: v for p, v in train.categories.items() if p not in held},
+        )
+        model = fit_identity(part, val, pca_version=pca_version, seed=seed + k, **fit_kw)
+        for p in held:
+            out[p] = model.weight
+        log.info("identity fold %d/%d: val AUC %.4f", k + 1, folds, model.metrics["auc_val"]["learned"])
+    return out

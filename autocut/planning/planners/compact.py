@@ -190,7 +190,15 @@ class CompactPlanner(Planner):
         product = ProductView(req.product.name, req.product.brand, list(req.product.selling_points))
         scenario = "script" if task.n_select is not None else "footage"
         photo = self._photo(task, loaded)
-        match = match_buckets(photo[0], vectors, edges) if photo is not None and edges else None
+        match = None
+        if photo is not None and edges:
+            pvec, cvecs = photo[0], vectors
+            if trained.get("match_metric", "cosine") == "learned":  # ranks through the library's identity map
+                from autocut.planning.identity import IdentityPrior
+
+                w = IdentityPrior("learned").model(task.library_dir, task.catalog.pca_version).weight
+                pvec, cvecs = pvec @ w.T, vectors @ w.T
+            match = match_buckets(pvec, cvecs, edges)
         user = user_message(
             scenario, req.language, product, list(codes), None if photo is None else photo[1][:levels], match
         )
