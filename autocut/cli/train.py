@@ -217,7 +217,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train_identity(args: argparse.Namespace) -> int:
     from autocut.library.catalog import Catalog
-    from autocut.planning.identity import fit_identity, identity_path, load_identity_pools
+    from autocut.planning.identity import fit_identity, identity_path
+    from autocut.planning.identity_data import load_identity_pools
 
     if args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")

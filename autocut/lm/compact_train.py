@@ -566,7 +566,8 @@ def ensure_identity(
 ) -> Path:
     """The library's identity model (`autocut train identity`), fitted now when it has none for its PCA."""
     from autocut.library.catalog import Catalog
-    from autocut.planning.identity import fit_identity, identity_path, load_identity, load_identity_pools
+    from autocut.planning.identity import fit_identity, identity_path, load_identity
+    from autocut.planning.identity_data import load_identity_pools
 
     path = identity_path(library_dir)
     with Catalog.open(library_dir, create=False) as cat:
@@ -623,7 +624,8 @@ def train_library_planner(
     val = load_world_data(lib, heldout_split, video=video, audio=audio) if heldout_split else None
     if config.match_metric == "learned" and config.match_edges:
         from autocut.library.catalog import Catalog
-        from autocut.planning.identity import crossfit_identity, load_identity, load_identity_pools
+        from autocut.planning.identity import crossfit_identity, load_identity
+        from autocut.planning.identity_data import load_identity_pools
 
         path = ensure_identity(lib, train_split=split, val_split=heldout_split or "val", say=say)
         with Catalog.open(lib, create=False) as cat:

@@ -14,6 +14,7 @@ W starting at the identity and held near it by weight decay towards it). It is f
 (the step with the best val AUC), and recorded with both AUCs next to the raw cosine's, so nobody uses it
 unseen. Planners read it as a prior over candidates (`scores`, z-scored within the pool).
 
+Fitting data comes from the demo world's manifest (`autocut.planning.identity_data.load_identity_pools`).
 Files: `<library>/models/identity/identity.npz` (W, the PCA version it was fitted on, the metrics as JSON).
 A file for another PCA version or with the wrong shape is refused with the reason.
 """
@@ -40,7 +41,6 @@ __all__ = [
     "fit_identity",
     "identity_path",
     "load_identity",
-    "load_identity_pools",
     "pool_auc",
     "zscore",
 ]
@@ -151,49 +151,6 @@ class IdentityPools:
     def same_category(self, pid: str) -> list[str]:
         cat = self.categories.get(pid, "")
         return [p for p in sorted(self.reels) if p != pid and self.categories.get(p, "") == cat and p in self.photos]
-
-
-def load_identity_pools(library_dir: str | Path, split: str, frame_weights: Path | None = None) -> IdentityPools:
-    """The demo world's products of `split` (needs `<library>/world/world.json`: which shot is whose)."""
-    from autocut.demo_world.manifest import load_manifest
-    from autocut.library.catalog import Catalog
-    from autocut.planning.candidates import build_candidates
-    from autocut.planning.planners.heuristic import embed_product_image
-    from autocut.types import PoolItem
-
-    world = load_manifest(library_dir)
-    by_photo: dict[int, list[dict]] = {}
-    owner: dict[int, str] = {}
-    for s in world["shots"]:
-        by_photo.setdefault(int(s["photo_id"]), []).append(s)
-        if s.get("kind") == "ad":
-            owner[int(s["photo_id"])] = str(s["product_id"])
-    out = IdentityPools(split, {}, {}, {})
-    with Catalog.open(library_dir, create=False) as cat:
-        for prod in cat.products(split):
-            photo_ids = sorted(p for p, o in owner.items() if o == prod.product_id)
-            if not photo_ids or not prod.image_path:
-                continue
-            pool = build_candidates(cat, [PoolItem(photo_id=p) for p in photo_ids])
-            vecs, labels = [], []
-            for c in pool.candidates:
-                mid = (c.start_s + c.end_s) / 2
-                shot = next(
-                    (
-                        s
-                        for s in by_photo.get(c.photo_id, [])
-                        if float(s["offset_s"]) <= mid < float(s["offset_s"]) + float(s["duration_s"])
-                    ),
-                    None,
-                )
-                vecs.append(np.asarray(c.vector, np.float32))
-                labels.append(1 if shot is not None and shot.get("kind") == "ad" else 0)
-            out.reels[prod.product_id] = (np.stack(vecs), np.asarray(labels, np.int64))
-            out.photos[prod.product_id] = embed_product_image(prod.image_path, cat, frame_weights)
-            out.categories[prod.product_id] = prod.category
-    if not out.reels:
-        raise ConfigError(f"split {split!r} of {library_dir} has no product with a photo and a reel")
-    return out
 
 
 def pool_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:

@@ -104,6 +104,7 @@ class CompactPlanner(Planner):
             raise ConfigError(f"identity_weight must be in [0, 100], got {identity_weight}")
         self.identity_weight = None if identity_weight is None else float(identity_weight)
         self.identity = IdentityPrior(identity)
+        self._match_identity = IdentityPrior("learned")  # for models whose match buckets rank through it
         self._loaded: _Loaded | None = None
         self._photo_cache: tuple[str, np.ndarray, np.ndarray] | None = None
 
@@ -194,10 +195,9 @@ class CompactPlanner(Planner):
         if photo is not None and edges:
             pvec, cvecs = photo[0], vectors
             if trained.get("match_metric", "cosine") == "learned":  # ranks through the library's identity map
-                from autocut.planning.identity import IdentityPrior
-
-                w = IdentityPrior("learned").model(task.library_dir, task.catalog.pca_version).weight
-                pvec, cvecs = pvec @ w.T, vectors @ w.T
+                model = self._match_identity.model(task.library_dir, task.catalog.pca_version)
+                assert model is not None  # "learned" raises instead of returning None
+                pvec, cvecs = pvec @ model.weight.T, vectors @ model.weight.T
             match = match_buckets(pvec, cvecs, edges)
         user = user_message(
             scenario, req.language, product, list(codes), None if photo is None else photo[1][:levels], match
