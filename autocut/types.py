@@ -26,6 +26,7 @@ __all__ = [
     "PlanSegment",
     "PoolItem",
     "ProductInfo",
+    "SafeArea",
     "Scenario",
     "SegmentMode",
     "SubtitleStyle",
@@ -35,7 +36,7 @@ __all__ = [
 
 PLAN_FORMAT_VERSION = 1
 
-Aspect = Literal["9:16", "16:9", "1:1"]
+Aspect = Literal["9:16", "16:9", "1:1", "4:5"]
 FitMode = Literal["crop", "blur_pad"]
 Language = Literal["en", "zh"]
 Scenario = Literal["script", "footage"]
@@ -50,6 +51,7 @@ ASPECT_DEFAULT_SIZE: dict[str, tuple[int, int]] = {
     "9:16": (1080, 1920),
     "16:9": (1920, 1080),
     "1:1": (1080, 1080),
+    "4:5": (1080, 1350),
 }
 
 
@@ -69,9 +71,26 @@ class ProductInfo(_Model):
     image_path: str | None = None
 
 
-class OutputSpec(_Model):
-    """Target video format."""
+class SafeArea(_Model):
+    """Margins of the frame that a platform's interface may cover, as fractions of the frame's height (top,
+    bottom) or width (left, right); burned-in captions stay inside the rest. Zero: nothing is covered."""
 
+    top_frac: float = Field(default=0.0, ge=0.0, lt=0.5)
+    bottom_frac: float = Field(default=0.0, ge=0.0, lt=0.5)
+    left_frac: float = Field(default=0.0, ge=0.0, lt=0.5)
+    right_frac: float = Field(default=0.0, ge=0.0, lt=0.5)
+
+
+class OutputSpec(_Model):
+    """Target video format: a platform preset (`autocut.render.presets`) or a free size."""
+
+    # A platform preset name (tiktok, reels, shorts, feed-square, feed-portrait, youtube): fills in the
+    # aspect, size, frame rate and safe area below (and the plan's loudness target) unless they are given.
+    preset: str | None = Field(
+        default=None,
+        description="Platform preset (tiktok, reels, shorts, feed-square, feed-portrait, youtube): sets the "
+        "aspect, size, frame rate, caption safe area and loudness target unless given explicitly",
+    )
     aspect: Aspect = "9:16"
     width: int = Field(default=1080, ge=64, le=4096)
     height: int = Field(default=1920, ge=64, le=4096)
@@ -81,6 +100,25 @@ class OutputSpec(_Model):
     transition_duration_s: float = Field(default=0.3, ge=0.0, le=2.0)
     video_crf: int = Field(default=23, ge=0, le=51)
     x264_preset: str = "veryfast"
+    safe_area: SafeArea = Field(default_factory=SafeArea)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: object) -> object:
+        """Fill in the fields the named preset sets and `data` does not give."""
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        from dataclasses import asdict
+
+        from autocut.errors import ConfigError
+        from autocut.render.presets import get_preset
+
+        try:
+            p = get_preset(data["preset"])
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        preset = {"aspect": p.aspect, "width": p.width, "height": p.height, "fps": p.fps, "safe_area": asdict(p.safe)}
+        return {**preset, **data}
 
     @model_validator(mode="after")
     def _even_and_matching(self) -> OutputSpec:
@@ -186,13 +224,27 @@ class EditPlan(_Model):
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
-    # Loudness target of the final mix: -14 LUFS, true peak <= -1 dBTP.
+    # Loudness target of the final mix: -14 LUFS, true peak <= -1 dBTP; an output preset sets its own
+    # (`autocut.render.presets`) unless these are given.
     loudness_lufs: float = Field(default=-14.0, ge=-40, le=-5)
     true_peak_db: float = Field(default=-1.0, ge=-9, le=0)
     # A clip may appear twice only when the plan says so.
     allow_reuse: bool = False
     planner: str = ""
     notes: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _preset_loudness(self) -> EditPlan:
+        """An output preset sets the loudness target unless the plan gives one."""
+        if self.output.preset is not None:
+            from autocut.render.presets import get_preset
+
+            p = get_preset(self.output.preset)
+            if "loudness_lufs" not in self.model_fields_set:
+                self.loudness_lufs = p.loudness_lufs
+            if "true_peak_db" not in self.model_fields_set:
+                self.true_peak_db = p.true_peak_db
+        return self
 
     @property
     def duration_s(self) -> float:

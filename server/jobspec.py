@@ -37,7 +37,7 @@ from autocut.types import (
     SubtitleStyle,
     VoiceSpec,
 )
-from server.schemas import EditRequest, IndexKind, RebuildRequest, RenderPlan, RenderRequest
+from server.schemas import EditOptions, EditRequest, IndexKind, PlanOutput, RebuildRequest, RenderPlan, RenderRequest
 
 __all__ = [
     "EditJobSpec",
@@ -49,9 +49,16 @@ __all__ = [
     "RenderJobSpec",
     "UploadRef",
     "build_edit_plan",
+    "output_spec",
     "render_choices",
     "review_result",
 ]
+
+
+def output_spec(o: EditOptions | PlanOutput) -> OutputSpec:
+    """The renderer's output format for request options `o`: the preset's (aspect, frame rate, safe area; the plan
+    takes its loudness target) at a short side of `o.resolution`, else a free aspect."""
+    return OutputSpec.for_aspect(o.aspect, short_side=o.resolution, transition=o.transition, preset=o.preset)
 
 
 class UploadRef(BaseModel):
@@ -107,7 +114,7 @@ class EditJobSpec(BaseModel):
             n_variants=opts.n_variants,
             exclude_audio_ids=list(opts.bgm.exclude_audio_ids),
             allow_outside_pool=False,
-            output=OutputSpec.for_aspect(opts.aspect, short_side=opts.resolution, transition=opts.transition),
+            output=output_spec(opts),
             voice=VoiceSpec.model_validate({**opts.voice.model_dump(), "language": opts.language}),
             seed=opts.seed,
         )
@@ -189,7 +196,7 @@ def build_edit_plan(
         ],
         bgm=bgm,
         voice=VoiceSpec.model_validate({**plan.voice.model_dump(), "language": plan.language}),
-        output=OutputSpec.for_aspect(o.aspect, short_side=o.resolution, transition=o.transition),
+        output=output_spec(o),
         subtitles=SubtitleStyle(enabled=o.subtitles),
         planner=plan.planner,
     )
@@ -215,6 +222,7 @@ def review_result(plan: EditPlan, request: EditRequest, variant: int) -> dict[st
             "language": plan.language,
             "voice": {"engine": plan.voice.engine, "name": plan.voice.name},
             "output": {
+                **({"preset": o.preset} if o.preset is not None else {}),
                 "aspect": o.aspect,
                 "resolution": min(o.width, o.height),
                 "transition": o.transition,

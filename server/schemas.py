@@ -8,12 +8,13 @@ root (`path`, relative); the server never fetches URLs.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from autocut.render.outputs import PREVIEW_SHORT_SIDE, RenderQuality
+from autocut.render.presets import PRESETS
 from autocut.types import Aspect, Language, Transition
 from server.ids import id_pattern
 from server.store import JobKind, JobState
@@ -57,6 +58,8 @@ __all__ = [
     "RenderPlan",
     "RenderRequest",
     "ResultLinks",
+    "SelfCheckItem",
+    "SelfCheckOut",
     "SignedLinks",
     "VariantResult",
     "VoiceOptions",
@@ -172,8 +175,39 @@ class BgmOptions(_In):
         return self
 
 
+_PRESET_HELP = (
+    "Platform preset: "
+    + ", ".join(f"{p.name} ({p.description}, {p.aspect})" for p in PRESETS.values())
+    + ". Sets the aspect, frame rate, caption safe area and loudness target; `resolution` still sets the short "
+    "side. Omit for a free aspect at 30 fps"
+)
+
+
+def _known_preset(v: str) -> str:
+    if v not in PRESETS:
+        raise ValueError(f"unknown preset {v!r}; known presets: {', '.join(PRESETS)}")
+    return v
+
+
+PresetName = Annotated[str, AfterValidator(_known_preset)]
+
+
+def _preset_aspect(preset: str | None, aspect: Aspect, aspect_given: bool) -> None:
+    """A preset fixes the aspect: an explicit other aspect is a conflict."""
+    if preset is not None and aspect_given and aspect != PRESETS[preset].aspect:
+        raise ValueError(
+            f"aspect {aspect} conflicts with preset {preset!r} ({PRESETS[preset].aspect}); give one or the other"
+        )
+
+
 class EditOptions(_In):
-    aspect: Aspect = "9:16"
+    preset: PresetName | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,  # not stored when unset (specs stored before it existed read back unchanged)
+        description=_PRESET_HELP,
+        examples=["tiktok"],
+    )
+    aspect: Aspect = Field(default="9:16", description="Output aspect; with `preset`, the preset's")
     resolution: int = Field(
         default=1080,
         ge=144,
@@ -201,6 +235,13 @@ class EditOptions(_In):
         description=f"final: the requested resolution; preview: the same plan and audio at a short side of at "
         f"most {PREVIEW_SHORT_SIDE} px with the fastest encoder settings (for a quick look before the final render)",
     )
+
+    @model_validator(mode="after")
+    def _preset_fixes_aspect(self) -> EditOptions:
+        _preset_aspect(self.preset, self.aspect, "aspect" in self.model_fields_set)
+        if self.preset is not None:
+            self.aspect = PRESETS[self.preset].aspect  # type: ignore[assignment]
+        return self
 
 
 _EDIT_EXAMPLE: JsonDict = {
@@ -307,10 +348,20 @@ class PlanMusic(_In):
 
 
 class PlanOutput(_In):
-    aspect: Aspect = "9:16"
+    preset: PresetName | None = Field(
+        default=None, exclude_if=lambda v: v is None, description=_PRESET_HELP, examples=["reels"]
+    )
+    aspect: Aspect = Field(default="9:16", description="Output aspect; with `preset`, the preset's")
     resolution: int = Field(default=1080, ge=144, le=2160, multiple_of=2, description="Short side in pixels")
     transition: Transition = "cut"
     subtitles: bool = True
+
+    @model_validator(mode="after")
+    def _preset_fixes_aspect(self) -> PlanOutput:
+        _preset_aspect(self.preset, self.aspect, "aspect" in self.model_fields_set)
+        if self.preset is not None:
+            self.aspect = PRESETS[self.preset].aspect  # type: ignore[assignment]
+        return self
 
 
 class RenderPlan(_In):
@@ -398,6 +449,32 @@ class SignedLinks(ResultLinks):
     expires_at: datetime
 
 
+CheckStatusName = Literal["ok", "warn", "fail"]
+
+
+class SelfCheckItem(BaseModel):
+    """One check of a rendered video (`autocut.render.selfcheck`)."""
+
+    name: str = Field(
+        description="format, segments, av_duration, black, freeze, narration_silence, loudness, true_peak"
+    )
+    status: CheckStatusName
+    value: float | int | str | None = Field(description="What was measured (seconds, frames, LUFS or dBTP)")
+    threshold: str = Field(description="The rule the value was held to")
+    detail: str = ""
+
+
+class SelfCheckOut(BaseModel):
+    """The self-check of a rendered video: ffprobe and ffmpeg's detectors on the output, against the plan.
+    A failed check fails the job; warnings are listed here."""
+
+    status: CheckStatusName
+    wall_s: float
+    failures: list[str]
+    warnings: list[str]
+    checks: list[SelfCheckItem]
+
+
 class VariantResult(BaseModel):
     variant: int = Field(ge=1)
     duration_s: float
@@ -407,6 +484,10 @@ class VariantResult(BaseModel):
     plan_id: str
     quality: RenderQuality = "final"
     render_s: float | None = Field(default=None, description="Seconds the render of this variant took")
+    preset: str | None = Field(default=None, description="The platform preset the variant was rendered for")
+    selfcheck: SelfCheckOut | None = Field(
+        default=None, description="The self-check of the rendered file (absent for videos rendered before it existed)"
+    )
     links: ResultLinks
     signed_links: SignedLinks | None = None
 

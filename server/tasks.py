@@ -620,6 +620,9 @@ class JobRunner:
                     "plan_id": plan.plan_id,
                     "render_s": round(time.monotonic() - t0, 3),
                     "quality": quality,
+                    "preset": used.output.preset,
+                    # ok or warn (a failed self-check fails the render): the report, warnings included.
+                    "selfcheck": res.selfcheck.to_dict() if res.selfcheck is not None else None,
                 }
                 (attempt / VARIANT_INFO).write_text(json.dumps(info), encoding="utf-8")
                 _fsync_tree(attempt)  # the files are durable before the rename makes them the result

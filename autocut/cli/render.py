@@ -21,6 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4", help="output video path")
     p.add_argument("--no-sidecars", action="store_true", help="do not write .srt/.plan.json/.otio")
     p.add_argument("--threads", type=int, default=None, help="ffmpeg threads (default: ffmpeg's choice)")
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        default=None,
+        help="render for a platform preset instead of the plan's output size: "
+        "tiktok, reels, shorts, feed-square, feed-portrait or youtube (size, frame rate, caption safe area, "
+        "loudness target)",
+    )
+    p.add_argument(
+        "--no-selfcheck",
+        action="store_true",
+        help="skip the self-check of the output (black/frozen picture, silence under the voice, loudness, "
+        "durations, every segment present; a failed check otherwise fails the render)",
+    )
     p.set_defaults(func=run)
 
 
@@ -29,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from autocut.render import render
+    from autocut.render.outputs import apply_preset
     from autocut.types import EditPlan
 
     try:
@@ -37,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise PlanError(f"cannot read plan {args.plan}: {exc.strerror}") from None
     except ValidationError as exc:
         raise PlanError(f"{args.plan} is not a valid edit plan:\n{exc}") from None
+    if args.preset is not None:
+        plan = apply_preset(plan, args.preset)
     bar = tqdm(
         total=100,
         unit="%",
@@ -56,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
         on_progress=progress,
         sidecars=not args.no_sidecars,
         threads=args.threads,
+        selfcheck=not args.no_selfcheck,
     )
     bar.close()
     print(f"{result.output_path} ({result.duration_s:.2f} s, {result.n_frames} frames) in {result.wall_s:.1f} s")
+    if result.selfcheck is not None:
+        warnings = result.selfcheck.to_dict()["warnings"]
+        print(f"self-check: {result.selfcheck.status.value}" + "".join(f"\n  warning: {w}" for w in warnings))
     return 0

@@ -1,6 +1,6 @@
 """The files one render writes: the MP4 and its sidecars (SRT subtitles, plan JSON, OTIO timeline); the
-render qualities (`apply_quality`: final, or a fast preview of the same plan); segment thumbnails for
-reviewing a plan before it is rendered (`write_thumbnails`)."""
+render qualities (`apply_quality`: final, or a fast preview of the same plan); platform presets applied to a
+plan (`apply_preset`); segment thumbnails for reviewing a plan before it is rendered (`write_thumbnails`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ __all__ = [
     "RESULT_SUFFIXES",
     "THUMBNAIL_HEIGHT",
     "RenderQuality",
+    "apply_preset",
     "apply_quality",
     "sidecar_paths",
     "thumbnail_name",
@@ -71,6 +72,18 @@ def apply_quality(plan: EditPlan, quality: RenderQuality) -> EditPlan:
         }
     )
     return plan.model_copy(update={"output": output})
+
+
+def apply_preset(plan: EditPlan, preset: str) -> EditPlan:
+    """`plan` for platform `preset` (`autocut.render.presets`): the preset's aspect, size, frame rate, safe area
+    and loudness target; segments, transition, encoder settings and subtitle style are the plan's. An unknown
+    name raises ConfigError listing the known ones."""
+    from autocut.render.presets import get_preset
+
+    p = get_preset(preset)
+    kept = plan.output.model_dump(exclude={"preset", "aspect", "width", "height", "fps", "safe_area"})
+    output = OutputSpec.model_validate({**kept, "preset": p.name})
+    return plan.model_copy(update={"output": output, "loudness_lufs": p.loudness_lufs, "true_peak_db": p.true_peak_db})
 
 
 def thumbnail_name(index: int) -> str:

@@ -10,6 +10,9 @@ Steps, all but the last before any video is decoded:
 3. `build_render_command` (`autocut.render.filtergraph`): the filtergraph and argument list, as data.
 4. `run_ffmpeg` (`autocut.render.ffmpeg`): the one function that runs ffmpeg, with progress and
    cancellation.
+5. `run_selfcheck` (`autocut.render.selfcheck`): ffprobe and one decode pass of the output through
+   ffmpeg's detectors (black, frozen, silent under the voice, loudness, durations, every segment present);
+   a failed check fails the render (`SelfCheckFailed`), warnings go into the result.
 
 `render` runs them in a temporary work directory and publishes the MP4 with its sidecars (SRT,
 plan JSON, OTIO timeline) only when everything succeeded.
@@ -37,14 +40,23 @@ from autocut.render.filtergraph import build_measure_command, build_render_comma
 from autocut.render.loudness import LIMITER_MARGIN_DB, TRUE_PEAK_MARGIN_DB, LoudnessMeasurement, parse_ebur128
 from autocut.render.outputs import sidecar_paths
 from autocut.render.preparation import PreparedRender, prepare
+from autocut.render.selfcheck import (
+    CheckStatus,
+    SelfCheckExpectation,
+    SelfCheckFailed,
+    SelfCheckLimits,
+    SelfCheckReport,
+    run_selfcheck,
+)
 from autocut.types import EditPlan
 
 __all__ = ["RenderResult", "measure_loudness", "render"]
 
 log = logging.getLogger(__name__)
 
-# Progress share of the audio-only measuring passes (the rest is the main pass).
+# Progress shares of the audio-only measuring passes and of the self-check (the rest is the main pass).
 _MEASURE_PROGRESS = 0.04
+_SELFCHECK_PROGRESS = 0.06
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,10 @@ class RenderResult:
     segments: tuple[tuple[float, float, float, float], ...] = field(default=())
     """Per segment: (output start s, output end s, voice start s, voice duration s)."""
     phase_wall_s: dict[str, float] = field(default_factory=dict)
-    """Wall time of each step: prepare (checks, TTS, stems), measure (audio passes), encode (main pass)."""
+    """Wall time of each step: prepare (checks, TTS, stems), measure (audio passes), encode (main pass),
+    selfcheck (the decode pass of the output)."""
+    selfcheck: SelfCheckReport | None = None
+    """The self-check of the output (`autocut.render.selfcheck`): no failed check; warnings, if any."""
 
 
 def measure_loudness(
@@ -161,11 +176,14 @@ def render(
     sidecars: bool = True,
     threads: int | None = None,
     on_start: Callable[[subprocess.Popen[str]], None] | None = None,
+    selfcheck: bool = True,
+    selfcheck_limits: SelfCheckLimits | None = None,
 ) -> RenderResult:
     """Render `plan` to `out_path` (H.264/AAC MP4, faststart) plus .srt/.plan.json/.otio sidecars.
 
-    Bad plans raise PlanError before ffmpeg starts; ffmpeg failures raise RenderError; setting
-    `cancel` stops the render with RenderCancelled. Nothing is left at `out_path` unless it succeeded.
+    Bad plans raise PlanError before ffmpeg starts; ffmpeg failures raise RenderError; a failed
+    self-check of the output (`selfcheck`, on by default) raises SelfCheckFailed; setting `cancel` stops
+    the render with RenderCancelled. Nothing is left at `out_path` unless it succeeded.
     """
     t0 = time.monotonic()
     out_path = Path(out_path).resolve()
@@ -178,6 +196,8 @@ def render(
             on_progress(min(1.0, max(0.0, x)))
 
     phases: dict[str, float] = {}
+    encode_share = 1 - _MEASURE_PROGRESS - (_SELFCHECK_PROGRESS if selfcheck else 0.0)
+    report: SelfCheckReport | None = None
     with contextlib.ExitStack() as publish:
         # Every file is written to a temporary name beside its target. On success the sidecars are
         # renamed into place first (the stack unwinds last in, first out) and the video last, so a
@@ -200,9 +220,25 @@ def render(
                 cmd,
                 cancel=cancel,
                 on_start=on_start,
-                on_progress=lambda x: progress(_MEASURE_PROGRESS + (1 - _MEASURE_PROGRESS) * x),
+                on_progress=lambda x: progress(_MEASURE_PROGRESS + encode_share * x),
             )
             phases["encode"] = time.monotonic() - t_enc
+            if selfcheck:
+                # Before anything is published: a failed check leaves nothing at out_path.
+                t_chk = time.monotonic()
+                report = run_selfcheck(
+                    tmp_out,
+                    SelfCheckExpectation.from_render(p, loud),
+                    limits=selfcheck_limits,
+                    threads=threads,
+                    cancel=cancel,
+                    on_progress=lambda x: progress(_MEASURE_PROGRESS + encode_share + _SELFCHECK_PROGRESS * x),
+                )
+                phases["selfcheck"] = time.monotonic() - t_chk
+                if report.status is CheckStatus.FAIL:
+                    raise SelfCheckFailed(report)
+                for line in report.reasons(CheckStatus.WARN):
+                    log.warning("self-check of %s: %s", out_path.name, line)
     progress(1.0)
     log.info(
         "rendered %s (%.2f s) in %.1f s: %s",
@@ -234,4 +270,5 @@ def render(
         wall_s=time.monotonic() - t0,
         segments=seg_times,
         phase_wall_s=phases,
+        selfcheck=report,
     )

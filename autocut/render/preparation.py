@@ -138,7 +138,12 @@ def prepare(
     ass_path = None
     if plan.subtitles.enabled and cues:
         ass_path = subs.write_ass(
-            cues, work_dir / "subtitles.ass", style=plan.subtitles, width=plan.output.width, height=plan.output.height
+            cues,
+            work_dir / "subtitles.ass",
+            style=plan.subtitles,
+            width=plan.output.width,
+            height=plan.output.height,
+            safe=plan.output.safe_area,
         )
     return PreparedRender(
         plan=plan_used,

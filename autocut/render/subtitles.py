@@ -24,15 +24,17 @@ from typing import TYPE_CHECKING
 from autocut.errors import PlanError
 from autocut.files import atomic_path
 from autocut.speech.tts import WordTiming
-from autocut.types import SubtitleStyle
+from autocut.types import SafeArea, SubtitleStyle
 
 if TYPE_CHECKING:
     import pysubs2
 
 __all__ = [
     "MAX_SEGMENT_UNITS",
+    "CaptionBox",
     "Cue",
     "SubtitleSegment",
+    "caption_box",
     "check_font_coverage",
     "display_text",
     "font_file",
@@ -391,9 +393,40 @@ def _ass_colour(s: str) -> pysubs2.Color:
     return pysubs2.Color(rr, gg, bb, a)
 
 
-def font_size_px(style: SubtitleStyle, width: int, height: int) -> int:
-    """Font size: `size_frac` of the height, but small enough that 13 CJK characters fit the width."""
-    return int(max(8, min(style.size_frac * height, 0.9 * width / MAX_SEGMENT_UNITS)))
+# Side margin of a caption line, as a fraction of the width, when no safe area asks for more.
+_SIDE_MARGIN_FRAC = 0.04
+
+
+@dataclass(frozen=True)
+class CaptionBox:
+    """Where captions may go, in output pixels: bottom-centred between the side margins, their baseline
+    `margin_bottom_px` above the bottom edge."""
+
+    margin_left_px: int
+    margin_right_px: int
+    margin_bottom_px: int
+
+
+def caption_box(style: SubtitleStyle, width: int, height: int, safe: SafeArea | None = None) -> CaptionBox:
+    """The caption placement: the style's margins, pushed inside the output's safe area (platform UI zones,
+    `autocut.render.presets`) where that is larger."""
+    safe = safe or SafeArea()
+    return CaptionBox(
+        margin_left_px=int(max(_SIDE_MARGIN_FRAC, safe.left_frac) * width),
+        margin_right_px=int(max(_SIDE_MARGIN_FRAC, safe.right_frac) * width),
+        margin_bottom_px=int(round(max(style.margin_v_frac, safe.bottom_frac) * height)),
+    )
+
+
+def font_size_px(style: SubtitleStyle, width: int, height: int, safe: SafeArea | None = None) -> int:
+    """Font size: `size_frac` of the height, but small enough that 13 CJK characters fit between the side
+    margins (0.9 of the width with the default 4 % margins)."""
+    box = caption_box(style, width, height, safe)
+    usable_frac = (width - box.margin_left_px - box.margin_right_px) / width
+    fit_px = 0.9 * width / MAX_SEGMENT_UNITS
+    if usable_frac < 1 - 2 * _SIDE_MARGIN_FRAC - 1e-9:
+        fit_px *= usable_frac / (1 - 2 * _SIDE_MARGIN_FRAC)
+    return int(max(8, min(style.size_frac * height, fit_px)))
 
 
 _TIMESTAMP_RE = re.compile(r"\d+:\d{2}:\d{2}[,.]\d+")
@@ -416,9 +449,12 @@ def cue_text(text: str) -> str:
     return flat.replace("\\", "\uff3c").replace("{", "(").replace("}", ")")
 
 
-def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int) -> pysubs2.SSAFile:
+def _ssafile(
+    cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int, safe: SafeArea | None = None
+) -> pysubs2.SSAFile:
     import pysubs2
 
+    box = caption_box(style, width, height, safe)
     subs = pysubs2.SSAFile()
     subs.info["PlayResX"] = str(width)
     subs.info["PlayResY"] = str(height)
@@ -427,7 +463,7 @@ def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int)
     subs.info["ScaledBorderAndShadow"] = "yes"
     st = pysubs2.SSAStyle(
         fontname=style.font,
-        fontsize=font_size_px(style, width, height),
+        fontsize=font_size_px(style, width, height, safe),
         primarycolor=_ass_colour(style.primary_colour),
         outlinecolor=_ass_colour(style.outline_colour),
         backcolor=pysubs2.Color(0, 0, 0, 128),
@@ -435,9 +471,9 @@ def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int)
         outline=style.outline_px,
         shadow=0.0,
         alignment=pysubs2.Alignment.BOTTOM_CENTER,
-        marginv=int(round(style.margin_v_frac * height)),
-        marginl=int(0.04 * width),
-        marginr=int(0.04 * width),
+        marginv=box.margin_bottom_px,
+        marginl=box.margin_left_px,
+        marginr=box.margin_right_px,
     )
     subs.styles["Default"] = st
     for c in cues:
@@ -452,9 +488,11 @@ def _ssafile(cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int)
     return subs
 
 
-def write_ass(cues: Sequence[Cue], path: Path, *, style: SubtitleStyle, width: int, height: int) -> Path:
-    """Write an ASS file (atomically) for libass to burn in."""
-    subs = _ssafile(cues, style, width, height)
+def write_ass(
+    cues: Sequence[Cue], path: Path, *, style: SubtitleStyle, width: int, height: int, safe: SafeArea | None = None
+) -> Path:
+    """Write an ASS file (atomically) for libass to burn in; captions stay inside `safe` (`caption_box`)."""
+    subs = _ssafile(cues, style, width, height, safe)
     with atomic_path(path) as tmp:
         subs.save(str(tmp), format_="ass", encoding="utf-8")
     return path

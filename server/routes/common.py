@@ -186,6 +186,8 @@ def job_status(job: JobRecord, settings: Settings) -> JobStatus:
                     plan_id=r.get("plan_id", ""),
                     quality=r.get("quality", "final"),
                     render_s=r.get("render_s"),
+                    preset=r.get("preset"),
+                    selfcheck=r.get("selfcheck"),
                     links=result_links(job.job_id, v),
                     signed_links=signed_links(settings, job.job_id, v, job.owner),
                 )

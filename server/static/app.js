@@ -100,8 +100,11 @@ export function buildRequest() {
   const voice = { engine: $("o-voice-engine").value };
   const voiceName = $("o-voice-name").value.trim();
   if (voiceName) voice.name = voiceName;
+  // A platform preset ("preset:<name>") sets the aspect itself.
+  const format = $("o-aspect").value;
+  const shape = format.startsWith("preset:") ? { preset: format.slice(7) } : { aspect: format };
   const options = {
-    aspect: $("o-aspect").value,
+    ...shape,
     resolution: Number($("o-resolution").value),
     max_duration_s: Number($("o-max-duration").value),
     language: $("o-language").value,

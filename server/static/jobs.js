@@ -113,8 +113,9 @@ async function renderResults(mine, job) {
       video,
       el("figcaption", {},
         el("strong", {}, `Variant ${r.variant}`),
-        ` · ${r.width}×${r.height} · ${fmtSeconds(r.duration_s)} · planner ${r.planner}`),
-      links, script);
+        ` · ${r.width}×${r.height} · ${fmtSeconds(r.duration_s)} · planner ${r.planner}`
+          + (r.preset ? ` · ${r.preset}` : "")),
+      selfCheck(r.selfcheck), links, script);
     box.append(fig);
     // Media and sidecars are fetched with the key header (an <a href> or <video src> cannot send
     // it) and handed to the player and the download links as blob URLs.
@@ -137,6 +138,16 @@ async function renderResults(mine, job) {
       });
     }
   }
+}
+
+// The self-check of the rendered file: its status, and each warning (a failed check fails the job instead).
+function selfCheck(report) {
+  const box = el("div", { class: "selfcheck" });
+  if (!report) return box;
+  box.dataset.status = report.status;
+  box.append(el("small", {}, `Self-check: ${report.status}`));
+  if (report.warnings.length) box.append(el("ul", {}, ...report.warnings.map((w) => el("li", {}, w))));
+  return box;
 }
 
 function showScript(list, planText) {
