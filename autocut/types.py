@@ -18,8 +18,12 @@ __all__ = [
     "PLAN_FORMAT_VERSION",
     "Aspect",
     "BgmChoice",
+    "CaptionPosition",
+    "Corner",
     "EditPlan",
+    "EndCard",
     "FitMode",
+    "KaraokeMode",
     "Language",
     "OutputSpec",
     "PlanRequest",
@@ -30,8 +34,10 @@ __all__ = [
     "Scenario",
     "SegmentMode",
     "SubtitleStyle",
+    "TitleCard",
     "Transition",
     "VoiceSpec",
+    "Watermark",
 ]
 
 PLAN_FORMAT_VERSION = 1
@@ -45,6 +51,16 @@ Scenario = Literal["script", "footage"]
 SegmentMode = Literal["by_frame", "by_clip"]
 # "cut" plus a subset of ffmpeg's xfade transitions.
 Transition = Literal["cut", "fade", "dissolve", "wipeleft", "wiperight", "slideleft", "slideright", "circleopen"]
+
+# Where burned-in captions sit, inside the output's safe area.
+CaptionPosition = Literal["bottom", "middle", "top"]
+# Karaoke highlight of the spoken word: off, per word (Chinese: jieba words), or per character (Chinese
+# characters one by one; Latin text still per word).
+KaraokeMode = Literal["off", "word", "character"]
+Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+# Colours: ASS "&HAABBGGRR" (alpha first, 00 = opaque) for captions, "#RRGGBB" for cards.
+_ASS_COLOUR = r"^&H[0-9A-Fa-f]{8}&?$"
+_RGB_COLOUR = r"^#[0-9A-Fa-f]{6}$"
 
 # Default output size per aspect, portrait 1080x1920 first (short-video platforms).
 ASPECT_DEFAULT_SIZE: dict[str, tuple[int, int]] = {
@@ -163,8 +179,16 @@ class VoiceSpec(_Model):
 
 
 class SubtitleStyle(_Model):
-    """ASS styling for burned-in subtitles."""
+    """ASS styling for burned-in subtitles: a caption style preset (`autocut.render.caption_styles`) or the
+    fields one by one; fields given explicitly win over the preset's."""
 
+    # A caption style preset name (classic, bold-box, karaoke, karaoke-box, top-banner): fills in the fields
+    # below that are not given.
+    preset: str | None = Field(
+        default=None,
+        description="Caption style preset (classic, bold-box, karaoke, karaoke-box, top-banner); fields given "
+        "explicitly win over the preset's",
+    )
     enabled: bool = True
     font: str = "Noto Sans CJK SC"
     # Font size as a fraction of output height (scales with resolution).
@@ -172,9 +196,73 @@ class SubtitleStyle(_Model):
     primary_colour: str = "&H00FFFFFF"
     outline_colour: str = "&H00000000"
     outline_px: float = 3.0
-    # Bottom margin as a fraction of output height.
+    # Distance from the caption's edge (bottom or top position) as a fraction of output height; the output's
+    # safe area pushes it further in where that is larger.
     margin_v_frac: float = Field(default=0.12, ge=0.0, lt=0.5)
     bold: bool = True
+    position: CaptionPosition = "bottom"
+    # An opaque box behind each caption (ASS BorderStyle 3) instead of an outline.
+    box: bool = False
+    box_colour: str = Field(default="&H60000000", pattern=_ASS_COLOUR)
+    karaoke: KaraokeMode = "off"
+    # Colour of the word being spoken when `karaoke` is on (ASS &HAABBGGRR; default yellow).
+    highlight_colour: str = Field(default="&H0000FFFF", pattern=_ASS_COLOUR)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: object) -> object:
+        """Fill in the fields the named caption style sets and `data` does not give."""
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        from autocut.errors import ConfigError
+        from autocut.render.caption_styles import get_caption_style
+
+        try:
+            fields = get_caption_style(data["preset"])
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return {**fields, **data}
+
+
+class Watermark(_Model):
+    """A logo burned into a corner of the whole video (inside the output's safe area)."""
+
+    path: str = Field(description="Logo image (PNG with transparency works best); absolute or library-relative")
+    corner: Corner = "top-right"
+    # Logo width as a fraction of the output width (height follows the image's aspect).
+    width_frac: float = Field(default=0.15, gt=0.0, le=0.5)
+    opacity: float = Field(default=0.8, gt=0.0, le=1.0)
+    # Gap between the logo and the safe area's edge, as a fraction of the output's short side.
+    margin_frac: float = Field(default=0.03, ge=0.0, lt=0.25)
+
+
+class TitleCard(_Model):
+    """A title over the opening seconds of the footage (the edit keeps its length): the product name (or
+    `text`) on a band near the top of the safe area, faded in and out."""
+
+    text: str | None = Field(default=None, max_length=200, description="Title; null = the product name")
+    subtitle: str = Field(default="", max_length=200, description="A smaller second line (e.g. the brand)")
+    duration_s: float = Field(default=2.0, gt=0.0, le=10.0)
+    text_colour: str = Field(default="#FFFFFF", pattern=_RGB_COLOUR)
+    box_colour: str = Field(default="#000000", pattern=_RGB_COLOUR)
+    box_opacity: float = Field(default=0.55, ge=0.0, le=1.0)
+
+
+class EndCard(_Model):
+    """A branded card appended after the last segment (the edit gets `duration_s` longer; the music plays on
+    under it): the product image, name, price and a call to action on a plain background."""
+
+    duration_s: float = Field(default=3.0, gt=0.0, le=15.0)
+    image_path: str | None = Field(
+        default=None, description="Product image (absolute or library-relative); null = product.image_path, if any"
+    )
+    name: str | None = Field(default=None, max_length=200, description="Null = the product name")
+    price: str = Field(default="", max_length=40, examples=["$29.99"])
+    cta: str = Field(default="", max_length=120, examples=["Shop now"])
+    # Not black: the self-check's black detector would flag a near-black card.
+    background_colour: str = Field(default="#1E2A3A", pattern=_RGB_COLOUR)
+    text_colour: str = Field(default="#FFFFFF", pattern=_RGB_COLOUR)
+    accent_colour: str = Field(default="#FFD400", pattern=_RGB_COLOUR)  # price and CTA
 
 
 class PlanSegment(_Model):
@@ -224,6 +312,11 @@ class EditPlan(_Model):
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
+    # Branding (`autocut.render.branding`), all off by default: a logo in a corner, a title over the opening
+    # seconds, a card appended at the end.
+    watermark: Watermark | None = None
+    title_card: TitleCard | None = None
+    end_card: EndCard | None = None
     # Loudness target of the final mix: -14 LUFS, true peak <= -1 dBTP; an output preset sets its own
     # (`autocut.render.presets`) unless these are given.
     loudness_lufs: float = Field(default=-14.0, ge=-40, le=-5)
@@ -248,10 +341,12 @@ class EditPlan(_Model):
 
     @property
     def duration_s(self) -> float:
-        """Output duration, accounting for transition overlaps."""
+        """Output duration, accounting for transition overlaps and the end card."""
         total = sum(s.duration_s for s in self.segments)
         if self.output.transition != "cut":
             total -= self.output.transition_duration_s * (len(self.segments) - 1)
+        if self.end_card is not None:
+            total += self.end_card.duration_s
         return total
 
 

@@ -29,6 +29,7 @@ from autocut.render.outputs import RenderQuality
 from autocut.types import (
     BgmChoice,
     EditPlan,
+    EndCard,
     OutputSpec,
     PlanRequest,
     PlanSegment,
@@ -197,9 +198,28 @@ def build_edit_plan(
         bgm=bgm,
         voice=VoiceSpec.model_validate({**plan.voice.model_dump(), "language": plan.language}),
         output=output_spec(o),
-        subtitles=SubtitleStyle(enabled=o.subtitles),
+        subtitles=subtitle_style(o),
+        title_card=plan.title_card,
+        end_card=EndCard.model_validate(plan.end_card.model_dump()) if plan.end_card is not None else None,
         planner=plan.planner,
     )
+
+
+def subtitle_style(o: PlanOutput) -> SubtitleStyle:
+    """The renderer's caption style for plan output options `o` (style preset, karaoke, position)."""
+    fields: dict[str, Any] = {"enabled": o.subtitles}
+    if o.captions is not None:
+        c = o.captions
+        given = {"preset": c.style, "karaoke": c.karaoke, "position": c.position}
+        fields.update({k: v for k, v in given.items() if v is not None})
+    return SubtitleStyle.model_validate(fields)
+
+
+def _captions_of(style: SubtitleStyle) -> dict[str, Any] | None:
+    """The API's `output.captions` of a plan's caption style (None: the default look)."""
+    if style.preset is None and style.karaoke == "off" and style.position == "bottom":
+        return None
+    return {"style": style.preset, "karaoke": style.karaoke, "position": style.position}
 
 
 def review_result(plan: EditPlan, request: EditRequest, variant: int) -> dict[str, Any]:
@@ -227,11 +247,18 @@ def review_result(plan: EditPlan, request: EditRequest, variant: int) -> dict[st
                 "resolution": min(o.width, o.height),
                 "transition": o.transition,
                 "subtitles": plan.subtitles.enabled,
+                **({"captions": c} if (c := _captions_of(plan.subtitles)) is not None else {}),
             },
             "max_duration_s": request.options.max_duration_s,
             "music": music,
             "segments": segments,
             "planner": plan.planner,
+            **({"title_card": plan.title_card.model_dump()} if plan.title_card is not None else {}),
+            **(
+                {"end_card": plan.end_card.model_dump(include={"duration_s", "name", "price", "cta"})}
+                if plan.end_card is not None
+                else {}
+            ),
         }
     )
     return {

@@ -13,9 +13,10 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from autocut.render.caption_styles import CAPTION_STYLES
 from autocut.render.outputs import PREVIEW_SHORT_SIDE, RenderQuality
 from autocut.render.presets import PRESETS
-from autocut.types import Aspect, Language, Transition
+from autocut.types import Aspect, CaptionPosition, KaraokeMode, Language, TitleCard, Transition
 from server.ids import id_pattern
 from server.store import JobKind, JobState
 
@@ -46,6 +47,8 @@ __all__ = [
     "LibraryBgmPage",
     "LibraryVideo",
     "LibraryVideoPage",
+    "PlanCaptions",
+    "PlanEndCard",
     "PlanMusic",
     "PlanOutput",
     "PlanProduct",
@@ -61,6 +64,7 @@ __all__ = [
     "SelfCheckItem",
     "SelfCheckOut",
     "SignedLinks",
+    "Usage",
     "VariantResult",
     "VoiceOptions",
 ]
@@ -190,6 +194,15 @@ def _known_preset(v: str) -> str:
 
 
 PresetName = Annotated[str, AfterValidator(_known_preset)]
+
+
+def _known_caption_style(v: str) -> str:
+    if v not in CAPTION_STYLES:
+        raise ValueError(f"unknown caption style {v!r}; known styles: {', '.join(CAPTION_STYLES)}")
+    return v
+
+
+CaptionStyleName = Annotated[str, AfterValidator(_known_caption_style)]
 
 
 def _preset_aspect(preset: str | None, aspect: Aspect, aspect_given: bool) -> None:
@@ -347,6 +360,32 @@ class PlanMusic(_In):
     )
 
 
+class PlanCaptions(_In):
+    """The caption look: a style preset and, optionally, the karaoke highlight and position on their own."""
+
+    style: CaptionStyleName | None = Field(
+        default=None, description=f"Caption style preset ({', '.join(CAPTION_STYLES)}); null = the classic look"
+    )
+    karaoke: KaraokeMode | None = Field(
+        default=None,
+        description="Highlight the spoken word: word (Chinese: jieba words), character (Chinese characters one by "
+        "one) or off; null = the style's",
+    )
+    position: CaptionPosition | None = Field(
+        default=None, description="bottom, middle or top of the safe area; null = the style's"
+    )
+
+
+class PlanEndCard(_In):
+    """A card appended after the last segment: the product name, price and a call to action (the edit gets
+    `duration_s` longer; the music plays on)."""
+
+    duration_s: float = Field(default=3.0, gt=0.0, le=15.0)
+    name: str | None = Field(default=None, max_length=200, description="Null = the product name")
+    price: str = Field(default="", max_length=40, examples=["$29.99"])
+    cta: str = Field(default="", max_length=120, examples=["Shop now"])
+
+
 class PlanOutput(_In):
     preset: PresetName | None = Field(
         default=None, exclude_if=lambda v: v is None, description=_PRESET_HELP, examples=["reels"]
@@ -355,6 +394,9 @@ class PlanOutput(_In):
     resolution: int = Field(default=1080, ge=144, le=2160, multiple_of=2, description="Short side in pixels")
     transition: Transition = "cut"
     subtitles: bool = True
+    captions: PlanCaptions | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Caption style and karaoke highlight"
+    )
 
     @model_validator(mode="after")
     def _preset_fixes_aspect(self) -> PlanOutput:
@@ -377,6 +419,14 @@ class RenderPlan(_In):
     music: PlanMusic | None = Field(default=None, description="null = no music")
     segments: list[PlanSegmentIn] = Field(min_length=1, max_length=50, description="In playing order")
     planner: str = Field(default="", max_length=64, description="The planner that made the plan (informational)")
+    title_card: TitleCard | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="A title (default: the product name) over the opening seconds; null = none",
+    )
+    end_card: PlanEndCard | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="A branded card after the last segment; null = none"
+    )
 
 
 _PLAN_EXAMPLE: JsonDict = {
@@ -624,6 +674,16 @@ class LibraryBgmPage(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class Usage(BaseModel):
+    """What the calling key stores, against its storage quota (`GET /v1/usage`)."""
+
+    stored_bytes: int = Field(description="Counted against the quota: upload_bytes + result_bytes")
+    upload_bytes: int = Field(description="Its uploaded clips and images (the same content once)")
+    result_bytes: int = Field(description="Its finished jobs' result files")
+    reserved_bytes: int = Field(description="Held by its uploads still streaming")
+    max_stored_bytes: int = Field(description="The storage quota in bytes (0: none)")
 
 
 class Health(BaseModel):

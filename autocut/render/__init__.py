@@ -3,7 +3,9 @@ sidecars (SRT, plan JSON, OTIO timeline).
 
 Modules, in dependency order: `placement` (segments on output frames), `ffmpeg` (running one
 command), `loudness` (EBU R128 results), `subtitles` and `timeline` (cue timing, ASS/SRT, OTIO),
-`preparation` (plan checks, voice fit, stems), `filtergraph` (the ffmpeg commands as data),
+`caption_styles` (caption style presets), `captions` (karaoke highlight from the TTS word timings),
+`branding` (watermark, title and end card), `preparation` (plan checks, voice fit, stems), `filtergraph` (the
+ffmpeg commands as data),
 `selfcheck` (detectors run on the finished file), `pipeline` (`render`: measure, encode, check, publish),
 `presets` (platform output presets), `outputs` (the files one render writes).
 """

@@ -1,7 +1,8 @@
 """ffmpeg filtergraphs and argument lists, as data (unit-testable without running ffmpeg).
 
 `build_render_command` is the one pass that encodes the finished MP4: per-segment cut, crop and
-scale (or blurred pad), crossfades, burnt-in subtitles, and the audio mix (compressed voice, BGM
+scale (or blurred pad), crossfades, the end card, the title and card text, burnt-in subtitles, the logo
+watermark (`autocut.render.branding`), and the audio mix (compressed voice, BGM
 ducked by the voice, kept source audio) with the loudness gain and limiter. `build_stems_command`
 and `build_measure_command` are the audio-only measuring passes; the measuring pass builds the
 main pass's exact mix, so what was measured is what is normalised.
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autocut.render.branding import BrandingInputs, branding_input_args, end_card_chains, watermark_chains
 from autocut.render.ffmpeg import FfmpegCommand
 from autocut.render.loudness import LoudnessMeasurement
 from autocut.render.preparation import PreparedRender
@@ -132,8 +134,11 @@ def _transition_chains(p: PreparedRender) -> _Transitions:
     return _Transitions(chains, order)
 
 
-def build_video_filters(p: PreparedRender, input_of_segment: Sequence[int]) -> list[str]:
-    """Video filter chains ending in [vout]: per-segment cut/crop/scale, transitions, subtitles."""
+def build_video_filters(
+    p: PreparedRender, input_of_segment: Sequence[int], branding_inputs: BrandingInputs | None = None
+) -> list[str]:
+    """Video filter chains ending in [vout]: per-segment cut/crop/scale, transitions, the end card, the card
+    text and subtitles, the watermark (`branding_inputs`: where the branding images are among the inputs)."""
     chains: list[str] = []
     for k in range(len(p.segments)):
         chains.extend(_segment_video_chain(p, k, input_of_segment[k]))
@@ -144,14 +149,31 @@ def build_video_filters(p: PreparedRender, input_of_segment: Sequence[int]) -> l
         order = transitions.order
     else:
         order = [f"v{k}" for k in range(n)]
+    b = p.branding
+    if b is not None and b.end_card is not None:
+        assert branding_inputs is not None
+        o = p.plan.output
+        chains += end_card_chains(b, branding_inputs, width=o.width, height=o.height, fps=p.fps)
+        order.append("endcard")
     if len(order) > 1:
         chains.append("".join(f"[{x}]" for x in order) + f"concat=n={len(order)}:v=1:a=0[vcat]")
         last = "vcat"
     else:
         last = order[0]
+    # Relative names: ffmpeg runs in the work dir, so no filtergraph path escaping is needed.
+    burn = []
+    if b is not None and b.cards_ass is not None:
+        burn.append(f"subtitles=filename={b.cards_ass.name}")
     if p.ass_path is not None:
-        # Relative name: ffmpeg runs in the work dir, so no filtergraph path escaping is needed.
-        chains.append(f"[{last}]subtitles=filename={p.ass_path.name},format=yuv420p[vout]")
+        burn.append(f"subtitles=filename={p.ass_path.name}")
+    if b is not None and b.watermark is not None:
+        assert branding_inputs is not None
+        if burn:
+            chains.append(f"[{last}]{','.join(burn)}[vburnt]")
+            last = "vburnt"
+        chains += watermark_chains(b, branding_inputs, last, "vout")
+    elif burn:
+        chains.append(f"[{last}]{','.join(burn)},format=yuv420p[vout]")
     else:
         chains.append(f"[{last}]null[vout]")
     return chains
@@ -372,7 +394,12 @@ def build_render_command(
     source_inputs = {k: k for k in _source_audio_segments(p)}
     audio = _audio_inputs(p, n)
     args += audio.args
-    chains = build_video_filters(p, list(range(n)))
+    branding_inputs = None
+    if p.branding is not None:
+        first = n + (audio.voice is not None) + (audio.bgm is not None)
+        extra, branding_inputs = branding_input_args(p.branding, first)
+        args += extra
+    chains = build_video_filters(p, list(range(n)), branding_inputs)
     finish = f"{_loudness_filter(loudness.gain_db, loudness.limiter_db)},{_AFMT}" if loudness is not None else ""
     chains += build_audio_filters(
         p,

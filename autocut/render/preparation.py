@@ -3,8 +3,10 @@
 `prepare` resolves and probes every source, checks the plan (missing source, segment past its
 source's end, empty sentence, unknown voice, font lacking glyphs, clip reuse, transitions longer
 than segments) and the voice fit (each sentence's TTS must fit its segment at a speech rate within
-+-15 %, `autocut.planning.voice_fit`), then writes the audio stem (all sentences placed on the output
-timeline) and the ASS file. Every problem found is reported in one `PlanError`.
++-15 %, `autocut.planning.voice_fit`), the branding (logo and product images exist and are images, the
+title fits the edit; `autocut.render.branding`), then writes the audio stem (all sentences placed on the output
+timeline), the ASS file (karaoke-timed when the caption style asks, `autocut.render.captions`) and the card
+text. Every problem found is reported in one `PlanError`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from autocut.errors import ConfigError, MediaError, PlanError
 from autocut.files import atomic_path
 from autocut.library.media import MediaInfo, MediaLimits, current_limits, probe
 from autocut.planning.voice_fit import MAX_SPEECH_RATE, fit_rate
+from autocut.render import captions
 from autocut.render import subtitles as subs
+from autocut.render.branding import PreparedBranding, end_card_frames, prepare_branding
 from autocut.render.ffmpeg import RenderCancelled
 from autocut.render.placement import SegmentPlacement, output_fps, place_segments, voice_window_s
 from autocut.speech import tts
@@ -72,6 +76,8 @@ class PreparedRender:
     ass_path: Path | None
     bgm: PreparedBgm | None
     cues: list[subs.Cue]
+    # Watermark, title and end card (`autocut.render.branding`); None: the plan has none.
+    branding: PreparedBranding | None = None
 
     @property
     def duration_s(self) -> float:
@@ -101,7 +107,9 @@ def prepare(
     work_dir = Path(work_dir)
     fps = output_fps(plan)
     placements = place_segments(plan)
-    total_frames = placements[-1].end_frame
+    segments_end_frame = placements[-1].end_frame
+    # The end card (if any) follows the last segment: the video, the music and the mix run on under it.
+    total_frames = segments_end_frame + end_card_frames(plan, fps)
     duration_s = float(total_frames / fps)
     has_voice = plan.voice.engine != "none"
 
@@ -117,6 +125,14 @@ def prepare(
     bgm = _prepare_bgm(plan, library_root, duration_s, problems)
     seg_subs = [subs.segment_sentence(s.sentence) if s.sentence else [] for s in plan.segments]
     problems += _check_subtitles(plan, seg_subs)
+    branding = prepare_branding(
+        plan,
+        work_dir=work_dir,
+        library_root=library_root,
+        fps=fps,
+        segments_end_frame=segments_end_frame,
+        problems=problems,
+    )
     # The voice fit is only meaningful once the voice and sentences are valid.
     if has_voice and not voice_problems:
         fits = _fit_voices(plan, placements, problems, cancel)
@@ -144,6 +160,7 @@ def prepare(
             width=plan.output.width,
             height=plan.output.height,
             safe=plan.output.safe_area,
+            event_text=captions.karaoke_text_fn(plan.subtitles),
         )
     return PreparedRender(
         plan=plan_used,
@@ -155,6 +172,7 @@ def prepare(
         ass_path=ass_path,
         bgm=bgm,
         cues=cues,
+        branding=branding,
     )
 
 
@@ -346,6 +364,8 @@ def _place_narration(
         speech_s = w1 - w0  # no narration: subtitles spread over the window
     slot_end = float((placement.end_frame - placement.overlap_out_frames / 2) / output_fps(plan))
     cues = subs.time_cues(subtitle_segments, words, speech_start_s=w0, speech_duration_s=speech_s, slot_end_s=slot_end)
+    if plan.subtitles.karaoke != "off":
+        cues = captions.attach_karaoke(cues, subtitle_segments, words, speech_start_s=w0, mode=plan.subtitles.karaoke)
     return PreparedSegment(
         segment=seg,
         source=source.path,

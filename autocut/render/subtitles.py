@@ -15,7 +15,7 @@ import os
 import re
 import subprocess
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +33,7 @@ __all__ = [
     "MAX_SEGMENT_UNITS",
     "CaptionBox",
     "Cue",
+    "CueWord",
     "SubtitleSegment",
     "caption_box",
     "check_font_coverage",
@@ -42,6 +43,7 @@ __all__ = [
     "ssa_ok",
     "text_units",
     "time_cues",
+    "word_spans",
     "write_ass",
     "write_srt",
 ]
@@ -73,12 +75,25 @@ class SubtitleSegment:
 
 
 @dataclass(frozen=True)
+class CueWord:
+    """One highlighted unit of a karaoke cue (`autocut.render.captions`): a span of the cue's text and when it
+    is spoken, in output time."""
+
+    char_start: int  # [char_start, char_end) in Cue.text
+    char_end: int
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
 class Cue:
     """A timed subtitle in output time."""
 
     start_s: float
     end_s: float
     text: str
+    # Karaoke units, in order (empty: no karaoke highlight).
+    words: tuple[CueWord, ...] = ()
 
 
 def _is_cjk(ch: str) -> bool:
@@ -130,6 +145,12 @@ def _words(text: str, start: int, end: int) -> list[tuple[int, int]]:
             out.append((pos, pos + len(w)))
             pos += len(w)
     return out
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Unbreakable word spans of `text` (the units no subtitle line splits): whitespace tokens, with runs of
+    Chinese cut into jieba words."""
+    return _words(text, 0, len(text))
 
 
 def _phrases(text: str) -> list[tuple[int, int]]:
@@ -399,12 +420,14 @@ _SIDE_MARGIN_FRAC = 0.04
 
 @dataclass(frozen=True)
 class CaptionBox:
-    """Where captions may go, in output pixels: bottom-centred between the side margins, their baseline
-    `margin_bottom_px` above the bottom edge."""
+    """Where captions may go, in output pixels: centred between the side margins; at the bottom, their
+    baseline `margin_bottom_px` above the bottom edge; at the top, their top `margin_top_px` below the top
+    edge (`SubtitleStyle.position`)."""
 
     margin_left_px: int
     margin_right_px: int
     margin_bottom_px: int
+    margin_top_px: int = 0
 
 
 def caption_box(style: SubtitleStyle, width: int, height: int, safe: SafeArea | None = None) -> CaptionBox:
@@ -415,6 +438,7 @@ def caption_box(style: SubtitleStyle, width: int, height: int, safe: SafeArea | 
         margin_left_px=int(max(_SIDE_MARGIN_FRAC, safe.left_frac) * width),
         margin_right_px=int(max(_SIDE_MARGIN_FRAC, safe.right_frac) * width),
         margin_bottom_px=int(round(max(style.margin_v_frac, safe.bottom_frac) * height)),
+        margin_top_px=int(round(max(style.margin_v_frac, safe.top_frac) * height)),
     )
 
 
@@ -449,8 +473,17 @@ def cue_text(text: str) -> str:
     return flat.replace("\\", "\uff3c").replace("{", "(").replace("}", ")")
 
 
+# ASS alignment and vertical margin of each caption position.
+_POSITION_ALIGNMENT = {"bottom": 2, "middle": 5, "top": 8}  # numpad layout: bottom/middle/top centre
+
+
 def _ssafile(
-    cues: Sequence[Cue], style: SubtitleStyle, width: int, height: int, safe: SafeArea | None = None
+    cues: Sequence[Cue],
+    style: SubtitleStyle,
+    width: int,
+    height: int,
+    safe: SafeArea | None = None,
+    event_text: Callable[[Cue], str] | None = None,
 ) -> pysubs2.SSAFile:
     import pysubs2
 
@@ -461,6 +494,7 @@ def _ssafile(
     # Smart wrapping only as a fallback: segments are sized to fit one line.
     subs.info["WrapStyle"] = "0"
     subs.info["ScaledBorderAndShadow"] = "yes"
+    marginv = {"bottom": box.margin_bottom_px, "middle": 0, "top": box.margin_top_px}[style.position]
     st = pysubs2.SSAStyle(
         fontname=style.font,
         fontsize=font_size_px(style, width, height, safe),
@@ -470,18 +504,25 @@ def _ssafile(
         bold=style.bold,
         outline=style.outline_px,
         shadow=0.0,
-        alignment=pysubs2.Alignment.BOTTOM_CENTER,
-        marginv=box.margin_bottom_px,
+        alignment=pysubs2.Alignment(_POSITION_ALIGNMENT[style.position]),
+        marginv=marginv,
         marginl=box.margin_left_px,
         marginr=box.margin_right_px,
     )
+    if style.box:
+        # Opaque box (BorderStyle 3): libass fills it with the outline colour, padded by the outline width.
+        st.borderstyle = 3
+        st.outlinecolor = st.backcolor = _ass_colour(style.box_colour)
+    if style.karaoke != "off":
+        # Karaoke: text not yet spoken is drawn in the secondary colour (`autocut.render.captions`).
+        st.secondarycolor = st.primarycolor
     subs.styles["Default"] = st
     for c in cues:
         subs.append(
             pysubs2.SSAEvent(
                 start=int(round(c.start_s * 1000)),
                 end=int(round(c.end_s * 1000)),
-                text=cue_text(c.text),
+                text=event_text(c) if event_text is not None else cue_text(c.text),
                 style="Default",
             )
         )
@@ -489,10 +530,18 @@ def _ssafile(
 
 
 def write_ass(
-    cues: Sequence[Cue], path: Path, *, style: SubtitleStyle, width: int, height: int, safe: SafeArea | None = None
+    cues: Sequence[Cue],
+    path: Path,
+    *,
+    style: SubtitleStyle,
+    width: int,
+    height: int,
+    safe: SafeArea | None = None,
+    event_text: Callable[[Cue], str] | None = None,
 ) -> Path:
-    """Write an ASS file (atomically) for libass to burn in; captions stay inside `safe` (`caption_box`)."""
-    subs = _ssafile(cues, style, width, height, safe)
+    """Write an ASS file (atomically) for libass to burn in; captions stay inside `safe` (`caption_box`).
+    `event_text` makes each event's text (with override tags, e.g. karaoke); default: `cue_text`."""
+    subs = _ssafile(cues, style, width, height, safe, event_text)
     with atomic_path(path) as tmp:
         subs.save(str(tmp), format_="ass", encoding="utf-8")
     return path
