@@ -26,7 +26,7 @@ from autocut.errors import AutoCutError
 from server.auth import create_api_key
 from server.queue import JobQueue, Reconciler
 from server.retention import Sweeper
-from server.routes import admin, clips, edits, events, health, jobs, library, renders, webhooks
+from server.routes import admin, clips, edits, events, health, jobs, library, renders, usage, webhooks
 from server.routes.common import Services
 from server.settings import Settings
 from server.storage import Layout
@@ -215,7 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.state.services = services
-    for module in (edits, renders, jobs, events, clips, library, webhooks, admin, health):
+    for module in (edits, renders, jobs, events, clips, usage, library, webhooks, admin, health):
         app.include_router(module.router)
 
     @app.exception_handler(StarletteHTTPException)

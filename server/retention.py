@@ -11,7 +11,8 @@ One sweep (`Sweeper.run_once`, run by the API's background loop every `retention
   key owns (all older than `ORPHAN_AGE_S`, so nothing in flight is touched).
 
 A queued or running job is never deleted (the delete scripts refuse it), nor an upload whose ingest is.
-The explicit DELETE routes use the same functions (`delete_job`, `delete_upload`).
+The explicit DELETE routes use the same functions (`delete_job`, `delete_upload`). The store's delete scripts
+also give the bytes back to the key's storage quota (`max_stored_bytes_per_key`), in the same atomic step.
 """
 
 from __future__ import annotations

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     max_parallel_uploads_per_key: int = Field(default=4, ge=1)
     # Requests per key per minute (fixed one-minute windows in Redis); over it: 429 + Retry-After. 0 = none.
     rate_limit_per_minute: int = Field(default=1200, ge=0)
+    # Bytes one key may store (docs/deploy.md, "Storage quota"): its uploads (clips, images; the same content
+    # counted once per key) and its jobs' result files. An upload that would exceed it is refused while it
+    # streams (507; 413 when larger than the whole quota), and so is a new job once the key is at or over
+    # it; a running job's results are always published. 0 = none.
+    max_stored_bytes_per_key: int = Field(default=20 * 1024**3, ge=0)
     min_clip_duration_s: float = Field(default=0.5, ge=0.0)
     max_clip_duration_s: float = Field(default=3600.0, gt=0.0)
     # Media limits (docs/deploy.md, "Media limits"): checked on the probed header and enforced while

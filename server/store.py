@@ -19,7 +19,15 @@ and its recoveries are scripts that check the token, so two reconcilers never ac
 Nothing grows without bound (`server.retention` sweeps): finished jobs are indexed by finish time per
 owner (`jobs:done:<owner>`) and deleted after the retention period or beyond a per-key count; uploads
 by upload time (`clips:owner:<owner>`). Deleting never touches a queued or running job. Every delete
-script only reads and removes, so it also runs when Redis is at `maxmemory` (writes refused).
+script only reads, removes and lowers a usage counter (flag `allow-oom`), so it also runs when Redis is at
+`maxmemory` (other writes refused).
+
+Storage quota (`max_stored_bytes_per_key`): `usage:<owner>` counts the bytes a key stores, changed only inside
+the scripts that create or delete what they count, so it stays exact: an upload is charged by `admit` (its
+`charged` field; the same content again is the existing clip, not a second charge; a clip that replaces one
+whose ingest failed takes over that clip's charge), a job's result files by `complete` (its `stored_bytes`
+field), and both are uncharged by the delete scripts. An upload in flight holds a reservation
+(`upload_reserved:<owner>`), grown while it streams, so parallel uploads cannot together pass the quota.
 
 Key layout (prefix `<ns>:`)::
 
@@ -39,6 +47,8 @@ Key layout (prefix `<ns>:`)::
                                    failed or was cancelled does not count: the content is ingested again)
     clips:owner:<owner>     zset   clip ids by creation time
     upload_owners:<sha>     set    API keys that uploaded that content (library visibility)
+    usage:<owner>           hash   bytes the key stores: `uploads`, `results` (absent fields: 0)
+    upload_reserved:<owner> hash   upload token -> "<bytes> <deadline>": room held by uploads still streaming
     apikey:<hash>           hash   key_id, name, admin, created_at
     apikeys                 hash   key_id -> key hash
     completions             list   one entry per job completion (audit; one per job by construction;
@@ -78,6 +88,7 @@ __all__ = [
     "NewJob",
     "StaleDelivery",
     "StartDecision",
+    "StorageUsage",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,18 +151,54 @@ local function stale(key, fence)
 end
 """
 
+# The storage quota's figures: the bytes a key stores, and the room held by its other uploads in flight (expired
+# reservations, of an API process that died mid-upload, are dropped on the way).
+_LUA_USAGE = """
+local function used_bytes(P, owner)
+  local u = redis.call("HMGET", P .. ":usage:" .. owner, "uploads", "results")
+  return (tonumber(u[1]) or 0) + (tonumber(u[2]) or 0)
+end
+local function reserved_by_others(P, owner, token, now)
+  local rk = P .. ":upload_reserved:" .. owner
+  local all = redis.call("HGETALL", rk)
+  local others = 0
+  for i = 1, #all, 2 do
+    local b, deadline = string.match(all[i + 1], "^(%d+) (.+)$")
+    if (tonumber(deadline) or 0) < now then redis.call("HDEL", rk, all[i])
+    elseif all[i] ~= token then others = others + (tonumber(b) or 0) end
+  end
+  return others
+end
+"""
+
+# Lowers a usage counter (never below 0; a counter at 0 is removed, so an idle key leaves no usage hash).
+_LUA_UNCHARGE = """
+local function uncharge(P, owner, field, n)
+  if not n or n <= 0 then return end
+  local uk = P .. ":usage:" .. owner
+  local cur = tonumber(redis.call("HGET", uk, field)) or 0
+  if cur <= n then redis.call("HDEL", uk, field) else redis.call("HINCRBY", uk, field, -n) end
+end
+"""
+
 # ARGV: prefix, owner, now, max_active, max_owner, idem_key, fingerprint, idem_ttl, batch_id,
-#       clip_id, clip_sha, clip_fields_json, n, then n pairs (job id, job fields JSON).
-_LUA_ADMIT = """
+#       clip_id, clip_sha, clip_fields_json, max_stored (0 = no quota), upload reservation token, clip size,
+#       n, then n pairs (job id, job fields JSON).
+_LUA_ADMIT = (
+    _LUA_USAGE
+    + """
 local P, owner, now = ARGV[1], ARGV[2], ARGV[3]
 local max_active, max_owner = tonumber(ARGV[4]), tonumber(ARGV[5])
 local idem, fp, ttl = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local batch_id, clip_id, clip_sha, clip_fields = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local n = tonumber(ARGV[13])
+local max_stored, resv, clip_size = tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[15]) or 0
+local n = tonumber(ARGV[16])
 if idem ~= "" then
   local prev = redis.call("GET", idem)
   if prev then return {"replay", prev} end
 end
+-- The owner's earlier clip of this content whose charge a replacing clip takes over.
+local prev_clip, prev_charged = false, 0
 if clip_id ~= "" then
   local prev = redis.call("GET", P .. ":clipsha:" .. owner .. ":" .. clip_sha)
   if prev then
@@ -164,6 +211,21 @@ if clip_id ~= "" then
       usable = pst ~= false and pst ~= "failed" and pst ~= "cancelled"
     end
     if usable then return {"clip_exists", prev} end
+    prev_clip = prev
+    prev_charged = tonumber(redis.call("HGET", P .. ":clip:" .. prev, "charged")) or 0
+  end
+end
+-- The storage quota: an upload must fit beside what the key stores and its other uploads in flight; a job
+-- needs the key under its quota (its results are not known yet, and are published whatever their size).
+if max_stored > 0 and (clip_id ~= "" or n > 0) then
+  local used = used_bytes(P, owner)
+  if clip_id ~= "" then
+    local others = reserved_by_others(P, owner, resv, tonumber(now))
+    if used + others + clip_size - prev_charged > max_stored then
+      return {"over_quota", tostring(used), tostring(others)}
+    end
+  elseif used >= max_stored then
+    return {"over_quota", tostring(used), "0"}
   end
 end
 local active = redis.call("SCARD", P .. ":jobs:active")
@@ -173,8 +235,8 @@ if n > 0 and (active + n > max_active or owner_active + n > max_owner) then
 end
 local ids = {}
 for i = 0, n - 1 do
-  local id = ARGV[14 + 2 * i]
-  local fields = cjson.decode(ARGV[15 + 2 * i])
+  local id = ARGV[17 + 2 * i]
+  local fields = cjson.decode(ARGV[18 + 2 * i])
   local flat = {}
   for k, v in pairs(fields) do
     flat[#flat + 1] = k
@@ -203,12 +265,44 @@ if clip_id ~= "" then
   redis.call("SET", P .. ":clipsha:" .. owner .. ":" .. clip_sha, clip_id)
   redis.call("ZADD", P .. ":clips:owner:" .. owner, now, clip_id)
   redis.call("SADD", P .. ":upload_owners:" .. clip_sha, owner)
+  -- Charged once per key and content: a replacing clip takes over the replaced one's charge.
+  redis.call("HSET", P .. ":clip:" .. clip_id, "charged", ARGV[15])
+  if prev_clip and prev_charged > 0 then redis.call("HSET", P .. ":clip:" .. prev_clip, "charged", "0") end
+  if clip_size - prev_charged ~= 0 then
+    redis.call("HINCRBY", P .. ":usage:" .. owner, "uploads", clip_size - prev_charged)
+  end
 end
+if resv ~= "" then redis.call("HDEL", P .. ":upload_reserved:" .. owner, resv) end
 if idem ~= "" then
   redis.call("SET", idem, cjson.encode({fp = fp, ids = ids, batch = batch_id}), "EX", ttl)
 end
 return {"created"}
 """
+)
+
+# Holds room for an upload in flight: sets the reservation of `token` to `want` bytes, or to what is left of the
+# quota when less but at least `need`; when not even `need` is left the reservation is dropped (the upload is
+# refused, and its room is free at once for the key's other uploads). ARGV: prefix, owner, token, need, want,
+# max_stored, now, ttl_s. Returns {granted (0 when refused), used, reserved by the key's other uploads}.
+_LUA_RESERVE = (
+    _LUA_USAGE
+    + """
+local P, owner, token = ARGV[1], ARGV[2], ARGV[3]
+local need, want, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+local used = used_bytes(P, owner)
+local others = reserved_by_others(P, owner, token, now)
+local grant = math.max(0, math.min(want, limit - used - others))
+local rk = P .. ":upload_reserved:" .. owner
+if grant < need then
+  redis.call("HDEL", rk, token)
+  return {"0", string.format("%d", used), string.format("%d", others)}
+end
+redis.call("HSET", rk, token, string.format("%d %.3f", grant, now + ttl))
+redis.call("EXPIRE", rk, math.ceil(ttl) + 60)
+return {string.format("%d", grant), string.format("%d", used), string.format("%d", others)}
+"""
+)
 
 # ARGV: prefix, job id, worker, now, max_lost (deliveries whose worker died)
 _LUA_START = (
@@ -259,7 +353,8 @@ return 1
 """
 )
 
-# ARGV: prefix, id, now, results_json, timings_json, fence. -1: a newer delivery owns the job.
+# ARGV: prefix, id, now, results_json, timings_json, fence, stored bytes (the job's result files: charged to
+# its owner's storage quota by the one completion). -1: a newer delivery owns the job.
 _LUA_COMPLETE = (
     _LUA_FINISH
     + _LUA_FENCE
@@ -273,6 +368,11 @@ if terminal(st) then return 0 end
 finish(P, key, id, "done", now)
 redis.call("HSET", key, "stage", "done", "progress", "100", "results", ARGV[4], "timings", ARGV[5])
 if fence ~= "" then redis.call("HSET", key, "finished_fence", fence) end
+local stored, owner = tonumber(ARGV[7]) or 0, redis.call("HGET", key, "owner")
+if stored > 0 and owner then
+  redis.call("HSET", key, "stored_bytes", ARGV[7])
+  redis.call("HINCRBY", P .. ":usage:" .. owner, "results", stored)
+end
 redis.call("RPUSH", P .. ":completions", id)
 return 1
 """
@@ -375,18 +475,23 @@ redis.call("HINCRBY", key, "recovered", 1)
 return 1
 """
 
-# Deletion of a finished job and what only it refers to (its batch, once the batch's last job is gone).
-# Reads and removals only (no command Redis refuses at maxmemory). ARGV: prefix, id, owner ("" = any),
+# Deletion of a finished job and what only it refers to (its batch, once the batch's last job is gone); its
+# result bytes are uncharged. Reads, removals and a counter lowered only: `allow-oom` lets it run when Redis is
+# at maxmemory (where it frees room). ARGV: prefix, id, owner ("" = any),
 # "1" to remove its completion entry too (LREM is O(list); the sweep trims the list from the head instead).
-_LUA_DELETE_JOB = """
+_LUA_DELETE_JOB = (
+    "#!lua flags=allow-oom\n"
+    + _LUA_UNCHARGE
+    + """
 local P, id, want, trim = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = P .. ":job:" .. id
-local f = redis.call("HMGET", key, "state", "owner", "batch_id", "clip_id")
+local f = redis.call("HMGET", key, "state", "owner", "batch_id", "clip_id", "stored_bytes")
 local st, owner, batch, clip = f[1], f[2] or "", f[3], f[4]
 if not st or (want ~= "" and owner ~= want) then return {"missing"} end
 if st == "queued" or st == "running" then return {"active"} end
 if clip and clip ~= "" and redis.call("EXISTS", P .. ":clip:" .. clip) == 1 then return {"clip", clip} end
 redis.call("DEL", key)
+uncharge(P, owner, "results", tonumber(f[5]))
 redis.call("ZREM", P .. ":jobs:owner:" .. owner, id)
 redis.call("ZREM", P .. ":jobs:done:" .. owner, id)
 redis.call("SREM", P .. ":jobs:active", id)
@@ -406,14 +511,19 @@ if batch and batch ~= "" then
 end
 return {"deleted"}
 """
+)
 
-# Deletion of an upload (clip or image) with its ingest job. Refused while the ingest is queued or running.
+# Deletion of an upload (clip or image) with its ingest job; their bytes are uncharged (`allow-oom`: see above).
+# Refused while the ingest is queued or running.
 # Returns the file path and how many keys still own that content (0: the file may go). ARGV: prefix, id,
 # owner ("" = any).
-_LUA_DELETE_CLIP = """
+_LUA_DELETE_CLIP = (
+    "#!lua flags=allow-oom\n"
+    + _LUA_UNCHARGE
+    + """
 local P, id, want = ARGV[1], ARGV[2], ARGV[3]
 local ckey = P .. ":clip:" .. id
-local f = redis.call("HMGET", ckey, "owner", "sha256", "job_id", "path")
+local f = redis.call("HMGET", ckey, "owner", "sha256", "job_id", "path", "charged")
 local owner, sha, job, path = f[1], f[2] or "", f[3], f[4] or ""
 if not owner or (want ~= "" and owner ~= want) then return {"missing"} end
 if job and job ~= "" then
@@ -421,12 +531,14 @@ if job and job ~= "" then
   local st = redis.call("HGET", jkey, "state")
   if st == "queued" or st == "running" then return {"active", job} end
   if st then
+    uncharge(P, owner, "results", tonumber(redis.call("HGET", jkey, "stored_bytes")))
     redis.call("DEL", jkey)
     redis.call("ZREM", P .. ":jobs:owner:" .. owner, job)
     redis.call("ZREM", P .. ":jobs:done:" .. owner, job)
   end
 end
 redis.call("DEL", ckey)
+uncharge(P, owner, "uploads", tonumber(f[5]))
 redis.call("ZREM", P .. ":clips:owner:" .. owner, id)
 local skey = P .. ":clipsha:" .. owner .. ":" .. sha
 if redis.call("GET", skey) == id then
@@ -435,6 +547,7 @@ if redis.call("GET", skey) == id then
 end
 return {"deleted", path, tostring(redis.call("SCARD", P .. ":upload_owners:" .. sha))}
 """
+)
 
 # Pops completion entries from the head while they are the ones the sweep found expired (several sweepers
 # may run: an entry is popped only if it is still the head). ARGV: prefix, then the ids in head order.
@@ -588,11 +701,27 @@ class ClipRecord:
 class Admission:
     """Outcome of `JobStore.admit`."""
 
-    status: Literal["created", "replay", "busy", "conflict", "clip_exists"]
+    status: Literal["created", "replay", "busy", "conflict", "clip_exists", "over_quota"]
     job_ids: tuple[str, ...] = ()
     batch_id: str = ""
     clip_id: str = ""
     active: int = 0
+    # "over_quota": the bytes the key stores, and those held by its other uploads in flight.
+    stored_bytes: int = 0
+    reserved_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    """What one key stores (`usage:<owner>`), for its storage quota."""
+
+    upload_bytes: int  # its uploads (clips, images), each content once
+    result_bytes: int  # its finished jobs' result files
+    reserved_bytes: int  # held by its uploads still streaming
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.upload_bytes + self.result_bytes
 
 
 @dataclass(frozen=True)
@@ -650,6 +779,7 @@ class JobStore:
         self.r = client
         self.ns = namespace
         self._admit = client.register_script(_LUA_ADMIT)
+        self._reserve = client.register_script(_LUA_RESERVE)
         self._start = client.register_script(_LUA_START)
         self._progress = client.register_script(_LUA_PROGRESS)
         self._complete = client.register_script(_LUA_COMPLETE)
@@ -699,9 +829,13 @@ class JobStore:
         idempotency_ttl_s: int = 86400,
         batch_id: str = "",
         clip: ClipRecord | None = None,
+        max_stored: int = 0,
+        reservation: str = "",
     ) -> Admission:
-        """Atomically: replay an idempotent request, or refuse when the queue is full, or create
-        every record (jobs, batch, clip, idempotency key) at once. Nothing is created on refusal."""
+        """Atomically: replay an idempotent request, or refuse when the queue is full or the key's storage quota
+        (`max_stored` bytes, 0 = none) has no room, or create every record (jobs, batch, clip, idempotency key)
+        at once, charging the clip's bytes and dropping the upload's `reservation`. Nothing is created on
+        refusal."""
         now = _now()
         idem = ""
         if idempotency_key:
@@ -720,6 +854,9 @@ class JobStore:
             clip.clip_id if clip else "",
             clip.sha256 if clip else "",
             json.dumps(clip.to_fields()) if clip else "",
+            str(int(max_stored)),
+            reservation,
+            str(clip.size_bytes) if clip else "0",
             str(len(jobs)),
         ]
         for j in jobs:
@@ -756,6 +893,8 @@ class JobStore:
             return Admission("replay", tuple(ids), prev.get("batch", ""))
         if status == "clip_exists":
             return Admission("clip_exists", clip_id=res[1])
+        if status == "over_quota":
+            return Admission("over_quota", stored_bytes=int(res[1]), reserved_bytes=int(res[2]))
         return Admission("busy", active=int(res[1]))
 
     def mark_enqueued(self, job_ids: Iterable[str]) -> None:
@@ -913,10 +1052,25 @@ class JobStore:
         return self._fenced(job_id, fence, res)
 
     def complete(
-        self, job_id: str, results: list[dict[str, Any]], timings: dict[str, float], *, fence: int | None = None
+        self,
+        job_id: str,
+        results: list[dict[str, Any]],
+        timings: dict[str, float],
+        *,
+        fence: int | None = None,
+        stored_bytes: int = 0,
     ) -> bool:
-        """Compare-and-set to done; True for the one call that wrote the completion record."""
-        args = [self.ns, job_id, repr(_now()), json.dumps(results), json.dumps(timings), _fence_arg(fence)]
+        """Compare-and-set to done; True for the one call that wrote the completion record (which also charges
+        `stored_bytes`, the job's result files, to its owner's storage quota)."""
+        args = [
+            self.ns,
+            job_id,
+            repr(_now()),
+            json.dumps(results),
+            json.dumps(timings),
+            _fence_arg(fence),
+            str(int(stored_bytes)),
+        ]
         return self._fenced(job_id, fence, self._complete(args=args))
 
     def fail(
@@ -1136,6 +1290,36 @@ class JobStore:
 
     def release_upload_slot(self, key_id: str, token: str) -> None:
         self.r.zrem(self.k("uploading", key_id), token)
+
+    def reserve_upload_bytes(
+        self, key_id: str, token: str, need_bytes: int, *, ahead_bytes: int = 0, max_stored: int, ttl_s: float
+    ) -> tuple[int, int, int]:
+        """Hold room in `key_id`'s storage quota for an upload in flight: its reservation becomes `need_bytes` +
+        `ahead_bytes`, or what is left of the quota when less. Returns (bytes granted, bytes stored, bytes held by
+        the key's other uploads); granted < `need_bytes` (then 0) means no room: the reservation is dropped and
+        the upload must be refused. A reservation ends with `admit` (which charges the upload instead), with
+        `release_upload_bytes`, or after `ttl_s` (an API process that died mid-upload)."""
+        need = int(need_bytes)
+        args = [self.ns, key_id, token, str(need), str(need + int(ahead_bytes)), str(int(max_stored))]
+        res = self._reserve(args=[*args, repr(_now()), repr(ttl_s)])
+        granted, used, others = (int(_s(x)) for x in res)
+        return granted, used, others
+
+    def release_upload_bytes(self, key_id: str, token: str) -> None:
+        self.r.hdel(self.k("upload_reserved", key_id), token)
+
+    def storage_usage(self, key_id: str) -> StorageUsage:
+        """The bytes `key_id` stores and holds for uploads in flight (expired reservations not counted)."""
+        with self.r.pipeline(transaction=False) as p:
+            p.hmget(self.k("usage", key_id), "uploads", "results")
+            p.hvals(self.k("upload_reserved", key_id))
+            (uploads, results), held = p.execute()
+        now, reserved = _now(), 0
+        for v in held:
+            size, _, deadline = _s(v).partition(" ")
+            if float(deadline or 0) >= now:
+                reserved += int(size)
+        return StorageUsage(upload_bytes=int(uploads or 0), result_bytes=int(results or 0), reserved_bytes=reserved)
 
     def api_key_exists(self, key_id: str) -> bool:
         return bool(self.r.hexists(self.k("apikeys"), key_id))

@@ -272,7 +272,12 @@ class JobRunner:
             self._outcome(ctx, functools.partial(self._record_failure, ctx, exc))
         else:
             out.timings["total_s"] = round(time.monotonic() - t0, 3)
-            complete = functools.partial(self.store.complete, job_id, out.results, out.timings, fence=ctx.fence)
+            # The result files are charged to the key's storage quota by the completion (published whatever
+            # their size: a finished render is never thrown away; the key's next job waits for room instead).
+            stored = _stored_bytes(self.layout.job_dir(job_id))
+            complete = functools.partial(
+                self.store.complete, job_id, out.results, out.timings, fence=ctx.fence, stored_bytes=stored
+            )
             if self._outcome(ctx, complete):
                 self.store.stats_record("job_s", time.monotonic() - t0)
                 log.info("job %s done in %.1f s", job_id, time.monotonic() - t0)
@@ -709,6 +714,21 @@ def _make_durable(job_dir: Path) -> None:
         _fsync_path(job_dir.parent)
     except OSError as exc:
         raise TransientError(f"the results could not be written to disk ({exc.strerror or exc})") from exc
+
+
+def _stored_bytes(job_dir: Path) -> int:
+    """Bytes of a job's published files (`jobs/<id>/` without attempt work directories, which are removed)."""
+    total = 0
+    if not job_dir.is_dir():
+        return 0
+    for entry in job_dir.iterdir():
+        if entry.name.startswith(".attempt-"):
+            continue
+        files = [entry] if not entry.is_dir() else [f for f in entry.rglob("*") if not f.is_dir()]
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += f.lstat().st_size
+    return total
 
 
 def _error_code(exc: AutoCutError) -> str:

@@ -9,14 +9,22 @@ the ingest of that clip failed or was cancelled: then the upload is a new clip a
 
 DELETE removes an upload's record and its ingest job, and the file once no key owns that content (the
 retention sweep does the same for uploads older than `upload_retention_s`).
+
+Storage quota (`max_stored_bytes_per_key`, docs/deploy.md "Storage quota"): an upload holds room in its key's
+quota while it streams (`_QuotaHold`: all of a declared Content-Length at once, else growing with the body), so
+it is refused (507 `storage_quota`; 413 when larger than the whole quota) as soon as it cannot fit beside what
+the key stores and its other uploads in flight, and its bytes are charged when it is admitted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -36,6 +44,7 @@ from server.routes.common import (
     api_error,
     clip_out,
     enqueue_admitted,
+    storage_quota_error,
 )
 from server.schemas import CLIP_ID_PATTERN, IMAGE_ID_PATTERN, ClipOut, ClipPage, ErrorBody
 from server.settings import media_limits
@@ -57,6 +66,9 @@ router = APIRouter(tags=["uploads"])
 
 # Multipart framing around the file: a request may exceed the file limit by this much.
 _FRAMING_BYTES = 64 * 1024
+# A streamed upload without a Content-Length holds this much quota ahead of what it has received (fewer round
+# trips to Redis; at most this much more than it needs is held from the key's parallel uploads meanwhile).
+_HOLD_AHEAD_BYTES = 1024 * 1024
 
 
 def _multipart_doc(what: str) -> dict:
@@ -79,12 +91,67 @@ def _multipart_doc(what: str) -> dict:
 _UPLOAD_RESPONSES = {
     **ERROR_RESPONSES,
     200: {"model": ClipOut, "description": "Same content already uploaded by this key: the existing record"},
-    413: {"model": ErrorBody, "description": "File larger than the upload limit"},
+    413: {"model": ErrorBody, "description": "File larger than the upload limit, or than the key's storage quota"},
     415: {"model": ErrorBody, "description": "Not an accepted media type"},
+    507: {"model": ErrorBody, "description": "No room left in the key's storage quota (`storage_quota`)"},
 }
 
 
-async def _receive(request: Request, services: Services, max_bytes: int, principal: Principal) -> ReceivedFile:
+class _QuotaHold:
+    """One upload's hold on its key's storage quota (nothing to do when the quota is off). `grow(n)` makes the
+    hold at least `n` bytes or refuses the upload; `admit_jobs` turns the hold into the charge; `release` drops
+    what is left of it (an upload refused or deduplicated)."""
+
+    def __init__(self, services: Services, key_id: str) -> None:
+        self.store = services.store
+        self.settings = services.settings
+        self.key_id = key_id
+        self.limit = services.settings.max_stored_bytes_per_key
+        self.token = uuid.uuid4().hex if self.limit > 0 else ""
+        self.held = 0
+
+    async def grow(self, size: int, *, ahead: int = 0, upload: str = "") -> None:
+        """Hold at least `size` bytes (and up to `ahead` more if there is room), else raise a `storage_quota`
+        `UploadError` (`upload`: how its message names the upload)."""
+        if not self.token or size <= self.held:
+            return
+        s = self.settings
+        granted, used, others = await run_in_threadpool(
+            functools.partial(
+                self.store.reserve_upload_bytes,
+                self.key_id,
+                self.token,
+                size,
+                ahead_bytes=ahead,
+                max_stored=self.limit,
+                ttl_s=s.upload_timeout_s + 60,
+            )
+        )
+        self.held = granted
+        if granted < size:  # no room: the store dropped the hold
+            exc = storage_quota_error(s, used, others, size, upload=upload)
+            raise UploadError(exc.status_code, "storage_quota", exc.detail["message"])  # type: ignore[index]
+
+    async def metered(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`body`, refused (`UploadError`) as soon as what arrived cannot fit (the multipart framing, up to
+        `_FRAMING_BYTES`, not counted: the exact file size is charged at admission)."""
+        n = 0
+        async for chunk in body:
+            n += len(chunk)
+            if n - _FRAMING_BYTES > self.held:
+                received = f"the upload ({n} bytes received so far)"
+                await self.grow(n - _FRAMING_BYTES, ahead=_HOLD_AHEAD_BYTES, upload=received)
+            yield chunk
+
+    async def release(self) -> None:
+        if self.token:
+            with contextlib.suppress(Exception):  # an unreleased hold expires by itself
+                await run_in_threadpool(self.store.release_upload_bytes, self.key_id, self.token)
+
+
+async def _receive(
+    request: Request, services: Services, max_bytes: int, principal: Principal, hold: _QuotaHold
+) -> ReceivedFile:
     cl = request.headers.get("content-length")
     if cl is not None and cl.isdigit() and int(cl) > max_bytes + _FRAMING_BYTES:
         raise api_error(413, "too_large", f"upload of {cl} bytes exceeds the limit of {max_bytes} bytes")
@@ -101,9 +168,11 @@ async def _receive(request: Request, services: Services, max_bytes: int, princip
             headers={"Retry-After": "5"},
         )
     try:
+        if cl is not None and cl.isdigit():  # refused before a byte is read when it cannot fit
+            await hold.grow(max(0, int(cl) - _FRAMING_BYTES), upload=f"the upload (a request of {cl} bytes)")
         return await receive_multipart_file(
             request.headers.get("content-type"),
-            request.stream(),
+            hold.metered(request.stream()),
             tmp_dir=services.layout.uploads_tmp,
             max_bytes=max_bytes,
             timeout_s=s.upload_timeout_s,
@@ -130,7 +199,12 @@ def _discard(received: ReceivedFile) -> None:
 )
 async def upload_clip(request: Request, response: Response, principal: KeyDep, services: ServicesDep) -> ClipOut:
     s = services.settings
-    received = await _receive(request, services, s.max_upload_bytes, principal)
+    hold = _QuotaHold(services, principal.key_id)
+    try:
+        received = await _receive(request, services, s.max_upload_bytes, principal, hold)
+    except BaseException:
+        await hold.release()
+        raise
     try:
         ext = sniff_video(received.head)
         if ext is None:
@@ -167,7 +241,8 @@ async def upload_clip(request: Request, response: Response, principal: KeyDep, s
         )
         spec = IngestJobSpec(clip_id=clip.clip_id, path=str(dest), sha256=received.sha256, filename=received.filename)
         job = NewJob(job_id=clip.job_id, kind="ingest", clip_id=clip.clip_id, spec=spec.model_dump(mode="json"))
-        adm = admit_jobs(services, principal.key_id, [job], clip=clip)  # 429 when the queue is full
+        # 429 when the queue is full, 507 when the key's storage quota has no room for the clip
+        adm = admit_jobs(services, principal.key_id, [job], clip=clip, reservation=hold.token)
         if adm.status == "clip_exists":
             _discard(received)
             existing = services.store.get_clip(adm.clip_id)
@@ -182,6 +257,7 @@ async def upload_clip(request: Request, response: Response, principal: KeyDep, s
         return clip_out(clip, services.store.get_job(job.job_id), settings=services.settings)
     finally:
         _discard(received)
+        await hold.release()
 
 
 @router.post(
@@ -193,7 +269,12 @@ async def upload_clip(request: Request, response: Response, principal: KeyDep, s
     summary="Upload a product photo (used via product.image_id)",
 )
 async def upload_image(request: Request, response: Response, principal: KeyDep, services: ServicesDep) -> ClipOut:
-    received = await _receive(request, services, services.settings.max_image_bytes, principal)
+    hold = _QuotaHold(services, principal.key_id)
+    try:
+        received = await _receive(request, services, services.settings.max_image_bytes, principal, hold)
+    except BaseException:
+        await hold.release()
+        raise
     try:
         ext = sniff_image(received.head)
         if ext is None:
@@ -215,7 +296,8 @@ async def upload_image(request: Request, response: Response, principal: KeyDep, 
             width=width,
             height=height,
         )
-        adm = admit_jobs(services, principal.key_id, [], clip=rec)  # no job: never refused as busy
+        # No job: never refused as busy; 507 when the key's storage quota has no room for the image.
+        adm = admit_jobs(services, principal.key_id, [], clip=rec, reservation=hold.token)
         if adm.status == "clip_exists":
             existing = services.store.get_clip(adm.clip_id)
             assert existing is not None
@@ -226,6 +308,7 @@ async def upload_image(request: Request, response: Response, principal: KeyDep, 
         return clip_out(rec, None)
     finally:
         _discard(received)
+        await hold.release()
 
 
 def _check_image(path: os.PathLike[str]) -> tuple[int, int]:

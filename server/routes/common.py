@@ -50,6 +50,7 @@ __all__ = [
     "get_services",
     "job_status",
     "retry_after_s",
+    "storage_quota_error",
     "thumbnail_link",
 ]
 
@@ -281,10 +282,13 @@ def admit_jobs(
     fingerprint: str = "",
     batch_id: str = "",
     clip: ClipRecord | None = None,
+    reservation: str = "",
 ) -> Admission:
     """`JobStore.admit` under the service's bounds. A full queue, or a key at its own limit of
-    active jobs, is answered here: 429 with a Retry-After estimate. Other outcomes (created, replay,
-    conflict, clip_exists) are the caller's to answer."""
+    active jobs, is answered here: 429 with a Retry-After estimate; a key without room in its storage quota
+    too (`storage_quota_error`: 507, or 413 for an upload larger than the whole quota). Other outcomes
+    (created, replay, conflict, clip_exists) are the caller's to answer. `reservation`: the upload's hold on
+    the quota (`JobStore.reserve_upload_bytes`), replaced by the charge when the clip is created."""
     s = services.settings
     adm = services.store.admit(
         owner,
@@ -296,13 +300,36 @@ def admit_jobs(
         idempotency_ttl_s=s.idempotency_ttl_s,
         batch_id=batch_id,
         clip=clip,
+        max_stored=s.max_stored_bytes_per_key,
+        reservation=reservation,
     )
+    if adm.status == "over_quota":
+        raise storage_quota_error(s, adm.stored_bytes, adm.reserved_bytes, clip.size_bytes if clip else None)
     if adm.status == "busy":
         wait = retry_after_s(services, adm.active + len(jobs) - s.max_active_jobs)
         raise api_error(
             429, "queue_full", f"too many jobs queued or running; retry in {wait} s", headers={"Retry-After": str(wait)}
         )
     return adm
+
+
+def storage_quota_error(
+    settings: Settings, stored: int, reserved: int, size: int | None, *, upload: str = ""
+) -> HTTPException:
+    """The answer when a key's storage quota has no room: for an upload of `size` bytes (None: a new job)
+    that would pass it 507 (413 when larger than the whole quota), for a job once the key is at or over it 507;
+    code `storage_quota`, naming the quota, the key's usage and the request's size (`upload`: how to name the
+    upload when its exact size is not known yet)."""
+    limit = settings.max_stored_bytes_per_key
+    held = f" (+{reserved} held by its uploads in progress)" if reserved else ""
+    usage = f"this key stores {stored} bytes{held} of its storage quota of {limit} bytes"
+    fix = "; delete uploads (DELETE /v1/clips/{id}, /v1/images/{id}) or finished jobs (DELETE /v1/jobs/{id}?purge=true)"
+    if size is None:
+        return api_error(507, "storage_quota", f"{usage}: no room for a new job's results{fix}")
+    upload = upload or f"the upload of {size} bytes"
+    if size > limit:
+        return api_error(413, "storage_quota", f"{upload} exceeds the storage quota of {limit} bytes")
+    return api_error(507, "storage_quota", f"{upload} does not fit: {usage}{fix}")
 
 
 def retry_after_s(services: Services, excess_jobs: int) -> int:
