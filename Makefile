@@ -6,13 +6,14 @@ LIBRARY ?= $(CURDIR)/var/library
 STAMP := .venv/.installed-$(shell cat pyproject.toml scripts/install-system-deps.sh scripts/fetch_qwen3_tokenizer.sh 2>/dev/null | sha1sum | cut -c1-12)
 export AUTOCUT_LIBRARY := $(LIBRARY)
 
-.PHONY: setup system-deps venv test test-fast demo bench lint clean-venv help
+.PHONY: setup system-deps venv test test-fast demo bench lint clean-venv help docker-check
 
 help:
 	@echo "make demo   - set up, then run the main job end to end on the embedded defaults"
 	@echo "make test   - set up, then run the full test suite (what CI runs)"
 	@echo "make bench  - run every benchmark and print one summary table of the figures"
 	@echo "make lint   - ruff (lint + format check), mypy, and the package import rules (scripts/check_imports.py)"
+	@echo "make docker-check - build the cpu image and serve an edit from the compose stack (needs root; not part of test)"
 
 setup: system-deps venv
 
@@ -58,6 +59,10 @@ demo: setup
 bench: setup
 	$(PIP) install -q -e '.[bench]'
 	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
+
+# Not part of `test`: installs/starts Docker, builds the image (many minutes), runs the compose stack (docs/deploy.md).
+docker-check:
+	bash scripts/docker-check.sh
 
 clean-venv:
 	rm -rf .venv

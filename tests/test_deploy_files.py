@@ -233,23 +233,34 @@ def test_compose_commands_are_server_cli_commands():
 
 def test_dockerfile_builds_with_the_makefile_and_copies_every_package():
     stages = dockerfile_stages()
-    assert set(stages) == {"cpu", "gpu"}  # the compose build targets
-    cpu = stages["cpu"]
-    runs = [arg for ins, arg in cpu if ins == "RUN"]
-    assert "make venv" in runs, "the image's venv is the Makefile's"
-    assert any("scripts/install-system-deps.sh" in r for r in runs)
+    # system (base + Debian packages) -> build (+ make, npm; `make venv`) -> cpu (system + /app) -> gpu
+    assert set(stages) == {"system", "build", "cpu", "gpu"}
+    froms = {n: st[0][1].split()[0] for n, st in stages.items()}
+    assert froms == {"system": "${BASE_IMAGE}", "build": "system", "cpu": "system", "gpu": "cpu"}
+    # The base is a build argument whose default is the official Python image (docker-check passes
+    # a debootstrap-made one where no registry can be reached).
+    base_arg = next(a for i, a in dockerfile_instructions() if i == "ARG" and a.startswith("BASE_IMAGE="))
+    assert base_arg.split("=", 1)[1].startswith("python:3.11-")
+    runs = {n: [arg for ins, arg in st if ins == "RUN"] for n, st in stages.items()}
+    assert any(re.search(r"(^|&& )make venv\b", r) for r in runs["build"]), "the image's venv is the Makefile's"
+    assert any("scripts/install-system-deps.sh" in r for r in runs["system"])
+    # The run-time image carries no build tools: make and npm come in only in the build stage, and
+    # the cpu stage takes just /app from it.
+    assert not any("apt-get install" in r for r in runs["cpu"])
+    assert [a for i, a in stages["cpu"] if i == "COPY"] == ["--from=build /app /app"]
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^PY := \.venv/bin/python$", makefile, re.M)
     assert re.search(r"^venv:", makefile, re.M)
     # `make -n` only prints: the target exists and its recipe parses on this machine.
     subprocess.run(["make", "-n", "venv"], cwd=ROOT, capture_output=True, check=True)
     copied = set()
-    for ins, arg in cpu:
-        if ins == "COPY":
-            *srcs, _dest = shlex.split(arg)
-            for src in srcs:
-                assert (ROOT / src).exists(), f"COPY {src}: no such path"
-                copied.add(src.rstrip("/"))
+    for name in ("system", "build"):
+        for ins, arg in stages[name]:
+            if ins == "COPY":
+                *srcs, _dest = shlex.split(arg)
+                for src in srcs:
+                    assert (ROOT / src).exists(), f"COPY {src}: no such path"
+                    copied.add(src.rstrip("/"))
     py = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {p.rstrip("*") for p in py["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert packages <= copied, f"packages not copied into the image: {packages - copied}"
@@ -260,12 +271,47 @@ def test_dockerfile_builds_with_the_makefile_and_copies_every_package():
         if line.strip() and not line.startswith("#")
     }
     assert not (copied & ignored), "the build context must contain what the Dockerfile copies"
-    assert {".venv", "var"} <= ignored
-    for name, stage in stages.items():
-        users = [arg for ins, arg in stage if ins == "USER"]
+    assert {".venv", "var", "build"} <= ignored
+    for name in ("cpu", "gpu"):
+        users = [arg for ins, arg in stages[name] if ins == "USER"]
         assert users and users[-1] not in ("root", "0"), f"stage {name} runs as root"
     assert "faiss-cpu" in " ".join(a for i, a in stages["gpu"] if i == "RUN")
     assert "'.[gpu]'" in " ".join(a for i, a in stages["gpu"] if i == "RUN")
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """SafeLoader that also reads compose's merge tags `!reset` and `!override` (as plain values)."""
+
+
+def _compose_tag(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node)
+    assert isinstance(node, yaml.ScalarNode)
+    return loader.construct_scalar(node)
+
+
+_ComposeLoader.add_constructor("!reset", _compose_tag)
+_ComposeLoader.add_constructor("!override", _compose_tag)
+
+
+def test_check_compose_override_uses_host_networking_on_loopback():
+    """docker-compose.check.yml (`make docker-check`): host network, 127.0.0.1, nothing published."""
+    doc = yaml.load((ROOT / "docker-compose.check.yml").read_text(), Loader=_ComposeLoader)
+    services = doc["services"]
+    assert set(services) == {"broker", "api", "worker"}
+    assert all(s["network_mode"] == "host" for s in services.values())
+    assert "networks" not in doc and not any("networks" in s for s in services.values())
+    assert services["broker"]["image"] == "autocut:cpu"  # no registry image is pulled in the check
+    assert "--bind 127.0.0.1" in services["broker"]["command"][-1]
+    assert services["api"]["environment"]["AUTOCUT_API_HOST"] == "127.0.0.1"
+    for name in ("api", "worker"):
+        assert "@127.0.0.1:${CHECK_BROKER_PORT:?}/0" in services[name]["environment"]["AUTOCUT_REDIS_URL"]
+    assert services["worker"]["deploy"]["replicas"] == 1
+    # The API and the broker listen on distinct ports, chosen by the script.
+    assert services["api"]["environment"]["AUTOCUT_API_PORT"] == "${CHECK_API_PORT:?}"
+    assert "CHECK_BROKER_PORT" in services["broker"]["command"][-1]
 
 
 def test_dockerfile_settings_and_command(monkeypatch):
@@ -301,8 +347,12 @@ def test_healthchecks_against_a_live_api_and_redis(tmp_path, redis_server):
     (tmp_path / "logs").mkdir()
     svc = Service(settings, tmp_path / "logs")
     doc = compose()
-    api_check = doc["services"]["api"]["healthcheck"]["test"]
-    worker_check = doc["services"]["worker"]["healthcheck"]["test"]
+    # Compose runs a list only when it starts with CMD (exec) or CMD-SHELL; anything else is refused.
+    for name, service in doc["services"].items():
+        if "healthcheck" in service:
+            assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+    api_check = doc["services"]["api"]["healthcheck"]["test"][1:]
+    worker_check = doc["services"]["worker"]["healthcheck"]["test"][1:]
     image_check = _healthcheck_argv_dockerfile()
     try:
         svc.start_api()
