@@ -205,7 +205,7 @@ def build_edit_plan(
     )
 
 
-def subtitle_style(o: PlanOutput) -> SubtitleStyle:
+def subtitle_style(o: EditOptions | PlanOutput) -> SubtitleStyle:
     """The renderer's caption style for plan output options `o` (style preset, karaoke, position)."""
     fields: dict[str, Any] = {"enabled": o.subtitles}
     if o.captions is not None:

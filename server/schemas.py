@@ -213,6 +213,32 @@ def _preset_aspect(preset: str | None, aspect: Aspect, aspect_given: bool) -> No
         )
 
 
+class PlanCaptions(_In):
+    """The caption look: a style preset and, optionally, the karaoke highlight and position on their own."""
+
+    style: CaptionStyleName | None = Field(
+        default=None, description=f"Caption style preset ({', '.join(CAPTION_STYLES)}); null = the classic look"
+    )
+    karaoke: KaraokeMode | None = Field(
+        default=None,
+        description="Highlight the spoken word: word (Chinese: jieba words), character (Chinese characters one by "
+        "one) or off; null = the style's",
+    )
+    position: CaptionPosition | None = Field(
+        default=None, description="bottom, middle or top of the safe area; null = the style's"
+    )
+
+
+class PlanEndCard(_In):
+    """A card appended after the last segment: the product name, price and a call to action (the edit gets
+    `duration_s` longer; the music plays on)."""
+
+    duration_s: float = Field(default=3.0, gt=0.0, le=15.0)
+    name: str | None = Field(default=None, max_length=200, description="Null = the product name")
+    price: str = Field(default="", max_length=40, examples=["$29.99"])
+    cta: str = Field(default="", max_length=120, examples=["Shop now"])
+
+
 class EditOptions(_In):
     preset: PresetName | None = Field(
         default=None,
@@ -240,6 +266,20 @@ class EditOptions(_In):
     )
     transition: Transition = "cut"
     subtitles: bool = True
+    # Left out of the stored JSON when unset (specs stored before them read back unchanged).
+    captions: PlanCaptions | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Caption style and karaoke highlight"
+    )
+    title_card: TitleCard | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="A title (default: the product name) over the opening seconds; null = none",
+    )
+    end_card: PlanEndCard | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="A branded card after the last segment (the product photo, when the request has one); null = none",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     # Left out of the stored JSON at its default, so specs stored before it existed read back unchanged.
     quality: RenderQuality = Field(
@@ -358,32 +398,6 @@ class PlanMusic(_In):
     start_s: float | None = Field(
         default=None, ge=0.0, le=86400.0, description="Where in the track the music starts; null = the track's start"
     )
-
-
-class PlanCaptions(_In):
-    """The caption look: a style preset and, optionally, the karaoke highlight and position on their own."""
-
-    style: CaptionStyleName | None = Field(
-        default=None, description=f"Caption style preset ({', '.join(CAPTION_STYLES)}); null = the classic look"
-    )
-    karaoke: KaraokeMode | None = Field(
-        default=None,
-        description="Highlight the spoken word: word (Chinese: jieba words), character (Chinese characters one by "
-        "one) or off; null = the style's",
-    )
-    position: CaptionPosition | None = Field(
-        default=None, description="bottom, middle or top of the safe area; null = the style's"
-    )
-
-
-class PlanEndCard(_In):
-    """A card appended after the last segment: the product name, price and a call to action (the edit gets
-    `duration_s` longer; the music plays on)."""
-
-    duration_s: float = Field(default=3.0, gt=0.0, le=15.0)
-    name: str | None = Field(default=None, max_length=200, description="Null = the product name")
-    price: str = Field(default="", max_length=40, examples=["$29.99"])
-    cta: str = Field(default="", max_length=120, examples=["Shop now"])
 
 
 class PlanOutput(_In):

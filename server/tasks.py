@@ -51,6 +51,7 @@ from server.jobspec import (
     UploadRef,
     render_choices,
     review_result,
+    subtitle_style,
 )
 from server.settings import Settings
 from server.storage import VARIANT_INFO, Layout, PathRefError, publish_dir, resolve_media_path, write_json_once
@@ -514,7 +515,7 @@ class JobRunner:
 
     def _build_plans(self, ctx: JobContext) -> tuple[list, float]:
         from autocut.planning import plan_edit
-        from autocut.types import BgmChoice, EditPlan
+        from autocut.types import BgmChoice, EditPlan, EndCard
 
         plans_path = self.layout.plans_path(ctx.job.job_id)
         if plans_path.exists():  # an earlier delivery planned already: keep its plans (results must match)
@@ -550,7 +551,11 @@ class JobRunner:
                 track = cat.bgm_track(int(opts.bgm.audio_id))  # type: ignore[arg-type]
         for k, plan in enumerate(plans):
             plan.plan_id = f"{ctx.job.job_id}-v{k + 1}"
-            plan.subtitles.enabled = opts.subtitles
+            plan.subtitles = subtitle_style(opts)
+            if opts.title_card is not None:
+                plan.title_card = opts.title_card.model_copy()
+            if opts.end_card is not None:
+                plan.end_card = EndCard.model_validate(opts.end_card.model_dump())
             if policy == "none":
                 plan.bgm = None
             elif track is not None:

@@ -267,3 +267,24 @@ def test_an_edit_can_ask_for_a_preview(service, key, tmp_path):
         assert (res["quality"], res["width"], res["height"]) == ("preview", 540, 960)
         info = probe(_download(c, res["links"]["video"], tmp_path / "p.mp4"))
     assert (info.width, info.height) == (540, 960)
+
+
+def test_an_edit_takes_caption_style_and_cards(service, key):
+    """Captions, title and end card given with a new edit reach its plan (what a later render draws)."""
+    req = tiny_edit([2], script=["Fresh juice now."], max_duration_s=6.0)
+    req["stop_after"] = "plan"
+    req["options"]["captions"] = {"style": "karaoke"}
+    req["options"]["title_card"] = {"text": "Juicer Cup", "duration_s": 1.0}
+    req["options"]["end_card"] = {"duration_s": 2.0, "price": "$29.99", "cta": "Shop now"}
+    with service.client(key) as c:
+        r = c.post("/v1/edits", json=req)
+        assert r.status_code == 202, r.text
+        job = wait_job(c, r.json()["job_id"], timeout_s=90)
+        assert job["state"] == "done", (job, service.logs())
+        bad = dict(req, options=dict(req["options"], captions={"style": "comic-sans"}))
+        r = c.post("/v1/edits", json=bad)
+        assert r.status_code == 422 and "comic-sans" in r.text
+    plan = job["plans"][0]["plan"]
+    assert plan["output"]["captions"]["style"] == "karaoke"
+    assert plan["title_card"]["text"] == "Juicer Cup"
+    assert (plan["end_card"]["price"], plan["end_card"]["cta"]) == ("$29.99", "Shop now")
