@@ -412,6 +412,24 @@ def test_a_card_with_match_buckets_plans_with_the_product_photo(
     assert len(chosen) == len(fplan.segments) and all(c >= 1.0 and (2 * c).is_integer() for c in chosen)
     bare = PlanRequest(product=PRODUCT, pool=lib["pool"], script=script, seed=0)
     assert "lm_match_buckets" not in plan_edit(lib["root"], bare, get_planner("compact", model_dir=model))[0].notes
+    # A model whose match buckets rank through the learned identity map needs the library's map, and plans
+    # with it (here a map that keeps only the first dimension: the buckets change, the plan stays valid).
+    from autocut.planning.identity import IdentityModel, identity_path
+
+    card["train"]["config"]["match_metric"] = "learned"
+    (model / CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(Exception, match="autocut train identity"):
+        plan_edit(lib["root"], req, get_planner("compact", model_dir=model))
+    with Catalog.open(lib["root"], create=False) as cat:
+        dim, pca_version = len(build_candidates(cat, req.pool).candidates[0].vector), cat.pca_version
+    w = np.zeros((dim, dim), np.float32)
+    w[0, 0] = 1.0
+    path = IdentityModel(w, pca_version).save(identity_path(lib["root"]))
+    try:
+        learned = plan_edit(lib["root"], req, get_planner("compact", model_dir=model))[0]
+    finally:
+        path.unlink()
+    assert len([int(b) for b in learned.notes["lm_match_buckets"].split(", ")]) == 2
 
 
 def test_identity_prior_steers_the_lm_towards_the_photo(lib, compact_dir: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -195,9 +195,9 @@ class CompactPlanner(Planner):
         if photo is not None and edges:
             pvec, cvecs = photo[0], vectors
             if trained.get("match_metric", "cosine") == "learned":  # ranks through the library's identity map
-                model = self._match_identity.model(task.library_dir, task.catalog.pca_version)
-                assert model is not None  # "learned" raises instead of returning None
-                pvec, cvecs = pvec @ model.weight.T, vectors @ model.weight.T
+                ident = self._match_identity.model(task.library_dir, task.catalog.pca_version)
+                assert ident is not None  # "learned" raises instead of returning None
+                pvec, cvecs = pvec @ ident.weight.T, vectors @ ident.weight.T
             match = match_buckets(pvec, cvecs, edges)
         user = user_message(
             scenario, req.language, product, list(codes), None if photo is None else photo[1][:levels], match
