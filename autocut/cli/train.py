@@ -23,7 +23,7 @@ TASKS = ("select", "sort", "script", "bgm")
 # Mirrors of autocut.lm.small.SMALL_PRESETS / autocut.lm.compact_train.CompactTrainConfig().backbone.
 COMPACT_BACKBONES = ("qwen3-tiny", "qwen3-small4", "qwen3-small8")
 COMPACT_DEFAULT_BACKBONE = "qwen3-small4"
-DEFAULT_IDENTITY_WEIGHT = 0.0  # mirror of autocut.lm.compact_train.DEFAULT_IDENTITY_WEIGHT
+DEFAULT_IDENTITY_WEIGHT = 12.0  # mirror of autocut.lm.compact_train.DEFAULT_IDENTITY_WEIGHT
 CORPUS_DEFAULTS = {"seed": 0, "max_frames_per_clip": 8, "max_prompt_tokens": 3500, "max_pool_size": 24}
 
 
@@ -184,9 +184,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--match-metric",
         choices=("cosine", "learned"),
-        default="cosine",
-        help="what the match buckets rank by: the raw photo cosine (default) or the learned identity map "
-        "(`autocut train identity`; fitted first when missing; training examples use cross-fitted maps)",
+        default="learned",
+        help="what the match buckets rank by: the learned identity map (default; `autocut train identity`, "
+        "fitted first when missing; training examples use cross-fitted maps; a library without a demo-world "
+        "manifest falls back to cosine) or the raw photo cosine",
     )
     c.add_argument(
         "--identity-weight",

@@ -79,7 +79,7 @@ class CompactTrainConfig:
     match_edges: tuple[int, ...] = MATCH_EDGES
     # What the match buckets rank by: "cosine" (photo vs clip mean) or "learned" (through the library's identity
     # map, `autocut.planning.identity`; training examples use maps cross-fitted without their product).
-    match_metric: str = "cosine"
+    match_metric: str = "learned"
     # Footage-driven rows: after the clip's codes, the model decides how long the segment runs (a duration
     # token, target: the reference segment's duration, at most the clip's) and then writes its line.
     segment_durations: bool = True
@@ -101,7 +101,7 @@ class CompactTrainConfig:
 
 # The compact planner's identity prior at decoding (`autocut.planning.planners.compact`; 0 = the pure LM),
 # recorded in each trained model's card. Chosen on the val split (docs/evaluation.md, "Identity prior").
-DEFAULT_IDENTITY_WEIGHT = 0.0
+DEFAULT_IDENTITY_WEIGHT = 12.0
 
 
 @dataclass
@@ -562,9 +562,15 @@ def write_card(model_dir: str | Path, card: dict[str, Any]) -> None:
 
 
 def ensure_identity(
-    library_dir: str | Path, *, train_split: str = "train", val_split: str = "val", say: Callable[[str], None] = print
+    library_dir: str | Path,
+    *,
+    train_split: str = "train",
+    val_split: str = "val",
+    say: Callable[[str], None] = print,
+    pools: tuple[Any, Any] | None = None,
 ) -> Path:
-    """The library's identity model (`autocut train identity`), fitted now when it has none for its PCA."""
+    """The library's identity model (`autocut train identity`), fitted now when it has none for its PCA
+    (`pools`: the (train, val) `IdentityPools` when the caller has loaded them already)."""
     from autocut.library.catalog import Catalog
     from autocut.planning.identity import fit_identity, identity_path, load_identity
     from autocut.planning.identity_data import load_identity_pools
@@ -577,11 +583,8 @@ def ensure_identity(
         return path
     except ConfigError:
         pass
-    model = fit_identity(
-        load_identity_pools(library_dir, train_split),
-        load_identity_pools(library_dir, val_split),
-        pca_version=pca_version,
-    )
+    train, val = pools or (load_identity_pools(library_dir, train_split), load_identity_pools(library_dir, val_split))
+    model = fit_identity(train, val, pca_version=pca_version)
     model.save(path)
     m = model.metrics
     say(
@@ -622,25 +625,33 @@ def train_library_planner(
     audio = load_library_tokenizer(lib, "audio")
     data = load_world_data(lib, split, video=video, audio=audio)
     val = load_world_data(lib, heldout_split, video=video, audio=audio) if heldout_split else None
+    from autocut.demo_world.manifest import load_manifest
+    from autocut.errors import CatalogError
+
+    try:
+        has_world = bool(load_manifest(lib).get("shots"))
+    except CatalogError:
+        has_world = False
+    if config.match_metric == "learned" and config.match_edges and not has_world:
+        # The identity metric is fitted on the demo world's labels (which shot is whose); without them the
+        # buckets rank by the raw cosine, and the card's config says so.
+        say("identity: the library has no demo-world manifest to fit the metric on; match buckets by cosine")
+        config = replace(config, match_metric="cosine")
     if config.match_metric == "learned" and config.match_edges:
         from autocut.library.catalog import Catalog
         from autocut.planning.identity import crossfit_identity, load_identity
         from autocut.planning.identity_data import load_identity_pools
 
-        path = ensure_identity(lib, train_split=split, val_split=heldout_split or "val", say=say)
+        t0 = time.perf_counter()
+        pools = (load_identity_pools(lib, split), load_identity_pools(lib, heldout_split or "val"))
+        path = ensure_identity(lib, say=say, pools=pools)
         with Catalog.open(lib, create=False) as cat:
             pca_version = cat.pca_version
         full = load_identity(path, pca_version=pca_version).weight
-        t0 = time.perf_counter()
-        data.identity_maps = crossfit_identity(
-            load_identity_pools(lib, split),
-            load_identity_pools(lib, heldout_split or "val"),
-            pca_version=pca_version,
-            seed=config.seed,
-        )
+        data.identity_maps = crossfit_identity(*pools, pca_version=pca_version, seed=config.seed)
         say(
             f"identity maps: {len(data.identity_maps)} training products cross-fitted "
-            f"in {time.perf_counter() - t0:.0f} s"
+            f"({time.perf_counter() - t0:.0f} s with loading)"
         )
         if val is not None:
             val.identity_maps = dict.fromkeys(val.reels, full)
@@ -666,7 +677,7 @@ def train_library_planner(
     )
     card["decoding"] = {"identity_weight": float(identity_weight)}
     write_card(out_dir, card)
-    if identity_weight > 0:
+    if identity_weight > 0 and has_world:  # already there when the match tokens rank through it
         ensure_identity(lib, train_split=split, val_split=heldout_split or "val", say=say)
     if check and heldout_split and heldout_ads > 0:
         card["heldout"] = heldout_check(lib, out_dir, split=heldout_split, max_ads=heldout_ads)

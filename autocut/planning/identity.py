@@ -194,16 +194,30 @@ def fit_identity(
 
     torch.manual_seed(seed)
     dim = next(iter(train.photos.values())).shape[0]
-    items = []
+    photos, pools, labels = [], [], []
     for pid in sorted(train.reels):
         if pid not in train.photos:
             continue
-        vecs, labels = train.pool(pid, train.same_category(pid)[:3])
-        if labels.sum() == 0 or labels.sum() == len(labels):
+        vecs, lab = train.pool(pid, train.same_category(pid)[:3])
+        if lab.sum() == 0 or lab.sum() == len(lab):
             continue
-        items.append((torch.as_tensor(train.photos[pid]), torch.as_tensor(vecs), torch.as_tensor(labels)))
-    if not items:
+        photos.append(train.photos[pid])
+        pools.append(vecs)
+        labels.append(lab)
+    if not pools:
         raise ConfigError("no training product has both its own shots and others' shots")
+    # One padded batch: (B, N, D) clips, (B, N, N) mask of the (own, other) pairs each product's loss averages.
+    n_max = max(len(v) for v in pools)
+    clips = np.zeros((len(pools), n_max, dim), np.float32)
+    pair = np.zeros((len(pools), n_max, n_max), np.float32)
+    for b, (vecs, lab) in enumerate(zip(pools, labels)):
+        clips[b, : len(vecs)] = vecs
+        own = np.zeros(n_max, bool)
+        other = np.zeros(n_max, bool)
+        own[: len(lab)] = lab == 1
+        other[: len(lab)] = lab == 0
+        pair[b] = np.outer(own, other) / float(own.sum() * other.sum())
+    pt, ct, mt = torch.as_tensor(np.stack(photos)), torch.as_tensor(clips), torch.as_tensor(pair)
     eye = torch.eye(dim)
     w = torch.nn.Parameter(eye.clone())
     opt = torch.optim.Adam([w], lr=lr)
@@ -213,14 +227,12 @@ def fit_identity(
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
         opt.zero_grad()
-        loss = torch.zeros(())
-        for p, c, lab in items:
-            wp = torch.nn.functional.normalize(w @ p, dim=0)
-            wc = torch.nn.functional.normalize(c @ w.T, dim=1)
-            s = scale * (wc @ wp)
-            diff = s[lab == 1][:, None] - s[lab == 0][None, :]
-            loss = loss + torch.nn.functional.softplus(-diff).mean()
-        loss = loss / len(items) + decay * ((w - eye) ** 2).sum()
+        wp = torch.nn.functional.normalize(pt @ w.T, dim=-1)  # (B, D)
+        wc = torch.nn.functional.normalize(ct @ w.T, dim=-1)  # (B, N, D); padding rows stay 0
+        sc = scale * torch.einsum("bnd,bd->bn", wc, wp)
+        diff = sc[:, :, None] - sc[:, None, :]  # (B, N, N): own minus other where the mask says so
+        loss = (torch.nn.functional.softplus(-diff) * mt).sum() / len(pools)
+        loss = loss + decay * ((w - eye) ** 2).sum()
         loss.backward()
         opt.step()
         if step % 20 == 0 or step == steps:
@@ -229,13 +241,13 @@ def fit_identity(
             if auc > best[0]:
                 best = (auc, wn, step)
             if progress is not None:
-                progress(step, steps, float(loss), auc)
+                progress(step, steps, float(loss.detach()), auc)
     weight = best[1]
     fit_train = _mean_auc(train, lambda p, c: _unit(c @ weight.T) @ _unit(p @ weight.T))
     metrics = {
         "train_split": train.split,
         "val_split": val.split,
-        "products": {"train": len(items), "val": len(val.reels)},
+        "products": {"train": len(pools), "val": len(val.reels)},
         "auc_val": {"raw_cosine": round(raw_val, 4), "learned": round(best[0], 4)},
         "auc_train": {"raw_cosine": round(raw_train, 4), "learned": round(fit_train, 4)},
         "best_step": best[2],

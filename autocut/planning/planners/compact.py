@@ -20,12 +20,14 @@ scored in one batched step (each level normalised over its 256 codes), and
 Grounding queries are the RQ-VAE decoded codes of the chosen candidates (the paper's path). Variant 0 is
 greedy; later variants sample every decision at `temperature`.
 
-Identity prior (`identity_weight` > 0, default: the weight the model's card records under `decoding`, else 0;
-with a product photo): each clip decision adds `identity_weight` x the
+Identity prior (script-driven requests with a product photo; `identity_weight` > 0, default: the weight the
+model's card records under `decoding`, else 0): each clip decision adds `identity_weight` x the
 candidate's z-scored similarity to the photo (`autocut.planning.identity`: the library's learned identity
-metric, else the raw cosine; `identity="cosine"` forces the latter) to the LM's log-probabilities, a product
-of experts at decoding time: the LM decides which clip fits each line and where, the prior which clips show
-the product. 0 is the pure LM. The plan's notes say which prior was used and how strongly.
+metric; without one no prior, unless `identity="cosine"` asks for the raw cosine) to the LM's
+log-probabilities, a product of experts at decoding time: the LM decides which clip fits each line and where,
+the prior which clips show the product. 0 is the pure LM. The plan's notes say which prior was used and how
+strongly. Footage-driven requests get no prior (their pool is one product's reel; a prior at every step would
+reorder the ad by identity).
 """
 
 from __future__ import annotations
@@ -206,12 +208,15 @@ class CompactPlanner(Planner):
         weight = self.identity_weight
         if weight is None:  # the model's own: what its card's held-out check was measured with
             weight = float((loaded.card.get("decoding") or {}).get("identity_weight", 0.0))
-        if photo is not None and weight > 0:
+        if photo is not None and weight > 0 and task.n_select is not None:
             from autocut.planning.identity import zscore
 
             sims, how = self.identity.scores(task.library_dir, task.catalog.pca_version, photo[0], vectors)
-            prior = weight * zscore(sims)
-            notes_prior = f"{how} identity x {weight:g}"
+            if how == "learned" or self.identity.mode == "cosine":
+                prior = weight * zscore(sims)
+                notes_prior = f"{how} identity x {weight:g}"
+            else:  # the weight was chosen for the learned metric; the raw cosine only when asked for
+                notes_prior = "none (the library has no learned identity model: `autocut train identity`)"
         else:
             notes_prior = "none"
         sample = variant > 0 or attempt > 0
@@ -263,8 +268,10 @@ class CompactPlanner(Planner):
                 task, feed, paths, choose, ix, codes, match, durations, notes, gumbel, prior
             )
         else:
+            # No prior footage-driven: the pool is one product's reel, and a prior added at every step would
+            # reorder the ad by identity (val: pairwise order 0.60 -> 0.45 at weight 3).
             order, sentences, scores, seg_durations = self._footage(
-                task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes, prior
+                task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes
             )
         if match is not None:
             notes["lm_match_buckets"] = ", ".join(str(int(match[k])) for k in order)
@@ -338,7 +345,7 @@ class CompactPlanner(Planner):
         scores = np.exp(logp).max(axis=0).astype(np.float32)
         return order, lines, scores
 
-    def _footage(self, task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes, prior=None):
+    def _footage(self, task, loaded, feed, paths, choose, pick, state, ix, codes, match, durations, notes):
 
         n = len(codes)
         order: list[int] = []
@@ -370,7 +377,7 @@ class CompactPlanner(Planner):
             probs = np.exp(sc - np.logaddexp.reduce(sc[ok]))
             for k in ok:
                 scores[k] = max(scores[k], float(probs[k]))
-            k = choose(sc if prior is None else sc + prior, ok)
+            k = choose(sc, ok)
             order.append(k)
             total += float(durations[k])
             feed(ix.clip(codes[k], None if match is None else int(match[k])))
