@@ -33,6 +33,7 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,9 @@ class JobRunner:
         # Tries of each outcome write before giving up (backoff 0.5 s doubling: ~30 s in all).
         self.persist_attempts = 6
         self.layout = Layout.create(settings.data_dir)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        # Unique even where host name and pid repeat (containers on host networking share the host's name and
+        # each runs its worker as the same pid): the reconciler tells a live worker from a dead one by this id.
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._planners: dict[str, Any] = {}
         self._current: JobContext | None = None
         # Set on worker shutdown: deliveries that arrive now go straight back to the queue.
