@@ -72,7 +72,7 @@ def _delete_messages(settings: Settings, job_id: str) -> int:
 
 
 def _worker_pid(store: JobStore, job_id: str) -> int:
-    return int(store.get_job(job_id).worker.rsplit(":", 1)[1])
+    return int(store.get_job(job_id).worker.split(":")[1])  # host:pid:random
 
 
 def _ffmpegs(pid: int) -> list[psutil.Process]:

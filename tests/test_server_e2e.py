@@ -65,7 +65,7 @@ def _ffmpeg_children(pid: int) -> list[psutil.Process]:
 
 
 def _worker_pid(service: Service, job_id: str) -> int:
-    return int(service.store.get_job(job_id).worker.rsplit(":", 1)[1])
+    return int(service.store.get_job(job_id).worker.split(":")[1])  # host:pid:random
 
 
 def _variant_dirs(service: Service, job_id: str) -> list[str]:
