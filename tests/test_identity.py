@@ -117,3 +117,13 @@ def test_planners_take_the_identity_option() -> None:
         get_planner("heuristic", identity="bogus")
     with pytest.raises(ConfigError, match="identity_weight"):
         get_planner("compact", identity_weight=101)
+
+
+def test_crossfit_holds_each_product_out_and_needs_enough_products() -> None:
+    from autocut.planning.identity import crossfit_identity
+
+    train, val = _pools("train", 3, 0), _pools("val", 4, 1)
+    maps = crossfit_identity(train, val, pca_version="v1", folds=4, steps=20)
+    assert sorted(maps) == sorted(train.reels) and all(m.shape == (D, D) for m in maps.values())
+    with pytest.raises(ConfigError, match="--match-metric cosine"):
+        crossfit_identity(_pools("train", 2, 0), val, pca_version="v1")

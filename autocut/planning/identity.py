@@ -304,6 +304,12 @@ def crossfit_identity(
     if folds < 2:
         raise ConfigError(f"folds must be >= 2, got {folds}")
     pids = sorted(p for p in train.reels if p in train.photos)
+    if len(pids) < 3:
+        raise ConfigError(
+            f"cross-fitting the identity maps needs at least 3 training products with a photo, split "
+            f"{train.split!r} has {len(pids)}: train with --match-metric cosine"
+        )
+    folds = min(folds, len(pids))
     rng = np.random.default_rng(seed)
     order = [pids[i] for i in rng.permutation(len(pids))]
     out: dict[str, np.ndarray] = {}
