@@ -9,6 +9,7 @@ Times are seconds (float) in source or output time, named with a `_s` suffix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -97,6 +98,19 @@ class SafeArea(_Model):
     right_frac: float = Field(default=0.0, ge=0.0, lt=0.5)
 
 
+def _with_preset(data: object, fields: Callable[[str], dict]) -> object:
+    """Model input `data` with the fields its named `preset` sets filled in where `data` does not give them
+    (an unknown name is a validation error naming it)."""
+    if not isinstance(data, dict) or data.get("preset") is None:
+        return data
+    from autocut.errors import ConfigError
+
+    try:
+        return {**fields(data["preset"]), **data}
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class OutputSpec(_Model):
     """Target video format: a platform preset (`autocut.render.presets`) or a free size."""
 
@@ -122,19 +136,15 @@ class OutputSpec(_Model):
     @classmethod
     def _expand_preset(cls, data: object) -> object:
         """Fill in the fields the named preset sets and `data` does not give."""
-        if not isinstance(data, dict) or data.get("preset") is None:
-            return data
         from dataclasses import asdict
 
-        from autocut.errors import ConfigError
         from autocut.render.presets import get_preset
 
-        try:
-            p = get_preset(data["preset"])
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        preset = {"aspect": p.aspect, "width": p.width, "height": p.height, "fps": p.fps, "safe_area": asdict(p.safe)}
-        return {**preset, **data}
+        def fields(name: str) -> dict:
+            p = get_preset(name)
+            return {"aspect": p.aspect, "width": p.width, "height": p.height, "fps": p.fps, "safe_area": asdict(p.safe)}
+
+        return _with_preset(data, fields)
 
     @model_validator(mode="after")
     def _even_and_matching(self) -> OutputSpec:
@@ -212,16 +222,9 @@ class SubtitleStyle(_Model):
     @classmethod
     def _expand_preset(cls, data: object) -> object:
         """Fill in the fields the named caption style sets and `data` does not give."""
-        if not isinstance(data, dict) or data.get("preset") is None:
-            return data
-        from autocut.errors import ConfigError
         from autocut.render.caption_styles import get_caption_style
 
-        try:
-            fields = get_caption_style(data["preset"])
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return {**fields, **data}
+        return _with_preset(data, get_caption_style)
 
 
 class Watermark(_Model):

@@ -3,7 +3,6 @@ branding input gets an error naming the plan field."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 
 import autocut.render as R
 from autocut.errors import PlanError
+from autocut.library.media import probe
 from autocut.types import EditPlan, EndCard, OutputSpec, PlanSegment, ProductInfo, TitleCard, VoiceSpec, Watermark
 from tests.media_factory import ffmpeg
 
@@ -66,16 +66,6 @@ def _close(px: np.ndarray, rgb: tuple[int, int, int], tol: int = 40) -> bool:
     return bool(np.all(np.abs(px - np.array(rgb)) <= tol))
 
 
-def _duration_s(path: Path) -> float:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return float(json.loads(out)["format"]["duration"])
-
-
 def test_defaults_add_no_branding(media, tmp_path):
     plan = _plan(media)
     assert (plan.watermark, plan.title_card, plan.end_card) == (None, None, None)
@@ -102,7 +92,7 @@ def test_watermark_title_and_end_card_in_one_pass(media, tmp_path):
 
     res = R.render(plan, tmp_path / "b.mp4", threads=2, sidecars=False)
     assert res.duration_s == pytest.approx(7.0, abs=0.04)
-    assert _duration_s(res.output_path) == pytest.approx(7.0, abs=0.1)
+    assert probe(res.output_path).duration_s == pytest.approx(7.0, abs=0.1)
     assert res.selfcheck is not None  # a failed self-check raises
     wm = p.branding.watermark  # type: ignore[union-attr]
     assert wm is not None and wm.x_px + wm.width_px <= W and wm.x_px > W // 2 and wm.y_px < H // 4

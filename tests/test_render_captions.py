@@ -4,13 +4,11 @@ frames show the highlighted word moving (English word by word, Chinese character
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pydantic
 import pytest
-from PIL import Image
 
 import autocut.render as R
 from autocut.render import captions, subtitles
@@ -18,6 +16,7 @@ from autocut.render.caption_styles import CAPTION_STYLES
 from autocut.speech.tts import WordTiming
 from autocut.types import EditPlan, OutputSpec, PlanSegment, ProductInfo, SubtitleStyle, VoiceSpec
 from tests.media_factory import ffmpeg
+from tests.test_render_branding import _frame
 
 W, H = 360, 640
 EN = "Fresh juice in thirty seconds, anywhere you go."
@@ -50,15 +49,6 @@ def _events(ass_path: Path) -> list[str]:
     return [
         ln.split(",", 9)[9] for ln in ass_path.read_text(encoding="utf-8").splitlines() if ln.startswith("Dialogue:")
     ]
-
-
-def _frame(video: Path, t_s: float, out: Path) -> np.ndarray:
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{t_s:.3f}", "-i", str(video)]
-        + ["-frames:v", "1", "-pix_fmt", "rgb24", str(out)],
-        check=True,
-    )
-    return np.asarray(Image.open(out).convert("RGB")).astype(int)
 
 
 def _yellow_x(img: np.ndarray) -> float | None:
